@@ -1,0 +1,1 @@
+"""Instructor tooling: build the notebooks, run the course, grade submissions."""

@@ -1,0 +1,52 @@
+"""Instructor command line.
+
+    python -m autograder build [--check]                 regenerate (or check) derived notebooks
+    python -m autograder run [--profile P] [--only 01]   execute the course, write results
+    python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="regenerate instructor and student notebooks")
+    b.add_argument("--check", action="store_true", help="fail if any generated file is stale")
+    r = sub.add_parser("run", help="execute every chapter and write a results page")
+    r.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None)
+    r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names")
+    r.add_argument("--out", type=Path, default=None, help="default build/run-<profile>")
+    r.add_argument("--student", action="store_true",
+                   help="run the student notebooks instead (they stop at the first exercise)")
+    g = sub.add_parser("grade", help="grade a folder (or zip) of submissions")
+    g.add_argument("submissions", type=Path)
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--jobs", type=int, default=1)
+    g.add_argument("--notebooks", nargs="*", default=None, help="chapters to grade (default: those handed in)")
+    g.add_argument("--timeout", type=float, default=900.0, help="wall-time limit per notebook, seconds")
+    a = p.parse_args(argv)
+
+    if a.cmd == "build":
+        from .build import build
+        return build(check=a.check)
+    if a.cmd == "run":
+        from .run import run_course
+        return run_course(profile=a.profile, only=a.only, out=a.out, student=a.student)
+    if a.cmd == "grade":
+        from .grade import grade
+        try:
+            grade(a.submissions, a.out, jobs=a.jobs, chapters=a.notebooks, timeout=a.timeout)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Regenerate everything derived from the single sources, or check it is up to date.
+
+    chapter text  autograder/notebooks/NN_topic.py  ┐
+    solutions     solutions/chNN_topic.py           ┴─> autograder/source/NN_topic/NN_topic.ipynb
+                                                         (instructor notebook)
+    instructor notebook --nbgrader generate_assignment--> course/NN_topic.ipynb (student)
+
+`python -m autograder build` writes them; `python -m autograder build --check` builds into
+a temporary directory and fails, listing the stale files, when the repository differs.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import authoring
+
+REPO = authoring.REPO
+SOURCE_DIR = REPO / "autograder" / "source"
+COURSE_DIR = REPO / "course"
+CONFIG = REPO / "autograder" / "nbgrader_config.py"
+
+
+def tool_env(extra: dict | None = None) -> dict:
+    """Environment for nbgrader and kernels: this interpreter's bin first on PATH (nbgrader
+    calls `alembic` and starts `python3` kernels by name)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def nbgrader(args: list[str], cwd: Path, env: dict | None = None, timeout: float | None = None):
+    """Run one nbgrader command from a course root (its only reliable way to find the config)."""
+    env = env or tool_env()
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def make_course_root(root: Path, chapters: list[str]) -> None:
+    """Lay out an nbgrader course root: config + instructor notebooks."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CONFIG, root / "nbgrader_config.py")
+    for ch in chapters:
+        dst = root / "source" / ch
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SOURCE_DIR / ch / f"{ch}.ipynb", dst / f"{ch}.ipynb")
+
+
+def _student_notebook(text: str) -> str:
+    """Canonical form of a generated student notebook (nbgrader's JSON, outputs cleared)."""
+    nb = json.loads(text)
+    nb["metadata"].pop("widgets", None)
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generate(out: Path, chapters: list[str] | None = None) -> dict[Path, str]:
+    """Build every derived file into memory; return {repo-relative path: text}."""
+    chapters = chapters or authoring.chapter_names()
+    files: dict[Path, str] = {}
+    with tempfile.TemporaryDirectory(prefix="workbook-build-") as tmp:
+        root = Path(tmp)
+        for ch in chapters:
+            nb = authoring.build_instructor_notebook(ch)
+            text = authoring.dumps(nb)
+            files[Path("autograder/source") / ch / f"{ch}.ipynb"] = text
+            (root / "source" / ch).mkdir(parents=True)
+            (root / "source" / ch / f"{ch}.ipynb").write_text(text)
+        shutil.copy(CONFIG, root / "nbgrader_config.py")
+        for ch in chapters:
+            r = nbgrader(["generate_assignment", ch, "--force"], cwd=root)
+            released = root / "release" / ch / f"{ch}.ipynb"
+            if r.returncode != 0 or not released.exists():
+                raise RuntimeError(f"nbgrader generate_assignment {ch} failed:\n{r.stdout}\n{r.stderr}")
+            files[Path("course") / f"{ch}.ipynb"] = _student_notebook(released.read_text())
+    return files
+
+
+def build(check: bool = False) -> int:
+    chapters = authoring.chapter_names()
+    files = generate(REPO, chapters)
+    if check:
+        stale = []
+        for rel, text in files.items():
+            path = REPO / rel
+            if not path.exists() or path.read_text() != text:
+                stale.append(rel)
+                old = path.read_text().splitlines() if path.exists() else []
+                diff = list(difflib.unified_diff(old, text.splitlines(), str(rel), "regenerated",
+                                                 lineterm="", n=1))
+                print("\n".join(diff[:40]))
+        # a generated file with no source any more is stale too
+        known = {REPO / rel for rel in files}
+        for path in [*SOURCE_DIR.glob("*/*.ipynb"), *COURSE_DIR.glob("[0-9][0-9]_*.ipynb")]:
+            if path not in known:
+                stale.append(path.relative_to(REPO))
+        if stale:
+            print("Generated files are stale; run `python -m autograder build`:\n  "
+                  + "\n  ".join(map(str, stale)))
+            return 1
+        print(f"All {len(files)} generated files are up to date.")
+        return 0
+    for rel, text in files.items():
+        path = REPO / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {rel}")
+    return 0

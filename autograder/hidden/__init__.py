@@ -1,0 +1,1 @@
+"""Hidden checks: run only while grading, never shipped to learners."""

@@ -1,0 +1,227 @@
+"""Chapter 01 visible checks and plots (PCA and autoencoders).
+
+Every check runs on small fixed inputs whose answers are known by construction, so it
+needs no reference solution. Hidden checks, run when grading, use fresh random inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import Checks
+
+QUIZ_OPTIONS = {"answer_pca_vs_ae": "ABCDE", "answer_ae_loss": "ABCD", "answer_binary_loss": "ABCD"}
+
+
+def _plane_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """X (8, 4) lying exactly in a 2-D affine plane: X = Z B^T + m, B orthonormal (4, 2)."""
+    B = torch.tensor([[1.0, 0.0], [0.0, 0.6], [0.0, 0.8], [0.0, 0.0]], dtype=torch.float64)
+    t = torch.linspace(-1.0, 1.0, 8, dtype=torch.float64)
+    Z = torch.stack([3.0 * t, torch.cos(3.0 * t)], dim=1)  # (8, 2), first column has more variance
+    Z = Z - Z.mean(0)
+    m = torch.tensor([5.0, -2.0, 1.0, 0.5], dtype=torch.float64)
+    return Z @ B.T + m, B, m
+
+
+def check_pca(pca_fit, pca_encode, pca_decode) -> None:
+    c = Checks("pca")
+    # A cross: variance 2 along y, 0.5 along x, so V = [e_y, e_x] and S = [sqrt 8, sqrt 2].
+    X = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]], dtype=torch.float64)
+    inputs = "X = [[1,0],[-1,0],[0,2],[0,-2]] (float64), k=2"
+    out = c.call(pca_fit, X, 2, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 3, "pca_fit should return a tuple (mean, V, S)",
+           got=type(out).__name__, inputs=inputs)
+    mean, V, S = out
+    c.tensor("mean", mean, shape=(2,), dtype=torch.float64, inputs=inputs)
+    c.tensor("V", V, shape=(2, 2), dtype=torch.float64, inputs=inputs)
+    c.tensor("S", S, shape=(2,), dtype=torch.float64, inputs=inputs)
+    c.close("mean", mean, torch.zeros(2), inputs=inputs)
+    c.close("S", S, torch.tensor([math.sqrt(8), math.sqrt(2)]), inputs=inputs,
+            mistakes={"you returned variances S**2/(N-1), not singular values": torch.tensor([8 / 3, 2 / 3]),
+                      "you returned the squared singular values": torch.tensor([8.0, 2.0]),
+                      "singular values are in increasing order: sort them decreasing":
+                          torch.tensor([math.sqrt(2), math.sqrt(8)])})
+    c.close("|V| (up to sign)", V.abs(), torch.tensor([[0.0, 1.0], [1.0, 0.0]]), inputs=inputs,
+            hint="the first column of V must be the direction of largest variance (here the y axis)")
+
+    X, B, m = _plane_data()
+    inputs = "X (8, 4) in a 2-D plane through m = [5, -2, 1, 0.5], k=2"
+    mean, V, S = c.call(pca_fit, X, 2, inputs=inputs)
+    c.tensor("V", V, shape=(4, 2), inputs=inputs)
+    c.close("V^T V", V.T @ V, torch.eye(2), atol=1e-8, inputs=inputs,
+            hint="columns of V must be orthonormal: take the first k rows of Vh and transpose them")
+    c.close("V V^T (projector on the plane)", V @ V.T, B @ B.T, atol=1e-8, inputs=inputs,
+            hint="did you centre X (subtract the mean) before the SVD?")
+    Z = c.call(pca_encode, X, mean, V, inputs=inputs)
+    c.tensor("Z = pca_encode(X, mean, V)", Z, shape=(8, 2), inputs=inputs)
+    c.close("column means of Z", Z.mean(0), torch.zeros(2), atol=1e-8, inputs=inputs,
+            hint="codes of centred data have zero mean: subtract the mean before projecting")
+    X_hat = c.call(pca_decode, Z, mean, V, inputs=inputs)
+    c.tensor("X_hat = pca_decode(Z, mean, V)", X_hat, shape=(8, 4), inputs=inputs)
+    c.close("X_hat", X_hat, X, atol=1e-8, inputs=inputs + " (data in the plane must be rebuilt exactly)",
+            mistakes={"you forgot to add the mean back in pca_decode": X - m})
+    c.done()
+
+
+def check_principal_angles(principal_angles) -> None:
+    c = Checks("principal_angles")
+    e = torch.eye(4, dtype=torch.float64)
+    a = 0.3
+    A = e[:, :2]                                                    # span(e1, e2)
+    B = torch.stack([math.cos(a) * e[0] + math.sin(a) * e[2], e[1]], dim=1)  # tilted by a
+    inputs = "A = [e1, e2], B = [cos(0.3) e1 + sin(0.3) e3, e2] in R^4"
+    th = c.call(principal_angles, A, B, inputs=inputs)
+    c.tensor("angles", th, shape=(2,), inputs=inputs)
+    c.close("angles", th, torch.tensor([0.0, a]), atol=1e-6, inputs=inputs,
+            mistakes={"return the angles in ascending order": torch.tensor([a, 0.0]),
+                      "you returned cosines; take arccos": torch.tensor([1.0, math.cos(a)])})
+    As = A * torch.tensor([10.0, 0.1], dtype=torch.float64) + 3.0 * A[:, [1, 0]]
+    inputs = "A with non-orthonormal columns spanning span(e1, e2), B as above"
+    th2 = c.call(principal_angles, As, B, inputs=inputs)
+    c.close("angles", th2, torch.tensor([0.0, a]), atol=1e-6, inputs=inputs,
+            hint="angles depend only on the subspaces: orthonormalise A and B (QR) first")
+    C = e[:, 2:3]
+    th3 = c.call(principal_angles, e[:, :2], C, inputs="A = [e1, e2], B = [e3]")
+    c.tensor("angles", th3, shape=(1,), inputs="A = [e1, e2], B = [e3]")
+    c.close("angles", th3, torch.tensor([math.pi / 2]), atol=1e-6, inputs="A = [e1, e2], B = [e3]")
+    c.done()
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
+    c = Checks("autoencoders")
+    torch.manual_seed(0)
+    for D, k, hidden in [(784, 32, (512, 128)), (20, 3, (8,)), (10, 2, ())]:
+        inputs = f"MLPAutoencoder(D={D}, k={k}, hidden={hidden})"
+        model = c.call(MLPAutoencoder, D=D, k=k, hidden=hidden, inputs=inputs)
+        dims = [D, *hidden, k]
+        layers = sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
+        c.true(_count(model.encoder) == layers and _count(model.decoder) == sum(
+            (b + 1) * a for a, b in zip(dims[:-1], dims[1:])),
+            "wrong number of parameters in encoder/decoder", inputs=inputs,
+            expected=f"{layers} each", got=f"encoder {_count(model.encoder)}, decoder {_count(model.decoder)}",
+            hint="encoder Linear layers D -> h1 -> ... -> k; decoder mirrors them")
+        x = torch.rand(5, D)
+        z = c.call(model.encode, x, inputs=inputs + ", x (5, D)")
+        c.tensor("z = model.encode(x)", z, shape=(5, k), inputs=inputs)
+        x_hat = c.call(model, x, inputs=inputs + ", x (5, D)")
+        c.tensor("x_hat = model(x)", x_hat, shape=(5, D), inputs=inputs)
+        c.true(bool(((x_hat > 0) & (x_hat < 1)).all()), "outputs must lie in (0, 1)", inputs=inputs,
+               hint="end the decoder with a Sigmoid")
+        c.close("decode(encode(x))", model.decode(z), x_hat, atol=1e-6, inputs=inputs,
+                hint="forward(x) must equal decode(encode(x))")
+    for k, ch in [(32, 32), (2, 4)]:
+        inputs = f"ConvAutoencoder(k={k}, c={ch}), x (3, 1, 28, 28)"
+        model = c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs)
+        enc = (9 + 1) * ch + (9 * ch + 1) * 2 * ch + (2 * ch * 49 + 1) * k
+        dec = (k + 1) * 2 * ch * 49 + (16 * 2 * ch + 1) * ch + (16 * ch + 1)
+        c.true((_count(model.encoder), _count(model.decoder)) == (enc, dec),
+               "wrong number of parameters", inputs=inputs, expected=f"encoder {enc}, decoder {dec}",
+               got=f"encoder {_count(model.encoder)}, decoder {_count(model.decoder)}",
+               hint="check kernel sizes (3 in the encoder, 4 in the decoder) and channels c, 2c")
+        x = torch.rand(3, 1, 28, 28)
+        z = c.call(model.encode, x, inputs=inputs)
+        c.tensor("z = model.encode(x)", z, shape=(3, k), inputs=inputs)
+        x_hat = c.call(model, x, inputs=inputs)
+        c.tensor("x_hat = model(x)", x_hat, shape=(3, 1, 28, 28), inputs=inputs,
+                 )
+        c.true(bool(((x_hat > 0) & (x_hat < 1)).all()), "outputs must lie in (0, 1)", inputs=inputs,
+               hint="end the decoder with a Sigmoid")
+    c.done()
+
+
+def check_train_step(train_step) -> None:
+    c = Checks("train_step")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 2), nn.Linear(2, 6))
+    x = torch.rand(4, 6)
+    before = [p.detach().clone() for p in model.parameters()]
+    expected = F.mse_loss(model(x), x).item()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs = "a 6-2-6 linear model, x (4, 6), SGD(lr=0.1)"
+    loss = c.call(train_step, model, x, opt, inputs=inputs)
+    c.true(isinstance(loss, float), "train_step must return the loss as a Python float (loss.item())",
+           got=type(loss).__name__, inputs=inputs)
+    c.true(abs(loss - expected) < 1e-6, "returned loss is not the mean squared error before the step",
+           expected=f"{expected:.6f}", got=f"{loss:.6f}", inputs=inputs,
+           hint="use the mean over all elements (F.mse_loss), computed before optimizer.step()")
+    c.true(all(not torch.equal(a, b) for a, b in zip(before, model.parameters())),
+           "some parameters did not change: did you call loss.backward() and optimizer.step()?",
+           inputs=inputs)
+    # stale gradients: a second step must equal a fresh model's single step from the same state
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    twin = nn.Sequential(nn.Linear(6, 2), nn.Linear(2, 6))
+    twin.load_state_dict(state)
+    c.call(train_step, model, x, opt, inputs=inputs)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    twin_opt.zero_grad()
+    F.mse_loss(twin(x), x).backward()
+    twin_opt.step()
+    c.true(all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), twin.parameters())),
+           "the second step used stale gradients", inputs=inputs,
+           hint="call optimizer.zero_grad() before loss.backward()")
+    c.done()
+
+
+def check_retrieval_precision(retrieval_precision) -> None:
+    c = Checks("retrieval_precision")
+    # two tight clusters of 3 points on a line (no distance ties); one label disagrees
+    Z = torch.tensor([[0.0], [0.1], [0.25], [5.0], [5.1], [5.25]])
+    y = torch.tensor([0, 0, 1, 1, 1, 1])
+    inputs = "Z = [[0],[.1],[.25],[5],[5.1],[5.25]], y = [0,0,1,1,1,1], ks = [1, 2, 5]"
+    p = c.call(retrieval_precision, Z, y, [1, 2, 5], inputs=inputs)
+    c.tensor("precision", p, shape=(3,), inputs=inputs)
+    # per query (in order), the fraction of its k nearest others sharing its label
+    expected = torch.tensor([(1 + 1 + 0 + 1 + 1 + 1) / 6,
+                             (0.5 + 0.5 + 0.0 + 1 + 1 + 1) / 6,
+                             (1 / 5 + 1 / 5 + 3 / 5 + 3 / 5 + 3 / 5 + 3 / 5) / 6])
+    c.close("precision", p, expected, atol=1e-6, inputs=inputs,
+            mistakes={"each query counted itself as its own nearest neighbour: exclude i from its neighbours":
+                      torch.tensor([1.0, (1 + 1 + .5 + 1 + 1 + 1) / 6, (.4 + .4 + .6 + .8 + .8 + .8) / 6]),
+                      "you took the k farthest points: use topk(largest=False) on distances":
+                      torch.tensor([(0 + 0 + 1 + 0 + 0 + 0) / 6, (0 + 0 + 1 + 0 + 0 + 0) / 6,
+                                    expected[2].item()])})
+    c.done()
+
+
+def check_quiz(name: str, answer) -> None:
+    """Format only: the right answers are checked when grading."""
+    c = Checks(name)
+    options = QUIZ_OPTIONS[name]
+    letters = {answer} if isinstance(answer, str) else answer
+    c.true(isinstance(letters, (set, frozenset, str)) and all(
+        isinstance(a, str) and a in options for a in letters) and len(letters) > 0,
+        f"{name} must be {'a letter' if name != 'answer_pca_vs_ae' else 'a set of letters'} from {options}",
+        got=repr(answer))
+    c.done()
+
+
+# ----------------------------------------------------------------------------- plots
+
+def show_reconstructions(x: torch.Tensor, rows: dict[str, torch.Tensor], n: int = 8):
+    """x (B, 1, 28, 28) originals; rows: method name -> reconstructions of the same shape."""
+    fig, axes = plt.subplots(1 + len(rows), n, figsize=(n * 0.9, (1 + len(rows)) * 1.0))
+    for j in range(n):
+        for i, (label, imgs) in enumerate([("input", x), *rows.items()]):
+            ax = axes[i, j]
+            ax.imshow(imgs[j].reshape(28, 28).detach().cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("test images and their reconstructions")
+    return fig
+
+
+def scatter_codes(ax, Z: torch.Tensor, y: torch.Tensor, title: str) -> None:
+    """Z (N, 2) codes coloured by digit label y (N,)."""
+    sc = ax.scatter(Z[:, 0].cpu(), Z[:, 1].cpu(), c=y.cpu(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    return sc

@@ -1,0 +1,131 @@
+"""Checks that explain themselves.
+
+A check compares in stages, type -> shape -> dtype -> finite -> values, and stops at the
+first problem with a message in the learner's terms: which exercise and input, what was
+expected, what came back, and the likely mistake when the check recognises it.
+
+    c = Checks("pca_fit")
+    c.tensor("V", V, shape=(4, 2), dtype=torch.float64, inputs="X (6, 4), k=2")
+    c.close("V", V, V_expected, atol=1e-6, mistakes={"forgot to centre X": V_uncentred})
+    c.done()   # prints "✓ pca_fit: 2 checks passed"
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """A failed check; its message is written for the learner."""
+
+
+def describe(x: Any, limit: int = 6) -> str:
+    """A short, readable description of a value."""
+    if isinstance(x, torch.Tensor):
+        flat = x.detach().flatten()
+        vals = ", ".join(f"{v:.4g}" if flat.is_floating_point() else str(v)
+                         for v in flat[:limit].tolist())
+        more = ", ..." if flat.numel() > limit else ""
+        return f"tensor of shape {tuple(x.shape)}, {x.dtype}: [{vals}{more}]"
+    text = repr(x)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def check_shape(x: torch.Tensor, shape: Sequence[int | None], name: str = "tensor") -> None:
+    """Raise CheckFailed unless `x` has `shape` (None matches any size). For your own code too."""
+    if not isinstance(x, torch.Tensor):
+        raise CheckFailed(f"{name} should be a torch.Tensor, got {type(x).__name__}")
+    if len(x.shape) != len(shape) or any(s is not None and s != g for s, g in zip(shape, x.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise CheckFailed(f"{name} should have shape {want}, got {tuple(x.shape)}")
+
+
+class Checks:
+    """Collects the checks of one exercise; fails at the first problem."""
+
+    def __init__(self, exercise: str):
+        self.exercise = exercise
+        self.count = 0
+
+    def fail(self, problem: str, *, inputs: str = "", expected: Any = None, got: Any = None,
+             hint: str | None = None) -> None:
+        lines = [f"[{self.exercise}] {problem}"]
+        if inputs:
+            lines.append(f"  input:    {inputs}")
+        if expected is not None:
+            lines.append(f"  expected: {expected if isinstance(expected, str) else describe(expected)}")
+        if got is not None:
+            lines.append(f"  got:      {got if isinstance(got, str) else describe(got)}")
+        if hint:
+            lines.append(f"  likely mistake: {hint}")
+        raise CheckFailed("\n".join(lines))
+
+    def true(self, condition: bool, problem: str, *, inputs: str = "", hint: str | None = None,
+             expected: Any = None, got: Any = None) -> None:
+        self.count += 1
+        if not condition:
+            self.fail(problem, inputs=inputs, hint=hint, expected=expected, got=got)
+
+    def call(self, fn, *args, inputs: str = "", **kwargs):
+        """Call the learner's function, turning an exception into a readable failure."""
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            self.fail(f"{getattr(fn, '__name__', 'this function')} is not implemented yet",
+                      inputs=inputs)
+        except CheckFailed:
+            raise
+        except Exception as e:  # the learner's code raised: say where and what
+            self.fail(f"calling {getattr(fn, '__name__', 'the function')} raised "
+                      f"{type(e).__name__}: {e}", inputs=inputs)
+
+    def tensor(self, what: str, got: Any, *, shape: Sequence[int | None] | None = None,
+               dtype: torch.dtype | None = None, finite: bool = True, inputs: str = "") -> None:
+        """Stage 1-4: a tensor, of this shape and dtype, with finite values."""
+        self.count += 1
+        if not isinstance(got, torch.Tensor):
+            self.fail(f"{what} should be a torch.Tensor", inputs=inputs, got=f"{type(got).__name__}: {describe(got)}")
+        if shape is not None:
+            bad = len(got.shape) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got.shape))
+            if bad:
+                want = tuple("*" if s is None else s for s in shape)
+                hint = None
+                if tuple(got.shape) == tuple(reversed([s for s in shape])):
+                    hint = "the dimensions are swapped: a transpose too many, or too few?"
+                elif got.numel() == math.prod(s for s in shape if s is not None):
+                    hint = "right number of elements, wrong layout: check your reshape/view"
+                self.fail(f"{what} has the wrong shape", inputs=inputs, expected=f"shape {want}",
+                          got=f"shape {tuple(got.shape)}", hint=hint)
+        if dtype is not None and got.dtype != dtype:
+            self.fail(f"{what} has dtype {got.dtype}, expected {dtype}", inputs=inputs,
+                      hint="keep the input's dtype: avoid torch.tensor(...) copies and .float()/.double()")
+        if finite and got.is_floating_point() and not torch.isfinite(got).all():
+            self.fail(f"{what} contains NaN or inf", inputs=inputs, got=got,
+                      hint="a division by zero, log of 0, or an exploding value")
+
+    def close(self, what: str, got: torch.Tensor, expected: torch.Tensor, *, atol: float = 1e-5,
+              rtol: float = 1e-4, inputs: str = "", hint: str | None = None,
+              mistakes: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Stage 5: values. `mistakes` maps a diagnosis to the value that mistake produces."""
+        self.count += 1
+        got_t = got.detach().to("cpu", torch.float64)
+        exp_t = torch.as_tensor(expected).detach().to("cpu", torch.float64)
+        if got_t.shape != exp_t.shape:
+            self.fail(f"{what} has shape {tuple(got_t.shape)}, expected {tuple(exp_t.shape)}", inputs=inputs)
+        diff = (got_t - exp_t).abs()
+        if bool((diff <= atol + rtol * exp_t.abs()).all()):
+            return
+        for diagnosis, wrong in (mistakes or {}).items():
+            w = torch.as_tensor(wrong).detach().to("cpu", torch.float64)
+            if w.shape == got_t.shape and bool(((got_t - w).abs() <= atol + rtol * w.abs()).all()):
+                hint = diagnosis
+                break
+        idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.dim() else ()
+        self.fail(f"{what} has wrong values (largest error {diff.max().item():.3g} at index {idx}, "
+                  f"tolerance {atol:g} + {rtol:g}*|expected|)",
+                  inputs=inputs, expected=exp_t, got=got_t, hint=hint)
+
+    def done(self) -> None:
+        print(f"\u2713 {self.exercise}: {self.count} checks passed")

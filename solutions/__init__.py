@@ -1,0 +1,1 @@
+"""Reference implementations, instructors only."""
