@@ -3,6 +3,7 @@
     python -m autograder build [--check]                 regenerate (or check) derived notebooks
     python -m autograder run [--profile P] [--only 01]   execute the course, write results
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
+    python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--jobs", type=int, default=1)
     g.add_argument("--notebooks", nargs="*", default=None, help="chapters to grade (default: those handed in)")
     g.add_argument("--timeout", type=float, default=900.0, help="wall-time limit per notebook, seconds")
+    f = sub.add_parser("fidelity", help="run the mistake and alternative catalogues against the checks")
+    f.add_argument("--only", nargs="*", default=None, help="chapter names")
     a = p.parse_args(argv)
 
     if a.cmd == "build":
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if a.cmd == "fidelity":
+        from .fidelity import report
+        return report(a.only)
     return 1
 
 

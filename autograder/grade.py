@@ -141,11 +141,17 @@ def _errors(nb: dict) -> list[str]:
             for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
-def sanitize_tracebacks(path: Path) -> None:
-    """Keep only `Error: message` of every error in an autograded notebook, so feedback never
-    shows the source lines around a failure (which could be hidden tests)."""
+HIDDEN_BLOCK = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
+
+
+def sanitize_for_feedback(path: Path) -> None:
+    """Remove hidden tests from an autograded notebook's sources and keep only
+    `Error: message` of every error, so feedback never shows hidden test code, not even
+    as the source lines a traceback prints around a failure."""
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = HIDDEN_BLOCK.sub("", src)
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
@@ -205,7 +211,7 @@ def grade_student(sid: str, folder: Path, chapters: list[str], template: Path, w
         elif errs:
             res.detail = f"{len(errs)} cell(s) raised errors"
         res.detail += f"{'; ' if res.detail else ''}graded in {time.time() - t0:.1f} s"
-        sanitize_tracebacks(graded)
+        sanitize_for_feedback(graded)
     # scores from this student's own gradebook
     _read_scores(root, results)
     # feedback
@@ -274,7 +280,7 @@ def write_reports(results: list[Result], out: Path) -> None:
         w.writerow(["student", "notebook", "score", "max_score", "status", "detail"])
         for r in results:
             w.writerow([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
-                        re.sub(r"; graded in [0-9.]+ s", "", r.detail)])
+                        re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)])
     with open(out / "cells.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "notebook", "cell", "score", "max_score"])

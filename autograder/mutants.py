@@ -17,6 +17,7 @@ import ast
 import hashlib
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
@@ -32,6 +33,11 @@ class Mistake:
     new: str
     diagnosis: str     # what the learner is told when the checks recognise it
     diagnosed: bool = True  # False: the checks catch it but cannot name it
+    expect: str | None = None  # regex the failure message must match (default: the diagnosis)
+
+    def recognised_in(self, message: str) -> bool:
+        pattern = self.expect if self.expect is not None else re.escape(self.diagnosis)
+        return re.search(pattern, message, re.I) is not None
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def check_principal_angles(principal_angles) -> None:
     c.tensor("angles", th, shape=(2,), inputs=inputs)
     c.close("angles", th, torch.tensor([0.0, a]), atol=1e-6, inputs=inputs,
             mistakes={"return the angles in ascending order": torch.tensor([a, 0.0]),
-                      "you returned cosines; take arccos": torch.tensor([1.0, math.cos(a)])})
+                      "you returned cosines; take arccos": torch.tensor([1.0, math.cos(a)]),
+                      "you returned cosines (sorted); take arccos": torch.tensor([math.cos(a), 1.0])})
     As = A * torch.tensor([10.0, 0.1], dtype=torch.float64) + 3.0 * A[:, [1, 0]]
     inputs = "A with non-orthonormal columns spanning span(e1, e2), B as above"
     th2 = c.call(principal_angles, As, B, inputs=inputs)
@@ -185,9 +186,9 @@ def check_retrieval_precision(retrieval_precision) -> None:
     c.close("precision", p, expected, atol=1e-6, inputs=inputs,
             mistakes={"each query counted itself as its own nearest neighbour: exclude i from its neighbours":
                       torch.tensor([1.0, (1 + 1 + .5 + 1 + 1 + 1) / 6, (.4 + .4 + .6 + .8 + .8 + .8) / 6]),
-                      "you took the k farthest points: use topk(largest=False) on distances":
-                      torch.tensor([(0 + 0 + 1 + 0 + 0 + 0) / 6, (0 + 0 + 1 + 0 + 0 + 0) / 6,
-                                    expected[2].item()])})
+                      "you took the k farthest points (the query itself, at distance inf, "
+                      "comes first): use topk(largest=False) on distances":
+                      torch.tensor([1.0, 3.5 / 6, 0.5])})
     c.done()
 
 

@@ -1,0 +1,16 @@
+"""Every catalogued mistake loses exactly its exercise (named when diagnosed); every
+correct alternative keeps full marks. Fast path: the test cells run in-process."""
+import pytest
+
+from autograder import fidelity
+from conftest import chapters
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_catalogue(chapter, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    outcomes = fidelity.check_chapter(chapter)
+    exercises = {o.exercise for o in outcomes}
+    assert exercises, "no mistakes catalogued"
+    bad = [f"{o.kind} {o.name}: failed {o.failed}; message: {o.message[-300:]}" for o in outcomes if not o.ok]
+    assert not bad, "\n".join(bad)
