@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,6 +51,7 @@ class Result:
     status: str = "graded"
     detail: str = ""
     cells: list[tuple[str, float, float]] = field(default_factory=list)  # (grade_id, score, max)
+    diagnoses: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, likely mistake)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -144,6 +146,19 @@ def _errors(nb: dict) -> list[str]:
 HIDDEN_BLOCK = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
 
 
+def _diagnoses(nb: dict) -> list[tuple[str, str]]:
+    """(test cell, likely mistake) for every failed graded cell whose check named a mistake."""
+    found = []
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and gid:
+                m = re.search(r"likely mistake: (.+)", out.get("evalue", ""))
+                if m:
+                    found.append((gid, m.group(1).strip()))
+    return found
+
+
 def sanitize_for_feedback(path: Path) -> None:
     """Remove hidden tests from an autograded notebook's sources and keep only
     `Error: message` of every error, so feedback never shows hidden test code, not even
@@ -210,6 +225,7 @@ def grade_student(sid: str, folder: Path, chapters: list[str], template: Path, w
             res.detail = f"a cell {'ran past the per-cell time limit' if res.status == 'timed out' else 'killed the kernel'}"
         elif errs:
             res.detail = f"{len(errs)} cell(s) raised errors"
+        res.diagnoses = _diagnoses(nb)
         res.detail += f"{'; ' if res.detail else ''}graded in {time.time() - t0:.1f} s"
         sanitize_for_feedback(graded)
     # scores from this student's own gradebook
@@ -252,9 +268,12 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
             chapters = [c for c in authoring.chapter_names() if c in names] or authoring.chapter_names()
         template = scratch / "template"
         make_template(template, chapters)
+        # PYTHONWARNINGS: nbgrader scores a test cell 0 for any stderr, and a library
+        # warning is not a learner's mistake.
+        secret = seed if seed is not None else os.environ.get("WORKBOOK_GRADING_SECRET", "20261123")
         env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1",
-                     "WORKBOOK_HIDDEN_SEED": str(seed if seed is not None else 20261123),
-                     "MPLBACKEND": "Agg"}
+                     "WORKBOOK_HIDDEN_SEED": str(secret), "MPLBACKEND": "Agg",
+                     "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
         results: list[Result] = []
         bad_ids = {s: f for s, f in students.items() if not STUDENT_ID.match(s)}
         for sid in bad_ids:
@@ -281,6 +300,7 @@ def write_reports(results: list[Result], out: Path) -> None:
         for r in results:
             w.writerow([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
                         re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)])
+    write_class_report(results, out)
     with open(out / "cells.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student", "notebook", "cell", "score", "max_score"])
@@ -301,3 +321,50 @@ def print_summary(results: list[Result], seconds: float) -> None:
     for r in results:
         if r.status != "graded":
             print(f"  ! {r.student}/{r.notebook}: {r.status} ({html.unescape(r.detail)})")
+
+
+def write_class_report(results: list[Result], out: Path) -> None:
+    """report.html (score histogram, per-exercise pass rates, frequent mistakes, problem
+    submissions) and report.csv (per-exercise pass rates) for the instructor."""
+    import base64
+    import io
+    from collections import Counter
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ["<!doctype html><meta charset=utf-8><title>class report</title><h1>Class report</h1>"]
+    rows = []
+    for nbname in sorted({r.notebook for r in results}):
+        mine = [r for r in results if r.notebook == nbname]
+        graded = [r for r in mine if r.status == "graded"]
+        fig, ax = plt.subplots(figsize=(5, 2.8))
+        ax.hist([r.score for r in mine], bins=min(20, int(mine[0].max_score) + 1 or 1),
+                range=(0, mine[0].max_score or 1))
+        ax.set(title=f"{nbname}: scores of {len(mine)} submissions", xlabel="score", ylabel="students")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        parts.append(f"<h2>{nbname}</h2><img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")
+        parts.append("<table border=1 cellpadding=4><tr><th>exercise</th><th>full marks</th><th>pass rate</th></tr>")
+        cells = sorted({c for r in graded for c, _, _ in r.cells})
+        for cell in cells:
+            scores = [(s, m) for r in graded for c, s, m in r.cells if c == cell]
+            passed = sum(s >= m for s, m in scores)
+            rate = passed / len(scores) if scores else 0.0
+            rows.append([nbname, cell, passed, len(scores), f"{rate:.3f}"])
+            parts.append(f"<tr><td>{cell}</td><td>{passed}/{len(scores)}</td><td>{rate:.0%}</td></tr>")
+        parts.append("</table><h3>Most frequent diagnosed mistakes</h3><ol>")
+        counts = Counter(d for r in mine for d in r.diagnoses)
+        parts += [f"<li>{n} x <b>{html.escape(cell)}</b>: {html.escape(text)}</li>"
+                  for (cell, text), n in counts.most_common(10)]
+        parts.append("</ol><h3>Submissions that did not run to the end</h3><ul>")
+        parts += [f"<li>{html.escape(r.student)}: {r.status} ({html.escape(r.detail)})</li>"
+                  for r in mine if r.status != "graded"]
+        parts.append("</ul>")
+    (out / "report.html").write_text("\n".join(parts))
+    with open(out / "report.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["notebook", "exercise", "full_marks", "graded", "pass_rate"])
+        w.writerows(rows)

@@ -112,3 +112,12 @@ def test_feedback_has_no_hidden_tests_and_explains_failures(graded):
             assert needle not in text, f"{page}: leaks {needle!r}"
     broken = re.sub(r"<[^>]+>", "", (out / "feedback" / "broken" / f"{CH}.html").read_text())
     assert BROKEN.recognised_in(broken), "the diagnosis of the broken exercise is not in the feedback"
+
+
+def test_class_report_lists_pass_rates_and_diagnosed_mistakes(graded):
+    _, _, out = graded
+    rates = {r["exercise"]: r for r in csv.DictReader(open(out / "report.csv"))}
+    assert rates["retrieval_checks"]["full_marks"] != rates["retrieval_checks"]["graded"]
+    report = (out / "report.html").read_text()
+    assert BROKEN.recognised_in(report), "the broken submission's diagnosis is not in the class report"
+    assert "garbled" in report and "unreadable" in report
