@@ -86,4 +86,32 @@ def retrieval_precision(Z, y, ks):
     same = (y[order] == y[:, None]).double()
     return torch.stack([same[:, :k].mean() for k in ks])
 '''),
+    Alternative("autoencoder_checks", "MLPAutoencoder", '''
+class MLPAutoencoder(nn.Module):
+    """Layers built pairwise, the trailing ReLU dropped."""
+
+    def __init__(self, D=784, k=32, hidden=(512, 128)):
+        super().__init__()
+        dims = [D, *hidden, k]
+        enc = []
+        for a, b in zip(dims, dims[1:]):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc[:-1])
+        rdims = dims[::-1]
+        dec = []
+        for a, b in zip(rdims, rdims[1:]):
+            dec += [nn.Linear(a, b), nn.ReLU()]
+        self.decoder = nn.Sequential(*dec[:-1], nn.Sigmoid())
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+''', "pairwise construction"),
+    Alternative("quiz_pca_vs_ae", "answer_pca_vs_ae", 'answer_pca_vs_ae = frozenset("ACD")', "a frozenset"),
+    Alternative("quiz_ae_loss", "answer_ae_loss", 'answer_ae_loss = "B"  # quadratic', "same answer, commented"),
 ]
