@@ -202,7 +202,7 @@ class LinearAutoencoder(nn.Module):
 k = 8
 mean, V, S = pca_fit(X_train, k)
 lin = LinearAutoencoder(784, k)
-fit(lin, X_train - mean, train_step, epochs=cfg["epochs"] * 2, batch_size=cfg["batch"], lr=3e-3,
+fit(lin, X_train - mean, train_step, epochs=cfg["epochs"] * 3, batch_size=cfg["batch"], lr=5e-3,
     generator=profile.generator(1), device=device)
 W_d = lin.decoder.weight.detach().cpu()  # (D, k): the decoder's basis of its subspace
 angles = principal_angles(W_d.double(), V.double())
@@ -238,7 +238,7 @@ def train_all(k: int) -> dict[str, float]:
     models = {
         "linear AE": (LinearAutoencoder(784, k), X_train, X_test, 3e-3),
         "deep AE": (MLPAutoencoder(784, k), X_train, X_test, 1e-3),
-        "conv AE": (ConvAutoencoder(k, c=cfg["c"]), x_train, x_test, 2e-3),
+        "conv AE": (ConvAutoencoder(k, c=cfg["c"]), x_train, x_test, 1e-3),
     }
     trained[k] = {"PCA": (mean, V)}
     for name, (model, xtr, xte, lr) in models.items():
