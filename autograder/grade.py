@@ -22,8 +22,11 @@ import html
 import json
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -173,6 +176,51 @@ def sanitize_for_feedback(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1))
 
 
+MEMORY_LIMIT = 8 * 1024**3       # address space of nbgrader and the kernel it starts
+FILE_LIMIT = 256 * 1024**2       # largest file the submission may write
+
+
+def _limits() -> None:
+    """Runs in the child before exec: resource limits the kernel inherits."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_confined(cmd: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, str]:
+    """Run a grading command in its own process group with resource limits; on timeout
+    (returns code None) or completion, kill the whole group, so a submission's kernel or
+    any process it started cannot outlive its grading."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", start_new_session=True, preexec_fn=_limits)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    kill_processes_under(cwd)  # the kernel runs in a session of its own
+    return code, out[-200_000:]
+
+
+def kill_processes_under(folder: Path) -> None:
+    """Kill every process whose working directory is inside `folder`."""
+    import psutil
+
+    root = str(Path(folder).resolve())
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.pid != os.getpid() and p.cwd().startswith(root):
+                p.kill()
+        except (psutil.Error, OSError):
+            pass
+
+
 def grade_student(sid: str, folder: Path, chapters: list[str], template: Path, work: Path,
                   out: Path, env_extra: dict, timeout: float) -> list[Result]:
     root = work / sid
@@ -200,14 +248,11 @@ def grade_student(sid: str, folder: Path, chapters: list[str], template: Path, w
         dst.mkdir(parents=True)
         shutil.copy(src, dst / f"{ch}.ipynb")
         t0 = time.time()
-        try:
-            r = nbgrader(["autograde", ch, "--student", sid, "--force"], cwd=root,
-                         env=tool_env(env_extra), timeout=timeout)
-            log = r.stdout + r.stderr
-        except subprocess.TimeoutExpired as e:
+        code, log = run_confined([sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid,
+                                  "--force"], cwd=root, env=tool_env(env_extra), timeout=timeout)
+        if code is None:
             res.status = "timed out"
             res.detail = f"grading took more than {timeout:.0f} s"
-            log = f"{e.stdout or ''}{e.stderr or ''}"
         (out / "logs" / sid).mkdir(parents=True, exist_ok=True)
         (out / "logs" / sid / f"{ch}.log").write_text(log if isinstance(log, str) else log.decode())
         graded = root / "autograded" / sid / ch / f"{ch}.ipynb"

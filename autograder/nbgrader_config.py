@@ -17,6 +17,6 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.OverwriteCells.add_missing_cells = True
 # Per-cell time limit (seconds) while grading in the smoke profile; the grading command
 # also bounds each submission's total wall time.
-c.Execute.timeout = 120
+c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.raise_on_iopub_timeout = False
