@@ -318,7 +318,8 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
         secret = seed if seed is not None else os.environ.get("WORKBOOK_GRADING_SECRET", "20261123")
         env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1",
                      "WORKBOOK_HIDDEN_SEED": str(secret), "MPLBACKEND": "Agg",
-                     "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+                     "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1",
+                     "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))}
         results: list[Result] = []
         bad_ids = {s: f for s, f in students.items() if not STUDENT_ID.match(s)}
         for sid in bad_ids:

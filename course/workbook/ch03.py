@@ -1,0 +1,499 @@
+"""Chapter 03 visible checks and plots (variational autoencoders).
+
+Every check runs on small fixed inputs whose answers are known by construction (hand
+computations, torch.distributions, a Monte-Carlo estimate, numerical integration), so it
+needs no reference implementation. Hidden checks, run when grading, use fresh random inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import Checks
+
+QUIZ_OPTIONS = {"answer_vae_facts": "ABCDE", "answer_variational_inference": "ABCD",
+                "answer_iwae_bound": "ABCD"}
+LOG2PI = math.log(2 * math.pi)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _near(got: torch.Tensor, candidates: dict[str, torch.Tensor], atol: float) -> str | None:
+    """The first diagnosis whose value `got` matches within atol (for Monte-Carlo values)."""
+    g = got.detach().double()
+    for diagnosis, value in candidates.items():
+        v = torch.as_tensor(value).double()
+        if v.shape == g.shape and bool(((g - v).abs() <= atol).all()):
+            return diagnosis
+    return None
+
+
+# ----------------------------------------------------------------------------- 1 reparameterize
+
+def check_reparameterize(reparameterize) -> None:
+    c = Checks("reparameterize")
+    dt = torch.float64
+    mu = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=dt)
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), math.log(0.25)]], dtype=dt)
+    inputs = "mu = [[0,0],[1,2]], logvar = [[0,0],[log 4, log 0.25]] (float64), generator seeded 0"
+    z = c.call(reparameterize, mu, logvar, _gen(0), inputs=inputs)
+    c.tensor("z", z, shape=(2, 2), dtype=dt, inputs=inputs)
+    eps = torch.randn((2, 2), generator=_gen(0), dtype=dt)
+    std = torch.tensor([[1.0, 1.0], [2.0, 0.5]], dtype=dt)  # sigma = exp(logvar / 2)
+    c.close("z", z, mu + std * eps, atol=1e-10, inputs=inputs + "; eps = torch.randn((2, 2), generator, float64)",
+            mistakes={"logvar was used as sigma: sigma = exp(0.5 * logvar)": mu + logvar * eps,
+                      "exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)":
+                          mu + logvar.exp() * eps,
+                      "uniform noise: eps must be standard normal (torch.randn, not torch.rand)":
+                          mu + std * torch.rand((2, 2), generator=_gen(0), dtype=dt),
+                      "mu and sigma are swapped: z = mu + sigma * eps": std + mu * eps},
+            hint="draw eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype), "
+                 "then z = mu + exp(0.5 * logvar) * eps")
+    # moments of many samples
+    n = 20000
+    mu = torch.tensor([1.0, -2.0], dtype=dt).expand(n, 2)
+    logvar = torch.tensor([math.log(0.25), math.log(4.0)], dtype=dt).expand(n, 2)
+    inputs = f"{n} rows of mu = [1, -2], logvar = [log 0.25, log 4] (sigma = [0.5, 2])"
+    z = c.call(reparameterize, mu, logvar, _gen(1), inputs=inputs)
+    c.tensor("z", z, shape=(n, 2), dtype=dt, inputs=inputs)
+    c.close("sample mean of z", z.mean(0), torch.tensor([1.0, -2.0]), atol=0.06, inputs=inputs)
+    c.close("sample standard deviation of z", z.std(0), torch.tensor([0.5, 2.0]), atol=0.06, inputs=inputs,
+            mistakes={"exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)":
+                          torch.tensor([0.25, 4.0]),
+                      "logvar was used as sigma: sigma = exp(0.5 * logvar)":
+                          torch.tensor([math.log(4.0), math.log(4.0)])})
+    # gradients flow to mu and logvar
+    mu = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]], dtype=dt, requires_grad=True)
+    logvar = torch.tensor([[0.2, -0.4, 0.0], [1.0, -1.0, 0.3]], dtype=dt, requires_grad=True)
+    w = torch.tensor([[1.0, 2.0, -1.0], [0.5, -2.0, 3.0]], dtype=dt)
+    inputs = "mu, logvar (2, 3) float64 with requires_grad=True, loss = (w * z).sum()"
+    z = c.call(reparameterize, mu, logvar, _gen(2), inputs=inputs)
+    c.tensor("z", z, shape=(2, 3), dtype=dt, inputs=inputs)
+    c.true(z.requires_grad, "no gradient reaches mu and logvar: z does not depend on them differentiably",
+           inputs=inputs, hint="build z = mu + sigma * eps from mu and logvar themselves (no torch.normal, "
+                               "no .sample(), no .detach(), no torch.no_grad())")
+    c.call((w * z).sum().backward, inputs=inputs)
+    eps = torch.randn((2, 3), generator=_gen(2), dtype=dt)
+    for name, t, want in [("mu", mu, w), ("logvar", logvar, w * 0.5 * (0.5 * logvar.detach()).exp() * eps)]:
+        c.true(t.grad is not None and bool(t.grad.abs().sum() > 0), f"no gradient reaches {name}",
+               inputs=inputs, hint="torch.normal(mu, sigma) and Normal(...).sample() give no gradient; "
+                                   "compute z = mu + exp(0.5 * logvar) * eps with torch operations")
+        c.close(f"d loss / d {name}", t.grad, want, atol=1e-8, inputs=inputs,
+                hint="dz/dmu = 1 and dz/dlogvar = 0.5 * sigma * eps")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 2 VAE
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_vae(VAE, reparameterize) -> None:
+    c = Checks("VAE")
+    torch.manual_seed(0)
+    for D, k, hidden in [(784, 2, (512, 256)), (20, 3, (8,)), (10, 2, ())]:
+        inputs = f"VAE(D={D}, k={k}, hidden={hidden})"
+        model = c.call(VAE, D=D, k=k, hidden=hidden, inputs=inputs)
+        names = ["encoder", "mu_head", "logvar_head", "decoder"]
+        c.true(all(isinstance(getattr(model, n, None), nn.Module) for n in names) and getattr(model, "k", None) == k,
+               "the model needs attributes k, encoder, mu_head, logvar_head and decoder", inputs=inputs,
+               got=", ".join(n for n in ["k", *names] if hasattr(model, n)) or "none of them")
+        c.true(isinstance(model.mu_head, nn.Linear) and isinstance(model.logvar_head, nn.Linear),
+               "mu_head and logvar_head must be nn.Linear layers", inputs=inputs,
+               got=f"{type(model.mu_head).__name__}, {type(model.logvar_head).__name__}",
+               hint="no activation on the heads: mu and logvar = log sigma^2 can take any real value")
+        dims = [D, *hidden]
+        enc = sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
+        head = (dims[-1] + 1) * k
+        ddims = [k, *hidden[::-1], D]
+        dec = sum((a + 1) * b for a, b in zip(ddims[:-1], ddims[1:]))
+        got = (_count(model.encoder), _count(model.mu_head), _count(model.logvar_head), _count(model.decoder))
+        c.true(got == (enc, head, head, dec), "wrong number of parameters", inputs=inputs,
+               expected=f"encoder {enc}, mu_head {head}, logvar_head {head}, decoder {dec}",
+               got=f"encoder {got[0]}, mu_head {got[1]}, logvar_head {got[2]}, decoder {got[3]}",
+               hint="encoder Linear layers D -> h1 -> ... -> hL, two heads hL -> k, decoder k -> hL -> ... -> D")
+        enc_types = [type(m).__name__ for m in model.encoder]
+        dec_types = [type(m).__name__ for m in model.decoder]
+        c.true(enc_types == ["Linear", "ReLU"] * len(hidden), "the encoder's layers are not as stated",
+               inputs=inputs, expected=str(["Linear", "ReLU"] * len(hidden)), got=str(enc_types),
+               hint="a ReLU after every Linear of the encoder; the heads have no activation")
+        c.true(dec_types == ["Linear"] + ["ReLU", "Linear"] * len(hidden), "the decoder's layers are not as stated",
+               inputs=inputs, expected=str(["Linear"] + ["ReLU", "Linear"] * len(hidden)), got=str(dec_types),
+               hint="the decoder returns logits: it ends with a Linear layer, no Sigmoid")
+        x = torch.rand(5, D)
+        out = c.call(model.encode, x, inputs=inputs + ", x (5, D)")
+        c.true(isinstance(out, tuple) and len(out) == 2, "encode(x) must return a tuple (mu, logvar)",
+               inputs=inputs, got=type(out).__name__)
+        mu, logvar = out
+        c.tensor("mu", mu, shape=(5, k), inputs=inputs)
+        c.tensor("logvar", logvar, shape=(5, k), inputs=inputs)
+        c.true(not torch.allclose(mu, logvar), "logvar equals mu: compute logvar with logvar_head",
+               inputs=inputs)
+        logits = c.call(model.decode, mu, inputs=inputs + ", z = mu")
+        c.tensor("decode(z)", logits, shape=(5, D), inputs=inputs)
+        c.true(bool(((logits <= 0) | (logits >= 1)).any()), "decode(z) must return logits, but every value "
+               "lies in (0, 1)", inputs=inputs, hint="no Sigmoid at the end of the decoder: apply torch.sigmoid "
+               "only when you need probabilities")
+        out = c.call(model, x, generator=_gen(3), inputs=inputs + ", model(x, generator=seeded 3)")
+        c.true(isinstance(out, tuple) and len(out) == 3, "forward must return a tuple (logits, mu, logvar)",
+               inputs=inputs, got=type(out).__name__ + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+        c.tensor("forward's logits", out[0], shape=(5, D), inputs=inputs,)
+        c.close("forward's mu", out[1], mu, atol=1e-6, inputs=inputs,
+                hint="forward must return (logits, mu, logvar) in this order")
+        c.close("forward's logvar", out[2], logvar, atol=1e-6, inputs=inputs,
+                hint="forward must return (logits, mu, logvar) in this order")
+        with torch.no_grad():
+            want = model.decode(reparameterize(mu, logvar, _gen(3)))
+        c.close("forward's logits", out[0], want, atol=1e-5,
+                inputs=inputs + "; expected decode(reparameterize(mu, logvar, generator))",
+                mistakes={"forward decoded mu itself: decode a sample z = reparameterize(mu, logvar, generator)":
+                              model.decode(mu)},
+                hint="sample z with reparameterize(mu, logvar, generator) and pass the generator on")
+        c.call(model, x, inputs=inputs + ", model(x) without a generator")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 3 KL
+
+def check_kl(kl_to_standard_normal) -> None:
+    c = Checks("kl_to_standard_normal")
+    dt = torch.float64
+    inputs = "mu = 0, logvar = 0, shape (3, 2)"
+    kl = c.call(kl_to_standard_normal, torch.zeros(3, 2, dtype=dt), torch.zeros(3, 2, dtype=dt), inputs=inputs)
+    c.true(isinstance(kl, torch.Tensor) and kl.shape == (3,), "the KL must have one value per example, shape (B,)",
+           inputs=inputs, expected="shape (3,)", got=f"shape {tuple(kl.shape)}" if isinstance(kl, torch.Tensor) else kl,
+           hint="sum over the latent dimension only (dim=-1), not over the batch")
+    c.tensor("kl", kl, shape=(3,), dtype=dt, inputs=inputs)
+    c.close("kl", kl, torch.zeros(3), atol=1e-10, inputs=inputs + " (q = p, so KL = 0)",
+            hint="KL = 1/2 sum (mu^2 + sigma^2 - log sigma^2 - 1): the -1 makes it 0 when q = N(0, I)")
+    mu = torch.tensor([[1.0, 0.0], [0.0, 0.0], [2.0, -1.0]], dtype=dt)
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), math.log(0.25)], [0.0, math.log(2.0)]], dtype=dt)
+    inputs = "mu = [[1,0],[0,0],[2,-1]], logvar = [[0,0],[log 4, log 1/4],[0, log 2]]"
+    kl = c.call(kl_to_standard_normal, mu, logvar, inputs=inputs)
+    c.tensor("kl", kl, shape=(3,), dtype=dt, inputs=inputs)
+    # by hand: 1/2 sum_j (mu^2 + s2 - log s2 - 1) with s2 = exp(logvar)
+    want = torch.tensor([0.5, 0.5 * (3 - math.log(4) - 0.75 + math.log(4)), 0.5 * (4 + 2 - math.log(2))], dtype=dt)
+    half_std = 0.5 * (mu**2 + (0.5 * logvar).exp() - logvar - 1).sum(-1)
+    c.close("kl", kl, want, atol=1e-8, inputs=inputs,
+            mistakes={"the sign is flipped: 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is -KL": -want,
+                      "averaged over the latent dimensions: sum them": want / 2,
+                      "the factor 1/2 is missing": 2 * want,
+                      "exp(0.5 * logvar) is sigma; the formula needs the variance sigma^2 = exp(logvar)": half_std},
+            hint="KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - logvar_j - 1)")
+    # Monte-Carlo: KL = E_q[log q(z) - log p(z)]
+    mu = torch.tensor([[0.3, -1.2, 0.8], [1.5, 0.0, -0.4]], dtype=dt)
+    logvar = torch.tensor([[-0.5, 0.4, 0.0], [0.9, -1.3, 0.2]], dtype=dt)
+    inputs = "mu, logvar (2, 3); compared with a 200,000-sample Monte-Carlo estimate of E_q[log q(z) - log p(z)]"
+    kl = c.call(kl_to_standard_normal, mu, logvar, inputs=inputs)
+    c.tensor("kl", kl, shape=(2,), dtype=dt, inputs=inputs)
+    eps = torch.randn(200000, 2, 3, generator=_gen(4), dtype=dt)
+    z = mu + (0.5 * logvar).exp() * eps
+    log_ratio = (-0.5 * (eps**2 + logvar) + 0.5 * z**2).sum(-1)  # log q(z) - log p(z), (n, 2)
+    se = log_ratio.std(0) / math.sqrt(len(log_ratio))
+    c.close("kl", kl, log_ratio.mean(0), atol=float(5 * se.max()), rtol=0, inputs=inputs)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 4 negative ELBO
+
+def check_negative_elbo(negative_elbo) -> None:
+    c = Checks("negative_elbo")
+    dt = torch.float64
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]], dtype=dt)
+    zeros = torch.zeros(2, 2, dtype=dt)
+    inputs = "x binary (2, 4), logits = 0, mu = logvar = 0, bernoulli"
+    loss = c.call(negative_elbo, x, torch.zeros(2, 4, dtype=dt), zeros, zeros, inputs=inputs)
+    c.tensor("loss", loss, shape=(), inputs=inputs)
+    c.close("loss", loss, torch.tensor(4 * math.log(2)), atol=1e-8,
+            inputs=inputs + " (each pixel costs log 2, KL = 0)",
+            mistakes={"the reconstruction term was averaged over pixels: sum it over pixels "
+                      "(-log p(x|z) of a whole image)": torch.tensor(math.log(2)),
+                      "the loss was summed over the batch: average it over examples": torch.tensor(8 * math.log(2)),
+                      "probabilities were given to BCE-with-logits: pass the raw logits":
+                          (F.softplus(torch.tensor(0.5)) * 4 - 0.5 * x.sum(1)).mean()})
+
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0]], dtype=dt)
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0, -2.0], [-0.5, 1.5, 0.0, -3.0, 1.0], [0.3, 2.5, -1.5, -0.2, 0.7]],
+                          dtype=dt)
+    mu = torch.tensor([[0.5, -1.0], [0.0, 2.0], [1.0, 1.0]], dtype=dt)
+    logvar = torch.tensor([[0.0, -1.0], [0.5, 0.0], [-0.3, 0.2]], dtype=dt)
+    # BCE with logits: softplus(l) - x * l; KL in closed form
+    bce = F.softplus(logits) - x * logits
+    rec = bce.sum(1)
+    kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(1)
+    bce_p = F.softplus(torch.sigmoid(logits)) - x * torch.sigmoid(logits)
+    common = {
+        "the reconstruction term was averaged over pixels: sum it over pixels (-log p(x|z) of a whole image)":
+            (bce.mean(1) + kl).mean(),
+        "the loss was summed over the batch: average it over examples": (rec + kl).sum(),
+        "the KL was subtracted: -ELBO = reconstruction + beta * KL": (rec - kl).mean(),
+        "probabilities were given to BCE-with-logits: pass the raw logits": (bce_p.sum(1) + kl).mean(),
+        "the KL was averaged over latent dimensions: sum them": (rec + kl / 2).mean(),
+    }
+    inputs = "x binary (3, 5), fixed logits, mu, logvar (3, 2), bernoulli, beta=1"
+    loss = c.call(negative_elbo, x, logits, mu, logvar, inputs=inputs)
+    c.tensor("loss", loss, shape=(), inputs=inputs)
+    c.close("loss", loss, (rec + kl).mean(), atol=1e-8, inputs=inputs, mistakes=common,
+            hint="mean over the batch of [sum over pixels of BCE-with-logits + KL]")
+    inputs = "the same inputs with beta=0.5"
+    loss = c.call(negative_elbo, x, logits, mu, logvar, "bernoulli", 0.5, inputs=inputs)
+    c.tensor("loss", loss, shape=(), inputs=inputs)
+    c.close("loss", loss, (rec + 0.5 * kl).mean(), atol=1e-8, inputs=inputs,
+            mistakes={"beta multiplied the reconstruction term: it weights the KL": (0.5 * rec + kl).mean(),
+                      "beta was ignored": (rec + kl).mean()})
+    inputs = "the same inputs as images (3, 1, 1, 5)"
+    loss = c.call(negative_elbo, x.reshape(3, 1, 1, 5), logits.reshape(3, 1, 1, 5), mu, logvar, inputs=inputs)
+    c.tensor("loss", loss, shape=(), inputs=inputs)
+    c.close("loss", loss, (rec + kl).mean(), atol=1e-8, inputs=inputs,
+            hint="flatten every dimension but the batch one before summing over pixels")
+
+    x_hat = torch.tensor([[0.9, 0.1, 0.7, 0.6, 0.2], [0.2, 0.8, 0.5, 0.1, 0.3], [0.6, 0.4, 0.2, 0.3, 0.9]], dtype=dt)
+    sq = ((x - x_hat) ** 2).sum(1)
+    inputs = "x (3, 5), x_hat (3, 5), mu, logvar (3, 2), gaussian, sigma=0.5 (C = 1/(2 sigma^2) = 2), beta=1"
+    loss = c.call(negative_elbo, x, x_hat, mu, logvar, likelihood="gaussian", sigma=0.5, inputs=inputs)
+    c.tensor("loss", loss, shape=(), inputs=inputs)
+    c.close("loss", loss, (2 * sq + kl).mean(), atol=1e-8, inputs=inputs,
+            mistakes={"C = 1/sigma^2: the Gaussian term is ||x - x_hat||^2 / (2 sigma^2)": (4 * sq + kl).mean(),
+                      "sigma was used in place of sigma^2: C = 1 / (2 sigma^2)": (sq + kl).mean(),
+                      "the squared error was averaged over pixels: sum it over pixels": (2 * sq / 5 + kl).mean(),
+                      "the sigma argument was ignored": (0.5 * sq + kl).mean(),
+                      "the loss was summed over the batch: average it over examples": (2 * sq + kl).sum()},
+            hint="-log p(x|z) = ||x - x_hat||^2 / (2 sigma^2), without the constant")
+
+    logits = logits.clone().requires_grad_(True)
+    inputs = "bernoulli, logits with requires_grad=True"
+    loss = c.call(negative_elbo, x, logits, mu, logvar, inputs=inputs)
+    c.true(loss.requires_grad, "the loss must be differentiable: return a tensor, not a float", inputs=inputs,
+           hint="no .item(), no torch.no_grad()")
+    loss.backward()
+    c.close("d loss / d logits", logits.grad, (torch.sigmoid(logits) - x).detach() / 3, atol=1e-8, inputs=inputs)
+    try:
+        negative_elbo(x, logits.detach(), mu, logvar, likelihood="poisson")
+        raised = False
+    except ValueError:
+        raised = True
+    except Exception:  # noqa: BLE001
+        raised = False
+    c.true(raised, "an unknown likelihood must raise ValueError", inputs="likelihood='poisson'")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 5 sampling
+
+class TinyLatentModel(nn.Module):
+    """A fixed stand-in for a VAE with k = 2, D = 5, whose outputs are easy to compute:
+    encode(x) = (2 * x[:, :2], x[:, 2:4] - 1); decode(z) = z @ W.T + b (logits)."""
+
+    k = 2
+
+    def __init__(self, dtype=torch.float32):
+        super().__init__()
+        self.W = nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0], [-2.0, 0.5], [0.3, 0.3]],
+                                           dtype=dtype))
+        self.b = nn.Parameter(torch.tensor([0.0, -0.5, 0.5, 0.2, -1.0], dtype=dtype))
+
+    def encode(self, x):
+        return 2 * x[:, :2], x[:, 2:4] - 1
+
+    def decode(self, z):
+        return z @ self.W.T + self.b
+
+
+def check_sampling(sample_prior, interpolate) -> None:
+    c = Checks("sample_prior / interpolate")
+    model = TinyLatentModel()
+    W, b = model.W.detach(), model.b.detach()
+    inputs = "a fixed linear model with k=2, D=5, n=6, generator seeded 0"
+    x = c.call(sample_prior, model, 6, _gen(0), inputs=inputs)
+    c.tensor("sample_prior(...)", x, shape=(6, 5), inputs=inputs)
+    z = torch.randn(6, 2, generator=_gen(0))
+    c.close("samples", x, torch.sigmoid(z @ W.T + b), atol=1e-6, inputs=inputs + "; z = torch.randn(6, 2, generator)",
+            mistakes={"logits were returned: apply torch.sigmoid to get pixel probabilities": z @ W.T + b,
+                      "z must be standard normal (torch.randn), not uniform (torch.rand)":
+                          torch.sigmoid(torch.rand(6, 2, generator=_gen(0)) @ W.T + b)},
+            hint="draw z = torch.randn(n, model.k, generator=generator) and return sigmoid(model.decode(z))")
+    x2 = c.call(sample_prior, model, 6, _gen(0), inputs=inputs + " (a second time)")
+    c.close("samples drawn twice with the same seed", x2, x, atol=0, inputs=inputs,
+            hint="use the generator you are given")
+
+    x_a = torch.tensor([0.5, -0.5, 1.0, 1.2, 0.0])
+    x_b = torch.tensor([-1.0, 1.0, 0.5, 0.8, 0.3])
+    inputs = f"the same model, x_a = {x_a.tolist()}, x_b = {x_b.tolist()}, steps = 5"
+    out = c.call(interpolate, model, x_a, x_b, 5, inputs=inputs)
+    c.tensor("interpolate(...)", out, shape=(5, 5), inputs=inputs)
+    mu_a, mu_b = 2 * x_a[:2], 2 * x_b[:2]
+    t = torch.linspace(0, 1, 5)[:, None]
+    zt = (1 - t) * mu_a + t * mu_b
+    want = torch.sigmoid(zt @ W.T + b)
+    c.close("row 0 (t = 0)", out[0], want[0], atol=1e-6, inputs=inputs,
+            mistakes={"the pixels were interpolated: interpolate the latent means, then decode": x_a,
+                      "logits were returned: apply torch.sigmoid to get pixel probabilities": zt[0] @ W.T + b,
+                      "the interpolation runs backwards: t = 0 gives x_a": want[-1]},
+            hint="row 0 must decode the mean mu_a of x_a exactly: use mu from model.encode, not a sample")
+    t_wrong = (torch.arange(5) / 5.0)[:, None]
+    c.close("interpolate(...)", out, want, atol=1e-6, inputs=inputs,
+            mistakes={"the pixels were interpolated: interpolate the latent means, then decode":
+                          (1 - t) * x_a + t * x_b,
+                      "logits were returned: apply torch.sigmoid to get pixel probabilities": zt @ W.T + b,
+                      "t must run from 0 to 1 with both ends included (torch.linspace(0, 1, steps))":
+                          torch.sigmoid(((1 - t_wrong) * mu_a + t_wrong * mu_b) @ W.T + b),
+                      "the interpolation runs backwards: t = 0 gives x_a": want.flip(0)},
+            hint="z_t = (1 - t) * mu_a + t * mu_b for t = torch.linspace(0, 1, steps)")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 6 IWAE
+
+class _ConstantDecoder(nn.Module):
+    """q(z|x) = N(0, I) = p(z) and logits that ignore z: every importance weight is p(x)."""
+
+    k = 2
+
+    def __init__(self):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor([1.0, -0.5, 2.0, 0.0], dtype=torch.float64))
+
+    def encode(self, x):
+        return torch.zeros(len(x), 2, dtype=x.dtype), torch.zeros(len(x), 2, dtype=x.dtype)
+
+    def decode(self, z):
+        return self.logits.expand(len(z), 4) + 0 * z[:, :1]
+
+
+class _OneDimModel(nn.Module):
+    """A 1-D latent, 3 pixels: logits = z * w + b; q(z|x) = N(a . x - 0.3, 2), a rough,
+    wide approximation of the posterior (the ELBO is far below log p(x))."""
+
+    k = 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([2.0, -1.5, 1.0], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64))
+        self.a = torch.tensor([0.8, -0.6, 0.5], dtype=torch.float64)
+
+    def encode(self, x):
+        mu = (x @ self.a - 0.3)[:, None]
+        return mu, torch.full_like(mu, math.log(2.0))
+
+    def decode(self, z):
+        return z * self.w + self.b
+
+
+def _quadrature(model: _OneDimModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x) and the ELBO of the 1-D model by numerical integration over z in [-12, 12]."""
+    with torch.no_grad():
+        zs = torch.linspace(-12, 12, 24001, dtype=torch.float64)
+        dz = zs[1] - zs[0]
+        logits = zs[:, None, None] * model.w + model.b  # (G, 1, 3)
+        log_px_z = -(F.softplus(logits) - x[None] * logits).sum(-1)  # (G, N)
+        log_pz = -0.5 * (zs**2 + LOG2PI)[:, None]
+        log_px = torch.logsumexp(log_px_z + log_pz, 0) + dz.log()
+        mu, logvar = model.encode(x)
+        log_q = -0.5 * ((zs[:, None] - mu[:, 0]) ** 2 / logvar[:, 0].exp() + logvar[:, 0] + LOG2PI)  # (G, N)
+        elbo = (log_q.exp() * (log_px_z + log_pz - log_q)).sum(0) * dz
+    return log_px, elbo
+
+
+def check_iwae(iwae_log_likelihood) -> None:
+    c = Checks("iwae_log_likelihood")
+    model = _ConstantDecoder()
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    k = 7
+    inputs = "q(z|x) = p(z) = N(0, I) and logits [1, -0.5, 2, 0] that ignore z; x (3, 4), k = 7"
+    got = c.call(iwae_log_likelihood, model, x, k, _gen(0), inputs=inputs)
+    c.tensor("log p(x)", got, shape=(3,), dtype=torch.float64, inputs=inputs)
+    logits = model.logits.detach()
+    exact = -(F.softplus(logits) - x * logits).sum(1)
+    c.close("log p(x)", got, exact, atol=1e-8, inputs=inputs + " (every weight equals p(x): the estimate is exact)",
+            mistakes={"log k was not subtracted: log p(x) ~= logsumexp_i log w_i - log k": exact + math.log(k),
+                      "log k was added: log p(x) ~= logsumexp_i log w_i - log k": exact + 2 * math.log(k),
+                      "the log-likelihood was averaged over pixels: sum it": exact / 4},
+            hint="log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); log p(x|z) = -sum of BCE-with-logits")
+
+    model = _OneDimModel()
+    x = torch.tensor([[a, b_, c_] for a in (0.0, 1.0) for b_ in (0.0, 1.0) for c_ in (0.0, 1.0)],
+                     dtype=torch.float64)
+    log_px, elbo = _quadrature(model, x)
+    inputs = ("a 1-D latent model with 3 pixels, all 8 binary x, k = 20000; "
+              "log p(x) by numerical integration")
+    got = c.call(iwae_log_likelihood, model, x, 20000, _gen(1), inputs=inputs)
+    c.tensor("log p(x)", got, shape=(8,), dtype=torch.float64, inputs=inputs)
+    hint = _near(got, {"the log-weights were averaged (that is the ELBO): use logsumexp_i log w_i - log k": elbo,
+                       "log q(z|x) misses its -1/2 sum(logvar) term": log_px - 0.5 * math.log(2.0)},
+                 atol=0.05)
+    c.close("log p(x)", got, log_px, atol=0.05, rtol=0, inputs=inputs, hint=hint or (
+        "log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), each log-density summed over its dimensions "
+        "with its -1/2 log(2 pi) terms"))
+    c.true(bool((got <= 0).all()), "log p(x) of binary data must be <= 0", inputs=inputs, got=got)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- quiz
+
+def check_quiz(name: str, answer) -> None:
+    """Format only: the right answers are checked when grading."""
+    c = Checks(name)
+    options = QUIZ_OPTIONS[name]
+    letters = {answer} if isinstance(answer, str) else answer
+    c.true(isinstance(letters, (set, frozenset, str)) and all(
+        isinstance(a, str) and a in options for a in letters) and len(letters) > 0,
+        f"{name} must be {'a set of letters' if name == 'answer_vae_facts' else 'one letter'} from {options}",
+        got=repr(answer))
+    c.done()
+
+
+# ----------------------------------------------------------------------------- plots
+
+def scatter_latents(ax, Z: torch.Tensor, y: torch.Tensor, title: str):
+    """Z (N, 2) codes coloured by digit label y (N,); returns the scatter for a colour bar."""
+    Z = Z.detach().cpu()
+    sc = ax.scatter(Z[:, 0], Z[:, 1], c=y.cpu(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
+    ax.set_title(title, fontsize=9)
+    return sc
+
+
+def image_rows(rows: dict[str, torch.Tensor], title: str, n: int = 10):
+    """One row of n 28x28 images (flattened or not, values in [0, 1]) per entry of rows."""
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.8, len(rows) * 0.9), squeeze=False)
+    for i, (label, imgs) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(imgs[j].reshape(28, 28).detach().cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def manifold(decode_probs, z1: torch.Tensor, z2: torch.Tensor, title: str):
+    """Decode a grid of 2-D codes (z1[j], z2[i]) into one image: rows run top to bottom
+    from large to small z2. decode_probs maps (M, 2) codes to (M, 784) probabilities."""
+    n1, n2 = len(z1), len(z2)
+    grid = torch.stack(torch.meshgrid(z2.flip(0), z1, indexing="ij"), -1).reshape(-1, 2)[:, [1, 0]]
+    with torch.no_grad():
+        imgs = decode_probs(grid).detach().cpu().reshape(n2, n1, 28, 28)
+    canvas = imgs.permute(0, 2, 1, 3).reshape(n2 * 28, n1 * 28)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def rate_distortion(betas, rates, distortions, title: str = "rate vs distortion (test set)"):
+    """Rate (KL, nats) against distortion (-log p(x|z), nats), one point per beta."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(distortions, rates, "o-")
+    for b, r, d in zip(betas, rates, distortions):
+        ax.annotate(f"β={b:g}", (d, r), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set(xlabel="distortion  E[-log p(x|z)]  (nats)", ylabel="rate  KL[q(z|x) || p(z)]  (nats)", title=title)
+    return fig
