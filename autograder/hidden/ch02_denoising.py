@@ -1,0 +1,229 @@
+"""Chapter 02 hidden checks: the learner's code against the reference (and, for the
+metrics, independent numpy/scipy formulas) on fresh random inputs, with known mistakes
+recognised by name."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage
+import torch
+
+from autograder.mutants import hidden_seed, known_mistakes
+from solutions import ch02_denoising as ref
+from workbook.checks import Checks
+
+CH = "02_denoising"
+
+
+def _gen(name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
+
+
+def _seed(g: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+
+
+def _fresh(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def gaussian_noise(fn) -> None:
+    c = Checks("add_gaussian_noise (hidden)")
+    g = _gen("gaussian_noise")
+    B = 5
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(B, 1, 28, 28, generator=g, dtype=dtype)
+        for sigma in (float(torch.rand(1, generator=g)) + 0.05, torch.rand(B, generator=g, dtype=dtype)):
+            seed = _seed(g)
+            inputs = f"random x ({B}, 1, 28, 28) {dtype}, sigma " + \
+                     ("a float" if isinstance(sigma, float) else f"a random ({B},) tensor") + ", a seeded generator"
+            x_before = x.clone()
+            out = c.call(fn, x, sigma, _fresh(seed), inputs=inputs)
+            c.true(torch.equal(x, x_before), "the input x was modified in place", inputs=inputs)
+            c.tensor("x_noisy", out, shape=(B, 1, 28, 28), dtype=dtype, inputs=inputs)
+            c.close("x_noisy", out, ref.add_gaussian_noise(x, sigma, _fresh(seed)), atol=1e-6, inputs=inputs,
+                    mistakes=known_mistakes(CH, "add_gaussian_noise",
+                                            lambda f: f(x.clone(), sigma, _fresh(seed))))
+    c.done()
+
+
+def salt_pepper(fn) -> None:
+    c = Checks("salt_and_pepper (hidden)")
+    g = _gen("salt_pepper")
+    x = torch.rand(6, 1, 28, 28, generator=g)
+    for p in (0.05 + 0.4 * float(torch.rand(1, generator=g)), 0.7):
+        seed = _seed(g)
+        inputs = f"random x (6, 1, 28, 28), p={p:.3f}, a seeded generator"
+        out = c.call(fn, x.clone(), p, _fresh(seed), inputs=inputs)
+        c.true(isinstance(out, tuple) and len(out) == 2, "salt_and_pepper should return (x_noisy, mask)",
+               inputs=inputs)
+        want_x, want_m = ref.salt_and_pepper(x, p, _fresh(seed))
+        diag = known_mistakes(CH, "salt_and_pepper", lambda f: f(x.clone(), p, _fresh(seed)))
+        c.tensor("mask", out[1], shape=(6, 1, 28, 28), inputs=inputs)
+        c.close("mask", out[1], want_m, atol=0, rtol=0, inputs=inputs,
+                mistakes={d: m[1] for d, m in diag.items() if m[1].shape == want_m.shape})
+        c.true(out[1].dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(out[1].dtype))
+        c.close("x_noisy", out[0], want_x, atol=1e-7, inputs=inputs,
+                mistakes={d: m[0] for d, m in diag.items()})
+    c.done()
+
+
+def occlusion(fn) -> None:
+    c = Checks("occlude_boxes (hidden)")
+    g = _gen("occlusion")
+    for B, n_boxes, size in [(6, 3, 7), (4, 1, 12)]:
+        x = torch.rand(B, 1, 28, 28, generator=g) + 0.1
+        seed = _seed(g)
+        inputs = f"random x ({B}, 1, 28, 28), n_boxes={n_boxes}, size={size}, a seeded generator"
+        out = c.call(fn, x.clone(), n_boxes, size, _fresh(seed), inputs=inputs)
+        c.true(isinstance(out, tuple) and len(out) == 2, "occlude_boxes should return (x_occluded, mask)",
+               inputs=inputs)
+        want_x, want_m = ref.occlude_boxes(x, n_boxes, size, _fresh(seed))
+        diag = known_mistakes(CH, "occlude_boxes", lambda f: f(x.clone(), n_boxes, size, _fresh(seed)))
+        c.tensor("mask", out[1], shape=(B, 1, 28, 28), inputs=inputs)
+        c.close("mask", out[1], want_m, atol=0, rtol=0, inputs=inputs,
+                mistakes={d: m[1] for d, m in diag.items() if m[1].shape == want_m.shape})
+        c.close("x_occluded", out[0], want_x, atol=1e-7, inputs=inputs,
+                mistakes={d: m[0] for d, m in diag.items()})
+    c.done()
+
+
+def psnr(fn) -> None:
+    c = Checks("psnr (hidden)")
+    g = _gen("psnr")
+    B = 4
+    x = torch.rand(B, 1, 28, 28, generator=g, dtype=torch.float64)
+    x_hat = x + torch.rand(B, 1, 1, 1, generator=g, dtype=torch.float64) * 0.3 \
+        * torch.randn(B, 1, 28, 28, generator=g, dtype=torch.float64)
+    mse = ((x_hat - x) ** 2).numpy().reshape(B, -1).mean(1)
+    for L in (1.0, 255.0):
+        inputs = f"random x ({B}, 1, 28, 28) float64 times {L:g}, noise of a different level per image, data_range={L:g}"
+        out = c.call(fn, L * x_hat, L * x, L, inputs=inputs)
+        c.tensor("psnr", out, shape=(B,), dtype=torch.float64, inputs=inputs)
+        oracle = torch.from_numpy(10 * np.log10(1.0 / mse))  # PSNR does not change when both scale with L
+        c.close("psnr", out, oracle, atol=1e-6, inputs=inputs,
+                mistakes=known_mistakes(CH, "psnr", lambda f: f(L * x_hat, L * x, L)))
+    c.done()
+
+
+def _ssim_oracle(a: np.ndarray, b: np.ndarray, L: float) -> np.ndarray:
+    """Independent SSIM: scipy's Gaussian filter (sigma 1.5, truncated at 3.5 sigma = 11 taps),
+    then the border of 5 pixels cropped, as skimage does with gaussian_weights=True."""
+    C1, C2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    out = []
+    for p, q in zip(a, b):  # (C, H, W) each
+        def filt(t):
+            return np.stack([scipy.ndimage.gaussian_filter(ch, 1.5, truncate=3.5) for ch in t])[:, 5:-5, 5:-5]
+        mp, mq = filt(p), filt(q)
+        spp, sqq, spq = filt(p * p) - mp**2, filt(q * q) - mq**2, filt(p * q) - mp * mq
+        s = (2 * mp * mq + C1) * (2 * spq + C2) / ((mp**2 + mq**2 + C1) * (spp + sqq + C2))
+        out.append(s.mean())
+    return np.array(out)
+
+
+def ssim(fn) -> None:
+    c = Checks("ssim (hidden)")
+    g = _gen("ssim")
+    B = 3
+    x = torch.rand(B, 1, 28, 28, generator=g, dtype=torch.float64) ** 3  # dark, MNIST-like
+    x_hat = (x + 0.25 * torch.randn(B, 1, 28, 28, generator=g, dtype=torch.float64)).clamp(0, 1)
+    x_hat[0] = x[0] * 0.7 + 0.1  # contrast and luminance change only
+    for L in (1.0, 255.0):
+        inputs = f"random x ({B}, 1, 28, 28) float64 times {L:g} and distorted copies, data_range={L:g}"
+        out = c.call(fn, L * x_hat, L * x, L, inputs=inputs)
+        c.tensor("ssim", out, shape=(B,), dtype=torch.float64, inputs=inputs)
+        oracle = torch.from_numpy(_ssim_oracle(L * x_hat.numpy(), L * x.numpy(), L))
+        c.close("ssim", out, oracle, atol=1e-6, inputs=inputs,
+                mistakes=known_mistakes(CH, "ssim", lambda f: f(L * x_hat, L * x, L)))
+    c.done()
+
+
+def _copy_and_run(model: torch.nn.Module, reference: torch.nn.Module, x, sigma):
+    with torch.no_grad():
+        for a, b in zip(model.parameters(), reference.parameters()):
+            a.copy_(b)
+        return model(x, sigma)
+
+
+def denoiser(SigmaConditionedDenoiser) -> None:
+    c = Checks("SigmaConditionedDenoiser (hidden)")
+    g = _gen("denoiser")
+    torch.manual_seed(_seed(g))
+    ch = 5
+    reference = ref.SigmaConditionedDenoiser(c=ch)
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    sigma = torch.rand(4, generator=g)
+    inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights, x (4, 1, 28, 28), random sigma (4,)"
+    model = c.call(SigmaConditionedDenoiser, c=ch, inputs=inputs)
+    lp, rp = list(model.parameters()), list(reference.parameters())
+    c.true([p.shape for p in lp] == [p.shape for p in rp],
+           "the layers (their parameter shapes, in order) differ from the stated architecture",
+           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str([tuple(p.shape) for p in lp]))
+    out = c.call(_copy_and_run, model, reference, x, sigma, inputs=inputs)
+    with torch.no_grad():
+        want = reference(x, sigma)
+    c.tensor("model(x, sigma)", out, shape=(4, 1, 28, 28), inputs=inputs)
+    c.close("model(x, sigma) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
+            mistakes=known_mistakes(CH, "SigmaConditionedDenoiser",
+                                    lambda cls: _copy_and_run(cls(c=ch), reference, x, sigma)),
+            hint="same layers but a different forward: concat [x_noisy, sigma map], ReLU after each layer "
+                 "but the last, no activation at the end")
+    c.done()
+
+
+def denoising_step(fn) -> None:
+    c = Checks("denoising_step (hidden)")
+    g = _gen("denoising_step")
+    torch.manual_seed(_seed(g))
+    model = ref.SigmaConditionedDenoiser(c=3)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    twin = ref.SigmaConditionedDenoiser(c=3)
+    twin.load_state_dict(start)
+    x = torch.rand(5, 1, 28, 28, generator=g)
+    sigma = torch.rand(5, generator=g)
+    seeds = [_seed(g), _seed(g)]
+    inputs = "SigmaConditionedDenoiser(c=3), x (5, 1, 28, 28), random sigma (5,), Adam(lr=0.01), two steps"
+    opt, opt_t = torch.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
+
+    def first_loss(f):
+        m = ref.SigmaConditionedDenoiser(c=3)
+        m.load_state_dict(start)
+        return torch.tensor(f(m, x.clone(), sigma.clone(), torch.optim.Adam(m.parameters(), lr=0.01),
+                              _fresh(seeds[0])))
+
+    for step, seed in enumerate(seeds):
+        expected = ref.denoising_step(twin, x, sigma, opt_t, _fresh(seed))
+        got = c.call(fn, model, x.clone(), sigma.clone(), opt, _fresh(seed), inputs=inputs)
+        c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
+               got=type(got).__name__)
+        c.close(f"loss returned at step {step + 1}", torch.tensor(got), torch.tensor(expected), atol=1e-6,
+                inputs=inputs, mistakes=known_mistakes(CH, "denoising_step", first_loss) if step == 0 else None,
+                hint="mean squared error between model(x_noisy, sigma_b) and the clean x, before optimizer.step()")
+        for a, b in zip(model.parameters(), twin.parameters()):
+            c.close(f"parameters after step {step + 1}", a, b, atol=1e-6, inputs=inputs,
+                    hint="zero the gradients, backward the loss, then step")
+    c.done()
+
+
+def masked_mse(fn) -> None:
+    c = Checks("masked_mse (hidden)")
+    g = _gen("masked_mse")
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    x_hat = torch.rand(4, 1, 28, 28, generator=g)
+    mask = torch.rand(4, 1, 28, 28, generator=g) < 0.2
+    mask[0] = False  # an image with nothing masked
+    inputs = "random x, x_hat (4, 1, 28, 28), a random mask with about 20% True (none in image 0)"
+    out = c.call(fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs)
+    c.tensor("masked_mse", out, shape=(), inputs=inputs)
+    d2 = ((x_hat - x) ** 2).numpy()
+    oracle = torch.tensor(np.ma.masked_array(d2, mask=~mask.numpy()).mean())
+    c.close("masked_mse", out, oracle, atol=1e-6, inputs=inputs,
+            mistakes=known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
+    c.done()
+
+
+def quiz(name: str, answer) -> None:
+    c = Checks(f"{name} (hidden)")
+    want = getattr(ref, name)
+    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
+    c.true(got == want, f"{name} is not right", hint="re-read the question and the chapter")
+    c.done()
