@@ -1,0 +1,215 @@
+"""Chapter 04 hidden checks: the learner's code against open_clip (ClipLoss, the zero-shot
+classifier builder) and the reference on fresh random inputs, with known mistakes
+recognised by name."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+from autograder.mutants import hidden_seed, known_mistakes
+from solutions import ch04_clip as ref
+from workbook.captions import COLOUR_NAMES, DIGIT_WORDS, CaptionTokenizer
+from workbook.checks import Checks
+
+CH = "04_clip"
+
+
+def _gen(name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
+
+
+def _open_clip_loss(I, T, t):
+    """open_clip's ClipLoss on unit features, with the model's scale exp(t) capped at 100."""
+    return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp().clamp(max=100.0))
+
+
+def clip_loss(fn) -> None:
+    c = Checks("clip_loss (hidden)")
+    g = _gen("clip_loss")
+    cases = [(7, 5, 0.5 + 2.5 * torch.rand(1, generator=g).item()), (12, 16, math.log(1 / 0.07)),
+             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item()))]
+    for B, E, t in cases:
+        I = torch.randn(B, E, generator=g, dtype=torch.float64) * (0.2 + 3 * torch.rand(B, 1, generator=g,
+                                                                                    dtype=torch.float64))
+        T = torch.randn(B, E, generator=g, dtype=torch.float64) + 0.5 * I
+        ts = torch.tensor(t, dtype=torch.float64)
+        inputs = f"random I ({B}, {E}), T ({B}, {E}) float64 with rows of different norms, logit_scale = {t:.4f}"
+        leaves = [v.clone().requires_grad_() for v in (I, T, ts)]
+        loss = c.call(fn, *leaves, inputs=inputs)
+        c.tensor("loss", loss, shape=(), dtype=torch.float64, inputs=inputs)
+        oracle = [v.clone().requires_grad_() for v in (I, T, ts)]
+        want = _open_clip_loss(*oracle)
+        c.close("loss (vs open_clip's ClipLoss)", loss, want, atol=1e-8, inputs=inputs,
+                mistakes=known_mistakes(CH, "clip_loss", lambda f: f(I.clone(), T.clone(), ts.clone())))
+        c.call(loss.backward, inputs=inputs)
+        want.backward()
+        for name, mine, theirs in zip(("image_features", "text_features"), leaves[:2], oracle[:2]):
+            c.true(mine.grad is not None, f"no gradient reached {name}", inputs=inputs,
+                   hint="compute the loss from the features with differentiable torch operations")
+            c.close(f"d loss / d {name} (vs open_clip)", mine.grad, theirs.grad, atol=1e-8, inputs=inputs)
+        g_t = leaves[2].grad if leaves[2].grad is not None else torch.zeros((), dtype=torch.float64)
+        c.close("d loss / d logit_scale (vs open_clip)", g_t, oracle[2].grad, atol=1e-8, inputs=inputs,
+                hint="the scale is exp(logit_scale) capped at 100, and must stay in the graph")
+    I = torch.randn(6, 4, generator=g)
+    T = torch.randn(6, 4, generator=g)
+    out = c.call(fn, I, T, torch.tensor(2.0), inputs="float32 I (6, 4), T (6, 4), logit_scale = 2.0")
+    c.tensor("loss", out, shape=(), dtype=torch.float32, inputs="float32 inputs")
+    c.done()
+
+
+def _copy_weights(c: Checks, learner: torch.nn.Module, reference: torch.nn.Module, inputs: str) -> None:
+    """Copy the reference's parameters and BatchNorm statistics into the learner's module by name."""
+    lp, rp = dict(learner.named_parameters()), dict(reference.named_parameters())
+    shapes = lambda d: {k: tuple(v.shape) for k, v in d.items()}
+    if shapes(lp) != shapes(rp):
+        missing = sorted(set(rp) - set(lp))[:4]
+        extra = sorted(set(lp) - set(rp))[:4]
+        wrong = [k for k in set(lp) & set(rp) if lp[k].shape != rp[k].shape][:4]
+        c.fail("the parameters (names or shapes) differ from the stated architecture", inputs=inputs,
+               expected=f"{len(rp)} parameters, e.g. {sorted(rp)[:3]}",
+               got=f"missing {missing}, unexpected {extra}, wrong shapes {wrong}",
+               hint="keep the attribute names of the docstring and the layer order of the chapter")
+    lb = dict(learner.named_buffers())
+    with torch.no_grad():
+        for k, v in rp.items():
+            lp[k].copy_(v)
+        for k, v in reference.named_buffers():
+            if k in lb and lb[k].shape == v.shape:
+                lb[k].copy_(v)
+
+
+def _run_with(cls, kwargs: dict, reference: torch.nn.Module, x: torch.Tensor, train: bool):
+    """Build cls(**kwargs), give it the reference's weights, return its output on x."""
+    model = cls(**kwargs)
+    model.load_state_dict(reference.state_dict(), strict=False)
+    model.train(train)
+    with torch.no_grad():
+        return model(x)
+
+
+def encoders(ImageEncoder, TextEncoder) -> None:
+    c = Checks("encoders (hidden)")
+    g = _gen("encoders")
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
+    kw = dict(embed_dim=12, c=6)
+    reference = ref.ImageEncoder(**kw)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    x = torch.rand(5, 3, 32, 32, generator=g)
+    inputs = "ImageEncoder(embed_dim=12, c=6), x (5, 3, 32, 32) random, the reference's weights"
+    model = c.call(ImageEncoder, **kw, inputs=inputs)
+    _copy_weights(c, model, reference, inputs)
+    for train in (False, True):
+        model.train(train), reference.train(train)
+        mode = "train mode (batch statistics)" if train else "eval mode (running statistics)"
+        with torch.no_grad():
+            out, want = c.call(model, x, inputs=inputs), reference(x)
+        c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs + ", " + mode)
+        c.close(f"model(x) in {mode}", out, want, atol=1e-5, inputs=inputs,
+                mistakes=known_mistakes(CH, "ImageEncoder", lambda cls: _run_with(cls, kw, reference, x, train)),
+                hint="same layers but a different order or activation: Conv2d, BatchNorm2d, ReLU (, MaxPool2d)")
+
+    kw = dict(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9)
+    reference = ref.TextEncoder(**kw)
+    text = torch.zeros(6, 9, dtype=torch.long)
+    for b in range(6):
+        n = int(torch.randint(3, 10, (1,), generator=g))
+        text[b, 0] = 1
+        text[b, 1:n - 1] = torch.randint(2, 22, (n - 2,), generator=g)
+        text[b, n - 1] = 22
+        text[b, n:] = torch.randint(0, 22, (9 - n,), generator=g) * (b % 2)  # odd rows: junk after the end
+    inputs = ("TextEncoder(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9), "
+              "random text (6, 9) with end-of-text id 22, the reference's weights")
+    model = c.call(TextEncoder, **kw, inputs=inputs)
+    _copy_weights(c, model, reference, inputs)
+    for train in (False, True):
+        model.train(train), reference.train(train)
+        with torch.no_grad():
+            out, want = c.call(model, text, inputs=inputs), reference(text)
+        c.tensor("model(text)", out, shape=tuple(want.shape), inputs=inputs)
+        c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=inputs,
+                mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, text, train)),
+                hint="token + position embedding, causal pre-norm Transformer, ln_final, end-of-text feature, "
+                     "projection")
+    c.done()
+
+
+def zero_shot(zero_shot_weights, zero_shot_predict) -> None:
+    c = Checks("zero_shot (hidden)")
+    g = _gen("zero_shot")
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
+    tok = CaptionTokenizer()
+    enc = ref.TextEncoder(tok.vocab_size, embed_dim=16, width=32, layers=1, heads=2,
+                          context_length=tok.context_length).eval()
+    pick = torch.randperm(10, generator=g)[:6].tolist()
+    classnames = [DIGIT_WORDS[i] for i in pick]
+    colours = torch.randperm(len(COLOUR_NAMES), generator=g)[:3].tolist()
+    templates = [f"a photo of a {COLOUR_NAMES[k]} {{}}" for k in colours] + ["the number {} in red"]
+    inputs = f"a random TextEncoder, CaptionTokenizer, classnames {classnames}, {len(templates)} templates"
+    W = c.call(zero_shot_weights, enc, tok, classnames, templates, inputs=inputs)
+    c.tensor("weights", W, shape=(len(classnames), 16), inputs=inputs)
+    oracle = build_zero_shot_classifier(_EncodeText(enc), tok, classnames, templates, num_classes_per_batch=None).T
+    c.close("weights (vs open_clip's build_zero_shot_classifier)", W, oracle, atol=1e-5, inputs=inputs,
+            mistakes=known_mistakes(CH, "zero_shot_weights", lambda f: f(enc, tok, classnames, templates)))
+    c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
+           hint="compute them inside `with torch.no_grad():`")
+    N, C, E = 40, 7, 5
+    X = torch.randn(N, E, generator=g) * (0.1 + 4 * torch.rand(N, 1, generator=g))
+    Wc = F.normalize(torch.randn(C, E, generator=g), dim=1)
+    inputs = f"random image_features ({N}, {E}) of different norms, unit weights ({C}, {E})"
+    pred = c.call(zero_shot_predict, X.clone(), Wc.clone(), inputs=inputs)
+    c.tensor("prediction", pred, shape=(N,), dtype=torch.int64, inputs=inputs)
+    c.close("prediction", pred, ref.zero_shot_predict(X, Wc), atol=0, rtol=0, inputs=inputs,
+            mistakes=known_mistakes(CH, "zero_shot_predict", lambda f: f(X, Wc)))
+    c.done()
+
+
+class _EncodeText(torch.nn.Module):
+    """open_clip's encode_text(tokens, normalize) interface around a bare text encoder."""
+
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
+
+    def encode_text(self, tokens, normalize=False):
+        out = self.enc(tokens)
+        return F.normalize(out, dim=-1) if normalize else out
+
+
+def recall(fn) -> None:
+    c = Checks("recall_at_k (hidden)")
+    g = _gen("recall")
+    N, E, ks = 40, 6, (1, 3, 10)
+    I = torch.randn(N, E, generator=g)
+    T = (I + 1.1 * torch.randn(N, E, generator=g)) * (0.2 + 3 * torch.rand(N, 1, generator=g))
+    I = I * (0.2 + 3 * torch.rand(N, 1, generator=g))
+    inputs = f"random paired features I ({N}, {E}), T ({N}, {E}) with noise and different norms, ks={ks}"
+    out = c.call(fn, I.clone(), T.clone(), ks, inputs=inputs)
+    c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
+           'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"', inputs=inputs)
+    want = ref.recall_at_k(I, T, ks)
+    diag = known_mistakes(CH, "recall_at_k", lambda f: f(I, T, ks))
+    for key in ("image_to_text", "text_to_image"):
+        c.tensor(f'out["{key}"]', out[key], shape=(len(ks),), dtype=torch.float64, inputs=inputs)
+    got = torch.stack([out["image_to_text"], out["text_to_image"]])
+    c.close("[image_to_text, text_to_image]", got, torch.stack([want["image_to_text"], want["text_to_image"]]),
+            atol=1e-9, inputs=inputs,
+            mistakes={d: torch.stack([m["image_to_text"], m["text_to_image"]]) for d, m in diag.items()})
+    c.done()
+
+
+def quiz(name: str, answer) -> None:
+    c = Checks(f"{name} (hidden)")
+    want = getattr(ref, name)
+    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
+    c.true(got == want, f"{name} is not right", hint="re-read the statements in the chapter")
+    c.done()

@@ -1,0 +1,433 @@
+"""Chapter 04 visible checks, helpers and plots (CLIP).
+
+Every check runs on small fixed inputs whose answers are known by construction (worked
+out by hand or written down in advance), so it needs no reference solution. Hidden
+checks, run when grading, use fresh random inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import Checks
+
+QUIZ_OPTIONS = {"answer_image_encoder": "ABCD", "answer_text_encoder": "ABCD", "answer_clip_facts": "ABCDEF"}
+_F64 = torch.float64
+
+
+def _t(x) -> torch.Tensor:
+    return torch.tensor(x, dtype=_F64)
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def check_clip_loss(clip_loss) -> None:
+    c = Checks("clip_loss")
+    # 1. Two pairs, orthogonal directions, norms 3, 0.5 (images) and 2, 4 (texts), t = log 2:
+    #    cosines = identity, logits = 2 I, each row and column gives log(1 + e^-2).
+    inputs = "I = [[3, 0], [0, 0.5]], T = [[2, 0], [0, 4]] (float64), logit_scale = log(2)"
+    t = torch.tensor(math.log(2.0), dtype=_F64, requires_grad=True)
+    loss = c.call(clip_loss, _t([[3.0, 0.0], [0.0, 0.5]]), _t([[2.0, 0.0], [0.0, 4.0]]), t, inputs=inputs)
+    c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
+    c.close("loss", loss, _t(_softplus(-2.0)), inputs=inputs, mistakes={
+        "features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+            _t((_softplus(-12.0) + _softplus(-4.0)) / 2),
+        "the image features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+            _t((_softplus(-6.0) + _softplus(-1.0)) / 2),
+        "the text features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+            _t((_softplus(-4.0) + _softplus(-8.0)) / 2),
+        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it":
+            _t(_softplus(-math.log(2.0))),
+        "the cosine similarities must be multiplied by exp(logit_scale), not divided":
+            _t(_softplus(-0.5)),
+        "the loss is twice too large: average the two directions (divide by 2), and average "
+        "(not sum) each cross-entropy over the batch": _t(2 * _softplus(-2.0)),
+    })
+    # 2. Three pairs with asymmetric similarities: rows (image -> text) and columns differ.
+    I = _t([[1.0, 2.0], [3.0, -1.0], [-2.0, 0.5]])
+    T = _t([[2.0, 1.0], [1.0, -2.0], [-1.0, -1.0]])
+    inputs = ("I = [[1, 2], [3, -1], [-2, 0.5]], T = [[2, 1], [1, -2], [-1, -1]] (float64), "
+              "logit_scale = 1.0")
+    t = torch.tensor(1.0, dtype=_F64, requires_grad=True)
+    loss = c.call(clip_loss, I.clone().requires_grad_(), T.clone().requires_grad_(), t, inputs=inputs)
+    c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
+    c.close("loss", loss, _t(0.2564985895), atol=1e-8, inputs=inputs, mistakes={
+        "only the image -> text direction (cross-entropy over the rows of the logits): "
+        "average it with the cross-entropy over the columns (logits.T)": _t(0.2719642665),
+        "only the text -> image direction (cross-entropy over the columns of the logits): "
+        "average it with the cross-entropy over the rows": _t(0.2410329126),
+        "the two directions were summed: take their mean (divide by 2)": _t(0.5129971791),
+        "features were normalised along the batch (dim=0): normalise each row (dim=-1)": _t(0.3716486147),
+        "each cross-entropy was summed over the batch: use the mean over the batch": _t(0.7694957686),
+        "features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+            _t(0.5792359879),
+        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it": _t(0.5516500989),
+        "the cosine similarities must be multiplied by exp(logit_scale), not divided": _t(0.8510911357),
+    })
+    c.call(loss.backward, inputs=inputs)
+    c.true(t.grad is not None, "logit_scale received no gradient, so the temperature cannot be learned",
+           inputs=inputs, hint="keep exp(logit_scale) a tensor in the graph: no .item(), float() or math.exp")
+    c.close("d loss / d logit_scale", t.grad, _t(-0.1641718721), atol=1e-8, inputs=inputs,
+            hint="the scale multiplying the logits must be exp(logit_scale)")
+    # 3. A large logit_scale: the scale exp(t) = 200 is capped at 100, so t gets no gradient.
+    I3 = _t([[1.0, 0.02], [1.0, -0.01], [1.0, 0.005]])
+    T3 = _t([[2.0, 0.03], [2.0, -0.03], [2.0, 0.0]])
+    inputs = ("nearly parallel I = [[1, .02], [1, -.01], [1, .005]], T = [[2, .03], [2, -.03], [2, 0]], "
+              "logit_scale = log(200)")
+    t = torch.tensor(math.log(200.0), dtype=_F64, requires_grad=True)
+    loss = c.call(clip_loss, I3, T3, t, inputs=inputs)
+    c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
+    cap = "exp(logit_scale) must be capped at 100 (logit_scale.exp().clamp(max=100))"
+    c.close("loss", loss, _t(1.0837606907), atol=1e-8, inputs=inputs, mistakes={
+        cap: _t(1.0691965851),
+        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it": _t(1.0978181423)})
+    if loss.requires_grad:
+        loss.backward()
+    c.true(t.grad is None or t.grad.abs().item() == 0.0, "logit_scale still gets a gradient above log(100)",
+           inputs=inputs, got=t.grad, hint=cap)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- encoders
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_encoders(ImageEncoder, TextEncoder) -> None:
+    c = Checks("encoders")
+    torch.manual_seed(0)
+    for E, ch in [(64, 16), (10, 4)]:
+        inputs = f"ImageEncoder(embed_dim={E}, c={ch}), x (3, 3, 32, 32)"
+        model = c.call(ImageEncoder, embed_dim=E, c=ch, inputs=inputs)
+        convs = (27 * ch + ch) + (9 * ch * 2 * ch + 2 * ch) + (9 * 2 * ch * 4 * ch + 4 * ch)
+        norms = 2 * 7 * ch
+        feats, proj = _count(model.features), _count(model.projection)
+        hint = None
+        if proj == 64 * ch * E + E:
+            hint = "the projection W_i has no bias: nn.Linear(16 * 4 * c, embed_dim, bias=False)"
+        elif proj == 64 * ch * E and 0 < convs + norms - feats <= norms and (convs + norms - feats) % (2 * ch) == 0:
+            hint = "put a BatchNorm2d after each convolution"
+        elif proj == 4 * ch * E:
+            hint = "pool to a 4 x 4 map (AdaptiveAvgPool2d(4)): the projection takes 16 * 4c features"
+        c.true((feats, proj) == (convs + norms, 64 * ch * E), "wrong number of parameters", inputs=inputs,
+               expected=f"features {convs + norms}, projection {64 * ch * E}",
+               got=f"features {feats}, projection {proj}", hint=hint)
+        x = torch.rand(3, 3, 32, 32)
+        pool_hint = "each of the first two blocks is Conv2d, BatchNorm2d, ReLU, MaxPool2d(2)"
+        for k, shape in [(4, (3, ch, 16, 16)), (8, (3, 2 * ch, 8, 8))]:
+            h = c.call(model.features[:k], x, inputs=inputs + f", features[:{k}]")
+            c.true(isinstance(h, torch.Tensor) and tuple(h.shape) == shape,
+                   f"features[:{k}](x) has the wrong shape", inputs=inputs, expected=f"shape {shape}",
+                   got=f"shape {tuple(h.shape)}" if isinstance(h, torch.Tensor) else type(h).__name__,
+                   hint=pool_hint)
+        f = c.call(model.features, x, inputs=inputs)
+        c.tensor("features(x)", f, shape=(3, 64 * ch), inputs=inputs)
+        c.true(bool((f >= 0).all()), "features(x) has negative entries", inputs=inputs,
+               hint="the third block ends with a ReLU too (Conv2d, BatchNorm2d, ReLU), before the pooling")
+        out = c.call(model, x, inputs=inputs)
+        c.tensor("model(x)", out, shape=(3, E), inputs=inputs)
+        c.close("model(x)", out, f @ model.projection.weight.T, atol=1e-5, inputs=inputs,
+                hint="forward(x) = projection(features(x)), nothing else")
+
+    vocab, E, width, L = 30, 8, 32, 12
+    for layers in (2, 1):
+        inputs = f"TextEncoder(vocab_size={vocab}, embed_dim={E}, width={width}, layers={layers}, heads=4, " \
+                 f"context_length={L})"
+        model = c.call(TextEncoder, vocab, embed_dim=E, width=width, layers=layers, heads=4,
+                       context_length=L, inputs=inputs)
+        block = 12 * width**2 + 13 * width  # attention (4 w^2 + 4 w), MLP (8 w^2 + 5 w), 2 LayerNorms
+        expected = vocab * width + L * width + layers * block + 2 * width + width * E
+        got = _count(model)
+        hint = {E: "the projection W_t has no bias: nn.Linear(width, embed_dim, bias=False)",
+                -L * width: "the positional embedding is a (context_length, width) nn.Parameter",
+                -2 * width: "a final LayerNorm (ln_final) follows the Transformer"}.get(got - expected)
+        c.true(got == expected, "wrong number of parameters", inputs=inputs, expected=str(expected),
+               got=str(got), hint=hint or "dim_feedforward = 4 * width; one TransformerEncoderLayer per layer")
+        c.tensor("positional_embedding", getattr(model, "positional_embedding", None), shape=(L, width),
+                 inputs=inputs)
+        model.eval()
+        # rows [sot=1, words..., eot=29, padding 0...] with the end of text at different places
+        text = torch.tensor([[1, 5, 9, 13, 29, 0, 0, 0, 0, 0, 0, 0],
+                             [1, 7, 7, 2, 21, 11, 3, 29, 0, 0, 0, 0],
+                             [1, 4, 29, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                             [1, 8, 6, 5, 4, 3, 2, 10, 12, 14, 16, 29]])
+        tin = inputs + ", text (4, 12) with end-of-text id 29 at positions 4, 7, 2, 11"
+        seen = []
+        handle = model.ln_final.register_forward_hook(lambda m, a, out: seen.append(out)) \
+            if isinstance(getattr(model, "ln_final", None), nn.Module) else None
+        with torch.no_grad():
+            out = c.call(model, text, inputs=tin)
+        if handle is not None:
+            handle.remove()
+        c.tensor("model(text)", out, shape=(4, E), inputs=tin)
+        c.true(len(seen) == 1 and tuple(seen[0].shape) == (4, L, width),
+               "ln_final was not applied (once) to the Transformer's output (B, L, width)", inputs=tin,
+               hint="x = self.ln_final(x) after the Transformer, before picking the end-of-text feature")
+        h, W = seen[0], model.text_projection.weight
+        c.close("model(text)", out, h[torch.arange(4), text.argmax(-1)] @ W.T, atol=1e-5, inputs=tin, mistakes={
+            "you took the feature at the last position: take it at the end-of-text token, "
+            "x[torch.arange(B), text.argmax(dim=-1)]": h[:, -1] @ W.T,
+            "you took the feature of the first (start-of-text) token: take it at the end-of-text token, "
+            "x[torch.arange(B), text.argmax(dim=-1)]": h[:, 0] @ W.T,
+            "you averaged over positions: take the feature at the end-of-text token, "
+            "x[torch.arange(B), text.argmax(dim=-1)]": h.mean(1) @ W.T},
+            hint="output = text_projection(ln_final(x)[b, position of the end-of-text token])")
+        noisy = text.clone()
+        after = torch.arange(L)[None, :] > text.argmax(-1)[:, None]
+        noisy[after] = 17
+        with torch.no_grad():
+            out2 = c.call(model, noisy, inputs=tin)
+        c.close("model(text) after changing the tokens that follow the end-of-text token", out2, out,
+                atol=1e-5, inputs=tin,
+                hint="without a causal mask, later tokens leak into the end-of-text feature: pass "
+                     "mask=self.attn_mask[:L, :L] (-inf above the diagonal) and is_causal=True")
+    # 1 layer: without position information, swapping two words leaves the end-of-text feature unchanged
+    swapped = text.clone()
+    swapped[:, [1, 3]] = swapped[:, [3, 1]]
+    with torch.no_grad():
+        out3 = c.call(model, swapped, inputs=tin + ", words 1 and 3 swapped")
+    change = (out3 - out).abs().amax(dim=1)
+    c.true(bool((change > 1e-4).all()), "swapping two words did not change the output", inputs=tin,
+           got=change, hint="add the positional embedding to the token embeddings: "
+                            "x = token_embedding(text) + positional_embedding[:L]")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- zero-shot
+
+class _LookupTextEncoder(nn.Module):
+    """A stand-in text encoder: the embedding of a text is a fixed row of a table."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = nn.Parameter(table.clone())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.table[tokens[:, 0]]
+
+
+_TEXTS = {"a cat": 0, "the cat": 1, "a dog": 2, "the dog": 3}
+
+
+def _lookup_tokenizer(texts):
+    if isinstance(texts, str):
+        texts = [texts]
+    unknown = [t for t in texts if t not in _TEXTS]
+    if unknown:
+        raise KeyError(f"the test tokenizer only knows {sorted(_TEXTS)}, got {unknown}")
+    return torch.tensor([[_TEXTS[t]] for t in texts])
+
+
+def check_zero_shot(zero_shot_weights, zero_shot_predict) -> None:
+    c = Checks("zero_shot")
+    s = 1 / math.sqrt(2)
+    table = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, -2.0], [s, s]])  # a cat, the cat, a dog, the dog
+    encoder = _LookupTextEncoder(table)
+    inputs = ('classnames ["cat", "dog"], templates ["a {}", "the {}"]; a stand-in encoder maps '
+              '"a cat" -> [3, 0], "the cat" -> [0, 1], "a dog" -> [0, -2], "the dog" -> [.71, .71]')
+    W = c.call(zero_shot_weights, encoder, _lookup_tokenizer, ["cat", "dog"], ["a {}", "the {}"], inputs=inputs)
+    c.tensor("weights", W, shape=(2, 2), inputs=inputs)
+    # cat: mean([1, 0], [0, 1]) = [.5, .5] -> [.71, .71]; dog: mean([0, -1], [.71, .71]) -> [.92, -.38]
+    d = torch.tensor([s / 2, (s - 1) / 2])
+    expected = torch.stack([torch.tensor([s, s]), d / d.norm()])
+    m_raw = torch.tensor([[1.5, 0.5], [s / 2, (s - 2) / 2]])
+    c.close("weights", W, expected, atol=1e-5, inputs=inputs, mistakes={
+        "the mean of the unit embeddings was not renormalised: normalise each class row again":
+            torch.stack([torch.tensor([0.5, 0.5]), d]),
+        "each prompt's embedding must be L2-normalised before averaging over templates":
+            m_raw / m_raw.norm(dim=1, keepdim=True),
+        "embeddings were neither normalised before nor after the mean over templates": m_raw})
+    c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
+           hint="compute them inside `with torch.no_grad():`")
+
+    W3 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-s, s]])
+    X = torch.tensor([[5.0, 1.0], [0.1, 0.3], [-2.0, 1.5], [-3.0, -0.1]])
+    inputs = "image_features [[5, 1], [.1, .3], [-2, 1.5], [-3, -.1]], weights [[1, 0], [0, 1], [-.71, .71]]"
+    pred = c.call(zero_shot_predict, X, W3, inputs=inputs)
+    c.true(not (isinstance(pred, torch.Tensor) and tuple(pred.shape) == (3,)),
+           "the prediction has one entry per class, not one per image", inputs=inputs,
+           got=pred, hint="take the argmax over the classes (dim=1), not over the images (dim=0)")
+    c.tensor("prediction", pred, shape=(4,), dtype=torch.int64, inputs=inputs)
+    c.close("prediction", pred, torch.tensor([0, 1, 2, 2]), atol=0, rtol=0, inputs=inputs, mistakes={
+        "you took the least similar class (argmin): take the argmax of the similarities":
+            torch.tensor([2, 0, 0, 0])})
+    c.done()
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+def _on_circle(angles_deg, norms) -> torch.Tensor:
+    a = torch.tensor(angles_deg, dtype=_F64).deg2rad()
+    return torch.stack([a.cos(), a.sin()], dim=1) * torch.tensor(norms, dtype=_F64)[:, None]
+
+
+def check_recall_at_k(recall_at_k) -> None:
+    c = Checks("recall_at_k")
+    I = _on_circle([210, 20, 170, 100, 90], [1, 2, 0.5, 3, 1])
+    T = _on_circle([180, 230, 250, 350, 80], [2, 1, 1, 0.5, 1.5])
+    inputs = ("5 pairs in 2-D: images at angles [210, 20, 170, 100, 90] deg with norms [1, 2, .5, 3, 1], "
+              "texts at [180, 230, 250, 350, 80] deg with norms [2, 1, 1, .5, 1.5]; ks = (1, 2)")
+    # cosine = cos(angle difference). Image -> text ranks of the matches: [1, 3, 0, 4, 2];
+    # text -> image ranks: [1, 2, 4, 3, 0]. Recall@k = fraction of ranks < k.
+    out = c.call(recall_at_k, I.clone(), T.clone(), (1, 2), inputs=inputs)
+    c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
+           'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"',
+           got=repr(out)[:120], inputs=inputs)
+    for key in ("image_to_text", "text_to_image"):
+        c.tensor(f'out["{key}"]', out[key], shape=(2,), dtype=_F64, inputs=inputs)
+    i2t, t2i = _t([0.2, 0.4]), _t([0.2, 0.6])
+    mistakes = {
+        "the two directions are swapped: image_to_text ranks the texts for each image (a row of the "
+        "similarity matrix), text_to_image the images for each text (a column)": (t2i, i2t),
+        "text_to_image ranked the texts of each image again: rank the images for each text, "
+        "i.e. along the columns of the similarity matrix (or use sim.T)": (i2t, i2t),
+        "a match of rank k was counted as found at k: the best rank is 0, so count rank < k":
+            (_t([0.4, 0.8]), _t([0.6, 0.8])),
+        "the match was counted among the candidates scoring higher than itself: count only "
+        "strictly higher scores (>)": (_t([0.0, 0.2]), _t([0.0, 0.2])),
+        "you ranked by dot products: rank by cosine similarity (normalise the features)":
+            (_t([0.4, 0.4]), _t([0.2, 0.4])),
+    }
+    got = torch.stack([out["image_to_text"], out["text_to_image"]])
+    c.close("[image_to_text, text_to_image]", got, torch.stack([i2t, t2i]), atol=1e-9, inputs=inputs,
+            mistakes={k: torch.stack(v) for k, v in mistakes.items()})
+    c.done()
+
+
+def check_quiz(name: str, answer) -> None:
+    """Format only: the right answers are checked when grading."""
+    c = Checks(name)
+    options = QUIZ_OPTIONS[name]
+    letters = {answer} if isinstance(answer, str) else answer
+    many = name == "answer_clip_facts"
+    c.true(isinstance(letters, (set, frozenset, str)) and len(letters) > 0
+           and all(isinstance(a, str) and a in options for a in letters) and (many or isinstance(answer, str)),
+           f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer))
+    c.done()
+
+
+# ----------------------------------------------------------------------------- helpers and plots
+
+@torch.no_grad()
+def embed(module: nn.Module, inputs: torch.Tensor, device, batch_size: int = 500) -> torch.Tensor:
+    """module(inputs) in eval mode, in batches, on the CPU: (N, E)."""
+    was = module.training
+    module.eval()
+    out = torch.cat([module(b.to(device)).cpu() for b in inputs.split(batch_size)])
+    module.train(was)
+    return out
+
+
+def linear_probe(Z_train: torch.Tensor, y_train: torch.Tensor, Z_test: torch.Tensor, num_classes: int,
+                 steps: int = 300, weight_decay: float = 1e-4) -> torch.Tensor:
+    """A logistic-regression classifier on frozen features (standardised), trained full-batch
+    with L-BFGS; returns the predicted classes of Z_test (N_test,)."""
+    mean, std = Z_train.mean(0), Z_train.std(0) + 1e-6
+    A, B = (Z_train - mean) / std, (Z_test - mean) / std
+    lin = nn.Linear(A.shape[1], num_classes)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=steps, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(A), y_train) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return lin(B).argmax(1)
+
+
+def show_examples(x: torch.Tensor, texts: list[str], n: int = 8, cols: int = 8):
+    """A grid of n images x (N, 3, S, S) with their captions."""
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(x[i].permute(1, 2, 0).clamp(0, 1).cpu())
+            words = texts[i].split()
+            ax.set_title(" ".join(words[:4]) + ("\n" + " ".join(words[4:]) if len(words) > 4 else ""),
+                         fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_similarity(sim: torch.Tensor, x: torch.Tensor, texts: list[str]):
+    """Cosine similarities sim (n, n) of n images x (rows) and their n captions (columns)."""
+    n = sim.shape[0]
+    fig = plt.figure(figsize=(0.55 * n + 3, 0.55 * n + 2.2))
+    ax = fig.add_axes([0.25, 0.02, 0.7, 0.7])
+    im = ax.imshow(sim.cpu(), cmap="viridis")
+    ax.set_xticks(range(n), texts, rotation=60, ha="left", fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([])
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="black" if sim[i, j] > sim.mean() else "white")
+        thumb = fig.add_axes([0.25 - 0.7 / n, 0.72 - 0.7 * (i + 1) / n, 0.7 / n, 0.7 / n])
+        thumb.imshow(x[i].permute(1, 2, 0).clamp(0, 1).cpu())
+        thumb.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="cosine similarity")
+    return fig
+
+
+def plot_training(history: dict):
+    """history: {"loss": [...], "scale": [...]} per step -> loss and exp(t) curves."""
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 3))
+    a0.plot(history["loss"], lw=0.8)
+    a0.set(xlabel="step", ylabel="loss", title="contrastive loss")
+    a1.plot(history["scale"], color="C1")
+    a1.set(xlabel="step", ylabel="exp(t) = 1 / temperature", title="learned logit scale")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy(acc: dict[str, dict[str, float]], title: str):
+    """acc: {group (e.g. 'seen', 'held-out'): {attribute: accuracy}} as grouped bars."""
+    groups = list(acc)
+    attrs = list(acc[groups[0]])
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    w = 0.8 / len(groups)
+    for i, g in enumerate(groups):
+        vals = [acc[g][a] for a in attrs]
+        bars = ax.bar([j + i * w for j in range(len(attrs))], vals, w, label=g)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks([j + w * (len(groups) - 1) / 2 for j in range(len(attrs))], attrs)
+    ax.set(ylim=(0, 1.1), ylabel="accuracy", title=title)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_joint_pca(image_emb: torch.Tensor, panels: list[tuple]):
+    """Unit image embeddings (dots) and class text embeddings (crosses) projected on the first
+    two principal directions of the image embeddings. panels: one (labels (N,), class
+    embeddings (C, E), class names, title[, palette]) per subplot; colour = label."""
+    Z = F.normalize(image_emb, dim=1)
+    mean = Z.mean(0)
+    V = torch.linalg.svd(Z - mean, full_matrices=False).Vh[:2].T  # (E, 2)
+    P = (Z - mean) @ V
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4))
+    axes = [axes] if len(panels) == 1 else axes
+    cmap = plt.get_cmap("tab10")
+    for ax, panel in zip(axes, panels):
+        labels, text_emb, names, title = panel[:4]
+        palette = panel[4] if len(panel) > 4 else [cmap(k % 10) for k in range(len(names))]
+        Q = (F.normalize(text_emb, dim=1) - mean) @ V
+        ax.scatter(P[:, 0], P[:, 1], c=[palette[int(l)] for l in labels], s=5, alpha=0.4)
+        for k, name in enumerate(names):
+            ax.scatter(Q[k, 0], Q[k, 1], color=palette[k], marker="X", s=130, edgecolor="black")
+            ax.annotate(name, (Q[k, 0], Q[k, 1]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set(title=title, xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig
