@@ -1,0 +1,355 @@
+"""Chapter 05 hidden checks: the learner's schedules, forward process and samplers against
+diffusers (DDPMScheduler, DDIMScheduler, get_timestep_embedding, ResnetBlock2D), the rest
+against the reference, all on inputs drawn from the grading seed; catalogued mistakes are
+recognised by name."""
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.resnet import ResnetBlock2D
+
+from autograder.mutants import hidden_seed, known_mistakes
+from solutions import ch05_diffusion as ref
+from workbook.checks import Checks, substituted
+
+CH = "05_diffusion"
+KINDS = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+# diffusers keeps its schedules in float32: values agree to float32 rounding.
+TOL = dict(atol=1e-6, rtol=1e-5)
+
+
+def _gen(name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
+
+
+def _int(g: torch.Generator, lo: int, hi: int) -> int:
+    return int(torch.randint(lo, hi, (1,), generator=g))
+
+
+def schedules(linear_betas, cosine_betas, noise_schedule) -> None:
+    c = Checks("schedules (hidden)")
+    g = _gen("schedules")
+    for T in (_int(g, 20, 200), 1000):
+        for kind, fn in (("linear", linear_betas), ("cosine", cosine_betas)):
+            lib = DDPMScheduler(num_train_timesteps=T, beta_schedule=KINDS[kind])
+            inputs = f"{kind} schedule, T = {T} (vs diffusers' DDPMScheduler(beta_schedule={KINDS[kind]!r}))"
+            betas = c.call(fn, T, inputs=inputs)
+            c.tensor("betas", betas, shape=(T,), dtype=torch.float64, inputs=inputs)
+            target = {"linear": "linear_betas", "cosine": "cosine_betas"}[kind]
+            c.close("betas", betas, lib.betas.double(), inputs=inputs, **TOL,
+                    mistakes=known_mistakes(CH, target, lambda f: f(T)))
+            out = c.call(noise_schedule, betas.clone(), inputs=inputs)
+            c.true(isinstance(out, tuple) and len(out) == 2, "noise_schedule must return (alphas, alpha_bars)",
+                   inputs=inputs)
+            alphas, alpha_bars = out
+            c.tensor("alphas", alphas, shape=(T,), dtype=torch.float64, inputs=inputs)
+            c.close("alphas", alphas, lib.alphas.double(), inputs=inputs, **TOL)
+            c.tensor("alpha_bars", alpha_bars, shape=(T,), dtype=torch.float64, inputs=inputs)
+            c.close("alpha_bars (diffusers' alphas_cumprod)", alpha_bars, lib.alphas_cumprod.double(), inputs=inputs,
+                    atol=1e-6, rtol=1e-4,
+                    mistakes=known_mistakes(CH, "noise_schedule", lambda f: f(lib.betas.double())[1]))
+    beta_1, beta_T = 1e-4 * (1 + torch.rand(1, generator=g).item()), 0.01 + 0.02 * torch.rand(1, generator=g).item()
+    inputs = f"linear_betas(T=50, beta_1={beta_1:.6f}, beta_T={beta_T:.6f})"
+    betas = c.call(linear_betas, 50, beta_1, beta_T, inputs=inputs)
+    c.close("betas", betas, ref.linear_betas(50, beta_1, beta_T), atol=1e-12, inputs=inputs,
+            hint="use the arguments beta_1 and beta_T, not the default values")
+    s = 0.001 + 0.02 * torch.rand(1, generator=g).item()
+    inputs = f"cosine_betas(T=64, s={s:.5f}, max_beta=0.5)"
+    betas = c.call(cosine_betas, 64, s, 0.5, inputs=inputs)
+    c.close("betas", betas, ref.cosine_betas(64, s, 0.5), atol=1e-12, inputs=inputs,
+            hint="use the arguments s and max_beta, not the default values")
+    c.done()
+
+
+def q_sample(fn) -> None:
+    c = Checks("q_sample (hidden)")
+    g = _gen("q_sample")
+    for kind in ("linear", "cosine"):
+        lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=KINDS[kind])
+        ab = lib.alphas_cumprod.double()
+        B = _int(g, 3, 9)
+        x0 = torch.randn(B, 1, 5, 5, generator=g)
+        eps = torch.randn(B, 1, 5, 5, generator=g)
+        t = torch.randint(0, 1000, (B,), generator=g)
+        t[0] = 0
+        inputs = f"x0, eps ({B}, 1, 5, 5) float32, random t with t[0] = 0, {kind} alpha_bars (T = 1000)"
+        x_t = c.call(fn, x0.clone(), t.clone(), eps.clone(), ab.clone(), inputs=inputs)
+        c.tensor("x_t", x_t, shape=(B, 1, 5, 5), dtype=torch.float32, inputs=inputs)
+        c.close("x_t (vs diffusers' add_noise)", x_t, lib.add_noise(x0, eps, t), atol=1e-5, inputs=inputs,
+                mistakes=known_mistakes(CH, "q_sample", lambda f: f(x0.clone(), t.clone(), eps.clone(), ab.clone())))
+    x0 = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    eps = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    t = torch.randint(0, 10, (4,), generator=g)
+    ab = torch.linspace(0.99, 0.1, 10, dtype=torch.float64)
+    inputs = "x0, eps (4, 3) float64, T = 10"
+    x_t = c.call(fn, x0, t, eps, ab, inputs=inputs)
+    c.tensor("x_t", x_t, shape=(4, 3), dtype=torch.float64, inputs=inputs)
+    c.close("x_t", x_t, ref.q_sample(x0, t, eps, ab), atol=1e-12, inputs=inputs)
+    c.done()
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self, a: float, b: float):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=torch.float64))
+        self.b = b
+        self.calls = []
+
+    def forward(self, x_t, t, *rest):
+        self.calls.append((x_t.detach().clone(), t.detach().clone(), [r.detach().clone() for r in rest]))
+        return self.a * x_t + self.b * torch.tanh(t.to(x_t.dtype) / 7).view(-1, *([1] * (x_t.dim() - 1)))
+
+
+def diffusion_loss(fn) -> None:
+    c = Checks("diffusion_loss (hidden)")
+    g = _gen("diffusion_loss")
+    T = _int(g, 6, 16)
+    ab = torch.sort(torch.rand(T, generator=g, dtype=torch.float64) * 0.9 + 0.05, descending=True).values
+    B = 512
+    x0 = torch.randn(B, 2, 3, generator=g, dtype=torch.float64).sign()
+    a, b = 0.2 + 0.6 * torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
+    inputs = f"x0 (512, 2, 3) of +-1 (float64), T = {T} random alpha_bars, a stand-in model " \
+             f"eps_hat = {a:.3f} x_t + {b:.3f} tanh(t / 7)"
+    model = _Recorder(a, b)
+    gen = torch.Generator().manual_seed(hidden_seed(f"{CH}/diffusion_loss/run"))
+    loss = c.call(fn, model, x0, ab, None, gen, inputs=inputs)
+    c.tensor("loss", loss, shape=(), dtype=torch.float64, inputs=inputs)
+    c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
+           got=f"{len(model.calls)} calls")
+    x_t, t, _ = model.calls[0]
+    c.tensor("t passed to the model", t, shape=(B,), dtype=torch.int64, inputs=inputs)
+    c.true(bool(((t >= 0) & (t < T)).all()), "t must lie in {0, ..., T-1}", inputs=inputs,
+           got=f"t from {int(t.min())} to {int(t.max())}")
+    counts = torch.bincount(t, minlength=T).double()
+    chi2 = (((counts - B / T) ** 2) / (B / T)).sum().item()
+    c.true(bool((counts > 0).all()) and chi2 < T + 6 * (2 * T) ** 0.5, "t is not drawn uniformly from {0, ..., T-1}",
+           inputs=inputs, got=f"counts {counts.long().tolist()}", hint="torch.randint(0, T, (B,))")
+    c.tensor("x_t passed to the model", x_t, shape=(B, 2, 3), inputs=inputs)
+    al = ab[t].view(-1, 1, 1)
+    eps = (x_t - al.sqrt() * x0) / (1 - al).sqrt()
+    m, s = eps.mean().item(), eps.std().item()
+    c.true(abs(m) < 0.08 and abs(s - 1) < 0.08, "the noise implied by x_t is not standard normal", inputs=inputs,
+           got=f"mean {m:.3f}, std {s:.3f}",
+           hint="x_t = sqrt(alpha_bars[t]) x0 + sqrt(1 - alpha_bars[t]) eps with eps = torch.randn_like(x0)")
+    eps_hat = a * x_t + b * torch.tanh(t.double() / 7).view(-1, 1, 1)
+    # A mutant's value on the same draws: the recorded t and x_t, with its own formula.
+    def mutant_value(f):
+        rec = _Recorder(a, b)
+        replay = torch.Generator().manual_seed(hidden_seed(f"{CH}/diffusion_loss/run"))
+        return f(rec, x0, ab, None, replay)
+    c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs,
+            mistakes=known_mistakes(CH, "diffusion_loss", mutant_value))
+    c.call(loss.backward, inputs=inputs)
+    c.true(model.a.grad is not None and bool(model.a.grad.abs() > 0), "no gradient reached the model's parameters",
+           inputs=inputs)
+    y = torch.randint(0, 10, (B,), generator=g)
+    model.calls.clear()
+    c.call(fn, model, x0, ab, y, None, inputs=inputs + ", random labels y")
+    rest = model.calls[-1][2] if model.calls else []
+    c.true(len(rest) == 1 and torch.equal(rest[0], y), "the labels y must be passed to the model: model(x_t, t, y)",
+           inputs="random labels y")
+    c.done()
+
+
+def ddpm_step(fn) -> None:
+    c = Checks("ddpm_step (hidden)")
+    g = _gen("ddpm_step")
+    for kind in ("linear", "cosine"):
+        lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=KINDS[kind], clip_sample=False)
+        ab = lib.alphas_cumprod.double()
+        for t in sorted({0, 1, _int(g, 2, 998), 999 if kind == "linear" else 990}, reverse=True):
+            x = torch.randn(3, 1, 4, 4, generator=g)
+            e = torch.randn(3, 1, 4, 4, generator=g)
+            seed = _int(g, 0, 2**31)
+            z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+            want = lib.step(e, t, x, generator=torch.Generator().manual_seed(seed))
+            inputs = f"{kind} schedule (T = 1000), t = {t}, random x_t, eps_hat, noise (3, 1, 4, 4)"
+            out = c.call(fn, e.clone(), t, x.clone(), ab.clone(), z.clone(), inputs=inputs)
+            c.true(isinstance(out, tuple) and len(out) == 2, "ddpm_step must return (x_prev, x0_hat)", inputs=inputs)
+            x_prev, x0_hat = out
+            c.tensor("x_prev", x_prev, shape=(3, 1, 4, 4), dtype=torch.float32, inputs=inputs)
+            c.tensor("x0_hat", x0_hat, shape=(3, 1, 4, 4), dtype=torch.float32, inputs=inputs)
+            c.close("x0_hat (vs diffusers' pred_original_sample)", x0_hat, want.pred_original_sample, atol=1e-4,
+                    rtol=1e-4, inputs=inputs)
+            c.close("x_prev (vs diffusers' DDPMScheduler.step)", x_prev, want.prev_sample, atol=1e-4, rtol=1e-4,
+                    inputs=inputs, mistakes=known_mistakes(
+                        CH, "ddpm_step", lambda f: f(e.clone(), t, x.clone(), ab.clone(), z.clone())[0]))
+    c.done()
+
+
+def ddim_step(fn) -> None:
+    c = Checks("ddim_step (hidden)")
+    g = _gen("ddim_step")
+    for kind, eta, n in (("linear", 0.0, 10), ("cosine", 0.0, 20), ("linear", 0.5, 50), ("cosine", 1.0, 10)):
+        lib = DDIMScheduler(num_train_timesteps=1000, beta_schedule=KINDS[kind], clip_sample=False,
+                            set_alpha_to_one=True, timestep_spacing="trailing")
+        lib.set_timesteps(n)
+        ab = lib.alphas_cumprod.double()
+        steps = lib.timesteps.tolist()
+        picks = sorted({0, _int(g, 1, n - 1), n - 1})
+        for i in picks:
+            t = steps[i]
+            t_prev = t - 1000 // n  # diffusers' previous timestep (< 0 at the last step)
+            x = torch.randn(2, 1, 4, 4, generator=g)
+            e = torch.randn(2, 1, 4, 4, generator=g)
+            seed = _int(g, 0, 2**31)
+            z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+            want = lib.step(e, t, x, eta=eta, generator=torch.Generator().manual_seed(seed))
+            inputs = f"{kind} schedule, {n} DDIM steps, t = {t} -> t_prev = {t_prev}, eta = {eta}, random (2, 1, 4, 4)"
+            out = c.call(fn, e.clone(), t, t_prev, x.clone(), ab.clone(), eta, z.clone() if eta > 0 else None,
+                         inputs=inputs)
+            c.true(isinstance(out, tuple) and len(out) == 2, "ddim_step must return (x_prev, x0_hat)", inputs=inputs)
+            x_prev, x0_hat = out
+            c.tensor("x_prev", x_prev, shape=(2, 1, 4, 4), dtype=torch.float32, inputs=inputs)
+            c.close("x0_hat (vs diffusers' pred_original_sample)", x0_hat, want.pred_original_sample, atol=1e-4,
+                    rtol=1e-4, inputs=inputs)
+            c.close("x_prev (vs diffusers' DDIMScheduler.step)", x_prev, want.prev_sample, atol=1e-4, rtol=1e-4,
+                    inputs=inputs, mistakes=known_mistakes(
+                        CH, "ddim_step", lambda f: f(e.clone(), t, t_prev, x.clone(), ab.clone(), eta,
+                                                     z.clone() if eta > 0 else None)[0]))
+    c.done()
+
+
+def time_embedding(timestep_embedding, ResBlock) -> None:
+    c = Checks("time_embedding (hidden)")
+    g = _gen("time_embedding")
+    for dim in (2 * _int(g, 2, 9), 2 * _int(g, 16, 64)):
+        t = torch.randint(0, 1000, (5,), generator=g)
+        inputs = f"t = {t.tolist()}, dim = {dim}"
+        emb = c.call(timestep_embedding, t.clone(), dim, inputs=inputs)
+        c.tensor("emb", emb, shape=(5, dim), dtype=torch.float32, inputs=inputs)
+        c.close("emb (vs diffusers' get_timestep_embedding, flip_sin_to_cos=True, downscale_freq_shift=0)", emb,
+                get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0), atol=2e-5,
+                inputs=inputs, mistakes=known_mistakes(CH, "timestep_embedding", lambda f: f(t.clone(), dim)))
+    c.exercise = "ResBlock (hidden)"
+    names = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2", "conv2": "conv2",
+             "conv_shortcut": "skip"}
+    for c_in, c_out in ((8 * _int(g, 1, 4), 8 * _int(g, 1, 4)), (16, 16)):
+        emb_dim = _int(g, 4, 40)
+        inputs = f"ResBlock({c_in}, {c_out}, {emb_dim}) with random weights, x (3, {c_in}, 5, 7), emb (3, {emb_dim})"
+        block = c.call(ResBlock, c_in, c_out, emb_dim, inputs=inputs)
+        theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=8, eps=1e-5)
+        mine = dict(block.named_parameters())
+        with torch.no_grad():
+            for name, p in theirs.named_parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * (0.2 if p.dim() > 1 else 0.5))
+                module, kind = name.split(".")
+                key = f"{names[module]}.{kind}"
+                c.true(key in mine and mine[key].shape == p.shape, f"parameter {key} missing or of the wrong shape",
+                       inputs=inputs)
+                mine[key].copy_(p)
+        c.true(len(mine) == len(dict(theirs.named_parameters())), "the block has parameters the contract does not state",
+               inputs=inputs, got=sorted(set(mine) - {f"{names[n.split('.')[0]]}.{n.split('.')[1]}"
+                                                        for n, _ in theirs.named_parameters()}))
+        x = torch.randn(3, c_in, 5, 7, generator=g)
+        emb = torch.randn(3, emb_dim, generator=g)
+        with torch.no_grad():
+            out = c.call(block, x, emb, inputs=inputs)
+            want = theirs(x, emb)
+        c.tensor("block(x, emb)", out, shape=tuple(want.shape), inputs=inputs)
+        c.close("block(x, emb) (vs diffusers' ResnetBlock2D)", out, want, atol=1e-4, inputs=inputs,
+                mistakes=known_mistakes(CH, "ResBlock", lambda cls: _block_with(cls, theirs, names, c_in, c_out,
+                                                                                emb_dim, x, emb)))
+    c.done()
+
+
+def _block_with(cls, theirs, names, c_in, c_out, emb_dim, x, emb):
+    block = cls(c_in, c_out, emb_dim)
+    mine = dict(block.named_parameters())
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            module, kind = name.split(".")
+            mine[f"{names[module]}.{kind}"].copy_(p)
+        return block(x, emb)
+
+
+def unet(UNet) -> None:
+    """With the reference's ResBlock and embedding in place of the learner's (graded apart)."""
+    with substituted(UNet, ResBlock=ref.ResBlock, timestep_embedding=ref.timestep_embedding):
+        _unet(UNet)
+
+
+def _unet(UNet) -> None:
+    c = Checks("UNet (hidden)")
+    g = _gen("unet")
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
+    for kw, res in ((dict(in_channels=1, ch=8, mults=(1, 2, 2), num_classes=5, groups=4), 12),
+                    (dict(in_channels=2, ch=16, mults=(1, 1), num_classes=None, groups=8), 6)):
+        reference = ref.UNet(**kw)
+        inputs = f"UNet({', '.join(f'{k}={v}' for k, v in kw.items())}), x (3, {kw['in_channels']}, {res}, {res}), " \
+                 "the reference's weights"
+        model = c.call(UNet, **kw, inputs=inputs)
+        rp = {k: tuple(v.shape) for k, v in reference.named_parameters()}
+        lp = {k: tuple(v.shape) for k, v in model.named_parameters()}
+        if rp != lp:
+            c.fail("the parameters (names or shapes) differ from the stated architecture", inputs=inputs,
+                   expected=f"{len(rp)} tensors, {sum(v.numel() for v in reference.parameters())} parameters",
+                   got=f"{len(lp)} tensors, {sum(v.numel() for v in model.parameters())} parameters; missing "
+                       f"{sorted(set(rp) - set(lp))[:3]}, unexpected {sorted(set(lp) - set(rp))[:3]}, wrong shapes "
+                       f"{[k for k in set(rp) & set(lp) if rp[k] != lp[k]][:3]}",
+                   hint="keep the attribute names and the order of the levels of the docstring")
+        model.load_state_dict(reference.state_dict())
+        x = torch.randn(3, kw["in_channels"], res, res, generator=g)
+        t = torch.randint(0, 1000, (3,), generator=g)
+        y = torch.randint(0, 5, (3,), generator=g) if kw["num_classes"] else None
+        with torch.no_grad():
+            out = c.call(model, x, t, y, inputs=inputs)
+            want = reference(x, t, y)
+        c.tensor("output", out, shape=tuple(want.shape), inputs=inputs)
+        c.close("output (vs the reference with the same weights)", out, want, atol=1e-4, inputs=inputs,
+                hint="same parameters but a different computation: the order of skips, where the embedding is "
+                     "added, nearest-neighbour upsampling before the conv")
+    c.done()
+
+
+class _Net(torch.nn.Module):
+    """A random network of (x, t, y): outputs depend on all three, per example."""
+
+    def __init__(self, g: torch.Generator):
+        super().__init__()
+        self.table = torch.randn(11, 4, generator=g)
+        self.calls = 0
+
+    def forward(self, x, t, y):
+        self.calls += 1
+        return torch.tanh(x * self.table[y][:, :, None, None] + t.view(-1, 1, 1, 1) / 500)
+
+
+def guidance(drop_labels, guided_eps) -> None:
+    c = Checks("guidance (hidden)")
+    g = _gen("guidance")
+    p = 0.05 + 0.5 * torch.rand(1, generator=g).item()
+    null = _int(g, 10, 100)
+    y = torch.randint(0, 10, (20000,), generator=g)
+    inputs = f"20,000 random labels, p_uncond = {p:.3f}, null_label = {null}"
+    out = c.call(drop_labels, y.clone(), p, null, torch.Generator().manual_seed(_int(g, 0, 2**31)), inputs=inputs)
+    c.tensor("labels", out, shape=(20000,), dtype=torch.int64, inputs=inputs)
+    frac = (out == null).double().mean().item()
+    c.true(abs(frac - p) < 0.02, "the fraction of dropped labels should be p_uncond", inputs=inputs,
+           expected=f"{p:.3f}", got=f"{frac:.3f}")
+    keep = out != null
+    c.true(torch.equal(out[keep], y[keep]), "labels that are not dropped must stay unchanged", inputs=inputs)
+    dropped_per_class = torch.bincount(y[~keep], minlength=10).double() / torch.bincount(y, minlength=10)
+    c.true(bool((dropped_per_class - p).abs().max() < 0.06), "every class must be dropped at the same rate",
+           inputs=inputs, got=f"{dropped_per_class.tolist()}")
+    net = _Net(g)
+    for scale in (1.0 + 6 * torch.rand(1, generator=g).item(), 0.0, 1.0):
+        x = torch.randn(5, 4, 3, 3, generator=g)
+        t = torch.randint(0, 1000, (5,), generator=g)
+        yy = torch.randint(0, 10, (5,), generator=g)
+        inputs = f"a random network, x (5, 4, 3, 3), random t and y, scale = {scale:.3f}, null_label = 10"
+        out = c.call(guided_eps, net, x.clone(), t.clone(), yy.clone(), scale, 10, inputs=inputs)
+        c.tensor("eps", out, shape=(5, 4, 3, 3), dtype=torch.float32, inputs=inputs)
+        c.close("eps", out, ref.guided_eps(net, x, t, yy, scale, 10), atol=1e-5, inputs=inputs,
+                mistakes=known_mistakes(CH, "guided_eps", lambda f: f(net, x.clone(), t.clone(), yy.clone(), scale,
+                                                                      10)))
+    c.done()
+
+
+def quiz(name: str, answer) -> None:
+    c = Checks(f"{name} (hidden)")
+    want = getattr(ref, name)
+    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
+    c.true(got == want, f"{name} is not right", hint="re-read the chapter's section on this")
+    c.done()

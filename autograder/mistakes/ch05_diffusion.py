@@ -1,0 +1,286 @@
+"""Chapter 05: realistic learner mistakes and correct alternatives."""
+from autograder.mutants import Alternative, Mistake
+
+_QS = "return ab.sqrt() * x0 + (1 - ab).sqrt() * eps"
+_DDIM = "x_prev = math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev - sigma ** 2) * eps_hat"
+_UP = 'h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))'
+_GUIDE = "return eps_u + scale * (eps_c - eps_u)"
+
+MISTAKES = [
+    # schedules
+    Mistake("schedules_checks", "cosine_betas", "return (1 - f[1:] / f[:-1]).clamp(max=max_beta)",
+            "return 1 - f[1:] / f[:-1]", "the cosine betas were not clipped at max_beta", expect="not clipped"),
+    Mistake("schedules_checks", "cosine_betas", "return (1 - f[1:] / f[:-1]).clamp(max=max_beta)",
+            "return (1 - f[:-1] / f[1:]).clamp(max=max_beta)", "the ratio f(t/T) / f((t+1)/T) is inverted",
+            expect="ratio is inverted"),
+    Mistake("schedules_checks", "cosine_betas", "f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2",
+            "f = torch.cos(u * math.pi / 2) ** 2", "the offset s was left out of the cosine", expect="s = 0.008"),
+    Mistake("schedules_checks", "linear_betas", "torch.linspace(beta_1, beta_T, T, dtype=torch.float64)",
+            "torch.linspace(beta_1, beta_T, T)", "the betas are float32", expect="dtype"),
+    Mistake("schedules_checks", "linear_betas", "torch.linspace(beta_1, beta_T, T, dtype=torch.float64)",
+            "torch.linspace(beta_1, beta_T, T + 1, dtype=torch.float64)[1:]",
+            "the linear betas start one step late", expect="wrong values"),
+    Mistake("schedules_checks", "noise_schedule", "torch.cumprod(alphas, dim=0)", "torch.cumsum(alphas, dim=0)",
+            "alpha_bars summed instead of multiplied", expect="not a sum"),
+    Mistake("schedules_checks", "noise_schedule", "torch.cumprod(alphas, dim=0)", "torch.cumprod(betas, dim=0)",
+            "alpha_bars as the product of the betas", expect="product of the betas"),
+    Mistake("schedules_checks", "noise_schedule", "torch.cumprod(alphas, dim=0)",
+            "torch.cat([torch.ones_like(alphas[:1]), torch.cumprod(alphas, dim=0)[:-1]])",
+            "alpha_bars shifted by one step", expect="shifted by one step"),
+    # q_sample
+    Mistake("q_sample_checks", "q_sample", _QS, "return ab * x0 + (1 - ab) * eps", "no square roots",
+            expect="no square roots"),
+    Mistake("q_sample_checks", "q_sample", _QS, "return ab.sqrt() * x0 + (1 - ab) * eps",
+            "the square root is missing on 1 - alpha_bar", expect=r"missing on \(1 - alpha_bar\)"),
+    Mistake("q_sample_checks", "q_sample", _QS, "return (1 - ab).sqrt() * x0 + ab.sqrt() * eps",
+            "signal and noise coefficients swapped", expect="swapped"),
+    Mistake("q_sample_checks", "q_sample", "dtype=x0.dtype)[t]", "dtype=x0.dtype)[t - 1]",
+            "alpha_bar indexed at t - 1", expect="taken at t - 1"),
+    Mistake("q_sample_checks", "q_sample", "alpha_bars.to(device=x0.device, dtype=x0.dtype)",
+            "alpha_bars.to(device=x0.device)", "float64 alpha_bars promote float32 data", expect="dtype"),
+    # diffusion_loss
+    Mistake("diffusion_loss_checks", "diffusion_loss", "return F.mse_loss(eps_hat, eps)",
+            "return F.mse_loss(eps_hat, x0)", "the model regresses x0 instead of the noise",
+            expect="predict the noise eps, not the clean image"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "return F.mse_loss(eps_hat, eps)",
+            "return F.mse_loss(eps_hat, eps, reduction='sum')", "the squared errors were summed",
+            expect="not summed"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "torch.randint(0, T, (B,)", "torch.randint(1, T, (B,)",
+            "t never 0", expect="t = 0"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "torch.randint(0, T, (B,)", "torch.randint(0, T + 1, (B,)",
+            "t can be T", expect=r"raised|\{0, \.\.\., T-1\}"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "eps = torch.randn(x0.shape", "eps = torch.rand(x0.shape",
+            "uniform noise instead of Gaussian", expect="not standard normal"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "torch.randint(0, T, (B,)", "torch.randint(0, T, (1,)",
+            "one t for the whole batch", expect="t passed to the model"),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps",
+            "x_t = ab * x0 + (1 - ab) * eps", "x_t without the square roots", expect="not standard normal"),
+    # ddpm_step
+    Mistake("ddpm_step_checks", "ddpm_step", "math.sqrt(variance) * noise", "variance * noise",
+            "the noise scaled by the variance", expect="scaled by the variance"),
+    Mistake("ddpm_step_checks", "ddpm_step", "variance = beta_t * (1 - a_prev) / (1 - a_t)\n    return",
+            "variance = beta_t\n    return",
+            "the variance beta_t instead of the posterior's", expect="the variance is beta_t"),
+    Mistake("ddpm_step_checks", "ddpm_step", "if t == 0:\n        return mean, x0_hat\n    "
+            "variance = beta_t * (1 - a_prev) / (1 - a_t)",
+            "variance = beta_t * (1 - a_prev) / (1 - a_t) if t > 0 else beta_t",
+            "noise added at the last step", expect="noise was added at the last step"),
+    Mistake("ddpm_step_checks", "ddpm_step", "beta_t / math.sqrt(1 - a_t) * eps_hat", "beta_t / (1 - a_t) * eps_hat",
+            "no square root in the mean's denominator", expect=r"denominator is sqrt"),
+    Mistake("ddpm_step_checks", "ddpm_step", ") / math.sqrt(alpha_t)", ") / alpha_t",
+            "the mean divided by alpha_t", expect=r"divide by sqrt\(alpha_t\)"),
+    Mistake("ddpm_step_checks", "ddpm_step", "(x_t - beta_t / math.sqrt(1 - a_t) * eps_hat)",
+            "(x_t - math.sqrt(1 - a_t) * eps_hat)", "the whole predicted noise removed in one step",
+            expect="predicts the whole noise"),
+    Mistake("ddpm_step_checks", "ddpm_step", "a_t = alpha_bars[t].item()\n    a_prev = alpha_bars[t - 1].item() "
+            "if t > 0 else 1.0", "a_t = alpha_bars[t - 1].item()\n    a_prev = alpha_bars[t - 2].item() if t > 1 "
+            "else 1.0", "alpha_bar indexed at t - 1", expect="alpha_bar_\\{t-1\\} was taken at t"),
+    Mistake("ddpm_step_checks", "ddpm_step", "a_prev = alpha_bars[t - 1].item() if t > 0 else 1.0",
+            "a_prev = alpha_bars[t - 1].item()", "alpha_bars[-1] read at t = 0", expect=r"alpha_bars\[-1\]"),
+    # ddim_step
+    Mistake("ddim_step_checks", "ddim_step", "math.sqrt(1 - a_prev - sigma ** 2) * eps_hat",
+            "math.sqrt(1 - a_t - sigma ** 2) * eps_hat", "the direction uses alpha_bar_t",
+            expect="direction to x_t uses"),
+    Mistake("ddim_step_checks", "ddim_step", "alpha_bars[int(t_prev)].item() if t_prev >= 0 else 1.0",
+            "alpha_bars[int(t_prev)].item()", "alpha_bars[-1] at the last step", expect="LAST entry"),
+    Mistake("ddim_step_checks", "ddim_step", _DDIM, "x_prev = a_prev * x0_hat + (1 - a_prev - sigma ** 2) * eps_hat",
+            "no square roots", expect="square roots are missing"),
+    Mistake("ddim_step_checks", "ddim_step", "math.sqrt(1 - a_prev - sigma ** 2) * eps_hat",
+            "math.sqrt(1 - a_prev) * eps_hat", "sigma^2 not taken out of the direction", expect="direction term"),
+    Mistake("ddim_step_checks", "ddim_step", "if sigma > 0:\n        x_prev = x_prev + sigma * noise", "",
+            "the noise term is missing", expect="noise term sigma \\* noise is missing"),
+    Mistake("ddim_step_checks", "ddim_step", "x_prev = x_prev + sigma * noise", "x_prev = x_prev + sigma ** 2 * noise",
+            "the noise scaled by sigma^2", expect="scaled by sigma\\^2"),
+    # time embedding + residual block
+    Mistake("time_embedding_checks", "timestep_embedding", "torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)",
+            "torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)", "sin before cos", expect="sin comes first"),
+    Mistake("time_embedding_checks", "timestep_embedding", "device=t.device) / half)",
+            "device=t.device) / (half - 1))",
+            "frequencies spaced with half - 1", expect="not half - 1"),
+    Mistake("time_embedding_checks", "timestep_embedding", "torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)",
+            "torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1).flatten(1)",
+            "cos and sin interleaved", expect="interleaved"),
+    Mistake("time_embedding_checks", "ResBlock", "h = h + self.time_proj(F.silu(emb))[:, :, None, None]", "h = h",
+            "the embedding is never added", expect=r"add the projected SiLU\(emb\)"),
+    Mistake("time_embedding_checks", "ResBlock", "self.time_proj(F.silu(emb))", "self.time_proj(emb)",
+            "no SiLU before the embedding's projection", expect=r"add the projected SiLU\(emb\)"),
+    Mistake("time_embedding_checks", "ResBlock", "return h + self.skip(x)", "return h",
+            "no residual connection", expect=r"add skip\(x\)"),
+    Mistake("time_embedding_checks", "ResBlock", "h = self.conv1(F.silu(self.norm1(x)))", "h = F.silu(self.conv1(self.norm1(x)))",
+            "activation after the convolution", expect="norm -> SiLU -> conv"),
+    # U-Net
+    Mistake("unet_checks", "UNet", "skips.pop()", "skips.pop(0)", "skips taken in the wrong order",
+            expect="raised|wrong shape|vs the reference"),
+    Mistake("unet_checks", "UNet", "emb = emb + self.class_embedding(y)", "emb = emb",
+            "the label is never used", expect="own label"),
+    Mistake("unet_checks", "UNet", "timestep_embedding(t, self.ch)", "timestep_embedding(t * 0, self.ch)",
+            "the timestep never reaches the network", expect="own timestep"),
+    Mistake("unet_checks", "UNet", "y = torch.full_like(t, self.num_classes)", "y = torch.zeros_like(t)",
+            "y = None treated as digit 0", expect="no label"),
+    Mistake("unet_checks", "UNet", _UP, 'h = F.interpolate(self.upsamples[j](h), scale_factor=2.0, mode="nearest")',
+            "the upsampling conv applied before upsampling", expect="vs the reference"),
+    # guidance
+    Mistake("guidance_checks", "guided_eps", _GUIDE, "return eps_c + scale * (eps_u - eps_c)",
+            "guidance formula inverted", expect="inverted"),
+    Mistake("guidance_checks", "guided_eps", _GUIDE, "return eps_c + scale * (eps_c - eps_u)",
+            "the scale used as w", expect="Ho & Salimans' w"),
+    Mistake("guidance_checks", "guided_eps", "torch.full_like(y, null_label)", "torch.zeros_like(y)",
+            "label 0 as the unconditional label", expect="not label 0"),
+    Mistake("guidance_checks", "drop_labels", "< p_uncond", ">= p_uncond", "labels kept with probability p_uncond",
+            expect="p_uncond"),
+    Mistake("guidance_checks", "drop_labels", "return torch.where(drop, torch.full_like(y, null_label), y)",
+            "y[drop] = null_label\n    return y", "labels overwritten in place", expect="in place"),
+    # quiz
+    Mistake("quiz_predicts", "answer_predicts", '"B"', '"A"', "the misconception", diagnosed=False),
+    Mistake("quiz_predicts", "answer_guidance_w", '"B"', '"A"', "s = w", diagnosed=False),
+    Mistake("quiz_diffusion_facts", "answer_diffusion_facts", '{"A", "B", "D", "E"}', '{"A", "B", "D", "E", "F"}',
+            "not every statement is true", diagnosed=False),
+]
+
+ALTERNATIVES = [
+    Alternative("schedules_checks", "linear_betas", '''
+def linear_betas(T=1000, beta_1=1e-4, beta_T=0.02):
+    """By hand: beta_1 + (beta_T - beta_1) * k / (T - 1)."""
+    k = torch.arange(T, dtype=torch.float64)
+    return beta_1 + (beta_T - beta_1) * k / (T - 1)
+'''),
+    Alternative("schedules_checks", "cosine_betas", '''
+def cosine_betas(T=1000, s=0.008, max_beta=0.999):
+    """A Python loop over the steps with math.cos, as in improved-diffusion."""
+    f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.tensor([min(1 - f((t + 1) / T) / f(t / T), max_beta) for t in range(T)], dtype=torch.float64)
+'''),
+    Alternative("schedules_checks", "noise_schedule", '''
+def noise_schedule(betas):
+    """The product through a sum of logs."""
+    alphas = 1.0 - betas
+    return alphas, torch.exp(torch.cumsum(torch.log(alphas), dim=0))
+'''),
+    Alternative("q_sample_checks", "q_sample", '''
+def q_sample(x0, t, eps, alpha_bars):
+    """Gather on the CPU, unsqueeze until the ranks match."""
+    ab = alpha_bars[t.cpu()].to(x0)
+    while ab.dim() < x0.dim():
+        ab = ab.unsqueeze(-1)
+    return torch.sqrt(ab) * x0 + torch.sqrt(1.0 - ab) * eps
+'''),
+    Alternative("diffusion_loss_checks", "diffusion_loss", '''
+def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
+    """The noise drawn before t, the error squared by hand, q_sample reused."""
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    t = torch.randint(0, len(alpha_bars), (x0.shape[0],), generator=generator, device=x0.device)
+    x_t = q_sample(x0, t, eps, alpha_bars)
+    args = (x_t, t) if y is None else (x_t, t, y)
+    return ((model(*args) - eps) ** 2).mean()
+'''),
+    Alternative("ddpm_step_checks", "ddpm_step", '''
+def ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
+    """diffusers' form: the posterior mean as coef0 * x0_hat + coef_t * x_t."""
+    t = int(t)
+    a_t = float(alpha_bars[t])
+    a_prev = float(alpha_bars[t - 1]) if t >= 1 else 1.0
+    beta_t = 1 - a_t / a_prev
+    x0_hat = (x_t - (1 - a_t) ** 0.5 * eps_hat) / a_t ** 0.5
+    coef0 = a_prev ** 0.5 * beta_t / (1 - a_t)
+    coef_t = (1 - beta_t) ** 0.5 * (1 - a_prev) / (1 - a_t)
+    mean = coef0 * x0_hat + coef_t * x_t
+    if t >= 1:
+        mean = mean + (beta_t * (1 - a_prev) / (1 - a_t)) ** 0.5 * noise
+    return mean, x0_hat
+'''),
+    Alternative("ddim_step_checks", "ddim_step", '''
+def ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
+    """Coefficients as tensors; the noise term through torch.where-free arithmetic."""
+    ab = torch.cat([alpha_bars.double(), torch.ones(1, dtype=torch.float64)])  # ab[-1] = 1: "before the first step"
+    a_t, a_prev = ab[int(t)], ab[int(t_prev) if t_prev >= 0 else -1]
+    x0_hat = (x_t - torch.sqrt(1 - a_t).to(x_t) * eps_hat) / torch.sqrt(a_t).to(x_t)
+    var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    sigma = eta * torch.sqrt(var)
+    out = torch.sqrt(a_prev).to(x_t) * x0_hat + torch.sqrt(1 - a_prev - sigma ** 2).to(x_t) * eps_hat
+    if eta > 0:
+        out = out + sigma.to(x_t) * noise
+    return out, x0_hat
+'''),
+    Alternative("time_embedding_checks", "timestep_embedding", '''
+def timestep_embedding(t, dim, max_period=10000):
+    """diffusers' own function."""
+    from diffusers.models.embeddings import get_timestep_embedding
+    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
+'''),
+    Alternative("time_embedding_checks", "ResBlock", '''
+class ResBlock(nn.Module):
+    """Same parameters; functional calls and an explicit branch for the skip."""
+
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(num_groups=groups, num_channels=c_in, eps=1e-5)
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+        self.time_proj = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(num_groups=groups, num_channels=c_out, eps=1e-5)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel_size=3, padding=1)
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, kernel_size=1)
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_proj(emb * torch.sigmoid(emb)).unsqueeze(-1).unsqueeze(-1)
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+'''),
+    Alternative("unet_checks", "UNet", '''
+class UNet(nn.Module):
+    """The same network; skips indexed from the end, upsampling by repeat_interleave."""
+
+    def __init__(self, in_channels=1, ch=32, mults=(1, 2, 2), num_classes=None, groups=8):
+        super().__init__()
+        self.ch, self.num_classes = ch, num_classes
+        d = 4 * ch
+        self.time_mlp = nn.Sequential(nn.Linear(ch, d), nn.SiLU(), nn.Linear(d, d))
+        self.class_embedding = nn.Embedding(num_classes + 1, d) if num_classes else None
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        cs = [ch * m for m in mults]
+        ins = [ch] + cs[:-1]
+        self.down_blocks = nn.ModuleList(ResBlock(i, o, d, groups) for i, o in zip(ins, cs))
+        self.downsamples = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1) for c in cs[:-1])
+        self.mid_blocks = nn.ModuleList([ResBlock(cs[-1], cs[-1], d, groups), ResBlock(cs[-1], cs[-1], d, groups)])
+        prev = [cs[-1]] + cs[::-1][:-1]
+        self.up_blocks = nn.ModuleList(ResBlock(p + c, c, d, groups) for p, c in zip(prev, cs[::-1]))
+        self.upsamples = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for c in cs[::-1][:-1])
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+
+    def forward(self, x, t, y=None):
+        emb = self.time_mlp(timestep_embedding(t, self.ch))
+        if self.num_classes:
+            emb = emb + self.class_embedding(torch.full_like(t, self.num_classes) if y is None else y)
+        h, skips = self.conv_in(x), []
+        for i, block in enumerate(self.down_blocks):
+            h = block(h, emb)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        for block in self.mid_blocks:
+            h = block(h, emb)
+        L = len(self.up_blocks)
+        for j in range(L):
+            h = self.up_blocks[j](torch.cat((h, skips[L - 1 - j]), dim=1), emb)
+            if j < L - 1:
+                h = self.upsamples[j](h.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+        return self.conv_out(F.silu(self.norm_out(h)))
+'''),
+    Alternative("guidance_checks", "guided_eps", '''
+def guided_eps(model, x_t, t, y, scale, null_label):
+    """Two forward passes; (1 - s) eps_u + s eps_c."""
+    eps_c = model(x_t, t, y)
+    eps_u = model(x_t, t, torch.full_like(y, null_label))
+    return (1 - scale) * eps_u + scale * eps_c
+'''),
+    Alternative("guidance_checks", "drop_labels", '''
+def drop_labels(y, p_uncond, null_label, generator=None):
+    """masked_fill on a clone."""
+    mask = torch.rand(y.shape[0], generator=generator, device=y.device) < p_uncond
+    return y.clone().masked_fill(mask, null_label)
+'''),
+    Alternative("quiz_diffusion_facts", "answer_diffusion_facts", '''
+answer_diffusion_facts = ["E", "D", "B", "A"]
+''', "a list in any order"),
+]

@@ -1,0 +1,619 @@
+"""Chapter 05 visible checks, helpers and plots (denoising diffusion).
+
+Every check runs on small inputs whose answers are known by construction (written out
+from the formulas of the chapter with hand-picked numbers, or from diffusers, the
+library the chapter's code must agree with); none uses a reference solution. Hidden
+checks, run when grading, use fresh random inputs and diffusers' schedulers.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import Checks, substituted
+
+QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
+_F64 = torch.float64
+
+
+def _t(x, dtype=_F64) -> torch.Tensor:
+    return torch.tensor(x, dtype=dtype)
+
+
+def _cos2(u: float, s: float) -> float:
+    return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+
+# ----------------------------------------------------------------------------- 1 schedules
+
+def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
+    c = Checks("schedules")
+    inputs = "linear_betas(T=5, beta_1=0.1, beta_T=0.5)"
+    b = c.call(linear_betas, T=5, beta_1=0.1, beta_T=0.5, inputs=inputs)
+    c.tensor("betas", b, shape=(5,), dtype=_F64, inputs=inputs)
+    c.close("betas", b, _t([0.1, 0.2, 0.3, 0.4, 0.5]), atol=1e-12, inputs=inputs,
+            hint="T values evenly spaced from beta_1 to beta_T, both included (torch.linspace)")
+    b = c.call(linear_betas, inputs="linear_betas() with the defaults")
+    c.tensor("betas", b, shape=(1000,), dtype=_F64, inputs="linear_betas()")
+    c.close("betas[[0, 1, 999]]", b[[0, 1, 999]], _t([1e-4, 1e-4 + 0.0199 / 999, 0.02]), atol=1e-12,
+            inputs="linear_betas(): defaults T=1000, beta_1=1e-4, beta_T=0.02")
+
+    # Cosine, T = 4, s = 0: f(u) = cos(u pi / 2)^2 = 1, cos^2(pi/8), 1/2, sin^2(pi/8), 0.
+    f = [_cos2(k / 4, 0.0) for k in range(5)]
+    want = [1 - f[k + 1] / f[k] for k in range(3)] + [0.999]
+    inputs = "cosine_betas(T=4, s=0.0): f = cos(u pi/2)^2 at u = 0, 1/4, 1/2, 3/4, 1"
+    b = c.call(cosine_betas, T=4, s=0.0, inputs=inputs)
+    c.tensor("betas", b, shape=(4,), dtype=_F64, inputs=inputs)
+    c.true(bool(((b > 0) & (b <= 1)).all()), "every beta must lie in (0, 1]", inputs=inputs, got=b,
+           hint="the ratio is inverted? beta_t = 1 - f((t+1)/T) / f(t/T): the later f goes in the numerator")
+    c.close("betas", b, _t(want), atol=1e-12, inputs=inputs, mistakes={
+        "beta_t was not clipped at max_beta (the last beta is 1: the data would vanish at once)":
+            _t(want[:3] + [1.0]),
+        "the ratio is inverted: beta_t = 1 - f((t+1)/T) / f(t/T)": _t([min(1 - f[k] / f[k + 1], 0.999)
+                                                                      for k in range(3)] + [0.999]),
+    })
+    b = c.call(cosine_betas, inputs="cosine_betas() with the defaults")
+    c.tensor("betas", b, shape=(1000,), dtype=_F64, inputs="cosine_betas()")
+    s = 0.008
+    want = _t([min(1 - _cos2((k + 1) / 1000, s) / _cos2(k / 1000, s), 0.999) for k in (0, 500, 999)])
+    c.close("betas[[0, 500, 999]]", b[[0, 500, 999]], want, atol=1e-12,
+            inputs="cosine_betas(): defaults T=1000, s=0.008, max_beta=0.999",
+            hint="u = (t + s) / (1 + s) inside the cosine, with s = 0.008")
+
+    inputs = "noise_schedule(betas = [0.1, 0.2, 0.5])"
+    out = c.call(noise_schedule, _t([0.1, 0.2, 0.5]), inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "noise_schedule must return a pair (alphas, alpha_bars)",
+           inputs=inputs, got=type(out).__name__)
+    alphas, alpha_bars = out
+    c.tensor("alphas", alphas, shape=(3,), dtype=_F64, inputs=inputs)
+    c.close("alphas", alphas, _t([0.9, 0.8, 0.5]), atol=1e-12, inputs=inputs, hint="alpha_t = 1 - beta_t")
+    c.tensor("alpha_bars", alpha_bars, shape=(3,), dtype=_F64, inputs=inputs)
+    c.close("alpha_bars", alpha_bars, _t([0.9, 0.72, 0.36]), atol=1e-12, inputs=inputs, mistakes={
+        "alpha_bars is the cumulative product of the betas; it is the product of the alphas = 1 - betas":
+            _t([0.1, 0.02, 0.01]),
+        "alpha_bars is a cumulative product (torch.cumprod), not a sum": _t([0.9, 1.7, 2.2]),
+        "alpha_bars is shifted by one step (starts at 1): alpha_bars[0] = alpha_0 already": _t([1.0, 0.9, 0.72]),
+    })
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 2 q_sample
+
+def check_q_sample(q_sample) -> None:
+    c = Checks("q_sample")
+    ab = _t([0.64, 0.36, 0.01])
+    x0 = _t([[1.0, -1.0], [2.0, 0.5], [1.0, 1.0]])
+    eps = _t([[0.5, 0.5], [-1.0, 2.0], [3.0, -3.0]])
+    t = torch.tensor([0, 1, 2])
+    inputs = "x0 = [[1, -1], [2, .5], [1, 1]], eps = [[.5, .5], [-1, 2], [3, -3]], t = [0, 1, 2], " \
+             "alpha_bars = [.64, .36, .01]"
+    x_t = c.call(q_sample, x0, t, eps, ab, inputs=inputs)
+    c.tensor("x_t", x_t, shape=(3, 2), dtype=_F64, inputs=inputs)
+    sq = [(0.8, 0.6), (0.6, 0.8), (0.1, math.sqrt(0.99))]
+
+    def mix(coef):
+        return _t([[a * x + b * e for x, e in zip(x0[i].tolist(), eps[i].tolist())] for i, (a, b) in enumerate(coef)])
+
+    c.close("x_t", x_t, mix(sq), atol=1e-12, inputs=inputs, mistakes={
+        "no square roots: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps":
+            mix([(a, 1 - a) for a in (0.64, 0.36, 0.01)]),
+        "the square root is missing on (1 - alpha_bar)": mix([(a, 1 - a * a) for a, _ in sq]),
+        "the square root is missing on alpha_bar": mix([(a * a, b) for a, b in sq]),
+        "x0 and eps are swapped: the signal keeps sqrt(alpha_bar), the noise sqrt(1 - alpha_bar)":
+            mix([(b, a) for a, b in sq]),
+        "alpha_bar is taken at t - 1: use alpha_bars[t] (timesteps are indexed from 0)":
+            mix([sq[2], sq[0], sq[1]]),
+    })
+    # Images, float32 data with float64 alpha_bars: x_t keeps the data's dtype and shape.
+    x0 = torch.linspace(-1, 1, 2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
+    eps = torch.linspace(1, -1, 2 * 16, dtype=torch.float32).view(2, 1, 4, 4) * 2
+    t = torch.tensor([1, 0])
+    inputs = "x0, eps (2, 1, 4, 4) float32, t = [1, 0], alpha_bars = [.64, .36, .01] float64"
+    x_t = c.call(q_sample, x0, t, eps, ab, inputs=inputs)
+    c.tensor("x_t", x_t, shape=(2, 1, 4, 4), dtype=torch.float32, inputs=inputs)
+    want = torch.cat([0.6 * x0[:1] + 0.8 * eps[:1], 0.8 * x0[1:] + 0.6 * eps[1:]])
+    c.close("x_t", x_t, want, atol=1e-6, inputs=inputs,
+            hint="one alpha_bar per example: index alpha_bars with t, then reshape it to (B, 1, 1, 1) "
+                 "so it broadcasts over channels and pixels")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 3 the loss
+
+class _Recorder(nn.Module):
+    """A stand-in noise predictor: records its inputs, returns 0.5 x_t + w * t / 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.3, dtype=_F64))
+        self.calls = []
+
+    def forward(self, x_t, t, *rest):
+        self.calls.append((x_t.detach().clone(), t.detach().clone(), [r.detach().clone() for r in rest]))
+        shape = (-1,) + (1,) * (x_t.dim() - 1)
+        return 0.5 * x_t + self.w * t.to(x_t.dtype).view(shape) / 10
+
+
+def check_diffusion_loss(diffusion_loss) -> None:
+    c = Checks("diffusion_loss")
+    T = 10
+    ab = torch.linspace(0.95, 0.05, T, dtype=_F64)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 2, (256, 1, 4, 4), generator=g).to(_F64) * 2 - 1  # +-1 pixels
+    model = _Recorder()
+    inputs = "x0 (256, 1, 4, 4) of +-1, alpha_bars = linspace(0.95, 0.05, 10), a stand-in model " \
+             "eps_hat = 0.5 x_t + 0.03 t"
+    loss = c.call(diffusion_loss, model, x0, ab, inputs=inputs)
+    c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
+    c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
+           got=f"{len(model.calls)} calls")
+    x_t, t, rest = model.calls[0]
+    c.tensor("x_t passed to the model", x_t, shape=tuple(x0.shape), inputs=inputs)
+    c.tensor("t passed to the model", t, shape=(256,), dtype=torch.int64, inputs=inputs)
+    c.true(bool(((t >= 0) & (t < T)).all()), "t must lie in {0, ..., T-1}", inputs=inputs,
+           got=f"t from {int(t.min())} to {int(t.max())}", hint="torch.randint(0, T, (B,)): the upper bound is excluded")
+    c.true(len(t.unique()) > 1, "every example needs its own t", inputs=inputs, got=f"all t = {int(t[0])}",
+           hint="draw B timesteps, shape (B,), not one for the whole batch")
+    a = ab[t].view(-1, 1, 1, 1)
+    eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()  # the noise implied by x_t
+    m, s = eps.mean().item(), eps.std().item()
+    c.true(abs(m) < 0.1 and abs(s - 1) < 0.1, "the noise in x_t is not standard normal", inputs=inputs,
+           expected="x_t = sqrt(alpha_bars[t]) x0 + sqrt(1 - alpha_bars[t]) eps with eps ~ N(0, I): "
+                    "implied eps with mean 0, std 1",
+           got=f"implied eps with mean {m:.3f}, std {s:.3f}",
+           hint="eps = torch.randn_like(x0) (not torch.rand), and x_t in closed form with the square roots")
+    eps_hat = 0.5 * x_t + 0.03 * t.to(_F64).view(-1, 1, 1, 1)
+    c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
+        "the model must be trained to predict the noise eps, not the clean image x0":
+            ((eps_hat - x0) ** 2).mean(),
+        "the squared error must be averaged over all elements (F.mse_loss), not summed":
+            ((eps_hat - eps) ** 2).sum(),
+        "the squared error was averaged per example and summed over the batch: take the mean over everything":
+            ((eps_hat - eps) ** 2).flatten(1).mean(1).sum(),
+    })
+    c.call(loss.backward, inputs=inputs)
+    c.true(model.w.grad is not None, "no gradient reached the model's parameters", inputs=inputs,
+           hint="compute the loss from the model's output with torch operations (no .item() or .detach())")
+    # Every t in {0, ..., T-1} is drawn, uniformly.
+    seen = torch.cat([t] + [c.call(lambda: (diffusion_loss(model, x0, ab), model.calls[-1][1])[1],
+                                   inputs=inputs) for _ in range(7)])
+    counts = torch.bincount(seen, minlength=T)
+    c.true(bool((counts > 0).all()) and counts.max() < 2.0 * counts.float().mean(),
+           "t is not drawn uniformly from {0, ..., T-1}", inputs=inputs + ", 8 calls",
+           expected=f"each of the {T} values about {len(seen) // T} times", got=f"counts {counts.tolist()}",
+           hint="torch.randint(0, T, (B,)); t = 0 (the least noisy step) must be drawn too")
+    # Class labels are passed on as the third argument.
+    y = torch.arange(256) % 10
+    model.calls.clear()
+    c.call(diffusion_loss, model, x0, ab, y=y, inputs=inputs + ", y = arange(256) % 10")
+    got_y = model.calls[0][2] if model.calls else []
+    c.true(len(got_y) == 1 and torch.equal(got_y[0], y), "the labels y must be passed to the model: model(x_t, t, y)",
+           inputs="y = arange(256) % 10", got=f"extra arguments {[tuple(r.shape) for r in got_y]}")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 4 DDPM step
+
+_AB3 = [0.9, 0.72, 0.36]  # alpha_bars of betas [0.1, 0.2, 0.5]
+
+
+def check_ddpm_step(ddpm_step) -> None:
+    c = Checks("ddpm_step")
+    ab = _t(_AB3)
+    x = _t([[1.0, -2.0, 0.5]])
+    e = _t([[0.5, 1.0, -1.0]])
+    z = _t([[1.0, -1.0, 2.0]])
+    # t = 2: a_t = .36, a_prev = .72, alpha = .5, beta = .5, variance = .5 * .28 / .64.
+    inputs = "t = 2, alpha_bars = [.9, .72, .36], x_t = [[1, -2, .5]], eps_hat = [[.5, 1, -1]], noise = [[1, -1, 2]]"
+    out = c.call(ddpm_step, e, 2, x, ab, z, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "ddpm_step must return a pair (x_prev, x0_hat)", inputs=inputs,
+           got=type(out).__name__)
+    x_prev, x0_hat = out
+    c.tensor("x_prev", x_prev, shape=(1, 3), dtype=_F64, inputs=inputs)
+    c.tensor("x0_hat", x0_hat, shape=(1, 3), dtype=_F64, inputs=inputs)
+    mean = (x - 0.5 / 0.8 * e) / math.sqrt(0.5)
+    var = 0.5 * 0.28 / 0.64
+    c.close("x_prev", x_prev, mean + math.sqrt(var) * z, atol=1e-12, inputs=inputs, mistakes={
+        "the noise was scaled by the variance: multiply it by the standard deviation sqrt(variance)":
+            mean + var * z,
+        "the variance is beta_t here; the posterior's is beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)":
+            mean + math.sqrt(0.5) * z,
+        "the mean uses beta_t / (1 - alpha_bar_t): the denominator is sqrt(1 - alpha_bar_t)":
+            (x - 0.5 / 0.64 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
+        "the mean divides by alpha_t: divide by sqrt(alpha_t)": (x - 0.5 / 0.8 * e) / 0.5 + math.sqrt(var) * z,
+        "the mean subtracts the whole noise sqrt(1 - alpha_bar_t) eps_hat: the network predicts the whole "
+        "noise, and one step removes only beta_t / sqrt(1 - alpha_bar_t) of it":
+            (x - 0.8 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
+        "alpha_bar_{t-1} was taken at t (or alpha_bar_t at t - 1): a_t = alpha_bars[t], a_prev = alpha_bars[t - 1]":
+            (x - (1 - 0.72 / 0.9) / math.sqrt(0.28) * e) / math.sqrt(0.72 / 0.9)
+            + math.sqrt((1 - 0.72 / 0.9) * 0.1 / 0.28) * z,
+    })
+    c.close("x0_hat", x0_hat, (x - 0.8 * e) / 0.6, atol=1e-12, inputs=inputs,
+            hint="x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)")
+    # t = 0: the last step returns the mean, no noise; a_prev = 1.
+    inputs = "t = 0 (the last step), alpha_bars = [.9, .72, .36], same x_t, eps_hat, noise"
+    out = c.call(ddpm_step, e, 0, x, ab, z, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "ddpm_step must return a pair (x_prev, x0_hat)", inputs=inputs)
+    x_prev, x0_hat = out
+    mean0 = (x - 0.1 / math.sqrt(0.1) * e) / math.sqrt(0.9)
+    c.close("x_prev at t = 0", x_prev, mean0, atol=1e-12, inputs=inputs, mistakes={
+        "noise was added at the last step (t = 0): return the mean there": mean0 + math.sqrt(0.1) * z,
+    }, hint="at t = 0, alpha_bar_{t-1} = 1 (no alpha_bars[-1]: that is the last entry) and no noise is added")
+    c.close("x0_hat at t = 0", x0_hat, (x - math.sqrt(0.1) * e) / math.sqrt(0.9), atol=1e-12, inputs=inputs)
+    # Image batches, float32.
+    g = torch.Generator().manual_seed(1)
+    x, e, z = (torch.randn(2, 1, 3, 3, generator=g) for _ in range(3))
+    inputs = "x_t, eps_hat, noise (2, 1, 3, 3) float32, t = 1, alpha_bars float64"
+    out = c.call(ddpm_step, e, torch.tensor(1), x, ab, z, inputs=inputs + " (t given as a 0-d tensor)")
+    c.tensor("x_prev", out[0], shape=(2, 1, 3, 3), dtype=torch.float32, inputs=inputs)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 5 DDIM step
+
+def check_ddim_step(ddim_step) -> None:
+    c = Checks("ddim_step")
+    ab = _t(_AB3)
+    x = _t([[1.0, -2.0, 0.5]])
+    e = _t([[0.5, 1.0, -1.0]])
+    z = _t([[1.0, -1.0, 2.0]])
+    x0 = (x - 0.8 * e) / 0.6
+    inputs = "t = 2, t_prev = 0, eta = 0, alpha_bars = [.9, .72, .36], x_t = [[1, -2, .5]], eps_hat = [[.5, 1, -1]]"
+    out = c.call(ddim_step, e, 2, 0, x, ab, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "ddim_step must return a pair (x_prev, x0_hat)", inputs=inputs,
+           got=type(out).__name__)
+    x_prev, x0_hat = out
+    c.tensor("x_prev", x_prev, shape=(1, 3), dtype=_F64, inputs=inputs)
+    c.close("x0_hat", x0_hat, x0, atol=1e-12, inputs=inputs)
+    c.close("x_prev", x_prev, math.sqrt(0.9) * x0 + math.sqrt(0.1) * e, atol=1e-12, inputs=inputs, mistakes={
+        "the direction to x_t uses sqrt(1 - alpha_bar_t): it is sqrt(1 - alpha_bar_prev) eps_hat":
+            math.sqrt(0.9) * x0 + 0.8 * e,
+        "the square roots are missing: x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps_hat":
+            0.9 * x0 + 0.1 * e,
+        "alpha_bar_prev was taken at t_prev + 1 (or t): it is alpha_bars[t_prev]":
+            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
+    })
+    inputs = "t = 2, t_prev = -1 (the last step), eta = 0, same inputs"
+    out = c.call(ddim_step, e, 2, -1, x, ab, inputs=inputs)
+    c.close("x_prev at t_prev = -1", out[0], x0, atol=1e-12, inputs=inputs, mistakes={
+        "t_prev = -1 read alpha_bars[-1], the LAST entry: before the first step alpha_bar = 1, so x_prev = x0_hat":
+            math.sqrt(0.36) * x0 + 0.8 * e},
+        hint="when t_prev < 0, alpha_bar_prev = 1 and x_prev = x0_hat")
+    # eta = 1, t -> t - 1 has DDPM's posterior variance: sigma^2 = .28/.64 * (1 - .36/.72) = .21875.
+    inputs = "t = 2, t_prev = 1, eta = 1, noise = [[1, -1, 2]]"
+    out = c.call(ddim_step, e, 2, 1, x, ab, 1.0, z, inputs=inputs)
+    var = 0.28 / 0.64 * 0.5
+    want = math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e + math.sqrt(var) * z
+    c.close("x_prev with eta = 1", out[0], want, atol=1e-12, inputs=inputs, mistakes={
+        "eta was ignored: sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev)":
+            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
+        "sigma^2 must also be taken out of the direction term: sqrt(1 - a_prev - sigma^2) eps_hat":
+            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e + math.sqrt(var) * z,
+        "the noise term sigma * noise is missing": math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e,
+        "the noise was scaled by sigma^2: multiply it by sigma": math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e
+        + var * z,
+    })
+    inputs = "t = 2, t_prev = 0, eta = 0, noise=None (eta = 0 must not need noise); (2, 1, 3, 3) float32"
+    g = torch.Generator().manual_seed(2)
+    xi, ei = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
+    out = c.call(ddim_step, ei, 2, 0, xi, ab, 0.0, None, inputs=inputs)
+    c.tensor("x_prev", out[0], shape=(2, 1, 3, 3), dtype=torch.float32, inputs=inputs)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 6 embedding + block
+
+def check_time_embedding(timestep_embedding, ResBlock) -> None:
+    c = Checks("time_embedding")
+    inputs = "t = [0, 1], dim = 4 (frequencies 1 and 10000**(-1/2) = 0.01)"
+    emb = c.call(timestep_embedding, torch.tensor([0, 1]), 4, inputs=inputs)
+    c.tensor("emb", emb, shape=(2, 4), dtype=torch.float32, inputs=inputs)
+    want = _t([[1, 1, 0, 0], [math.cos(1), math.cos(0.01), math.sin(1), math.sin(0.01)]])
+    c.close("emb", emb, want, atol=1e-6, inputs=inputs, mistakes={
+        "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]":
+            _t([[0, 0, 1, 1], [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]]),
+        "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)":
+            _t([[1, 1, 0, 0], [math.cos(1), math.cos(1e-4), math.sin(1), math.sin(1e-4)]]),
+        "the cosines and sines are interleaved: concatenate all cosines, then all sines":
+            _t([[1, 0, 1, 0], [math.cos(1), math.sin(1), math.cos(0.01), math.sin(0.01)]]),
+    })
+    t = torch.tensor([5, 999, 0])
+    emb = c.call(timestep_embedding, t, 32, inputs="t = [5, 999, 0], dim = 32")
+    c.tensor("emb", emb, shape=(3, 32), dtype=torch.float32, inputs="t = [5, 999, 0], dim = 32")
+    c.true(bool(((emb[:, :16] ** 2 + emb[:, 16:] ** 2 - 1).abs() < 1e-5).all()),
+           "cos^2 + sin^2 of each frequency should be 1: emb[:, i] and emb[:, half + i] share a frequency",
+           inputs="t = [5, 999, 0], dim = 32")
+
+    c.exercise = "ResBlock"
+    inputs = "ResBlock(16, 32, emb_dim=64)"
+    block = c.call(ResBlock, 16, 32, 64, inputs=inputs)
+    n = sum(p.numel() for p in block.parameters())
+    want_n = 2 * 16 + (16 * 32 * 9 + 32) + (64 * 32 + 32) + 2 * 32 + (32 * 32 * 9 + 32) + (16 * 32 + 32)
+    c.true(n == want_n, "wrong number of parameters", inputs=inputs, expected=want_n, got=n,
+           hint="norm1, conv1 (3x3), time_proj (Linear), norm2, conv2 (3x3) and a 1x1 skip conv when c_in != c_out")
+    same = c.call(ResBlock, 32, 32, 64, inputs="ResBlock(32, 32, 64)")
+    n_same = sum(p.numel() for p in same.parameters())
+    c.true(n_same == want_n - (16 * 32 + 32) + 2 * 16 + (32 * 32 * 9 - 16 * 32 * 9),
+           "with c_in == c_out the skip connection is the identity (no parameters)", inputs="ResBlock(32, 32, 64)",
+           got=f"{n_same} parameters")
+    # diffusers' ResnetBlock2D computes the same block: copy the weights across and compare.
+    from diffusers.models.resnet import ResnetBlock2D
+    g = torch.Generator().manual_seed(3)
+    theirs = ResnetBlock2D(in_channels=16, out_channels=32, temb_channels=64, groups=8, eps=1e-5)
+    ours = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2", "conv2": "conv2",
+            "conv_shortcut": "skip"}  # diffusers' names -> the chapter's
+    mine = dict(block.named_parameters())
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if p.dim() > 1 else 0.5))
+            module, kind = name.split(".")
+            key = f"{ours[module]}.{kind}"
+            c.true(key in mine and mine[key].shape == p.shape, f"parameter {key} missing or of the wrong shape",
+                   inputs=inputs, expected=f"{key} of shape {tuple(p.shape)}",
+                   got=str(tuple(mine[key].shape)) if key in mine else "missing",
+                   hint="use the attribute names of the docstring: norm1, conv1, time_proj, norm2, conv2, skip")
+            mine[key].copy_(p)
+    x = torch.randn(2, 16, 6, 6, generator=g)
+    emb = torch.randn(2, 64, generator=g)
+    inputs = "ResBlock(16, 32, 64) with random weights, x (2, 16, 6, 6), emb (2, 64)"
+    with torch.no_grad():
+        out = c.call(block, x, emb, inputs=inputs)
+        want = theirs(x, emb)
+    c.tensor("block(x, emb)", out, shape=(2, 32, 6, 6), inputs=inputs)
+    c.close("block(x, emb) (vs diffusers' ResnetBlock2D with the same weights)", out, want, atol=1e-4, inputs=inputs,
+            hint="norm -> SiLU -> conv, add the projected SiLU(emb) per channel, norm -> SiLU -> conv, add skip(x)")
+    c.done()
+
+
+class _StandInBlock(nn.Module):
+    """diffusers' ResnetBlock2D with the chapter's ResBlock signature: the U-Net check uses it
+    (and diffusers' embedding) in place of your ResBlock, so a mistake there counts once."""
+
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        from diffusers.models.resnet import ResnetBlock2D
+        self.block = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups, eps=1e-5)
+
+    def forward(self, x, emb):
+        return self.block(x, emb)
+
+
+def _stand_in_embedding(t, dim, max_period=10000):
+    from diffusers.models.embeddings import get_timestep_embedding
+    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
+
+
+def check_unet(UNet) -> None:
+    """Checks the assembly; your ResBlock and timestep_embedding are replaced by diffusers'
+    equivalents while it runs (they have their own check above)."""
+    with substituted(UNet, ResBlock=_StandInBlock, timestep_embedding=_stand_in_embedding):
+        _check_unet(UNet)
+
+
+def _check_unet(UNet) -> None:
+    c = Checks("UNet")
+    inputs = "UNet(in_channels=1, ch=8, mults=(1, 2), num_classes=3, groups=4)"
+    model = c.call(UNet, 1, 8, (1, 2), 3, 4, inputs=inputs)
+    n = sum(p.numel() for p in model.parameters())
+    # time_mlp 1,344 + class_embedding 128 + conv_in 80 + down ResBlocks 1,464 + 4,208 + downsample 584
+    # + mid 2 x 5,232 + up ResBlocks 8,096 + 2,848 + upsample 2,320 + norm_out 16 + conv_out 73
+    c.true(n == 31_625, "wrong number of parameters", inputs=inputs, expected=31_625, got=n,
+           hint="follow the stated architecture: one ResBlock per level on the way down, two in the middle, "
+                "one per level on the way up (its input has the skip concatenated), emb_dim = 4 * ch")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 1, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500])
+    y = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        out = c.call(model, x, t, y, inputs=inputs + ", x (3, 1, 8, 8), t = [0, 10, 500], y = [0, 1, 2]")
+        c.tensor("model(x, t, y)", out, shape=(3, 1, 8, 8), inputs="x (3, 1, 8, 8)")
+        out_t = model(x, torch.tensor([999, 10, 500]), y)
+        out_y = model(x, t, torch.tensor([1, 1, 2]))
+        out_null = c.call(model, x, t, inputs="y omitted (None): the 'no label' row num_classes")
+        out_3 = model(x, t, torch.tensor([3, 3, 3]))
+    c.true((out_t[0] - out[0]).abs().max() > 1e-6 and (out_t[1:] - out[1:]).abs().max() < 1e-5,
+           "the output must depend on each example's own timestep (and only on it)", inputs="t[0] changed to 999",
+           hint="add the embedding of t to every ResBlock; no mixing across the batch")
+    c.true((out_y[0] - out[0]).abs().max() > 1e-6 and (out_y[1:] - out[1:]).abs().max() < 1e-5,
+           "the output must depend on each example's own label", inputs="y[0] changed from 0 to 1",
+           hint="add class_embedding(y) to the time embedding")
+    c.close("model(x, t) with y = None", out_null, out_3, atol=1e-5, inputs="y = None vs y = num_classes = 3",
+            hint="y = None means the 'no label' id num_classes")
+    x16 = torch.randn(2, 1, 16, 16, generator=g)
+    with torch.no_grad():
+        out = c.call(UNet(1, 8, (1, 2, 2), None, 4), x16, torch.tensor([1, 2]),
+                     inputs="UNet(1, 8, (1, 2, 2), num_classes=None, groups=4), x (2, 1, 16, 16), no labels")
+    c.tensor("output", out, shape=(2, 1, 16, 16), inputs="three levels: 16 -> 8 -> 4 -> 8 -> 16")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 7 guidance
+
+class _LabelModel(nn.Module):
+    """A stand-in noise predictor whose output is the label plus t / 1000, in every pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x, t, y):
+        self.calls += 1
+        return torch.zeros_like(x) + (y.to(x.dtype) + t.to(x.dtype) / 1000).view(-1, *([1] * (x.dim() - 1)))
+
+
+def check_guidance(drop_labels, guided_eps) -> None:
+    c = Checks("guidance")
+    y = torch.arange(10000) % 10
+    inputs = "y = arange(10000) % 10, null_label = 10"
+    for p in (0.0, 1.0):
+        out = c.call(drop_labels, y.clone(), p, 10, inputs=f"{inputs}, p_uncond = {p}")
+        c.tensor("labels", out, shape=(10000,), dtype=torch.int64, inputs=f"p_uncond = {p}")
+        c.true(torch.equal(out, y if p == 0 else torch.full_like(y, 10)),
+               f"with p_uncond = {p:g}, {'no' if p == 0 else 'every'} label should become null_label",
+               inputs=inputs, got=f"{int((out == 10).sum())} null labels",
+               hint="drop where torch.rand(B) < p_uncond")
+    g = torch.Generator().manual_seed(5)
+    out = c.call(drop_labels, y, 0.3, 10, g, inputs=f"{inputs}, p_uncond = 0.3")
+    frac = (out == 10).float().mean().item()
+    c.true(abs(frac - 0.3) < 0.03, "the fraction of dropped labels should be p_uncond", inputs=inputs + ", p = 0.3",
+           expected="about 0.30", got=f"{frac:.3f}", hint="drop where torch.rand(B) < p_uncond, not >=")
+    kept = out != 10
+    c.true(torch.equal(out[kept], y[kept]), "labels that are not dropped must stay unchanged", inputs=inputs)
+    c.true(torch.equal(y, torch.arange(10000) % 10), "drop_labels must not modify y in place", inputs=inputs,
+           hint="return a new tensor (torch.where)")
+
+    model = _LabelModel()
+    x = torch.zeros(3, 1, 2, 2)
+    t = torch.tensor([0, 500, 0])
+    y = torch.tensor([2, 7, 4])
+    base = t.double() / 1000
+    for s in (3.0, 0.0, 1.0):
+        inputs = f"a stand-in model eps = label + t / 1000, y = [2, 7, 4], t = [0, 500, 0], null_label = 10, scale = {s}"
+        out = c.call(guided_eps, model, x, t, y, s, 10, inputs=inputs)
+        c.tensor("eps", out, shape=(3, 1, 2, 2), dtype=torch.float32, inputs=inputs)
+        want = (10 + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2)
+        c.close(f"eps at scale {s:g}", out, want, atol=1e-5, inputs=inputs, mistakes={
+            "the formula is inverted: eps_u + s (eps_c - eps_u), with eps_c conditional, eps_u unconditional":
+                (y.double() + s * (10 - y.double()) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+            "the scale was used as Ho & Salimans' w: with scale s, eps = eps_u + s (eps_c - eps_u) = "
+            "(1 + w) eps_c - w eps_u for s = 1 + w":
+                (y.double() + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+            "the unconditional prediction must use null_label, not label 0":
+                (0 + s * y.double() + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+        })
+    c.done()
+
+
+def check_quiz(name: str, answer) -> None:
+    """Format only: the right answers are checked when grading."""
+    c = Checks(name)
+    options = QUIZ_OPTIONS[name]
+    many = name == "answer_diffusion_facts"
+    letters = list(answer) if many and isinstance(answer, (set, frozenset, list, tuple)) else [answer]
+    c.true(all(isinstance(a, str) and len(a) == 1 and a in options for a in letters) and len(letters) > 0,
+           f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer))
+    c.done()
+
+
+# ----------------------------------------------------------------------------- data, models, samplers
+
+def toy_data(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A 2-D toy distribution (n, 2): eight Gaussian blobs on a circle of radius 1.5, std 0.1."""
+    k = torch.randint(0, 8, (n,), generator=generator)
+    angle = k.double() * (2 * math.pi / 8)
+    centres = 1.5 * torch.stack([angle.cos(), angle.sin()], dim=1)
+    return (centres + 0.1 * torch.randn(n, 2, generator=generator, dtype=torch.float64)).float()
+
+
+class ToyDenoiser(nn.Module):
+    """An MLP noise predictor for 2-D points: [x_t, features of t / T] -> eps_hat (B, 2)."""
+
+    def __init__(self, T: int, width: int = 128):
+        super().__init__()
+        self.T = T
+        self.net = nn.Sequential(nn.Linear(2 + 16, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                                 nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        u = t.float()[:, None] / self.T  # (B, 1) in [0, 1)
+        k = torch.arange(8, device=x.device, dtype=torch.float32)[None, :]
+        feats = torch.cat([torch.sin(math.pi * (2 ** k) * u / 8), torch.cos(math.pi * (2 ** k) * u / 8)], dim=1)
+        return self.net(torch.cat([x, feats], dim=1))
+
+
+def ddim_timesteps(T: int, num_steps: int) -> list[int]:
+    """`num_steps` timesteps from T - 1 down, evenly spaced ("trailing" spacing, as diffusers'
+    `timestep_spacing="trailing"`): 1 step -> [T-1]; T steps -> [T-1, ..., 0]."""
+    if not 1 <= num_steps <= T:
+        raise ValueError(f"num_steps must be in 1..{T}, got {num_steps}")
+    return sorted({int(round(T - k * T / num_steps)) - 1 for k in range(num_steps)}, reverse=True)
+
+
+def to_images(x: torch.Tensor, size: int = 28) -> torch.Tensor:
+    """Model space [-1, 1] at any resolution -> (N, 1, size, size) in [0, 1] for display and judging."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1)
+
+
+class EMA:
+    """An exponential moving average of a model's weights, with warm-up:
+    decay_n = min(decay, (1 + n) / (10 + n)) at update n."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        import copy
+        self.model = copy.deepcopy(model).eval()
+        self.decay, self.n = decay, 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.lerp_(p.detach(), 1 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+        self.n += 1
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_schedules(schedules: dict[str, torch.Tensor]):
+    """alpha_bar_t and log-SNR = log(alpha_bar / (1 - alpha_bar)) against t, for each schedule."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, ab in schedules.items():
+        ab = ab.double()
+        axes[0].plot(ab.numpy(), label=name)
+        axes[1].plot((ab / (1 - ab)).log().numpy(), label=name)
+    axes[0].set(xlabel="t", ylabel="alpha_bar_t", title="signal kept: alpha_bar_t")
+    axes[1].set(xlabel="t", ylabel="log SNR", title="log(alpha_bar / (1 - alpha_bar))")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def show_rows(rows: dict[str, torch.Tensor], col_titles: list[str] | None = None, size: float = 1.0):
+    """A grid of images: one row per entry (label -> (N, 1, H, W) in [0, 1])."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.3), squeeze=False)
+    for r, (label, imgs) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(imgs):
+                ax.imshow(imgs[j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+            if r == 0 and col_titles and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=8)
+        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_toy_steps(snapshots: list[tuple[str, torch.Tensor]], data: torch.Tensor):
+    """Scatter plots of 2-D points at several steps of a chain (title -> (N, 2)), data in grey."""
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(2.2 * len(snapshots), 2.4), squeeze=False)
+    for ax, (title, pts) in zip(axes[0], snapshots):
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="lightgrey")
+        ax.scatter(pts[:, 0].cpu(), pts[:, 1].cpu(), s=1, c="tab:blue")
+        ax.set(xlim=(-3, 3), ylim=(-3, 3), title=title, xticks=[], yticks=[])
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curve(xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str, logx: bool = False):
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, ys in series.items():
+        ax.plot(xs, ys, "o-", label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:
+        ax.set_xscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
