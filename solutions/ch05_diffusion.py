@@ -98,10 +98,10 @@ def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
 def ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
     """One reverse step of DDPM (Ho et al. 2020, Algorithm 2), x_t -> x_{t-1}.
 
-    With a_t = alpha-bar_t, a_prev = alpha-bar_{t-1} (1 at t = 0), alpha_t = a_t / a_prev and
-    beta_t = 1 - alpha_t:
+    With a_t = alpha-bar_t, a_prev = alpha-bar_{t-1} (1 at t = 0), alpha_t = a_t/a_prev and
+    beta_t = 1 - a_t/a_prev:
         mean     = (x_t - beta_t / sqrt(1 - a_t) * eps_hat) / sqrt(alpha_t)
-        variance = beta_t * (1 - a_prev) / (1 - a_t)       (the posterior's, "fixed small")
+        variance = beta_t (1 - a_prev) / (1 - a_t)          (the posterior's, "fixed small")
         x_{t-1}  = mean + sqrt(variance) * noise, and x_{t-1} = mean at t = 0 (no noise).
     Also returns the model's current guess of the clean data,
         x0_hat = (x_t - sqrt(1 - a_t) * eps_hat) / sqrt(a_t).
@@ -158,7 +158,7 @@ def ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
 def timestep_embedding(t, dim, max_period=10000):
     """Sinusoidal embedding of the timesteps (Vaswani et al. 2017; as in DDPM).
 
-    With half = dim // 2 frequencies w_i = max_period ** (-i / half), i = 0, ..., half - 1:
+    With half = dim / 2 frequencies w_i = max_period ** (-i / half), i = 0, ..., half - 1:
         emb[b] = [cos(t_b w_0), ..., cos(t_b w_{half-1}), sin(t_b w_0), ..., sin(t_b w_{half-1})]
 
     Args:
@@ -206,7 +206,7 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """A U-Net noise predictor eps_theta(x_t, t[, y]) (Ronneberger et al. 2015; Ho et al. 2020).
 
-    Levels i = 0..L-1 with channels c_i = ch * mults[i]; emb_dim = 4 * ch.
+    Levels i = 0..L-1 with channels c_i = ch * mults[i]; emb_dim = 4ch.
       embedding:  emb = time_mlp(timestep_embedding(t, ch)), time_mlp = Linear(ch, emb_dim),
                   SiLU, Linear(emb_dim, emb_dim); plus class_embedding(y) when num_classes is
                   set: an nn.Embedding(num_classes + 1, emb_dim) whose last row, y = num_classes,

@@ -280,6 +280,9 @@ def drop_labels(y, p_uncond, null_label, generator=None):
     mask = torch.rand(y.shape[0], generator=generator, device=y.device) < p_uncond
     return y.clone().masked_fill(mask, null_label)
 '''),
+    Alternative("quiz_predicts", "answer_predicts", """
+answer_predicts = "b".upper()
+""", "any expression that gives the letter"),
     Alternative("quiz_diffusion_facts", "answer_diffusion_facts", '''
 answer_diffusion_facts = ["E", "D", "B", "A"]
 ''', "a list in any order"),

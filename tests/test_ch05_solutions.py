@@ -1,0 +1,187 @@
+"""Tests for solutions/ch05_diffusion.py against diffusers, the reference library: the
+schedules and alphas_cumprod, add_noise, DDPMScheduler.step and DDIMScheduler.step along
+its own timestep sequences, get_timestep_embedding and ResnetBlock2D; plus properties
+(the forward process' marginal statistics, DDIM's determinism, guidance's limits)."""
+import math
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.resnet import ResnetBlock2D
+
+from solutions import ch05_diffusion as S
+from workbook.ch05 import ddim_timesteps
+
+KINDS = {"linear": S.linear_betas, "squaredcos_cap_v2": S.cosine_betas}
+# diffusers stores its schedules in float32; ours are float64.
+SCHEDULE_TOL = dict(atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("T", [10, 1000])
+def test_schedules_match_diffusers(kind, T):
+    lib = DDPMScheduler(num_train_timesteps=T, beta_schedule=kind)
+    betas = KINDS[kind](T)
+    alphas, alpha_bars = S.noise_schedule(betas)
+    assert betas.dtype == torch.float64 and betas.shape == (T,)
+    torch.testing.assert_close(betas, lib.betas.double(), **SCHEDULE_TOL)
+    torch.testing.assert_close(alphas, lib.alphas.double(), **SCHEDULE_TOL)
+    torch.testing.assert_close(alpha_bars, lib.alphas_cumprod.double(), atol=1e-6, rtol=1e-4)
+
+
+def test_cosine_alpha_bar_is_the_stated_function():
+    T, s = 1000, 0.008
+    f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    ab = S.noise_schedule(S.cosine_betas(T))[1]
+    for t in (0, 100, 500, 900):  # before the clip at 0.999 matters
+        assert ab[t].item() == pytest.approx(f((t + 1) / T) / f(0), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_q_sample_matches_add_noise(kind):
+    lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=kind)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(8, 1, 6, 6, generator=g), torch.randn(8, 1, 6, 6, generator=g)
+    t = torch.tensor([0, 1, 2, 100, 500, 900, 998, 999])
+    got = S.q_sample(x0, t, eps, lib.alphas_cumprod.double())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, lib.add_noise(x0, eps, t), atol=1e-6, rtol=1e-5)
+
+
+def test_q_sample_marginals():
+    """x_t has mean sqrt(ab) x0 and variance 1 - ab, per example."""
+    ab = S.noise_schedule(S.linear_betas())[1]
+    x0 = torch.full((20000, 1), 0.7, dtype=torch.float64)
+    t = torch.full((20000,), 300)
+    x_t = S.q_sample(x0, t, torch.randn(20000, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), ab)
+    assert x_t.mean().item() == pytest.approx(0.7 * ab[300].sqrt().item(), abs=0.02)
+    assert x_t.var().item() == pytest.approx(1 - ab[300].item(), abs=0.02)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ddpm_step_matches_diffusers(kind):
+    lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=kind, clip_sample=False)
+    ab = lib.alphas_cumprod.double()
+    g = torch.Generator().manual_seed(2)
+    for t in (999, 700, 300, 1, 0):
+        x, e = torch.randn(4, 1, 5, 5, generator=g), torch.randn(4, 1, 5, 5, generator=g)
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
+        want = lib.step(e, t, x, generator=torch.Generator().manual_seed(t))
+        x_prev, x0_hat = S.ddpm_step(e, t, x, ab, z)
+        torch.testing.assert_close(x0_hat, want.pred_original_sample, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(x_prev, want.prev_sample, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("n", [10, 50])
+def test_ddim_step_matches_diffusers_along_its_timesteps(kind, eta, n):
+    lib = DDIMScheduler(num_train_timesteps=1000, beta_schedule=kind, clip_sample=False, set_alpha_to_one=True,
+                        timestep_spacing="trailing")
+    lib.set_timesteps(n)
+    steps = lib.timesteps.tolist()
+    assert steps == ddim_timesteps(1000, n)  # our sub-sequence is diffusers' "trailing" spacing
+    ab = lib.alphas_cumprod.double()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 1, 4, 4, generator=g)
+    ours = x.clone()
+    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        e = torch.randn(3, 1, 4, 4, generator=g)  # a fixed fake model output per step
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(i))
+        want = lib.step(e, t, x, eta=eta, generator=torch.Generator().manual_seed(i))
+        got, x0_hat = S.ddim_step(e, t, t_prev, x, ab, eta, z if eta > 0 else None)
+        torch.testing.assert_close(x0_hat, want.pred_original_sample, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got, want.prev_sample, atol=1e-4, rtol=1e-4)
+        x = want.prev_sample
+        ours = S.ddim_step(e, t, t_prev, ours, ab, eta, z if eta > 0 else None)[0]
+    torch.testing.assert_close(ours, x, atol=1e-3, rtol=1e-3)  # the whole chain
+
+
+def test_ddim_eta1_one_step_is_ddpm():
+    ab = S.noise_schedule(S.cosine_betas())[1]
+    g = torch.Generator().manual_seed(4)
+    x, e, z = (torch.randn(2, 3, dtype=torch.float64, generator=g) for _ in range(3))
+    for t in (500, 1):
+        torch.testing.assert_close(S.ddim_step(e, t, t - 1, x, ab, 1.0, z)[0], S.ddpm_step(e, t, x, ab, z)[0])
+
+
+def test_ddim_timesteps_edge_cases():
+    assert ddim_timesteps(1000, 1) == [999]
+    assert ddim_timesteps(1000, 1000) == list(range(999, -1, -1))
+    assert ddim_timesteps(1000, 3) == [999, 666, 332]
+    with pytest.raises(ValueError, match="num_steps"):
+        ddim_timesteps(10, 11)
+
+
+@pytest.mark.parametrize("dim", [4, 32, 128])
+def test_timestep_embedding_matches_diffusers(dim):
+    t = torch.tensor([0, 1, 7, 500, 999])
+    torch.testing.assert_close(S.timestep_embedding(t, dim),
+                               get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0))
+
+
+@pytest.mark.parametrize("c_in,c_out", [(16, 32), (24, 24)])
+def test_resblock_matches_resnetblock2d(c_in, c_out):
+    torch.manual_seed(0)
+    ours = S.ResBlock(c_in, c_out, 40)
+    theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=40, groups=8, eps=1e-5)
+    names = {"time_emb_proj": "time_proj", "conv_shortcut": "skip"}
+    mine = dict(ours.named_parameters())
+    assert len(mine) == len(dict(theirs.named_parameters()))
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            module, kind = name.split(".")
+            mine[f"{names.get(module, module)}.{kind}"].copy_(p)
+    x, emb = torch.randn(2, c_in, 7, 5), torch.randn(2, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, emb), theirs(x, emb), atol=1e-5, rtol=1e-5)
+
+
+def test_unet_shapes_and_conditioning():
+    torch.manual_seed(0)
+    net = S.UNet(1, 16, (1, 2, 2), num_classes=10)
+    x = torch.randn(3, 1, 28, 28)
+    t = torch.tensor([0, 500, 999])
+    y = torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        out = net(x, t, y)
+        assert out.shape == x.shape
+        assert not torch.allclose(net(x, t, torch.tensor([4, 2, 3]))[0], out[0])
+        torch.testing.assert_close(net(x, t), net(x, t, torch.full_like(y, 10)))
+
+
+def test_loss_draws_every_t_and_trains():
+    """A few steps of training lower the loss of a small U-Net on fixed data."""
+    torch.manual_seed(0)
+    ab = S.noise_schedule(S.linear_betas(100, 1e-3, 0.2))[1]
+    net = S.UNet(1, 8, (1, 2), num_classes=None, groups=4)
+    x0 = torch.zeros(32, 1, 8, 8)
+    x0[:, :, 2:6, 2:6] = 1.0
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        loss = S.diffusion_loss(net, x0, ab, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-20:]) / 20 < 0.6 * sum(losses[:20]) / 20
+
+
+def test_guidance_limits_and_dropout():
+    class Net(torch.nn.Module):
+        def forward(self, x, t, y):
+            return x * 0 + y.view(-1, 1).float()
+    x, t, y = torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.tensor([1, 2, 3])
+    torch.testing.assert_close(S.guided_eps(Net(), x, t, y, 0.0, 10), torch.full((3, 2), 10.0))
+    torch.testing.assert_close(S.guided_eps(Net(), x, t, y, 1.0, 10), y.view(-1, 1).float().expand(3, 2))
+    # s = 1 + w: Ho & Salimans' (1 + w) eps_c - w eps_u
+    w = 2.5
+    torch.testing.assert_close(S.guided_eps(Net(), x, t, y, 1 + w, 10), (1 + w) * y.view(-1, 1).float().expand(3, 2) - w * 10)
+    labels = torch.arange(10000) % 10
+    dropped = S.drop_labels(labels, 0.1, 10, torch.Generator().manual_seed(0))
+    assert abs((dropped == 10).float().mean().item() - 0.1) < 0.01
+    assert torch.equal(labels, torch.arange(10000) % 10)
