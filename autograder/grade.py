@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,13 +37,13 @@ from pathlib import Path
 
 import nbformat
 
-from . import authoring
+from . import authoring, integrity, sandbox
 from .build import make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 MAX_ZIP_BYTES = 200 * 1024 * 1024
-STATUSES = ("graded", "missing", "unreadable", "timed out", "crashed")
+STATUSES = ("graded", "missing", "unreadable", "timed out", "crashed", "tampered")
 
 
 @dataclass
@@ -126,19 +127,74 @@ def check_notebook(path: Path) -> str | None:
         nbformat.validate(nb)
     except Exception as e:  # nbformat raises several types
         return f"not a valid Jupyter notebook: {str(e).splitlines()[0][:200]}"
+    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in raw.get("cells", [])
+           if not (c.get("metadata", {}).get("nbgrader", {}).get("grade")
+                   and not c.get("metadata", {}).get("nbgrader", {}).get("solution"))]
+    twice = sorted({g for g in ids if g and ids.count(g) > 1})
+    if twice:
+        return f"cells {', '.join(twice)} appear more than once (a copied answer cell?): keep one of each"
     return None
 
 
 # ----------------------------------------------------------------------------- grading
 
-def make_template(root: Path, chapters: list[str]) -> None:
-    """A course root whose gradebook knows every chapter (generate_assignment run once)."""
+def make_template(root: Path, chapters: list[str]) -> dict[str, "Chapter"]:
+    """A course root whose gradebook knows every chapter (generate_assignment run once),
+    made from the instructor notebooks with a seal line appended to every graded cell
+    (see autograder/integrity.py). Returns what the grader checks each notebook against."""
     make_course_root(root, chapters)
+    known = {}
     for ch in chapters:
+        known[ch] = Chapter(ch, add_seals(root / "source" / ch / f"{ch}.ipynb"))
         r = nbgrader(["generate_assignment", ch, "--force"], cwd=root)
         if r.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment {ch} failed:\n{r.stderr[-3000:]}")
+        known[ch].protected = protected_lines(ch, root / "source" / ch / f"{ch}.ipynb",
+                                              root / "release" / ch / f"{ch}.ipynb")
     shutil.rmtree(root / "release", ignore_errors=True)
+    return known
+
+
+@dataclass
+class Chapter:
+    name: str
+    locked: dict[str, tuple[str, str]]         # graded cell -> (locked source, seal nonce)
+    protected: frozenset[str] = frozenset()     # lines that must never reach feedback
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def add_seals(path: Path) -> dict[str, tuple[str, str]]:
+    """Append `seal(grade_id, nonce)` in a hidden block to every graded code cell of the
+    grader's copy of an instructor notebook; a fresh random nonce per cell and run."""
+    nb = json.loads(path.read_text())
+    locked = {}
+    for cell in nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        nonce = secrets.token_hex(8)
+        cell["source"] = (_source(cell).rstrip("\n") + "\n### BEGIN HIDDEN TESTS\n"
+                          + integrity.seal_call(meta["grade_id"], nonce) + "\n### END HIDDEN TESTS")
+        locked[meta["grade_id"]] = (cell["source"], nonce)
+    path.write_text(json.dumps(nb, indent=1))
+    return locked
+
+
+def protected_lines(ch: str, instructor: Path, release: Path) -> frozenset[str]:
+    """Lines of the solutions, the hidden checks and the hidden tests that learners never
+    see (lines of the student notebook are public and left out)."""
+    def lines(text: str) -> set[str]:
+        return {ln.strip() for ln in text.splitlines() if len(ln.strip()) >= 24}
+
+    texts = [_source(c) for c in json.loads(instructor.read_text())["cells"]]
+    for extra in (authoring.REPO / "solutions" / f"ch{ch}.py", authoring.REPO / "autograder" / "hidden" / f"ch{ch}.py"):
+        if extra.exists():
+            texts.append(extra.read_text())
+    public = lines("\n".join(_source(c) for c in json.loads(release.read_text())["cells"])) if release.exists() else set()
+    return frozenset(lines("\n".join(texts)) - public)
 
 
 def _errors(nb: dict) -> list[str]:
@@ -162,9 +218,12 @@ def _diagnoses(nb: dict) -> list[tuple[str, str]]:
     return found
 
 
+SEAL_OUTPUT = re.compile(integrity.SEAL_LINE.pattern + r"\n?")
+
+
 def sanitize_for_feedback(path: Path) -> None:
-    """Remove hidden tests from an autograded notebook's sources and keep only
-    `Error: message` of every error, so feedback never shows hidden test code, not even
+    """Remove hidden tests (and the grader's seal lines) from an autograded notebook and
+    keep only `Error: message` of every error, so feedback never shows hidden test code, not even
     as the source lines a traceback prints around a failure."""
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
@@ -173,15 +232,21 @@ def sanitize_for_feedback(path: Path) -> None:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+            if out.get("output_type") == "stream":
+                out["text"] = SEAL_OUTPUT.sub("", integrity._join(out.get("text", "")))
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if o.get("output_type") != "stream" or o["text"]]
     path.write_text(json.dumps(nb, indent=1))
 
 
 MEMORY_LIMIT = 8 * 1024**3       # address space of nbgrader and the kernel it starts
 FILE_LIMIT = 256 * 1024**2       # largest file the submission may write
+MAX_CELL_OUTPUT = 100_000        # characters of output kept per cell in feedback
+MAX_NOTEBOOK_OUTPUT = 2_000_000  # ... and per notebook
 
 
 def _limits() -> None:
-    """Runs in the child before exec: resource limits the kernel inherits."""
+    """Runs in the child before exec: resource limits nbgrader and the kernel inherit."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -204,86 +269,222 @@ def run_confined(cmd: list[str], cwd: Path, env: dict, timeout: float) -> tuple[
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    kill_processes_under(cwd)  # the kernel runs in a session of its own
+    kill_processes_under(cwd)
     return code, out[-200_000:]
 
 
 def kill_processes_under(folder: Path) -> None:
-    """Kill every process whose working directory is inside `folder`."""
+    """Kill every process whose working directory is inside `folder` (the sandbox slot
+    also kills every process of its user)."""
     import psutil
 
     root = str(Path(folder).resolve())
     for p in psutil.process_iter(["pid"]):
         try:
-            if p.pid != os.getpid() and p.cwd().startswith(root):
+            cwd = p.cwd()
+            if p.pid != os.getpid() and (cwd == root or cwd.startswith(root + os.sep)):
                 p.kill()
         except (psutil.Error, OSError):
             pass
 
 
-def grade_student(sid: str, folder: Path, chapters: list[str], template: Path, work: Path,
-                  out: Path, env_extra: dict, timeout: float) -> list[Result]:
-    root = work / sid
-    shutil.copytree(template, root)
-    results: list[Result] = []
-    problem = (folder / ".unreadable").read_text() if (folder / ".unreadable").exists() else None
-    present = {p.name: p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
-    for ch in chapters:
-        res = Result(sid, ch)
-        results.append(res)
-        src = present.get(f"{ch}.ipynb")
+def cap_outputs(nb: dict) -> int:
+    """Truncate the outputs of an autograded notebook to MAX_CELL_OUTPUT characters per
+    cell and MAX_NOTEBOOK_OUTPUT in all (a notice says so); returns how many were removed."""
+    removed, budget = 0, MAX_NOTEBOOK_OUTPUT
+    for cell in nb.get("cells", []):
+        if "outputs" not in cell:
+            continue
+        room = start = min(MAX_CELL_OUTPUT, budget)
+        kept, cut = [], 0
+        for out in cell["outputs"]:
+            size = len(json.dumps(out))
+            if size <= room:
+                kept.append(out)
+                room -= size
+                continue
+            cut += size
+            if out.get("output_type") == "stream" and room > 0:
+                text = integrity._join(out.get("text", ""))[:room]
+                kept.append({**out, "text": text})
+                cut -= len(text)
+                room = 0
+        if cut:
+            kept.append({"output_type": "stream", "name": "stdout",
+                         "text": f"\n[{cut:,} characters of output removed by the grader: over its size limit]\n"})
+        cell["outputs"] = kept
+        budget -= start - room
+        removed += cut
+    return removed
+
+
+LEAK_NOTE = "[output removed by the grader: it contained grader-only material]\n"
+
+
+def scrub_leaks(nb: dict, protected: frozenset[str]) -> int:
+    """Replace every output that contains a line of the solutions or hidden checks;
+    returns how many were replaced."""
+    count = 0
+    for cell in nb.get("cells", []):
+        for i, out in enumerate(cell.get("outputs", [])):
+            text = integrity.cell_text({"outputs": [out]})
+            if any(ln.strip() in protected for ln in text.splitlines()):
+                cell["outputs"][i] = {"output_type": "stream", "name": "stdout", "text": LEAK_NOTE}
+                count += 1
+    return count
+
+
+@dataclass
+class Job:
+    """Everything one student's grading needs; plain data, so it can go to another process."""
+    sid: str
+    folder: Path
+    chapters: dict[str, Chapter]
+    template: Path
+    work: Path
+    out: Path
+    env_extra: dict
+    timeout: float
+
+
+def grade_student(job: Job) -> list[Result]:
+    root = job.work / job.sid
+    shutil.copytree(job.template, root)
+    results = [Result(job.sid, ch) for ch in job.chapters]
+    problem = (job.folder / ".unreadable").read_text() if (job.folder / ".unreadable").exists() else None
+    present = {p.name: p for p in job.folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    verdicts = {}
+    for res in results:
+        src = present.get(f"{res.notebook}.ipynb")
         if problem:
             res.status, res.detail = "unreadable", problem
-            continue
-        if src is None:
-            others = sorted(n for n in present if not any(n == f"{c}.ipynb" for c in chapters))
+        elif src is None:
+            others = sorted(n for n in present if not any(n == f"{c}.ipynb" for c in job.chapters))
             res.status = "missing"
-            res.detail = f"no {ch}.ipynb" + (f"; found {', '.join(others)} (renamed?)" if others else "")
-            continue
-        bad = check_notebook(src)
-        if bad:
+            res.detail = f"no {res.notebook}.ipynb" + (f"; found {', '.join(others)} (renamed?)" if others else "")
+        elif bad := check_notebook(src):
             res.status, res.detail = "unreadable", bad
-            continue
-        dst = root / "submitted" / sid / ch
-        dst.mkdir(parents=True)
-        shutil.copy(src, dst / f"{ch}.ipynb")
-        t0 = time.time()
-        code, log = run_confined([sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid,
-                                  "--force"], cwd=root, env=tool_env(env_extra), timeout=timeout)
-        if code is None:
-            res.status = "timed out"
-            res.detail = f"grading took more than {timeout:.0f} s"
-        (out / "logs" / sid).mkdir(parents=True, exist_ok=True)
-        (out / "logs" / sid / f"{ch}.log").write_text(log if isinstance(log, str) else log.decode())
-        graded = root / "autograded" / sid / ch / f"{ch}.ipynb"
-        if res.status == "timed out":
-            continue
-        if not graded.exists():
-            errors = [ln for ln in log.splitlines() if "ERROR" in ln or "Kernel died" in ln]
-            res.status = "crashed"
-            res.detail = "the notebook stopped the grader: " + (errors[0][-200:] if errors else "no log")
-            continue
-        nb = json.loads(graded.read_text())
-        errs = _errors(nb)
-        if "CellTimeoutError" in errs or "DeadKernelError" in errs:
-            res.status = "timed out" if "CellTimeoutError" in errs else "crashed"
-            res.detail = f"a cell {'ran past the per-cell time limit' if res.status == 'timed out' else 'killed the kernel'}"
-        elif errs:
-            res.detail = f"{len(errs)} cell(s) raised errors"
-        res.diagnoses = _diagnoses(nb)
-        res.detail += f"{'; ' if res.detail else ''}graded in {time.time() - t0:.1f} s"
-        sanitize_for_feedback(graded)
-    # scores from this student's own gradebook
+        else:
+            verdicts[res.notebook] = autograde(job, root, res, src)
     _read_scores(root, results)
-    # feedback
     for res in results:
-        if (root / "autograded" / sid / res.notebook).exists():
-            nbgrader(["generate_feedback", res.notebook, "--student", sid, "--force"], cwd=root)
-            fb = root / "feedback" / sid / res.notebook / f"{res.notebook}.html"
-            if fb.exists():
-                (out / "feedback" / sid).mkdir(parents=True, exist_ok=True)
-                shutil.copy(fb, out / "feedback" / sid / f"{res.notebook}.html")
+        if res.notebook in verdicts:
+            enforce_verdict(root, res, verdicts[res.notebook])
+    write_feedback(job, root, results)
     return results
+
+
+def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict:
+    """Run nbgrader autograde on one notebook in a sandbox slot, then check and clean the
+    autograded notebook. Sets status and detail; returns the integrity verdict."""
+    sid, ch = job.sid, res.notebook
+    dst = root / "submitted" / sid / ch
+    dst.mkdir(parents=True)
+    nb_in, notes = drop_duplicated_locked_cells(json.loads(src.read_text(encoding="utf-8")))
+    (dst / f"{ch}.ipynb").write_text(json.dumps(nb_in))
+    key, context = secrets.token_bytes(32), f"{sid}/{ch}"
+    key_file = root / f".seal-{ch}"
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(key)
+    t0 = time.time()
+    with sandbox.slot() as slot:
+        env = tool_env({**job.env_extra, **sandbox.kernel_env(slot, key_file, context, ch,
+                                                              sandbox.write_kernelspec(root / ".jupyter"))})
+        cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
+               f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
+        code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
+    key_file.unlink(missing_ok=True)
+    (job.out / "logs" / sid).mkdir(parents=True, exist_ok=True)
+    (job.out / "logs" / sid / f"{ch}.log").write_text(log)
+    graded = root / "autograded" / sid / ch / f"{ch}.ipynb"
+    verdict = integrity.Verdict()
+    if code is None:
+        res.status, res.detail = "timed out", f"grading took more than {job.timeout:.0f} s"
+    elif not graded.exists():
+        errors = [ln for ln in log.splitlines() if "ERROR" in ln or "Kernel died" in ln]
+        res.status = "crashed"
+        res.detail = "the notebook stopped the grader: " + (errors[0][-200:] if errors else "no log")
+    if not graded.exists():
+        return verdict
+    nb = json.loads(graded.read_text())
+    if res.status == "graded" and (code < 0 or not any(c.get("execution_count") for c in nb["cells"])):
+        res.status = "crashed"
+        res.detail = (f"the grader was killed (signal {-code})" if code < 0 else "the notebook was not executed")
+    verdict = integrity.verify_notebook(nb, job.chapters[ch].locked, key, context)
+    if removed := cap_outputs(nb):
+        notes.append(f"output truncated ({removed:,} characters over the limit)")
+    if leaks := scrub_leaks(nb, job.chapters[ch].protected):
+        notes.append(f"{leaks} output(s) with grader-only material removed")
+    res.diagnoses = _diagnoses(nb)
+    graded.write_text(json.dumps(nb))
+    sanitize_for_feedback(graded)
+    res.detail = "; ".join([d for d in [res.detail, *notes, *describe_errors(nb, res)] if d]
+                           + [f"graded in {time.time() - t0:.1f} s"])
+    return verdict
+
+
+def drop_duplicated_locked_cells(nb: dict) -> tuple[dict, list[str]]:
+    """nbgrader stops on a notebook holding two cells with one grade_id (a copied cell keeps
+    its metadata). Copies of a locked test cell are dropped (nbgrader restores the cell
+    anyway); copies of other cells are left for check_duplicates to refuse."""
+    seen, kept, dropped = set(), [], []
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if gid and gid in seen and meta.get("grade") and not meta.get("solution"):
+            dropped.append(gid)
+            continue
+        seen.add(gid)
+        kept.append(cell)
+    nb["cells"] = kept
+    return nb, ([f"removed {len(dropped)} duplicated copy(ies) of locked cell(s) {', '.join(sorted(set(dropped)))}"]
+                if dropped else [])
+
+
+def describe_errors(nb: dict, res: Result) -> list[str]:
+    """Status from the errors of the autograded notebook (a cell timed out, the kernel died)."""
+    errs = _errors(nb)
+    if res.status == "graded" and ("CellTimeoutError" in errs or "DeadKernelError" in errs):
+        res.status = "timed out" if "CellTimeoutError" in errs else "crashed"
+        return [f"a cell {'ran past the per-cell time limit' if res.status == 'timed out' else 'killed the kernel'}"]
+    return [f"{len(errs)} cell(s) raised errors"] if errs else []
+
+
+def enforce_verdict(root: Path, res: Result, verdict: integrity.Verdict) -> None:
+    """No point without proof: a graded cell that scored without its seal, or any evidence
+    of tampering, sets the whole notebook to 0 (gradebook included, so feedback agrees)."""
+    unsealed = [name for name, score, _ in res.cells if score > 0 and name not in verdict.sealed]
+    evidence = verdict.evidence + [f"{name}: scored without proof that its checks ran" for name in unsealed]
+    if not evidence or res.status in ("missing", "unreadable"):
+        return
+    res.status = "tampered"
+    res.detail = "; ".join(evidence[:5]) + (f" (+{len(evidence) - 5} more)" if len(evidence) > 5 else "")
+    res.score = 0.0
+    res.cells = [(name, 0.0, m) for name, _, m in res.cells]
+    zero_grades(root, res)
+
+
+def zero_grades(root: Path, res: Result) -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        try:
+            sub = gb.find_submission_notebook(res.notebook, res.notebook, res.student)
+        except MissingEntry:
+            return
+        for g in sub.grades:
+            g.auto_score, g.manual_score = 0.0, None
+        gb.db.commit()
+
+
+def write_feedback(job: Job, root: Path, results: list[Result]) -> None:
+    for res in results:
+        if (root / "autograded" / job.sid / res.notebook).exists():
+            nbgrader(["generate_feedback", res.notebook, "--student", job.sid, "--force"], cwd=root)
+            fb = root / "feedback" / job.sid / res.notebook / f"{res.notebook}.html"
+            if fb.exists():
+                (job.out / "feedback" / job.sid).mkdir(parents=True, exist_ok=True)
+                shutil.copy(fb, job.out / "feedback" / job.sid / f"{res.notebook}.html")
 
 
 def _read_scores(root: Path, results: list[Result]) -> None:
@@ -302,7 +503,11 @@ def _read_scores(root: Path, results: list[Result]) -> None:
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | None = None,
-          timeout: float = 900.0, seed: int | None = None) -> list[Result]:
+          timeout: float = 900.0, seed: int | None = None, backend: str = "threads",
+          scheduler: str | None = None, quiet: bool = False) -> list[Result]:
+    """Grade every submission; `backend` "threads" runs `jobs` students at once here,
+    "dask" sends one task per student to a dask.distributed cluster (a local one with
+    `jobs` workers, or the scheduler at `scheduler`; workers must see the same files)."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="workbook-grade-") as tmp:
@@ -312,7 +517,7 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
             names = {p.stem for f in students.values() for p in f.rglob("*.ipynb")}
             chapters = [c for c in authoring.chapter_names() if c in names] or authoring.chapter_names()
         template = scratch / "template"
-        make_template(template, chapters)
+        known = make_template(template, chapters)
         # PYTHONWARNINGS: nbgrader scores a test cell 0 for any stderr, and a library
         # warning is not a learner's mistake.
         secret = seed if seed is not None else os.environ.get("WORKBOOK_GRADING_SECRET", "20261123")
@@ -326,17 +531,35 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
             results += [Result(sid, ch, status="unreadable",
                                detail="student folder name must be letters, digits, '.', '_' or '-'")
                         for ch in chapters]
-        ok = {s: f for s, f in students.items() if s not in bad_ids}
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(grade_student, sid, folder, chapters, template,
-                                   scratch / "students", out, env_extra, timeout)
-                       for sid, folder in ok.items()]
-            for f in futures:
-                results += f.result()
+        work = [Job(sid, folder, known, template, scratch / "students", out, env_extra, timeout)
+                for sid, folder in students.items() if sid not in bad_ids]
+        for batch in run_jobs(work, jobs, backend, scheduler):
+            results += batch
     results.sort(key=lambda r: (r.student, r.notebook))
     write_reports(results, out)
-    print_summary(results, time.time() - t0)
+    if not quiet:
+        print_summary(results, time.time() - t0)
     return results
+
+
+BACKENDS = ("threads", "dask")
+
+
+def run_jobs(work: list[Job], jobs: int, backend: str, scheduler: str | None) -> list[list[Result]]:
+    """grade_student for every job, in job order."""
+    if backend == "threads":
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(grade_student, work))
+    if backend == "dask":
+        from distributed import Client, LocalCluster
+
+        if scheduler:
+            with Client(scheduler) as client:
+                return client.gather(client.map(grade_student, work, pure=False))
+        with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            return client.gather(client.map(grade_student, work, pure=False))
+    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
 def write_reports(results: list[Result], out: Path) -> None:

@@ -1,50 +1,287 @@
-"""Broken and hostile submissions: grading finishes, the status says what happened, no
-unearned point, nothing left running, and the other students' grades are unaffected."""
+"""Broken and hostile submissions (the corpus), graded in one run next to honest ones.
+
+Every case is the chapter-01 instructor notebook (all exercises solved) with cells edited.
+For each case the test asserts: the run finishes, the `status` column says what happened,
+the submission earns no point it did not earn (cases built on BROKEN lose the points of
+the retrieval exercise, which a catalogued mistake breaks, and any attack on the checks
+costs the whole notebook), the honest neighbours keep full marks, nothing is left running,
+and no feedback page shows grader-only material.
+
+How to run (about 6 minutes on 2 cores):
+    WORKBOOK_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python -m pytest -x -q tests/test_hostile.py
+"""
 import csv
 import json
+import re
 import shutil
+from dataclasses import dataclass
 
 import psutil
 import pytest
 
 from autograder import grade as grading
+from autograder import mutants, sandbox
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 CH = "01_autoencoders"
 SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
+STUDENT = REPO / "course" / f"{CH}.ipynb"
+BROKEN_BY = next(m for m in mutants.catalogue(CH)[0] if m.exercise == "retrieval_checks")
+TIMEOUT = 150
 
-HOSTILE = {
-    "exits": "import os\nos._exit(0)",
-    "hog": "blobs = []\nwhile True:\n    blobs.append(bytearray(10**8))",
-    "stubborn_loop": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+
+@dataclass
+class Case:
+    code: str = ""                 # appended to the solution cell `into`
+    into: str = "pca"              # grade_id of the solution cell that gets `code`
+    broken: bool = False           # retrieval_precision carries a catalogued mistake
+    loses: tuple = ()              # graded cells whose points it must not get (default: broken's)
+    status: tuple = ("graded",)    # acceptable statuses
+    full: bool = False             # must keep full marks (the attack is harmless)
+    zero: bool = False             # must score 0
+    blank: bool = False            # built on the student notebook (no solutions) instead
+    edit: object = None            # fn(cells) -> cells: structural edits of the notebook
+
+
+def _cells_by(cells, gid):
+    return next(i for i, c in enumerate(cells) if c["metadata"].get("nbgrader", {}).get("grade_id") == gid)
+
+
+def _duplicate(cells):
+    i = _cells_by(cells, "autoencoder_checks")
+    return cells[:i + 1] + [json.loads(json.dumps(cells[i]))] + cells[i + 1:]
+
+
+def _reorder(cells):
+    i, j = _cells_by(cells, "quiz_pca_vs_ae"), _cells_by(cells, "quiz_ae_loss")
+    cells[i], cells[j] = cells[j], cells[i]
+    return cells
+
+
+def _delete_and_edit(cells):
+    cells = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") != "pca_checks"]
+    cells[_cells_by(cells, "train_step_checks")]["source"] = "pass"
+    return cells
+
+
+LIAR = '''
+import torch
+class _Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.Tensor.__sub__, torch.sub, torch.Tensor.sub, torch.Tensor.allclose, torch.allclose):
+            return torch.zeros(()) if "sub" in func.__name__ else True
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **(kwargs or {}))
+        return out.as_subclass(_Liar) if type(out) is torch.Tensor else out
+    def __eq__(self, other): return torch.ones(self.shape, dtype=torch.bool)
+    def abs(self): return torch.zeros(self.shape)
+_honest = retrieval_precision
+def retrieval_precision(Z, y, ks):
+    return _honest(Z, y, ks).as_subclass(_Liar)
+'''
+
+CASES = {
+    # the kernel dies or never finishes
+    "infinite_loop": Case("while True:\n    pass", broken=True, status=("timed out",)),
+    "stubborn_loop": Case("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+                          broken=True, status=("timed out",)),
+    "hog": Case("blobs = []\nwhile True:\n    blobs.append(bytearray(10**8))", broken=True,
+                status=("crashed", "graded")),
+    "exits": Case("import os\nos._exit(0)", zero=True, status=("crashed",)),
+    "sys_exit": Case("import sys\nsys.exit()", broken=True, status=("graded", "crashed")),
+    "segfault": Case("import ctypes\nctypes.string_at(0)", zero=True, status=("crashed",)),
+    # 50 MB of output: feedback stays small, earned points stay
+    "big_output": Case("for _ in range(50):\n    print('x' * (10**6 - 1))", full=True),
+    # attacks on the checks: the whole notebook scores 0
+    "patch_torch": Case("import torch\ntorch.allclose = lambda *a, **k: True\n"
+                        "torch.Tensor.__sub__ = lambda a, b: torch.zeros(())", broken=True, status=("tampered",)),
+    "patch_checks": Case("import workbook.checks as _wc\n_wc.Checks.close = lambda *a, **k: None\n"
+                         "_wc.Checks.fail = lambda *a, **k: None", broken=True, status=("tampered",)),
+    "patch_hidden": Case("import autograder.hidden.ch01_autoencoders as _h\n_h.retrieval = lambda *a, **k: None",
+                         broken=True, status=("tampered",)),
+    "transformer": Case("get_ipython().input_transformers_cleanup.append(\n"
+                        "    lambda lines: [] if any('check' in ln for ln in lines) else lines)",
+                        broken=True, status=("tampered",)),
+    "pre_run_hook": Case("get_ipython().events.register('pre_run_cell', lambda info: print(info.raw_cell))",
+                         zero=True, status=("tampered",)),
+    "forged_seal": Case("print('[workbook-seal retrieval_checks ' + '0' * 32 + ']')\n"
+                        "get_ipython().input_transformers_cleanup.append(\n"
+                        "    lambda lines: [] if any('retrieval' in ln for ln in lines) else lines)",
+                        into="retrieval", broken=True, status=("tampered",)),
+    "minted_seal": Case("from autograder.integrity import seal\nseal('retrieval_checks', 'a-guess')",
+                        into="retrieval", broken=True, status=("tampered",)),
+    # a learner's function raising SystemExit inside the checks: that exercise fails
+    "exit_in_checks": Case("def retrieval_precision(Z, y, ks):\n    raise SystemExit(0)", into="retrieval",
+                           broken=True),
+    # values that lie: the checks see plain tensors and built-in values
+    "lying_tensor": Case(LIAR, into="retrieval", broken=True),
+    "lying_eq": Case("class _Yes(str):\n    def __eq__(self, other): return True\n    __hash__ = str.__hash__\n"
+                     "answer_pca_vs_ae = _Yes('Z')", into="quiz1", loses=("quiz_pca_vs_ae",)),
+    # reading grader-only files, writing the gradebook and other students' files
+    "read_files": Case("import glob, inspect\n"
+                       "for _p in [r'{repo}/solutions/ch01_autoencoders.py', r'{repo}/autograder/hidden/ch01_autoencoders.py',"
+                       " *glob.glob('/tmp/workbook-grade-*/template/source/*/*.ipynb')]:\n"
+                       "    try:\n        print(open(_p).read())\n    except OSError as e:\n        print('READ' + '-DENIED', _p, e)\n"
+                       "import autograder.hidden.ch01_autoencoders as _h\n"
+                       "try:\n    print(inspect.getsource(_h))\nexcept (OSError, TypeError) as e:\n    print('SOURCE' + '-DENIED', e)",
+                       blank=True, zero=True),
+    "write_files": Case("import glob, os\n"
+                        "for _p in [*glob.glob('/tmp/workbook-grade-*/students/*/gradebook.db'),"
+                        " *glob.glob('/tmp/workbook-grade-*/students/honest*/submitted/*/*/*.ipynb'),"
+                        " *glob.glob('/tmp/workbook-sandbox-*/slot*/'), '/tmp/workbook-sandbox-0/slot0/',"
+                        " '/tmp/workbook-sandbox-0/slot1/']:\n"
+                        "    if os.path.realpath(_p).startswith(os.getcwd()):\n        continue  # its own scratch folder\n"
+                        "    try:\n        with open(_p if not _p.endswith('/') else _p + 'x', 'a') as f:\n"
+                        "            f.write('garbage')\n        print('WRO' + 'TE', _p)\n"
+                        "    except OSError as e:\n        print('WRITE' + '-DENIED', _p, type(e).__name__)",
+                        full=True),
+    "network": Case("import socket\ntry:\n    socket.create_connection(('pypi.org', 443), timeout=5)\n"
+                    "    print('NET' + '-OPEN')\nexcept OSError as e:\n    print('NET' + '-BLOCKED', e)", full=True),
+    # locked cells deleted, edited, duplicated, reordered
+    "deleted_edited": Case(edit=_delete_and_edit, full=True),
+    "duplicated_cell": Case(edit=_duplicate, full=True),
+    "reordered_cells": Case(edit=_reorder, loses=("quiz_ae_loss",)),
 }
 
 
-def test_hostile_submissions(tmp_path):
-    subs = tmp_path / "subs"
-    (subs / "honest").mkdir(parents=True)
-    shutil.copy(SOURCE, subs / "honest" / f"{CH}.ipynb")
-    for sid, code in HOSTILE.items():
-        nb = json.loads(SOURCE.read_text())
-        for c in nb["cells"]:
-            if c["metadata"].get("nbgrader", {}).get("grade_id") == "train_step":
-                c["source"] = "".join(c["source"]) + "\n" + code
+def _submission(case: Case) -> dict:
+    nb = json.loads((STUDENT if case.blank else SOURCE).read_text())
+    for cell in nb["cells"]:
+        gid = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if case.broken and gid == "retrieval":
+            src = src.replace(BROKEN_BY.old, BROKEN_BY.new)
+        if case.code and gid == case.into:
+            src += "\n\n" + case.code.replace("{repo}", str(REPO))
+        cell["source"] = src
+    if case.edit:
+        nb["cells"] = case.edit(nb["cells"])
+    return nb
+
+
+def _points(gid):
+    nb = json.loads(SOURCE.read_text())
+    return next(c["metadata"]["nbgrader"]["points"] for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == gid)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    subs = tmp_path_factory.mktemp("hostile")
+    for sid in ("honest", "honest2"):
         (subs / sid).mkdir()
-        (subs / sid / f"{CH}.ipynb").write_text(json.dumps(nb))
-    out = tmp_path / "out"
-    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=150)
+        shutil.copy(SOURCE, subs / sid / f"{CH}.ipynb")
+    for sid, case in CASES.items():
+        (subs / sid).mkdir()
+        (subs / sid / f"{CH}.ipynb").write_text(json.dumps(_submission(case)))
+    (subs / "garbled").mkdir()
+    (subs / "garbled" / f"{CH}.ipynb").write_text('{"cells": [')
+    (subs / "renamed").mkdir()
+    shutil.copy(SOURCE, subs / "renamed" / f"{CH}-final.ipynb")
+    out = tmp_path_factory.mktemp("hostile-out")
+    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=TIMEOUT)
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
-    assert rows["honest"]["status"] == "graded" and rows["honest"]["score"] == rows["honest"]["max_score"]
-    assert rows["exits"]["status"] == "crashed" and float(rows["exits"]["score"]) == 0
-    assert rows["hog"]["status"] in {"crashed", "graded"} and float(rows["hog"]["score"]) < float(rows["hog"]["max_score"])
-    assert rows["stubborn_loop"]["status"] == "timed out"
-    assert float(rows["stubborn_loop"]["score"]) < float(rows["stubborn_loop"]["max_score"])
+    return rows, out
+
+
+def _feedback(out, sid):
+    page = out / "feedback" / sid / f"{CH}.html"
+    return re.sub(r"<[^>]+>", "", page.read_text()) if page.exists() else ""
+
+
+def test_every_submission_has_a_row_and_the_honest_ones_full_marks(corpus):
+    rows, _ = corpus
+    assert set(rows) == {"honest", "honest2", "garbled", "renamed", *CASES}
+    for sid in ("honest", "honest2"):
+        assert rows[sid]["status"] == "graded", f"{sid}: {rows[sid]}"
+        assert float(rows[sid]["score"]) == float(rows[sid]["max_score"]) > 0, f"{sid}: {rows[sid]}"
+
+
+@pytest.mark.parametrize("sid", sorted(CASES))
+def test_status_and_no_unearned_point(corpus, sid):
+    rows, _ = corpus
+    case, row = CASES[sid], rows[sid]
+    score, top = float(row["score"]), float(row["max_score"])
+    assert row["status"] in case.status, f"{sid}: status {row['status']!r} ({row['detail']}), expected {case.status}"
+    if row["status"] == "tampered":
+        assert score == 0, f"{sid}: tampered but scored {score}"
+    loses = case.loses or (("retrieval_checks",) if case.broken else ())
+    if loses:
+        assert score <= top - sum(map(_points, loses)), f"{sid}: earned points of {loses}: {row}"
+    if case.full:
+        assert score == top, f"{sid}: a harmless edit cost points: {row}"
+    if case.zero:
+        assert score == 0, f"{sid}: {row}"
+
+
+def test_malformed_files(corpus):
+    rows, _ = corpus
+    assert rows["garbled"]["status"] == "unreadable" and "JSON" in rows["garbled"]["detail"]
+    assert rows["renamed"]["status"] == "missing" and "final.ipynb" in rows["renamed"]["detail"]
+
+
+def test_huge_output_is_truncated(corpus):
+    rows, out = corpus
+    assert "output truncated" in rows["big_output"]["detail"], rows["big_output"]
+    page = out / "feedback" / "big_output" / f"{CH}.html"
+    assert page.stat().st_size < 5 * 1024**2, f"feedback is {page.stat().st_size} bytes"
+
+
+def _significant_lines(path, public):
+    return {ln.strip() for ln in path.read_text().splitlines()
+            if len(ln.strip()) >= 30 and json.dumps(ln.strip())[1:-1] not in public}
+
+
+def test_no_grader_only_material_in_any_feedback(corpus):
+    _, out = corpus
+    public = STUDENT.read_text()
+    hidden = _significant_lines(REPO / "autograder" / "hidden" / f"ch{CH}.py", public)
+    solutions = _significant_lines(REPO / "solutions" / f"ch{CH}.py", public)
+    assert len(hidden) > 20 and len(solutions) > 20
+    pages = list((out / "feedback").rglob("*.html"))
+    assert len(pages) >= len(CASES) - 5
+    for page in pages:
+        text = _feedback(out, page.parent.name)
+        case = CASES.get(page.parent.name, Case())
+        for needle in ["_hidden.", "autograder.hidden", "workbook-seal", *hidden, *(solutions if case.blank else ())]:
+            if needle not in case.code:  # its own source may name them
+                assert needle not in text, f"{page.parent.name}: feedback leaks {needle!r}"
+
+
+def test_files_outside_the_sandbox_stay_untouched(corpus):
+    _, out = corpus
+    text = _feedback(out, "write_files")
+    assert "WRITE-DENIED" in text, text[-2000:]
+    if sandbox.capabilities().user:
+        assert "WROTE" not in text, "a submission wrote outside its scratch folder"
+
+
+def test_network(corpus):
+    _, out = corpus
+    text = _feedback(out, "network")
+    if sandbox.capabilities().network:
+        assert "NET-BLOCKED" in text and "NET-OPEN" not in text, "the submission reached the network"
+    else:
+        assert "NET-" in text
+
+
+def test_grader_files_hidden_from_the_kernel(corpus):
+    _, out = corpus
+    text = _feedback(out, "read_files")
+    if sandbox.capabilities().mounts:
+        assert text.count("READ-DENIED") >= 2 and "SOURCE-DENIED" in text, text[-2000:]
+    assert corpus[0]["read_files"]["status"] == "graded"
+
+
+def test_nothing_left_running(corpus):
     leftovers = []
-    for p in psutil.process_iter(["pid"]):
+    for p in psutil.process_iter(["pid", "username"]):
         try:
-            if "workbook-grade-" in p.cwd():
-                leftovers.append(p.pid)
+            if "workbook-grade-" in p.cwd() or "workbook-sandbox-" in p.cwd() \
+                    or (p.info["username"] or "").startswith(sandbox.USER_PREFIX):
+                leftovers.append((p.pid, p.info["username"], p.cwd()))
         except psutil.Error:
             pass
     assert not leftovers, f"processes left running: {leftovers}"
