@@ -3,6 +3,7 @@
     python -m autograder build [--check]                 regenerate (or check) derived notebooks
     python -m autograder run [--profile P] [--only 01]   execute the course, write results
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
+    python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
 """
 from __future__ import annotations
@@ -30,6 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--jobs", type=int, default=1)
     g.add_argument("--notebooks", nargs="*", default=None, help="chapters to grade (default: those handed in)")
     g.add_argument("--timeout", type=float, default=900.0, help="wall-time limit per notebook, seconds")
+    g.add_argument("--backend", choices=["threads", "dask"], default="threads",
+                   help="threads: N students at once here; dask: one task per student on a dask cluster")
+    g.add_argument("--scheduler", default=None,
+                   help="dask scheduler address (default: a local cluster of --jobs workers)")
+    bg = sub.add_parser("bench-grading", help="grade a generated class serially and in parallel")
+    bg.add_argument("--students", type=int, default=40)
+    bg.add_argument("--jobs", default="1,2", help="comma-separated worker counts, the first is the baseline")
+    bg.add_argument("--backend", choices=["threads", "dask"], default="threads")
+    bg.add_argument("--out", type=Path, default=None)
     f = sub.add_parser("fidelity", help="run the mistake and alternative catalogues against the checks")
     f.add_argument("--only", nargs="*", default=None, help="chapter names")
     a = p.parse_args(argv)
@@ -43,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "grade":
         from .grade import grade
         try:
-            grade(a.submissions, a.out, jobs=a.jobs, chapters=a.notebooks, timeout=a.timeout)
+            grade(a.submissions, a.out, jobs=a.jobs, chapters=a.notebooks, timeout=a.timeout,
+                  backend=a.backend, scheduler=a.scheduler)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if a.cmd == "bench-grading":
+        from .bench import bench
+        return bench(a.students, [int(j) for j in a.jobs.split(",")], a.backend, a.out)
     if a.cmd == "fidelity":
         from .fidelity import report
         return report(a.only)
