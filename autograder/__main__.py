@@ -5,6 +5,7 @@
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
     python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
+    python -m autograder fidelity --pipeline [--limit K] the same through the real grading pipeline
 """
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     bg.add_argument("--out", type=Path, default=None)
     f = sub.add_parser("fidelity", help="run the mistake and alternative catalogues against the checks")
     f.add_argument("--only", nargs="*", default=None, help="chapter names")
+    f.add_argument("--pipeline", action="store_true",
+                   help="grade one submission per mistake and alternative with the real grading command")
+    f.add_argument("--jobs", type=int, default=2, help="with --pipeline: students graded at once")
+    f.add_argument("--limit", type=int, default=None,
+                   help="with --pipeline: at most K mistakes and K alternatives per chapter (spread over exercises)")
+    f.add_argument("--out", type=Path, default=Path("build/fidelity"), help="with --pipeline: working folder")
     a = p.parse_args(argv)
 
     if a.cmd == "build":
@@ -63,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import bench
         return bench(a.students, [int(j) for j in a.jobs.split(",")], a.backend, a.out)
     if a.cmd == "fidelity":
+        if a.pipeline:
+            from .fidelity import pipeline_report
+            return pipeline_report(a.only, a.out, jobs=a.jobs, limit=a.limit)
         from .fidelity import report
         return report(a.only)
     return 1

@@ -92,9 +92,9 @@ def _markdown(lines: list[str], where: str) -> str:
 class SolutionSource:
     """The definitions of one solutions module, ready to be wrapped for nbgrader."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, text: str | None = None):
         self.path = path
-        self.text = path.read_text()
+        self.text = path.read_text() if text is None else text
         self.lines = self.text.splitlines()
         tree = ast.parse(self.text, filename=str(path))
         self.nodes: dict[str, ast.stmt] = {}
@@ -128,6 +128,13 @@ class SolutionSource:
             return None
         return body[0].lineno - 1, fn.end_lineno
 
+    def plain(self, name: str) -> str:
+        """Source of `name` as written (comment block above included), no solution markers."""
+        if name not in self.nodes:
+            raise AuthoringError(f"{self.path.name}: no top-level definition named {name!r}")
+        node = self.nodes[name]
+        return "\n".join(self.lines[self._start(node):node.end_lineno])
+
     def wrapped(self, name: str) -> str:
         """Source of `name` with every function body between BEGIN/END SOLUTION."""
         if name not in self.nodes:
@@ -153,14 +160,19 @@ class SolutionSource:
         return "\n".join(out)
 
 
-def build_instructor_notebook(chapter: str) -> nbformat.NotebookNode:
-    """The instructor (source) notebook of one chapter, e.g. chapter='01_autoencoders'."""
+def build_instructor_notebook(chapter: str, solutions_text: str | None = None) -> nbformat.NotebookNode:
+    """The instructor (source) notebook of one chapter, e.g. chapter='01_autoencoders'.
+    With `solutions_text` (a changed solutions module, e.g. a catalogued mistake applied),
+    the solution cells hold that code as written, without solution markers: a submission."""
     if not NAME.match(chapter):
         raise AuthoringError(f"chapter name {chapter!r} must look like 'NN_topic'")
     src_path = CONTENT_DIR / f"{chapter}.py"
     cells = parse_cells(src_path.read_text(), src_path.name)
     sol_path = solutions_path(chapter)
-    solutions = SolutionSource(sol_path) if sol_path.exists() else None
+    if solutions_text is not None:
+        solutions = SolutionSource(sol_path, solutions_text)
+    else:
+        solutions = SolutionSource(sol_path) if sol_path.exists() else None
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
@@ -189,11 +201,12 @@ def build_instructor_notebook(chapter: str) -> nbformat.NotebookNode:
                     m = DIRECTIVE.match(line)
                     if m:
                         names = m["names"].replace(",", " ").split()
-                        body.append("\n\n\n".join(solutions.wrapped(x) for x in names))
+                        show = solutions.wrapped if solutions_text is None else solutions.plain
+                        body.append("\n\n\n".join(show(x) for x in names))
                     else:
                         body.append(line)
                 text = "\n".join(body)
-                if BEGIN not in text:
+                if BEGIN not in text and solutions_text is None:
                     raise AuthoringError(f"{where}: solution cell {grade_id!r} has no solution region")
                 meta = {"grade": False, "solution": True, "locked": False}
             else:

@@ -6,6 +6,10 @@ when the mistake is marked diagnosed, and every other exercise must still pass. 
 Alternative: all test cells must pass.
 
     python -m autograder fidelity [--only 01]
+    python -m autograder fidelity --pipeline [--only NN_topic ...] [--jobs 2] [--limit K] [--out DIR]
+
+The second form grades one submission per mistake and alternative with the real grading
+command (nbgrader, smoke profile) and checks the scores and the feedback.
 
 Test cells may use only the names their notebook's first code cell imports and the
 definitions of the solutions module (docs/AUTHORING.md).
@@ -92,4 +96,101 @@ def report(chapters: list[str] | None = None) -> int:
                 print(f"    {mark} {o.kind}: {o.name}" + (f"\n          learner sees: {shown}" if shown else "")
                       + ("" if o.ok else f"\n          failed cells: {o.failed}"))
             bad += sum(not o.ok for o in mine)
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------- through the real pipeline
+
+@dataclass
+class Case:
+    student: str           # submission id
+    chapter: str
+    kind: str              # "mistake" | "alternative"
+    exercise: str
+    name: str
+    mistake: mutants.Mistake | None = None
+
+
+def write_submissions(chapters: list[str], folder, limit: int | None = None) -> list[Case]:
+    """One submission per catalogued mistake and alternative: the instructor notebook with
+    the solution cells rebuilt from the changed solutions module. `limit`: at most that many
+    mistakes and that many alternatives per chapter (the first ones of distinct exercises first)."""
+    from pathlib import Path
+    folder = Path(folder)
+    cases: list[Case] = []
+    for ch in chapters:
+        mistakes, alternatives = mutants.catalogue(ch)
+        picked = []
+        for kind, items in (("mistake", mistakes), ("alternative", alternatives)):
+            if limit is not None:  # spread over exercises: one per exercise, round-robin
+                by_ex: dict[str, list] = {}
+                for it in items:
+                    by_ex.setdefault(it.exercise, []).append(it)
+                order = [lst[i] for i in range(max(map(len, by_ex.values()), default=0))
+                         for lst in by_ex.values() if i < len(lst)]
+                items = order[:limit]
+            picked += [(kind, it) for it in items]
+        for i, (kind, it) in enumerate(picked):
+            sid = f"{ch[:2]}-{kind[0]}{i:03d}"
+            if kind == "mistake":
+                text = mutants.apply(ch, it.target, it.old, it.new)
+                name = f"{it.target}: {it.diagnosis}"
+            else:
+                text = mutants.apply(ch, it.target, source=it.source)
+                name = f"{it.target}: {it.note or 'alternative'}"
+            nb = authoring.build_instructor_notebook(ch, solutions_text=text)
+            (folder / sid).mkdir(parents=True, exist_ok=True)
+            authoring.write_notebook(nb, folder / sid / f"{ch}.ipynb")
+            cases.append(Case(sid, ch, kind, it.exercise, name, it if kind == "mistake" else None))
+    return cases
+
+
+def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int | None = None) -> int:
+    """Grade one submission per catalogued mistake and alternative with the grading command
+    (nbgrader, smoke profile), then check: a mistake loses the points of its exercise and
+    only those, with its diagnosis in the learner's feedback; an alternative keeps full marks.
+    Prints the report per exercise; returns 0 when every case holds."""
+    import csv
+    import time
+    from pathlib import Path
+
+    from .grade import grade
+
+    out = Path(out)
+    chapters = chapters or authoring.chapter_names()
+    t0 = time.time()
+    cases = write_submissions(chapters, out / "submissions", limit)
+    print(f"grading {len(cases)} submissions ({', '.join(chapters)}) with {jobs} job(s) ...", flush=True)
+    grade(out / "submissions", out / "graded", jobs=jobs)
+    failed: dict[str, set[str]] = {}
+    for row in csv.DictReader(open(out / "graded" / "cells.csv")):
+        if float(row["score"]) < float(row["max_score"]):
+            failed.setdefault(row["student"], set()).add(row["cell"])
+    status = {r["student"]: r["status"] for r in csv.DictReader(open(out / "graded" / "grades.csv"))}
+    bad = 0
+    for ch in chapters:
+        print(f"== {ch}")
+        mine = [c for c in cases if c.chapter == ch]
+        for ex in sorted({c.exercise for c in mine}):
+            here = [c for c in mine if c.exercise == ex]
+            lines, n_mu, ok_mu, n_al, ok_al = [], 0, 0, 0, 0
+            for c in here:
+                lost = failed.get(c.student, set())
+                feedback = out / "graded" / "feedback" / c.student / f"{ch}.html"
+                text = feedback.read_text() if feedback.exists() else ""
+                if c.kind == "mistake":
+                    n_mu += 1
+                    ok = status.get(c.student) == "graded" and lost == {ex} and (
+                        not c.mistake.diagnosed or c.mistake.recognised_in(text))
+                    ok_mu += ok
+                else:
+                    n_al += 1
+                    ok = status.get(c.student) == "graded" and not lost
+                    ok_al += ok
+                bad += not ok
+                lines.append(f"    {'ok ' if ok else 'BAD'} {c.kind} [{c.student}] {c.name}"
+                             + ("" if ok else f"  (status {status.get(c.student)}, cells lost {sorted(lost)})"))
+            print(f"  {ex}: mistakes caught {ok_mu}/{n_mu}, alternatives passed {ok_al}/{n_al}")
+            print("\n".join(lines))
+    print(f"{len(cases)} submissions in {time.time() - t0:.0f} s; {bad} case(s) not as expected")
     return 1 if bad else 0

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
+from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from solutions import ch01_autoencoders as ref
 from workbook.checks import Checks
@@ -142,8 +143,4 @@ def retrieval(fn) -> None:
 
 
 def quiz(name: str, answer) -> None:
-    c = Checks(f"{name} (hidden)")
-    want = getattr(ref, name)
-    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
-    c.true(got == want, f"{name} is not right", hint="re-read the statements in the chapter")
-    c.done()
+    grade_choice(name, answer, getattr(ref, name))

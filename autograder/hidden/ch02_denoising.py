@@ -7,6 +7,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from solutions import ch02_denoising as ref
 from workbook.checks import Checks
@@ -222,8 +223,4 @@ def masked_mse(fn) -> None:
 
 
 def quiz(name: str, answer) -> None:
-    c = Checks(f"{name} (hidden)")
-    want = getattr(ref, name)
-    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
-    c.true(got == want, f"{name} is not right", hint="re-read the question and the chapter")
-    c.done()
+    grade_choice(name, answer, getattr(ref, name))

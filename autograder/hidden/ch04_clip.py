@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
+from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from solutions import ch04_clip as ref
 from workbook.captions import COLOUR_NAMES, DIGIT_WORDS, CaptionTokenizer
@@ -208,8 +209,4 @@ def recall(fn) -> None:
 
 
 def quiz(name: str, answer) -> None:
-    c = Checks(f"{name} (hidden)")
-    want = getattr(ref, name)
-    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
-    c.true(got == want, f"{name} is not right", hint="re-read the statements in the chapter")
-    c.done()
+    grade_choice(name, answer, getattr(ref, name))

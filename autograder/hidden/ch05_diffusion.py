@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.models.resnet import ResnetBlock2D
 
+from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from solutions import ch05_diffusion as ref
 from workbook.checks import Checks, substituted
@@ -348,8 +349,4 @@ def guidance(drop_labels, guided_eps) -> None:
 
 
 def quiz(name: str, answer) -> None:
-    c = Checks(f"{name} (hidden)")
-    want = getattr(ref, name)
-    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
-    c.true(got == want, f"{name} is not right", hint="re-read the chapter's section on this")
-    c.done()
+    grade_choice(name, answer, getattr(ref, name))

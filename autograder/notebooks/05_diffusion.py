@@ -635,6 +635,7 @@ for name, r in table.items():
     log_metric(f"{key}_accuracy", r["accuracy"], "", f"{r['n']} class-conditional samples, scale 2")
     log_metric(f"{key}_frechet", r["frechet"], "", f"vs {r['n']} real test images")
     log_metric(f"{key}_seconds", r["seconds"], "s", f"sampling {r['n']} images on {device}")
+    log_metric(f"{key}_coverage", r["coverage"], "", "fraction of the 10 digits predicted at least once")
 fig = ch05.plot_curve(cfg["ddim_steps"], {
     "DDIM eta=0": [table[f"DDIM eta=0, {n} steps"]["accuracy"] for n in cfg["ddim_steps"]],
     "DDIM eta=1": [table[f"DDIM eta=1, {n} steps"]["accuracy"] for n in cfg["ddim_steps"]],

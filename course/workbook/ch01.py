@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks
+from .checks import Checks, check_choice, count_parameters
 
 QUIZ_OPTIONS = {"answer_pca_vs_ae": "ABCDE", "answer_ae_loss": "ABCD", "answer_binary_loss": "ABCD"}
+QUIZ_SETS = {"answer_pca_vs_ae"}  # answered with a set of letters
 
 
 def _plane_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,10 +93,6 @@ def check_principal_angles(principal_angles) -> None:
     c.done()
 
 
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
     c = Checks("autoencoders")
     torch.manual_seed(0)
@@ -104,10 +101,10 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
         model = c.call(MLPAutoencoder, D=D, k=k, hidden=hidden, inputs=inputs)
         dims = [D, *hidden, k]
         layers = sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
-        c.true(_count(model.encoder) == layers and _count(model.decoder) == sum(
+        c.true(count_parameters(model.encoder) == layers and count_parameters(model.decoder) == sum(
             (b + 1) * a for a, b in zip(dims[:-1], dims[1:])),
             "wrong number of parameters in encoder/decoder", inputs=inputs,
-            expected=f"{layers} each", got=f"encoder {_count(model.encoder)}, decoder {_count(model.decoder)}",
+            expected=f"{layers} each", got=f"encoder {count_parameters(model.encoder)}, decoder {count_parameters(model.decoder)}",
             hint="encoder Linear layers D -> h1 -> ... -> k; decoder mirrors them")
         x = torch.rand(5, D)
         z = c.call(model.encode, x, inputs=inputs + ", x (5, D)")
@@ -123,9 +120,9 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
         model = c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs)
         enc = (9 + 1) * ch + (9 * ch + 1) * 2 * ch + (2 * ch * 49 + 1) * k
         dec = (k + 1) * 2 * ch * 49 + (16 * 2 * ch + 1) * ch + (16 * ch + 1)
-        c.true((_count(model.encoder), _count(model.decoder)) == (enc, dec),
+        c.true((count_parameters(model.encoder), count_parameters(model.decoder)) == (enc, dec),
                "wrong number of parameters", inputs=inputs, expected=f"encoder {enc}, decoder {dec}",
-               got=f"encoder {_count(model.encoder)}, decoder {_count(model.decoder)}",
+               got=f"encoder {count_parameters(model.encoder)}, decoder {count_parameters(model.decoder)}",
                hint="check kernel sizes (3 in the encoder, 4 in the decoder) and channels c, 2c")
         x = torch.rand(3, 1, 28, 28)
         z = c.call(model.encode, x, inputs=inputs)
@@ -194,14 +191,7 @@ def check_retrieval_precision(retrieval_precision) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    c = Checks(name)
-    options = QUIZ_OPTIONS[name]
-    letters = {answer} if isinstance(answer, str) else answer
-    c.true(isinstance(letters, (set, frozenset, str)) and all(
-        isinstance(a, str) and a in options for a in letters) and len(letters) > 0,
-        f"{name} must be {'a letter' if name != 'answer_pca_vs_ae' else 'a set of letters'} from {options}",
-        got=repr(answer))
-    c.done()
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
 
 
 # ----------------------------------------------------------------------------- plots

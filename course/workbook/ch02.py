@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks
+from .checks import Checks, check_choice
 
 QUIZ_OPTIONS = {"answer_not_unsupervised": "ABCDE", "answer_dae_target": "ABCD", "answer_one_category": "ABCD"}
-_SETS = {"answer_one_category"}
+QUIZ_SETS = {"answer_one_category"}  # answered with a set of letters
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -439,16 +439,7 @@ def check_masked_mse(masked_mse) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    c = Checks(name)
-    options = QUIZ_OPTIONS[name]
-    if name in _SETS:
-        ok = isinstance(answer, (set, frozenset, list, tuple)) and len(answer) > 0 and all(
-            isinstance(a, str) and a in options for a in answer)
-    else:
-        ok = isinstance(answer, str) and len(answer) == 1 and answer in options
-    c.true(ok, f"{name} must be {'a set of letters' if name in _SETS else 'one letter'} from {options}",
-           got=repr(answer))
-    c.done()
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks
+from .checks import Checks, check_choice, count_parameters
 
 QUIZ_OPTIONS = {"answer_vae_facts": "ABCDE", "answer_variational_inference": "ABCD",
                 "answer_iwae_bound": "ABCD"}
+QUIZ_SETS = {"answer_vae_facts"}  # answered with a set of letters
 LOG2PI = math.log(2 * math.pi)
 
 
@@ -91,10 +92,6 @@ def check_reparameterize(reparameterize) -> None:
 
 # ----------------------------------------------------------------------------- 2 VAE
 
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def check_vae(VAE, reparameterize) -> None:
     c = Checks("VAE")
     torch.manual_seed(0)
@@ -114,7 +111,7 @@ def check_vae(VAE, reparameterize) -> None:
         head = (dims[-1] + 1) * k
         ddims = [k, *hidden[::-1], D]
         dec = sum((a + 1) * b for a, b in zip(ddims[:-1], ddims[1:]))
-        got = (_count(model.encoder), _count(model.mu_head), _count(model.logvar_head), _count(model.decoder))
+        got = (count_parameters(model.encoder), count_parameters(model.mu_head), count_parameters(model.logvar_head), count_parameters(model.decoder))
         c.true(got == (enc, head, head, dec), "wrong number of parameters", inputs=inputs,
                expected=f"encoder {enc}, mu_head {head}, logvar_head {head}, decoder {dec}",
                got=f"encoder {got[0]}, mu_head {got[1]}, logvar_head {got[2]}, decoder {got[3]}",
@@ -440,14 +437,7 @@ def check_iwae(iwae_log_likelihood) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    c = Checks(name)
-    options = QUIZ_OPTIONS[name]
-    letters = {answer} if isinstance(answer, str) else answer
-    c.true(isinstance(letters, (set, frozenset, str)) and all(
-        isinstance(a, str) and a in options for a in letters) and len(letters) > 0,
-        f"{name} must be {'a set of letters' if name == 'answer_vae_facts' else 'one letter'} from {options}",
-        got=repr(answer))
-    c.done()
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
 
 
 # ----------------------------------------------------------------------------- plots

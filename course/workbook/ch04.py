@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks
+from .checks import Checks, check_choice
 
 QUIZ_OPTIONS = {"answer_image_encoder": "ABCD", "answer_text_encoder": "ABCD", "answer_clip_facts": "ABCDEF"}
+QUIZ_SETS = {"answer_clip_facts"}  # answered with a set of letters
 _F64 = torch.float64
 
 
@@ -303,14 +304,7 @@ def check_recall_at_k(recall_at_k) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    c = Checks(name)
-    options = QUIZ_OPTIONS[name]
-    letters = {answer} if isinstance(answer, str) else answer
-    many = name == "answer_clip_facts"
-    c.true(isinstance(letters, (set, frozenset, str)) and len(letters) > 0
-           and all(isinstance(a, str) and a in options for a in letters) and (many or isinstance(answer, str)),
-           f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer))
-    c.done()
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
 
 
 # ----------------------------------------------------------------------------- helpers and plots

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks, substituted
+from .checks import Checks, check_choice, substituted
 
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
+QUIZ_SETS = {"answer_diffusion_facts"}  # answered with a set of letters
 _F64 = torch.float64
 
 
@@ -490,13 +491,7 @@ def check_guidance(drop_labels, guided_eps) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    c = Checks(name)
-    options = QUIZ_OPTIONS[name]
-    many = name == "answer_diffusion_facts"
-    letters = list(answer) if many and isinstance(answer, (set, frozenset, list, tuple)) else [answer]
-    c.true(all(isinstance(a, str) and len(a) == 1 and a in options for a in letters) and len(letters) > 0,
-           f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer))
-    c.done()
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
 
 
 # ----------------------------------------------------------------------------- data, models, samplers

@@ -43,6 +43,25 @@ def check_shape(x: torch.Tensor, shape: Sequence[int | None], name: str = "tenso
         raise CheckFailed(f"{name} should have shape {want}, got {tuple(x.shape)}")
 
 
+def count_parameters(module) -> int:
+    """The number of scalar parameters of an nn.Module."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_choice(name: str, answer: Any, options: str, many: bool = False) -> None:
+    """The format of a multiple-choice answer (the right letters are checked when grading):
+    one letter from `options` (a one-letter set counts as the letter), or with `many` a
+    non-empty set (or list) of such letters."""
+    c = Checks(name)
+    letters = list(answer) if isinstance(answer, (set, frozenset, list, tuple)) else [answer]
+    if not many and len(letters) != 1:  # one letter, possibly as a one-letter set
+        letters = [answer]
+    ok = len(letters) > 0 and all(isinstance(a, str) and len(a) == 1 and a in options for a in letters)
+    c.true(ok, f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer),
+           hint='e.g. {"A", "C"}' if many else 'e.g. "B"')
+    c.done()
+
+
 @contextlib.contextmanager
 def substituted(definition, **names):
     """Run with some global names of `definition`'s notebook (or module) replaced, e.g. a
