@@ -90,8 +90,10 @@ class _Snapshot:
 
 
 def _shell_lists(shell) -> dict:
+    manager = shell.input_transformer_manager
     lists = {"input_transformers_cleanup": shell.input_transformers_cleanup,
              "input_transformers_post": shell.input_transformers_post,
+             "line_transforms": manager.line_transforms, "token_transformers": manager.token_transformers,
              "ast_transformers": shell.ast_transformers}
     for ev in _WATCHED_EVENTS:
         lists[f"events[{ev}]"] = shell.events.callbacks.get(ev, [])
