@@ -28,7 +28,7 @@ course: install
 	$(BIN)/python -m autograder run --profile $(PROFILE)
 
 test: install
-	@t0=$$(date +%s); WORKBOOK_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --durations=15; rc=$$?; \
+	@t0=$$(date +%s); WORKBOOK_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15; rc=$$?; \
 	echo "[stage] tests: $$(( $$(date +%s) - t0 )) s"; exit $$rc
 
 lab: install

@@ -24,7 +24,7 @@ from autograder import grade as grading
 from autograder import mutants, sandbox
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile")]  # one worker: one corpus run
 CH = "01_autoencoders"
 SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
 STUDENT = REPO / "course" / f"{CH}.ipynb"
