@@ -11,7 +11,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.models.resnet import ResnetBlock2D
 
 from solutions import ch05_diffusion as S
-from workbook.ch05 import ddim_timesteps
+from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES, ddim_timesteps
 
 KINDS = {"linear": S.linear_betas, "squaredcos_cap_v2": S.cosine_betas}
 # diffusers stores its schedules in float32; ours are float64.
@@ -127,13 +127,13 @@ def test_resblock_matches_resnetblock2d(c_in, c_out):
     torch.manual_seed(0)
     ours = S.ResBlock(c_in, c_out, 40)
     theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=40, groups=8, eps=1e-5)
-    names = {"time_emb_proj": "time_proj", "conv_shortcut": "skip"}
+    names = DIFFUSERS_RESBLOCK_NAMES
     mine = dict(ours.named_parameters())
     assert len(mine) == len(dict(theirs.named_parameters()))
     with torch.no_grad():
         for name, p in theirs.named_parameters():
             module, kind = name.split(".")
-            mine[f"{names.get(module, module)}.{kind}"].copy_(p)
+            mine[f"{names[module]}.{kind}"].copy_(p)
     x, emb = torch.randn(2, c_in, 7, 5), torch.randn(2, 40)
     with torch.no_grad():
         torch.testing.assert_close(ours(x, emb), theirs(x, emb), atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ from diffusers.models.resnet import ResnetBlock2D
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from solutions import ch05_diffusion as ref
+from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES
 from workbook.checks import Checks, substituted
 
 CH = "05_diffusion"
@@ -224,8 +225,7 @@ def time_embedding(timestep_embedding, ResBlock) -> None:
                 get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0), atol=2e-5,
                 inputs=inputs, mistakes=known_mistakes(CH, "timestep_embedding", lambda f: f(t.clone(), dim)))
     c.exercise = "ResBlock (hidden)"
-    names = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2", "conv2": "conv2",
-             "conv_shortcut": "skip"}
+    names = DIFFUSERS_RESBLOCK_NAMES
     for c_in, c_out in ((8 * _int(g, 1, 4), 8 * _int(g, 1, 4)), (16, 16)):
         emb_dim = _int(g, 4, 40)
         inputs = f"ResBlock({c_in}, {c_out}, {emb_dim}) with random weights, x (3, {c_in}, 5, 7), emb (3, {emb_dim})"

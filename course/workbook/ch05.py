@@ -19,6 +19,9 @@ from .checks import Checks, check_choice, substituted
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
 QUIZ_SETS = {"answer_diffusion_facts"}  # answered with a set of letters
 _F64 = torch.float64
+# diffusers' ResnetBlock2D submodule names -> the chapter's ResBlock attribute names
+DIFFUSERS_RESBLOCK_NAMES = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2",
+                            "conv2": "conv2", "conv_shortcut": "skip"}
 
 
 def _t(x, dtype=_F64) -> torch.Tensor:
@@ -345,8 +348,7 @@ def check_time_embedding(timestep_embedding, ResBlock) -> None:
     from diffusers.models.resnet import ResnetBlock2D
     g = torch.Generator().manual_seed(3)
     theirs = ResnetBlock2D(in_channels=16, out_channels=32, temb_channels=64, groups=8, eps=1e-5)
-    ours = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2", "conv2": "conv2",
-            "conv_shortcut": "skip"}  # diffusers' names -> the chapter's
+    ours = DIFFUSERS_RESBLOCK_NAMES
     mine = dict(block.named_parameters())
     with torch.no_grad():
         for name, p in theirs.named_parameters():
