@@ -20,6 +20,7 @@ without ever having seen one. The test split contains every combination.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,7 +224,28 @@ class CaptionTokenizer:
 # ----------------------------------------------------------------------------- saved encoders
 
 ENCODERS_FILE = "ch04_clip_encoders.pt"        # state dicts + config (torch.save)
-EXPORTED_FILES = {"image": "ch04_clip_image_encoder.pt2", "text": "ch04_clip_text_encoder.pt2"}
+EXPORTED_FILES = {"image": "ch04_clip_image_encoder.pt2", "text": "ch04_clip_text_encoder.pt2",
+                  "tokens": "ch04_clip_text_tokens.pt2"}  # tokens: per-token features for chapter 06
+
+
+class TokenFeatures(torch.nn.Module):
+    """A text encoder's per-token features: the output of its final LayerNorm `ln_final`
+    (B, L, width), before the end-of-text pooling and the projection. This is what Stable
+    Diffusion's U-Net attends to (CLIP's last hidden state), read with a forward hook so
+    that it works for any encoder with an `ln_final` attribute (chapter 04's contract)."""
+
+    def __init__(self, text_encoder: torch.nn.Module):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        seen = []
+        hook = self.text_encoder.ln_final.register_forward_hook(lambda module, args, out: seen.append(out))
+        try:
+            self.text_encoder(tokens)
+        finally:
+            hook.remove()
+        return seen[-1]
 
 
 def save_clip_encoders(folder: str | Path, image_encoder: torch.nn.Module, text_encoder: torch.nn.Module,
@@ -241,8 +263,11 @@ def save_clip_encoders(folder: str | Path, image_encoder: torch.nn.Module, text_
                 "image_encoder": to_cpu(image_encoder), "text_encoder": to_cpu(text_encoder)},
                folder / ENCODERS_FILE)
     written = [folder / ENCODERS_FILE]
+    texts = tokenizer(["a photo of a red seven", "the digit 7 in red"])
     examples = {"image": (image_encoder, torch.zeros(2, 3, image_size, image_size)),
-                "text": (text_encoder, tokenizer(["a photo of a red seven", "the digit 7 in red"]))}
+                "text": (text_encoder, texts)}
+    if hasattr(text_encoder, "ln_final"):
+        examples["tokens"] = (TokenFeatures(text_encoder), texts)
     for kind, (module, example) in examples.items():
         file = folder / EXPORTED_FILES[kind]
         file.unlink(missing_ok=True)
@@ -252,7 +277,9 @@ def save_clip_encoders(folder: str | Path, image_encoder: torch.nn.Module, text_
             with torch.no_grad():
                 program = torch.export.export(module, (example,),
                                               dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-            torch.export.save(program, str(file))
+            tmp = file.with_suffix(f".tmp{os.getpid()}")
+            torch.export.save(program, str(tmp))
+            os.replace(tmp, file)  # atomic: a later chapter never reads half a file
             written.append(file)
         except Exception as err:  # a module torch.export cannot trace: the state dict is still saved
             print(f"note: could not export the {kind} encoder ({type(err).__name__}: "
@@ -282,3 +309,17 @@ def load_clip_encoders(where: str | Path, device: torch.device | str = "cpu"):
         modules.append(torch.export.load(str(file)).module().to(device))
     tokenizer = CaptionTokenizer(**saved["tokenizer"])
     return modules[0], modules[1], tokenizer, saved["config"]
+
+
+def load_clip_token_encoder(where: str | Path, device: torch.device | str = "cpu"):
+    """Chapter 04's text encoder as per-token features (see TokenFeatures): returns
+    (token_encoder, tokenizer, width), token_encoder mapping tokens (B, L) int64 to (B, L, width).
+    Raises FileNotFoundError if chapter 04 has not saved it in `where` (a profile name or folder)."""
+    folder = artifacts_dir(str(where)) if str(where) in ("smoke", "cpu", "gpu") else Path(where)
+    path, file = folder / ENCODERS_FILE, folder / EXPORTED_FILES["tokens"]
+    for needed in (path, file):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} not found: run chapter 04 (profile {where!r}) first")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    module = torch.export.load(str(file)).module().to(device)
+    return module, CaptionTokenizer(**saved["tokenizer"]), int(saved["config"]["width"])

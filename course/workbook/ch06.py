@@ -1,0 +1,792 @@
+"""Chapter 06 visible checks, models and plots (text-to-image latent diffusion).
+
+The checks use inputs whose answers are known by construction, stand-ins that record what
+they are given, and diffusers (its `Attention` and `Transformer2DModel` with the same
+weights); none uses a reference solution. Hidden checks, run when grading, use fresh
+random inputs.
+
+Given here (built from diffusers' parts, so that no earlier exercise is given away):
+`TextUNet`, the latent noise predictor that uses your cross-attention block;
+`TextConditioner`, prompts -> (context, mask) from chapter 04's text encoder;
+`make_scheduler`, diffusers' DDIMScheduler with Stable Diffusion's schedule;
+`load_judge`, the digit + colour classifier that scores generated images.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .captions import COLOUR_NAMES, DIGIT_WORDS, CaptionTokenizer, load_captioned, load_clip_token_encoder
+from .checks import Checks, check_choice, substituted
+from .paths import artifacts_dir
+
+QUIZ_OPTIONS = {"answer_why_latent": "ABCD", "answer_qkv": "ABCD", "answer_latent_facts": "ABCDEF"}
+QUIZ_SETS = {"answer_latent_facts"}
+_F64 = torch.float64
+# diffusers' Transformer2DModel warns about its own deprecated output class on every call
+warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", category=FutureWarning)
+
+
+def check_quiz(name: str, answer) -> None:
+    """Format only: the right answers are checked when grading."""
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+
+
+# ----------------------------------------------------------------------------- 1 autoencoder
+
+def _conv(c_in: int, c_out: int, k: int) -> int:
+    return c_in * c_out * k * k + c_out
+
+
+def autoencoder_parameters(C: int, ch: int, c: int) -> int:
+    """The parameter count of KLAutoencoder(C, ch, c), layer by layer."""
+    encoder = _conv(C, ch, 3) + _conv(ch, 2 * ch, 4) + _conv(2 * ch, 2 * ch, 3) + _conv(2 * ch, 4 * ch, 4) \
+        + _conv(4 * ch, 2 * c, 3)
+    decoder = _conv(c, 4 * ch, 3) + _conv(4 * ch, 2 * ch, 4) + _conv(2 * ch, 2 * ch, 3) + _conv(2 * ch, ch, 4) \
+        + _conv(ch, C, 3)
+    return encoder + decoder
+
+
+def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
+    c = Checks("autoencoder")
+    inputs = "KLAutoencoder(in_channels=3, ch=8, latent_channels=4)"
+    torch.manual_seed(0)
+    model = c.call(KLAutoencoder, 3, 8, 4, inputs=inputs)
+    n = sum(p.numel() for p in model.parameters())
+    want = autoencoder_parameters(3, 8, 4)
+    c.true(n == want, "wrong number of parameters", inputs=inputs, expected=want, got=n,
+           hint="follow the stated layers: 5 convolutions each way, the encoder ending in 2 * latent_channels "
+                "channels (mean and log-variance), kernel 4 with stride 2 to halve the size")
+    c.true(isinstance(getattr(model, "encoder", None), nn.Sequential) and isinstance(model.encoder[-1], nn.Conv2d),
+           "model.encoder must be an nn.Sequential ending in the Conv2d that outputs mean and log-variance",
+           inputs=inputs)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    inputs = "x (2, 3, 16, 16)"
+    with torch.no_grad():
+        out = c.call(model.encode, x, inputs=inputs)
+        c.true(isinstance(out, tuple) and len(out) == 2, "encode must return a pair (mean, logvar)", inputs=inputs,
+               got=type(out).__name__)
+        mean, logvar = out
+        c.tensor("mean", mean, shape=(2, 4, 4, 4), dtype=torch.float32, inputs=inputs)
+        c.tensor("logvar", logvar, shape=(2, 4, 4, 4), dtype=torch.float32, inputs=inputs)
+        x_hat = c.call(model.decode, mean, inputs="decode(mean (2, 4, 4, 4))")
+        c.tensor("decode(mean)", x_hat, shape=(2, 3, 16, 16), inputs="z (2, 4, 4, 4)")
+        # Which channels are the mean: make the last conv output a constant per channel.
+        last = model.encoder[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 1, 1, 1, -2, -2, -2, -2]))
+        mean, logvar = model.encode(x)
+        inputs = "the encoder's last conv set to output 1 on channels 0-3 and -2 on channels 4-7"
+        c.close("mean", mean, torch.ones(2, 4, 4, 4), atol=1e-6, inputs=inputs,
+                hint="the first latent_channels channels are the mean: encoder(x).chunk(2, dim=1)")
+        c.close("logvar", logvar, torch.full((2, 4, 4, 4), -2.0), atol=1e-6, inputs=inputs)
+        last.bias.copy_(torch.tensor([0.0, 0, 0, 0, 50, -50, 10, 0]))
+        _, logvar = model.encode(x)
+        c.close("logvar", logvar[:, :, 0, 0], torch.tensor([[20.0, -30, 10, 0]] * 2), atol=1e-6,
+                inputs="log-variance outputs 50, -50, 10, 0", hint="clamp the log-variance to [-30, 20]")
+        last.bias.copy_(torch.tensor([0.5, -0.5, 0, 1, math.log(4.0), 0, math.log(0.25), 0]))
+        noise = torch.randn(2, 4, 4, 4, generator=g)
+        inputs = "mean = [0.5, -0.5, 0, 1], logvar = [log 4, 0, log 1/4, 0] per channel, noise (2, 4, 4, 4)"
+        out = c.call(model, x, noise, inputs=inputs)
+        c.true(isinstance(out, tuple) and len(out) == 3, "forward must return (x_hat, mean, logvar)", inputs=inputs)
+        std = torch.tensor([2.0, 1.0, 0.5, 1.0]).view(1, 4, 1, 1)
+        z = torch.tensor([0.5, -0.5, 0.0, 1.0]).view(1, 4, 1, 1) + std * noise
+        c.close("x_hat", out[0], model.decode(z), atol=1e-5, inputs=inputs, mistakes={
+            "z = mean + exp(logvar) * noise: the standard deviation is exp(logvar / 2)":
+                model.decode(z - std * noise + std ** 2 * noise),
+            "z = mean + logvar * noise: the standard deviation is exp(logvar / 2)":
+                model.decode(z - std * noise + torch.log(std ** 2) * noise),
+            "the noise was not used: z = mean + exp(logvar / 2) * noise": model.decode(z - std * noise),
+        }, hint="x_hat = decode(z) with z = mean + exp(logvar / 2) * noise")
+
+    # The loss, by hand: x = 0, x_hat = 1, one latent pixel with 2 channels per example.
+    x0 = torch.zeros(2, 1, 2, 2, dtype=_F64)
+    x1 = torch.ones(2, 1, 2, 2, dtype=_F64)
+    x1[1] = 3.0  # squared errors 1 (4 pixels) and 9 (4 pixels): rec = 5
+    mean = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=_F64).view(2, 2, 1, 1)
+    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]], dtype=_F64).view(2, 2, 1, 1)
+    # KL per example: 0.5 * (1 + 4) = 2.5, and 0.5 * (2 - 1 - log 2) = 0.5 - 0.5 log 2
+    kl1, kl2 = 2.5, 0.5 - 0.5 * math.log(2.0)
+    inputs = "x = 0 (2, 1, 2, 2), x_hat = 1 and 3, mean = [[1, 2], [0, 0]], logvar = [[0, 0], [log 2, 0]], " \
+             "kl_weight = 0.1"
+    out = c.call(autoencoder_loss, x0, x1, mean, logvar, 0.1, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
+    loss, rec, kl = out
+    c.close("rec", rec, torch.tensor(5.0), atol=1e-9, inputs=inputs, mistakes={
+        "rec must be the mean over all elements, not the sum": torch.tensor(40.0),
+        "rec summed per image and averaged over the batch: take the mean over all elements": torch.tensor(20.0)})
+    c.close("kl", kl, torch.tensor((kl1 + kl2) / 2), atol=1e-9, inputs=inputs, mistakes={
+        "the KL divergence must be summed over the latent elements (then averaged over the batch), not averaged":
+            torch.tensor((kl1 + kl2) / 4),
+        "the KL divergence must be averaged over the batch, not summed": torch.tensor(kl1 + kl2),
+        "the factor 0.5 is missing from the KL divergence": torch.tensor(kl1 + kl2),
+        "the KL's sign is flipped: 0.5 * sum(mean**2 + exp(logvar) - 1 - logvar) is >= 0":
+            torch.tensor(-(kl1 + kl2) / 2),
+    })
+    c.close("loss", loss, torch.tensor(5.0 + 0.1 * (kl1 + kl2) / 2), atol=1e-9, inputs=inputs,
+            hint="loss = rec + kl_weight * kl")
+
+    g = torch.Generator().manual_seed(2)
+    Z = 2.0 + 3.0 * torch.randn(500, 4, 4, 4, generator=g)
+    inputs = "Z (500, 4, 4, 4) with mean 2 and standard deviation 3"
+    s = c.call(latent_scale_factor, Z, inputs=inputs)
+    c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
+           got=type(s).__name__, hint="1 / Z.std() is a 0-d tensor: use .item()")
+    c.close("scale factor", torch.tensor(s), 1 / Z.std(), atol=1e-4, rtol=1e-3, inputs=inputs, mistakes={
+        "the scale factor is 1 / std, not the std itself": Z.std(),
+        "the scale factor is 1 / std, not 1 / variance": 1 / Z.var(),
+        "the standard deviation is around the mean: Z.std(), not the root mean square of Z":
+            1 / Z.pow(2).mean().sqrt(),
+    })
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 2 cross-attention
+
+def _diffusers_attention(query_dim: int, context_dim: int, heads: int, head_dim: int):
+    from diffusers.models.attention_processor import Attention
+    return Attention(query_dim, cross_attention_dim=context_dim, heads=heads, dim_head=head_dim, bias=False,
+                     out_bias=True)
+
+
+def copy_attention_weights(mine: nn.Module, theirs: nn.Module) -> None:
+    """Copy the weights of diffusers' Attention (to_q, to_k, to_v, to_out[0]) into a
+    CrossAttention with the chapter's attribute names."""
+    if isinstance(mine, _StandInAttention):
+        mine.inner.load_state_dict(theirs.state_dict())
+        return
+    with torch.no_grad():
+        for name in ("to_q", "to_k", "to_v"):
+            getattr(mine, name).weight.copy_(getattr(theirs, name).weight)
+        mine.to_out.weight.copy_(theirs.to_out[0].weight)
+        mine.to_out.bias.copy_(theirs.to_out[0].bias)
+
+
+def mask_bias(mask: torch.Tensor) -> torch.Tensor:
+    """A (B, L) bool padding mask as diffusers' additive attention bias (B, 1, L)."""
+    return ((1 - mask.float()) * -10000.0)[:, None, :]
+
+
+def check_cross_attention(CrossAttention) -> None:
+    c = Checks("cross_attention")
+    inputs = "CrossAttention(query_dim=8, context_dim=6, heads=2, head_dim=4)"
+    attn = c.call(CrossAttention, 8, 6, 2, 4, inputs=inputs)
+    n = sum(p.numel() for p in attn.parameters())
+    # to_q 8*8, to_k 6*8, to_v 6*8 (no biases), to_out 8*8 + 8
+    c.true(n == 232, "wrong number of parameters", inputs=inputs, expected=232, got=n,
+           hint="to_q, to_k, to_v without bias (keys and values from the text: context_dim inputs), to_out with bias")
+
+    # By hand: one head, identity projections: queries attend to the most similar token.
+    one = c.call(CrossAttention, 2, 2, 1, 2, inputs="CrossAttention(2, 2, heads=1, head_dim=2)")
+    with torch.no_grad():
+        for name in ("to_q", "to_k", "to_v", "to_out"):
+            getattr(one, name).weight.copy_(torch.eye(2))
+        one.to_out.bias.zero_()
+    x = torch.tensor([[[3.0, 0.0], [0.0, 3.0]]])  # (1, 2, 2): two image positions
+    context = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # (1, 3, 2): three tokens
+    scores = torch.tensor([[3.0, 0.0, 15.0], [0.0, 3.0, 15.0]]) / math.sqrt(2)
+    mask = torch.tensor([[True, True, False]])  # the third token is padding
+    inputs = "x = [[3, 0], [0, 3]], context = [[1, 0], [0, 1], [5, 5]], identity projections, " \
+             "mask = [True, True, False]"
+    with torch.no_grad():
+        out = c.call(one, x, context, mask, inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "forward must return (out, attn)", inputs=inputs)
+    out, weights = out
+    c.tensor("attn", weights, shape=(1, 1, 2, 3), inputs=inputs)
+    c.tensor("out", out, shape=(1, 2, 2), inputs=inputs)
+    want = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    c.close("attn", weights[0, 0], want, atol=1e-5, inputs=inputs, mistakes={
+        "the padding mask was ignored: set the scores of padding tokens to -inf before the softmax":
+            scores.softmax(-1),
+        "the scores must be divided by sqrt(head_dim)": (scores * math.sqrt(2)).masked_fill(~mask, -1e9).softmax(-1),
+        "the softmax must run over the tokens (the last dimension), not over the image positions":
+            scores.masked_fill(~mask, -1e9).softmax(0),
+        "the mask is inverted: True marks real tokens, False padding": scores.masked_fill(mask, -1e9).softmax(-1),
+    })
+    c.close("out", out[0], want @ context[0], atol=1e-5, inputs=inputs,
+            hint="out = attn @ v: the values come from the text (context), not from the image features x")
+
+    # Against diffusers' Attention with the same weights, several heads, with and without a mask.
+    torch.manual_seed(3)
+    theirs = _diffusers_attention(8, 6, 2, 4)
+    with torch.no_grad():
+        theirs.to_out[0].bias.normal_()
+    copy_attention_weights(attn, theirs)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 5, 8, generator=g)
+    context = torch.randn(3, 7, 6, generator=g)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[2, 2:] = False
+    inputs = "x (3, 5, 8), context (3, 7, 6), 2 heads of 4, weights copied from diffusers' Attention"
+    with torch.no_grad():
+        for m in (None, mask):
+            what = inputs + (", mask None" if m is None else ", mask with 3 and 5 padding tokens in rows 1, 2")
+            out = c.call(attn, x, context, m, inputs=what)
+            want = theirs(x, context, attention_mask=None if m is None else mask_bias(m))
+            c.tensor("out", out[0], shape=(3, 5, 8), inputs=what)
+            c.tensor("attn", out[1], shape=(3, 2, 5, 7), inputs=what)
+            c.close("out (vs diffusers' Attention)", out[0], want, atol=1e-5, inputs=what,
+                    hint="split the heads with view(B, n, heads, head_dim).transpose(1, 2) and merge them back "
+                         "the same way; scale by 1 / sqrt(head_dim), not 1 / sqrt(heads * head_dim)")
+            c.close("attn rows sum to 1", out[1].sum(-1), torch.ones(3, 2, 5), atol=1e-5, inputs=what)
+        masked = out[1][1, :, :, 4:].abs().max() + out[1][2, :, :, 2:].abs().max()
+        c.true(float(masked) < 1e-6, "padding tokens must get zero attention", inputs=inputs, got=f"{float(masked):.3g}")
+        changed = context.clone()
+        changed[1, 4:] = 100.0
+        out2 = attn(x, changed, mask)[0]
+        c.close("out with the padding tokens' features changed", out2, out[0], atol=1e-5, inputs=inputs,
+                hint="what sits in padding positions must not matter")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 3 the U-Net block
+
+class _StandInAttention(nn.Module):
+    """diffusers' Attention with the chapter's CrossAttention signature, returning the
+    attention maps too: the block check uses it in place of your CrossAttention."""
+
+    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
+        super().__init__()
+        self.inner = _diffusers_attention(query_dim, context_dim, heads, head_dim)
+
+    def forward(self, x, context, mask=None):
+        a = self.inner
+        bias = None if mask is None else a.prepare_attention_mask(mask_bias(mask), context.shape[1], x.shape[0])
+        q, k, v = (a.head_to_batch_dim(p) for p in (a.to_q(x), a.to_k(context), a.to_v(context)))
+        probs = a.get_attention_scores(q, k, bias)  # (B * heads, N, L)
+        out = a.to_out[0](a.batch_to_head_dim(torch.bmm(probs, v)))
+        return out, probs.view(x.shape[0], a.heads, x.shape[1], context.shape[1])
+
+
+def diffusers_block(channels: int, context_dim: int, heads: int, groups: int):
+    """diffusers' Transformer2DModel configured as the chapter's CrossAttnBlock: one layer, linear
+    projections, cross-attention only (its second attention is switched off), GELU feed-forward."""
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
+    model = Transformer2DModel(num_attention_heads=heads, attention_head_dim=channels // heads, in_channels=channels,
+                               num_layers=1, cross_attention_dim=context_dim, norm_num_groups=groups,
+                               use_linear_projection=True, only_cross_attention=True, activation_fn="gelu",
+                               attention_bias=False)
+    with torch.no_grad():
+        for p in model.transformer_blocks[0].attn2.to_out.parameters():
+            p.zero_()
+    return model
+
+
+def copy_block_weights(mine: nn.Module, theirs: nn.Module) -> None:
+    """Copy a diffusers_block's weights into a CrossAttnBlock with the chapter's names."""
+    block = theirs.transformer_blocks[0]
+    pairs = {"norm": theirs.norm, "proj_in": theirs.proj_in, "proj_out": theirs.proj_out,
+             "norm_attn": block.norm1, "norm_ff": block.norm3}
+    with torch.no_grad():
+        for name, src in pairs.items():
+            getattr(mine, name).weight.copy_(src.weight)
+            getattr(mine, name).bias.copy_(src.bias)
+        copy_attention_weights(mine.attn, block.attn1)
+        for i, j in ((0, 0), (2, 2)):
+            dst = mine.ff[i]
+            src = block.ff.net[j].proj if j == 0 else block.ff.net[j]
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+
+
+def check_block(CrossAttnBlock) -> None:
+    """Your CrossAttention is replaced by diffusers' equivalent while this runs (it has its own check)."""
+    with substituted(CrossAttnBlock, CrossAttention=_StandInAttention):
+        _check_block(CrossAttnBlock)
+
+
+def _check_block(CrossAttnBlock) -> None:
+    c = Checks("cross_attn_block")
+    inputs = "CrossAttnBlock(channels=8, context_dim=6, heads=2, groups=4)"
+    torch.manual_seed(5)
+    block = c.call(CrossAttnBlock, 8, 6, 2, 4, inputs=inputs)
+    n = sum(p.numel() for p in block.parameters())
+    # norm 16, proj_in 72, norm_attn 16, attn 8*8 + 6*8 + 6*8 + 72, norm_ff 16, ff 8*32+32 + 32*8+8, proj_out 72
+    want = 16 + 72 + 16 + (64 + 48 + 48 + 72) + 16 + (288 + 264) + 72
+    c.true(n == want, "wrong number of parameters", inputs=inputs, expected=want, got=n,
+           hint="norm, proj_in, norm_attn, attn = CrossAttention(C, context_dim, heads, C // heads), norm_ff, "
+                "ff with a 4C hidden layer, proj_out, as stated")
+    for name, kind in (("norm", nn.GroupNorm), ("proj_in", nn.Linear), ("norm_attn", nn.LayerNorm),
+                       ("norm_ff", nn.LayerNorm), ("proj_out", nn.Linear), ("ff", nn.Sequential)):
+        c.true(isinstance(getattr(block, name, None), kind), f"block.{name} should be an nn.{kind.__name__}",
+               inputs=inputs, got=type(getattr(block, name, None)).__name__)
+    theirs = diffusers_block(8, 6, 2, 4)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.1 * torch.randn(p.shape))  # not the initial values (LayerNorm weights 1, biases 0)
+        for p in theirs.transformer_blocks[0].attn2.to_out.parameters():
+            p.zero_()
+    c.call(copy_block_weights, block, theirs, inputs="copying diffusers' weights into norm, proj_in, norm_attn, "
+           "attn (to_q, to_k, to_v, to_out), norm_ff, ff[0], ff[2], proj_out")
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 8, 3, 4, generator=g)
+    context = torch.randn(2, 5, 6, generator=g)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    inputs = "x (2, 8, 3, 4), context (2, 5, 6), mask with 2 padding tokens in row 1, " \
+             "weights copied from diffusers' Transformer2DModel (cross-attention only)"
+    with torch.no_grad():
+        out = c.call(block, x, context, mask, inputs=inputs)
+        c.tensor("output", out, shape=(2, 8, 3, 4), dtype=torch.float32, inputs=inputs)
+        want = theirs(x, encoder_hidden_states=context, attention_mask=mask.float()).sample
+        c.close("output (vs diffusers' Transformer2DModel)", out, want, atol=1e-4, inputs=inputs, mistakes={
+            "the residual connection around the block is missing: return x + proj_out(h)": want - x,
+        }, hint="norm -> tokens (B, H*W, C) -> proj_in; h + attn(norm_attn(h)); h + ff(norm_ff(h)); "
+                "proj_out; back to (B, C, H, W) with transpose(1, 2).reshape (not view on the wrong layout); + x")
+        maps = getattr(block, "last_attn", None)
+        c.tensor("block.last_attn", maps, shape=(2, 2, 12, 5), inputs=inputs)
+        c.close("block.last_attn in row 1, padding tokens", maps[1, :, :, 3:], torch.zeros(2, 12, 2), atol=1e-6,
+                inputs=inputs, hint="pass the mask on to the attention")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 3b training loss
+
+class _ContextRecorder(nn.Module):
+    """A stand-in U-Net: records (z_t, t, context, mask), returns 0.5 z_t + w * context mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.3, dtype=_F64))
+        self.calls = []
+
+    def forward(self, z_t, t, context, mask):
+        self.calls.append(tuple(v.detach().clone() for v in (z_t, t, context, mask)))
+        return 0.5 * z_t + self.w * context.mean(dim=(1, 2)).view(-1, 1, 1, 1)
+
+
+def check_training_loss(training_loss) -> None:
+    c = Checks("training_loss")
+    T, B, L, D = 10, 2000, 4, 3
+    ab = torch.linspace(0.95, 0.05, T, dtype=_F64)
+    g = torch.Generator().manual_seed(7)
+    z0 = torch.randint(0, 2, (B, 2, 2, 2), generator=g).to(_F64) * 2 - 1
+    context = (torch.arange(B, dtype=_F64) + 1).view(B, 1, 1).expand(B, L, D).clone()  # row b holds b + 1
+    mask = torch.ones(B, L, dtype=torch.bool)
+    null_context = torch.zeros(1, L, D, dtype=_F64)
+    null_mask = torch.tensor([[True, True, False, False]])
+    base = "z0 (2000, 2, 2, 2) of +-1, context row b filled with b + 1, empty caption: zeros with 2 real tokens, " \
+           "alpha_bars = linspace(0.95, 0.05, 10), a stand-in U-Net"
+    for p in (0.0, 1.0, 0.3):
+        unet = _ContextRecorder()
+        inputs = f"{base}, p_uncond = {p}"
+        saved = context.clone()
+        loss = c.call(training_loss, unet, z0, context, mask, null_context, null_mask, ab, p,
+                      torch.Generator().manual_seed(8), inputs=inputs)
+        c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
+        c.true(torch.equal(context, saved), "training_loss must not modify context in place", inputs=inputs,
+               hint="build a new tensor with torch.where")
+        c.true(len(unet.calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
+               got=f"{len(unet.calls)} calls")
+        z_t, t, ctx, msk = unet.calls[0]
+        c.tensor("context passed to the U-Net", ctx, shape=(B, L, D), inputs=inputs)
+        c.tensor("mask passed to the U-Net", msk, shape=(B, L), dtype=torch.bool, inputs=inputs)
+        dropped = (ctx == 0).all(dim=(1, 2))
+        kept_ok = torch.equal(ctx[~dropped], context[~dropped])
+        c.true(kept_ok and bool((msk[dropped] == null_mask).all()) and bool(msk[~dropped].all()),
+               "each row must be either its own caption (context and mask) or the empty caption (null_context and "
+               "null_mask)", inputs=inputs, hint="replace whole rows, the mask together with the context")
+        frac = dropped.double().mean().item()
+        c.true(abs(frac - p) < 0.04, "the fraction of captions replaced by the empty caption should be p_uncond",
+               inputs=inputs, expected=f"about {p:.2f}", got=f"{frac:.3f}",
+               hint="drop where torch.rand(B) < p_uncond, one draw per example")
+        c.tensor("t", t, shape=(B,), dtype=torch.int64, inputs=inputs)
+        c.true(bool(((t >= 0) & (t < T)).all()) and len(t.unique()) == T, "t must cover {0, ..., T-1}", inputs=inputs,
+               got=f"{len(t.unique())} distinct values from {int(t.min())} to {int(t.max())}",
+               hint="torch.randint(0, T, (B,))")
+        a = ab[t].view(-1, 1, 1, 1)
+        eps = (z_t - a.sqrt() * z0) / (1 - a).sqrt()
+        m, s = eps.mean().item(), eps.std().item()
+        c.true(abs(m) < 0.05 and abs(s - 1) < 0.05, "the noise in z_t is not standard normal", inputs=inputs,
+               got=f"implied eps with mean {m:.3f}, std {s:.3f}",
+               hint="z_t = sqrt(alpha_bars[t]) z0 + sqrt(1 - alpha_bars[t]) eps, eps = torch.randn_like(z0)")
+        eps_hat = 0.5 * z_t + 0.3 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1)
+        c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
+            "the U-Net must be trained to predict the noise eps, not the clean latents z0":
+                ((eps_hat - z0) ** 2).mean()})
+    c.call(loss.backward, inputs=inputs)
+    c.true(unet.w.grad is not None, "no gradient reached the U-Net's parameters", inputs=inputs)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 4 the sampling loop
+
+class _FakeScheduler:
+    """Records every call; timesteps [9, 5, 1]; init_noise_sigma 2; scale_model_input halves;
+    step returns sample - 0.1 * model_output."""
+
+    def __init__(self):
+        self.init_noise_sigma = 2.0
+        self.timesteps = torch.tensor([], dtype=torch.long)
+        self.log = []
+
+    def set_timesteps(self, num_steps, device=None):
+        self.log.append(("set_timesteps", num_steps))
+        self.timesteps = torch.tensor([9, 5, 1])[:num_steps]
+
+    def scale_model_input(self, sample, timestep):
+        self.log.append(("scale_model_input", sample.clone(), int(timestep)))
+        return 0.5 * sample
+
+    def step(self, model_output, timestep, sample, **kwargs):
+        from types import SimpleNamespace
+        self.log.append(("step", model_output.clone(), int(timestep), sample.clone()))
+        return SimpleNamespace(prev_sample=sample - 0.1 * model_output)
+
+
+def check_generate(generate) -> None:
+    c = Checks("generate")
+    prompts = ["a red seven", "a blue two"]
+    texts = []
+
+    def encode_text(batch):
+        """context row: the prompt's length in every feature ("" -> 0); mask: the last of 4 tokens is padding."""
+        texts.append(list(batch))
+        context = torch.tensor([float(len(p)) for p in batch]).view(-1, 1, 1).expand(-1, 4, 3).clone()
+        mask = torch.tensor([[True, True, True, False]]).expand(len(batch), 4).clone()
+        return context, mask
+
+    unet_calls = []
+
+    def unet(latent_input, t, context, mask):
+        unet_calls.append((latent_input.clone(), t.clone(), context.clone(), mask.clone()))
+        return latent_input + context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 100
+
+    decoded = []
+
+    def decode(z):
+        decoded.append(z.clone())
+        return z * 10
+
+    scheduler = _FakeScheduler()
+    g = torch.Generator().manual_seed(9)
+    inputs = ("prompts = ['a red seven', 'a blue two'], a stand-in scheduler (timesteps 9, 5, 1; init_noise_sigma 2), "
+              "a stand-in U-Net, guidance_scale = 3, num_steps = 3, latent_shape = (2, 2, 2), scale_factor = 0.5")
+    out = c.call(generate, prompts, encode_text, unet, decode, scheduler, guidance_scale=3.0, num_steps=3,
+                 latent_shape=(2, 2, 2), scale_factor=0.5, generator=g, inputs=inputs)
+    c.true(sorted(map(tuple, texts)) == sorted([tuple(prompts), ("", "")]),
+           "encode_text must be called on the prompts and on as many empty captions", inputs=inputs,
+           got=f"calls with {texts}", hint="the unconditional branch uses the empty caption [''] * B")
+    c.true(("set_timesteps", 3) in scheduler.log, "call scheduler.set_timesteps with num_steps first", inputs=inputs)
+    c.true(len(unet_calls) == 3, "the U-Net must be called once per timestep, on the doubled batch", inputs=inputs,
+           got=f"{len(unet_calls)} calls")
+    scaled = [e for e in scheduler.log if e[0] == "scale_model_input"]
+    c.true(len(scaled) == 3, "call scheduler.scale_model_input on the latents at every step", inputs=inputs,
+           got=f"{len(scaled)} calls")
+    start = torch.randn((2, 2, 2, 2), generator=torch.Generator().manual_seed(9)) * 2.0
+    first = scaled[0][1]
+    c.tensor("the first latents given to scale_model_input", first, shape=(4, 2, 2, 2), inputs=inputs)
+    c.close("the starting latents (both halves)", first, torch.cat([start, start]), atol=1e-6, inputs=inputs, mistakes={
+        "the starting latents must be multiplied by scheduler.init_noise_sigma": torch.cat([start, start]) / 2,
+    }, hint="latents = torch.randn((B, *latent_shape), generator=generator) * scheduler.init_noise_sigma, "
+            "the first draw from the generator")
+    steps = [e for e in scheduler.log if e[0] == "step"]
+    c.true([e[2] for e in steps] == [9, 5, 1], "call scheduler.step once per timestep, in scheduler.timesteps' order",
+           inputs=inputs, got=[e[2] for e in steps])
+    sample = start
+    for k, (latent_input, t, context, mask) in enumerate(unet_calls):
+        at = f"{inputs}; step {k}"
+        c.tensor("t given to the U-Net", t, shape=(4,), inputs=at)
+        c.true(bool((t == [9, 5, 1][k]).all()), "the U-Net must get the current timestep for all 2B rows", inputs=at,
+               got=t.tolist())
+        c.close("the U-Net's latent input", latent_input, 0.5 * torch.cat([sample, sample]), atol=1e-5, inputs=at,
+                hint="latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)")
+        lengths = context[:, 0, 0].tolist()
+        c.true(sorted(lengths) == sorted([0.0, 0.0, 11.0, 10.0]) and torch.equal(mask, mask[:1].expand(4, 4)),
+               "the U-Net must see the unconditional (empty caption) and conditional contexts together, 2B rows",
+               inputs=at, got=f"contexts of prompt lengths {lengths}",
+               hint="torch.cat([uncond, cond]) and the masks the same way; no caption dropout when sampling")
+        eps = latent_input + context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 100
+        empty = context[:, 0, 0] == 0
+        eps_u, eps_c = eps[empty], eps[~empty]
+        want = eps_u + 3.0 * (eps_c - eps_u)
+        c.close("eps_hat given to scheduler.step", steps[k][1], want, atol=1e-5, inputs=at, mistakes={
+            "the guidance formula is inverted: eps_u + g (eps_c - eps_u), eps_u from the empty caption":
+                eps_c + 3.0 * (eps_u - eps_c),
+            "guidance must combine both halves: eps_u + g (eps_c - eps_u)": 3.0 * eps_c,
+        })
+        c.close("sample given to scheduler.step", steps[k][3], sample, atol=1e-5, inputs=at,
+                hint="step the latents themselves (not the scaled, doubled input): scheduler.step(eps_hat, t, latents)")
+        sample = steps[k][3] - 0.1 * steps[k][1]
+    c.true(len(decoded) == 1, "decode must be called once, on the final latents", inputs=inputs,
+           got=f"{len(decoded)} calls")
+    c.close("the latents given to decode", decoded[0], sample / 0.5, atol=1e-5, inputs=inputs, mistakes={
+        "the scale factor must divide the latents before decoding (latents / scale_factor), not multiply":
+            sample * 0.5,
+        "divide the latents by scale_factor before decoding": sample,
+    })
+    c.close("generate's result", out, decoded[0] * 10, atol=1e-5, inputs=inputs, hint="return decode(...)")
+    c.done()
+
+
+# ----------------------------------------------------------------------------- given: text, U-Net, scheduler
+
+class TextConditioner(nn.Module):
+    """Prompts -> per-token text features `context` (B, L, D) and the padding mask (B, L).
+
+    With chapter 04's trained text encoder (its per-token features, frozen), as Stable
+    Diffusion uses CLIP's; without it, a trainable token + position embedding learned with
+    the U-Net (``trainable`` is then True). The mask marks the real tokens (start, words,
+    end); the empty caption "" has two real tokens, so no row is ever fully masked."""
+
+    def __init__(self, tokenizer: CaptionTokenizer, token_encoder: nn.Module | None = None, width: int = 64):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.token_encoder = token_encoder
+        self.trainable = token_encoder is None
+        self.width = width
+        if token_encoder is not None:
+            token_encoder.requires_grad_(False)
+        if self.trainable:
+            self.embedding = nn.Embedding(tokenizer.vocab_size, width)
+            self.position = nn.Parameter(0.01 * torch.randn(tokenizer.context_length, width))
+            self.norm = nn.LayerNorm(width)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter([*self.parameters(), *self.buffers()])).device
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L) int64 -> context (B, L, width)."""
+        if self.trainable:
+            return self.norm(self.embedding(tokens) + self.position[: tokens.shape[1]])
+        with torch.no_grad():
+            return self.token_encoder(tokens).detach()
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """prompts (B str) -> (context (B, L, width), mask (B, L) bool)."""
+        tokens = self.tokenizer(list(prompts)).to(self.device)
+        return self(tokens), tokens != self.tokenizer.pad_id
+
+
+def load_text_conditioner(profile, fallback_width: int = 64) -> TextConditioner:
+    """Chapter 04's frozen text encoder from the profile's artifacts, else a trainable one (with a note)."""
+    try:
+        token_encoder, tokenizer, width = load_clip_token_encoder(profile.name)
+        text = TextConditioner(tokenizer, token_encoder, width)
+        text.source = f"chapter 04's CLIP text encoder (frozen, width {width})"
+    except Exception as err:  # missing, or written by an older chapter 04: say so and carry on
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        text = TextConditioner(CaptionTokenizer(), None, fallback_width)
+        text.source = f"a token embedding trained with the U-Net (chapter 04's encoder unavailable: {reason})"
+    return text.to(profile.device)
+
+
+class TextUNet(nn.Module):
+    """The latent noise predictor eps_theta(z_t, t, context, mask): a small version of Stable
+    Diffusion's U-Net, from diffusers' ResnetBlock2D and time embedding plus *your*
+    cross-attention block `block(channels, context_dim, heads, groups)` after every residual
+    block. Levels c_i = ch * mults[i]; down: ResBlock, block, stride-2 conv (not at the last
+    level); middle: ResBlock, block, ResBlock; up: ResBlock on [h, skip], block, nearest x2 + conv."""
+
+    def __init__(self, block, in_channels=4, ch=64, mults=(1, 2), context_dim=64, heads=4, groups=8):
+        super().__init__()
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+        from diffusers.models.resnet import ResnetBlock2D
+
+        emb_dim = 4 * ch
+        res = lambda a, b: ResnetBlock2D(in_channels=a, out_channels=b, temb_channels=emb_dim, groups=groups, eps=1e-5)
+        attn = lambda c_: block(c_, context_dim, heads, groups)
+        self.time_proj = Timesteps(ch, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(ch, emb_dim)
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        chans = [ch * m for m in mults]
+        self.down_res, self.down_attn, self.downsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        c_prev = ch
+        for i, c_ in enumerate(chans):
+            self.down_res.append(res(c_prev, c_))
+            self.down_attn.append(attn(c_))
+            if i < len(chans) - 1:
+                self.downsamples.append(nn.Conv2d(c_, c_, 3, stride=2, padding=1))
+            c_prev = c_
+        self.mid_res1, self.mid_attn, self.mid_res2 = res(c_prev, c_prev), attn(c_prev), res(c_prev, c_prev)
+        self.up_res, self.up_attn, self.upsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            self.up_res.append(res(c_prev + chans[i], chans[i]))
+            self.up_attn.append(attn(chans[i]))
+            if i > 0:
+                self.upsamples.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
+            c_prev = chans[i]
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+
+    def forward(self, z, t, context, mask=None):
+        """z (B, c, h, w), t (B,) int64, context (B, L, D), mask (B, L) bool -> eps_hat (B, c, h, w)."""
+        emb = self.time_embedding(self.time_proj(t).to(z.dtype))
+        h = self.conv_in(z)
+        skips = []
+        for i, (res, attn) in enumerate(zip(self.down_res, self.down_attn)):
+            h = attn(res(h, emb), context, mask)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb), context, mask), emb)
+        for j, (res, attn) in enumerate(zip(self.up_res, self.up_attn)):
+            h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)
+            if j < len(self.upsamples):
+                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    def attention_blocks(self) -> dict[str, nn.Module]:
+        """name -> cross-attention block, e.g. "down 0" (full latent resolution), "mid"."""
+        blocks = {f"down {i}": b for i, b in enumerate(self.down_attn)}
+        blocks["mid"] = self.mid_attn
+        blocks.update({f"up {j}": b for j, b in enumerate(self.up_attn)})
+        return blocks
+
+
+def make_scheduler(T: int = 1000):
+    """diffusers' DDIMScheduler with Stable Diffusion v1's schedule ("scaled_linear" betas from
+    0.00085 to 0.012) and trailing timestep spacing. Its alphas_cumprod are the alpha_bars
+    used for training, so training and sampling agree."""
+    from diffusers import DDIMScheduler
+    return DDIMScheduler(num_train_timesteps=T, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+
+
+# ----------------------------------------------------------------------------- given: data, prompts, judge
+
+def to_model(x01: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] -> [-1, 1], the range the autoencoder works in."""
+    return x01 * 2 - 1
+
+
+def to_images(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clipped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def prompt(digit: int, colour: int) -> str:
+    """The evaluation prompt for (digit, colour index), e.g. "a photo of a red seven"."""
+    return f"a photo of a {COLOUR_NAMES[colour]} {DIGIT_WORDS[digit]}"
+
+
+class DigitColourNet(nn.Module):
+    """The judge: a small CNN with two heads, digit (10) and ink colour (6), on (B, 3, 32, 32) in [0, 1]."""
+
+    def __init__(self, c: int = 32):
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.digit = nn.Linear(8 * c, 10)
+        self.colour = nn.Linear(8 * c, len(COLOUR_NAMES))
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return self.digit(h), self.colour(h)
+
+
+def load_judge(profile, verbose: bool = True) -> DigitColourNet:
+    """The profile's digit + colour judge: loaded from the artifacts folder, or trained on the
+    captioned training images (all available digits, two colourings each) and saved there.
+    ``judge.test_accuracy`` holds its digit and colour accuracy on the captioned test split,
+    including on the held-out (digit, colour) combinations."""
+    n_train, epochs = profile.pick(smoke=(1000, 2), cpu=(None, 3), gpu=(None, 3))
+    path = artifacts_dir(profile.name) / f"ch06_judge-n{n_train}-e{epochs}.pt"
+    device = profile.device
+    model = DigitColourNet()
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+        model.test_accuracy = saved["test_accuracy"]
+        if verbose:
+            print(f"loaded the digit + colour judge from {path} ({model.test_accuracy})")
+        return model.to(device).eval()
+    t0 = time.time()
+    data = load_captioned("train", limit=n_train, copies=2, seed=profile.seed + 7)
+    g = torch.Generator().manual_seed(profile.seed)
+    torch.manual_seed(profile.seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data), generator=g).split(128):
+            logits_d, logits_c = model(data.x[idx].to(device))
+            loss = F.cross_entropy(logits_d, data.digit[idx].to(device)) + \
+                F.cross_entropy(logits_c, data.colour[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    test = load_captioned("test", limit=profile.pick(smoke=1000, cpu=None, gpu=None), seed=profile.seed + 7)
+    scores = judge_images(model, test.x, test.digit, test.colour)
+    held = judge_images(model, test.x[test.held_out()], test.digit[test.held_out()], test.colour[test.held_out()])
+    model.test_accuracy = {"digit": round(scores["digit"], 4), "colour": round(scores["colour"], 4),
+                           "held_out_both": round(held["both"], 4)}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                "test_accuracy": model.test_accuracy}, tmp)
+    os.replace(tmp, path)
+    if verbose:
+        print(f"trained the digit + colour judge on {len(data)} images in {time.time() - t0:.1f} s: "
+              f"test accuracy {model.test_accuracy}; saved to {path}")
+    return model
+
+
+@torch.no_grad()
+def judge_images(judge: nn.Module, images01: torch.Tensor, digit: torch.Tensor, colour: torch.Tensor) -> dict:
+    """Fractions of images (N, 3, 32, 32) in [0, 1] whose digit, colour, and both, the judge
+    reads as requested."""
+    device = next(judge.parameters()).device
+    pd, pc = [], []
+    for chunk in images01.split(256):
+        ld, lc = judge(chunk.to(device))
+        pd.append(ld.argmax(1).cpu())
+        pc.append(lc.argmax(1).cpu())
+    pd, pc = torch.cat(pd), torch.cat(pc)
+    ok_d, ok_c = pd == digit.cpu(), pc == colour.cpu()
+    return {"digit": ok_d.float().mean().item(), "colour": ok_c.float().mean().item(),
+            "both": (ok_d & ok_c).float().mean().item()}
+
+
+# ----------------------------------------------------------------------------- plots
+
+def show_grid(rows: dict[str, torch.Tensor], col_titles: list[str] | None = None, size: float = 0.9):
+    """A grid of colour images: one row per entry (label -> (N, 3, H, W) in [0, 1])."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n + 1.2, size * len(rows) + 0.3), squeeze=False)
+    for r, (label, imgs) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(imgs):
+                ax.imshow(imgs[j].permute(1, 2, 0).cpu().clamp(0, 1))
+            if r == 0 and col_titles and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=7)
+        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(image01: torch.Tensor, maps: torch.Tensor, words: list[str], title: str = ""):
+    """The image (3, H, W) and one attention map per token: maps (L, h, w), averaged over heads."""
+    L = len(words)
+    fig, axes = plt.subplots(1, L + 1, figsize=(1.3 * (L + 1), 1.6))
+    axes[0].imshow(image01.permute(1, 2, 0).cpu().clamp(0, 1))
+    axes[0].set_title(title, fontsize=7)
+    for k in range(L):
+        axes[k + 1].imshow(maps[k].cpu(), cmap="magma", vmin=0, vmax=float(maps[:L].max()))
+        axes[k + 1].set_title(words[k], fontsize=7)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curve(xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str):
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, ys in series.items():
+        ax.plot(xs, ys, "o-", label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

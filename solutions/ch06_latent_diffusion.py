@@ -1,0 +1,245 @@
+"""Chapter 06 reference solutions: text-to-image latent diffusion (a small Stable Diffusion).
+
+Images x live in [-1, 1]; latents z = autoencoder mean (or a sample) times the latent
+scale factor; text comes in as per-token features `context` (B, L, D) with a padding
+`mask` (B, L), True where a token is real.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class KLAutoencoder(nn.Module):
+    """A KL-regularised autoencoder from images (B, C, H, W) to latents (B, latent_channels, H/4, W/4).
+
+    encoder: Conv2d(C, ch, 3, padding=1), SiLU, Conv2d(ch, 2ch, 4, stride=2, padding=1), SiLU,
+             Conv2d(2ch, 2ch, 3, padding=1), SiLU, Conv2d(2ch, 4ch, 4, stride=2, padding=1), SiLU,
+             Conv2d(4ch, 2 * latent_channels, 3, padding=1)       -> mean and log-variance
+    decoder: Conv2d(latent_channels, 4ch, 3, padding=1), SiLU,
+             ConvTranspose2d(4ch, 2ch, 4, stride=2, padding=1), SiLU, Conv2d(2ch, 2ch, 3, padding=1), SiLU,
+             ConvTranspose2d(2ch, ch, 4, stride=2, padding=1), SiLU, Conv2d(ch, C, 3, padding=1)
+    Both are nn.Sequential in that order (attributes `encoder`, `decoder`).
+    """
+
+    def __init__(self, in_channels=3, ch=32, latent_channels=4):
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, ch, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 4 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(4 * ch, 2 * latent_channels, 3, padding=1))
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, 4 * ch, 3, padding=1), nn.SiLU(),
+            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1), nn.SiLU(),
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(ch, in_channels, 3, padding=1))
+
+    def encode(self, x):
+        """x (B, C, H, W) -> (mean, logvar), each (B, latent_channels, H/4, W/4): the first
+        latent_channels output channels of the encoder are the mean, the others the
+        log-variance, clamped to [-30, 20] (as diffusers does)."""
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z):
+        """z (B, latent_channels, h, w) -> x_hat (B, C, 4h, 4w)."""
+        return self.decoder(z)
+
+    def forward(self, x, noise):
+        """Encode, sample z = mean + exp(logvar / 2) * noise (noise shaped like mean), decode.
+        Returns (x_hat, mean, logvar)."""
+        mean, logvar = self.encode(x)
+        z = mean + torch.exp(0.5 * logvar) * noise
+        return self.decode(z), mean, logvar
+
+
+def autoencoder_loss(x, x_hat, mean, logvar, kl_weight):
+    """The KL-regularised autoencoder's loss.
+
+        rec  = mean over all elements of (x_hat - x) ** 2
+        kl   = mean over the batch of the KL divergence KL(N(mean, exp(logvar)) || N(0, I)),
+               summed over the latent elements: 0.5 * sum(mean**2 + exp(logvar) - 1 - logvar)
+        loss = rec + kl_weight * kl
+
+    Args:
+        x, x_hat: (B, C, H, W); mean, logvar: (B, c, h, w); kl_weight: float.
+
+    Returns:
+        (loss, rec, kl): three scalar tensors.
+    """
+    rec = F.mse_loss(x_hat, x)
+    kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(dim=1).mean()
+    return rec + kl_weight * kl, rec, kl
+
+
+def latent_scale_factor(Z):
+    """The factor that gives latents unit variance (how Stable Diffusion's 0.18215 was found):
+    1 / (standard deviation of all elements of Z).
+
+    Args:
+        Z: (N, c, h, w) latents of many training images.
+
+    Returns:
+        a Python float.
+    """
+    return 1.0 / Z.float().std().item()
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention: queries from the image features x, keys and values from the
+    text features `context`, padding tokens masked out.
+
+    to_q = Linear(query_dim, heads * head_dim, bias=False), to_k and to_v =
+    Linear(context_dim, heads * head_dim, bias=False), to_out = Linear(heads * head_dim, query_dim).
+    Per head: attn = softmax(q k^T / sqrt(head_dim)) over the L tokens, with the scores of
+    padding tokens (mask False) set to -inf first; out = attn v. The heads are concatenated
+    (head h takes features h * head_dim ... (h + 1) * head_dim - 1) and projected by to_out.
+    """
+
+    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Linear(inner, query_dim)
+
+    def forward(self, x, context, mask=None):
+        """x (B, N, query_dim), context (B, L, context_dim), mask (B, L) bool or None (all real)
+        -> (out (B, N, query_dim), attn (B, heads, N, L), rows summing to 1)."""
+        B, N, _ = x.shape
+        L = context.shape[1]
+        q = self.to_q(x).view(B, N, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
+        k = self.to_k(context).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, L, head_dim)
+        v = self.to_v(context).view(B, L, self.heads, self.head_dim).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, heads, N, L)
+        if mask is not None:
+            scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+        attn = scores.softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(B, N, self.heads * self.head_dim)
+        return self.to_out(out), attn
+
+
+class CrossAttnBlock(nn.Module):
+    """A text-conditioned block for the U-Net (diffusers' Transformer2DModel without
+    self-attention): the feature map attends to the text, then a feed-forward layer.
+
+        h = proj_in(norm(x)) as tokens            (B, H*W, C), one token per pixel
+        h = h + attn(norm_attn(h), context, mask)   (the attention maps kept in self.last_attn)
+        h = h + ff(norm_ff(h))
+        out = x + proj_out(h) back to (B, C, H, W)
+
+    norm = GroupNorm(groups, C, eps=1e-6), proj_in = Linear(C, C), norm_attn = LayerNorm(C),
+    attn = CrossAttention(C, context_dim, heads, C // heads), norm_ff = LayerNorm(C),
+    ff = Sequential(Linear(C, 4C), GELU(), Linear(4C, C)), proj_out = Linear(C, C).
+    """
+
+    def __init__(self, channels, context_dim, heads=4, groups=8):
+        super().__init__()
+        C = channels
+        self.norm = nn.GroupNorm(groups, C, eps=1e-6)
+        self.proj_in = nn.Linear(C, C)
+        self.norm_attn = nn.LayerNorm(C)
+        self.attn = CrossAttention(C, context_dim, heads, C // heads)
+        self.norm_ff = nn.LayerNorm(C)
+        self.ff = nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))
+        self.proj_out = nn.Linear(C, C)
+        self.last_attn = None
+
+    def forward(self, x, context, mask=None):
+        """x (B, C, H, W), context (B, L, context_dim), mask (B, L) bool or None -> (B, C, H, W).
+        Sets self.last_attn to the attention maps (B, heads, H*W, L)."""
+        B, C, H, W = x.shape
+        h = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))  # (B, H*W, C)
+        a, self.last_attn = self.attn(self.norm_attn(h), context, mask)
+        h = h + a
+        h = h + self.ff(self.norm_ff(h))
+        return x + self.proj_out(h).transpose(1, 2).reshape(B, C, H, W)
+
+
+def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, p_uncond, generator=None):
+    """One training step's loss for text-conditioned latent diffusion, with caption dropout.
+
+    Each caption is independently replaced by the empty caption (null_context, null_mask)
+    with probability p_uncond, so that the same network also learns the unconditional
+    model that classifier-free guidance needs. Then, as in DDPM: t ~ Uniform{0..T-1},
+    eps ~ N(0, I) per example, z_t = sqrt(a_t) z0 + sqrt(1 - a_t) eps,
+    loss = mean over all elements of (unet(z_t, t, context, mask) - eps) ** 2.
+
+    Args:
+        unet: callable (z_t (B, c, h, w), t (B,) int64, context (B, L, D), mask (B, L) bool) -> (B, c, h, w).
+        z0: (B, c, h, w) scaled latents of the training images.
+        context: (B, L, D), mask: (B, L) bool, the captions' token features.
+        null_context: (1, L, D), null_mask: (1, L) bool, the empty caption's.
+        alpha_bars: (T,); p_uncond: float in [0, 1]; generator: optional, on z0's device.
+
+    Returns:
+        loss: scalar tensor.
+    """
+    B, T = z0.shape[0], alpha_bars.shape[0]
+    drop = torch.rand(B, generator=generator, device=z0.device) < p_uncond  # (B,)
+    context = torch.where(drop[:, None, None], null_context.expand_as(context), context)
+    mask = torch.where(drop[:, None], null_mask.expand_as(mask), mask)
+    t = torch.randint(0, T, (B,), generator=generator, device=z0.device)
+    eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+    ab = alpha_bars.to(device=z0.device, dtype=z0.dtype)[t].view(-1, 1, 1, 1)
+    z_t = ab.sqrt() * z0 + (1 - ab).sqrt() * eps
+    return F.mse_loss(unet(z_t, t, context, mask), eps)
+
+
+@torch.no_grad()
+def generate(prompts, encode_text, unet, decode, scheduler, *, guidance_scale, num_steps, latent_shape,
+             scale_factor, generator=None):
+    """Text to image, the shape of the "Stable Diffusion in 15 lines" loop.
+
+    1. context, mask = encode_text(prompts) and encode_text([""] * B) (the empty caption),
+       concatenated unconditional first: (2B, L, D), (2B, L).
+    2. Set the scheduler's timesteps (num_steps of them); latents = torch.randn((B, *latent_shape),
+       generator=generator) (one draw, on the CPU, then moved to the context's device)
+       times scheduler.init_noise_sigma.
+    3. For t in scheduler.timesteps: the doubled latents through scheduler.scale_model_input,
+       eps = unet(latent_input, t as (2B,) int64, context, mask); eps_u, eps_c = its two halves;
+       eps_hat = eps_u + guidance_scale (eps_c - eps_u); the latents become scheduler.step(eps_hat, t,
+       latents).prev_sample.
+    4. Return decode(latents / scale_factor).
+
+    Args:
+        prompts: list of B str. encode_text: list of str -> (context (n, L, D), mask (n, L) bool).
+        unet: callable as above -> (2B, *latent_shape). decode: latents -> images.
+        scheduler: diffusers-style (set_timesteps, timesteps, init_noise_sigma, scale_model_input, step).
+        guidance_scale: float; num_steps: int; latent_shape: (c, h, w); scale_factor: float.
+
+    Returns:
+        what decode returns, e.g. images (B, C, H, W).
+    """
+    B = len(prompts)
+    cond, cond_mask = encode_text(list(prompts))
+    uncond, uncond_mask = encode_text([""] * B)
+    context, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
+    scheduler.set_timesteps(num_steps)
+    latents = torch.randn((B, *latent_shape), generator=generator).to(context.device)
+    latents = latents * scheduler.init_noise_sigma
+    for timestep in scheduler.timesteps:
+        latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), timestep)
+        t_batch = torch.full((2 * B,), int(timestep), dtype=torch.long, device=context.device)
+        eps_u, eps_c = unet(latent_input, t_batch, context, mask).chunk(2)
+        eps_hat = eps_u + guidance_scale * (eps_c - eps_u)
+        latents = scheduler.step(eps_hat, timestep, latents).prev_sample
+    return decode(latents / scale_factor)
+
+
+# Q1. Why does Stable Diffusion run the diffusion in an autoencoder's latent space?
+answer_why_latent = "C"
+
+# Q2. In cross-attention inside the U-Net, where do the queries, keys and values come from?
+answer_qkv = "A"
+
+# Q3. Which statements are true?
+answer_latent_facts = {"A", "C", "D"}

@@ -1,0 +1,142 @@
+"""Tests for solutions/ch06_latent_diffusion.py against independent oracles: diffusers'
+Attention, Transformer2DModel and DDIMScheduler, torch's scaled_dot_product_attention and
+torch.distributions; plus properties (the KL's minimum, the scale factor's effect, the
+sampling loop's determinism and its equality with a hand-unrolled diffusers loop)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal, kl_divergence
+
+from solutions import ch06_latent_diffusion as S
+from workbook import ch06
+
+
+def test_autoencoder_shapes_and_parameter_count():
+    m = S.KLAutoencoder(3, 8, 4)
+    assert sum(p.numel() for p in m.parameters()) == ch06.autoencoder_parameters(3, 8, 4)
+    x = torch.randn(2, 3, 32, 32)
+    mean, logvar = m.encode(x)
+    assert mean.shape == logvar.shape == (2, 4, 8, 8)
+    x_hat, mean2, _ = m(x, torch.zeros_like(mean))
+    assert x_hat.shape == x.shape
+    torch.testing.assert_close(x_hat, m.decode(mean2))
+
+
+def test_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mean, logvar = torch.randn(5, 4, 3, 3, generator=g), torch.randn(5, 4, 3, 3, generator=g)
+    x, x_hat = torch.randn(5, 3, 8, 8, generator=g), torch.randn(5, 3, 8, 8, generator=g)
+    loss, rec, kl = S.autoencoder_loss(x, x_hat, mean, logvar, 0.25)
+    want = kl_divergence(Normal(mean, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(dim=(1, 2, 3)).mean()
+    torch.testing.assert_close(kl, want)
+    torch.testing.assert_close(rec, F.mse_loss(x_hat, x))
+    torch.testing.assert_close(loss, rec + 0.25 * kl)
+    assert S.autoencoder_loss(x, x, torch.zeros_like(mean), torch.zeros_like(logvar), 1.0)[0].item() == 0.0
+
+
+def test_scale_factor_gives_unit_variance():
+    Z = 0.5 + 7.0 * torch.randn(1000, 4, 4, 4)
+    assert (Z * S.latent_scale_factor(Z)).std().item() == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_cross_attention_matches_diffusers_and_sdpa(masked):
+    torch.manual_seed(0)
+    theirs = ch06._diffusers_attention(12, 7, 3, 4)
+    mine = S.CrossAttention(12, 7, 3, 4)
+    ch06.copy_attention_weights(mine, theirs)
+    x, context = torch.randn(2, 5, 12), torch.randn(2, 6, 7)
+    mask = torch.tensor([[True] * 6, [True, True, True, False, False, False]]) if masked else None
+    out, attn = mine(x, context, mask)
+    bias = None if mask is None else ch06.mask_bias(mask)
+    torch.testing.assert_close(out, theirs(x, context, attention_mask=bias), atol=1e-5, rtol=1e-4)
+    q = mine.to_q(x).view(2, 5, 3, 4).transpose(1, 2)
+    k = mine.to_k(context).view(2, 6, 3, 4).transpose(1, 2)
+    v = mine.to_v(context).view(2, 6, 3, 4).transpose(1, 2)
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None, None, :])
+    torch.testing.assert_close(out, mine.to_out(sdpa.transpose(1, 2).reshape(2, 5, 12)), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, 3, 5))
+    if masked:
+        assert attn[1, :, :, 3:].abs().max() == 0
+
+
+def test_block_matches_diffusers_transformer2d():
+    torch.manual_seed(1)
+    theirs = ch06.diffusers_block(16, 5, 4, 4)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+        for p in theirs.transformer_blocks[0].attn2.to_out.parameters():
+            p.zero_()
+    mine = S.CrossAttnBlock(16, 5, 4, 4)
+    ch06.copy_block_weights(mine, theirs)
+    x, context = torch.randn(3, 16, 4, 5), torch.randn(3, 6, 5)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[2, 4:] = False
+    with torch.no_grad():
+        want = theirs(x, encoder_hidden_states=context, attention_mask=mask.float()).sample
+        torch.testing.assert_close(mine(x, context, mask), want, atol=1e-5, rtol=1e-4)
+    assert mine.last_attn.shape == (3, 4, 20, 6)
+
+
+def test_training_loss_draws_and_regresses_the_noise():
+    seen = {}
+
+    def unet(z_t, t, context, mask):
+        seen.update(z_t=z_t, t=t, context=context, mask=mask)
+        return torch.zeros_like(z_t)
+
+    ab = torch.linspace(0.99, 0.01, 50, dtype=torch.float64)
+    z0 = torch.zeros(4000, 1, 1, 1, dtype=torch.float64)
+    context = torch.ones(4000, 3, 2, dtype=torch.float64)
+    mask = torch.ones(4000, 3, dtype=torch.bool)
+    loss = S.training_loss(unet, z0, context, mask, torch.zeros(1, 3, 2, dtype=torch.float64),
+                           torch.tensor([[True, False, False]]), ab, 0.25, torch.Generator().manual_seed(0))
+    dropped = (seen["context"] == 0).all(dim=(1, 2))
+    assert abs(dropped.double().mean().item() - 0.25) < 0.03
+    assert torch.equal(seen["mask"][dropped].sum(1), torch.ones(int(dropped.sum()), dtype=torch.long))
+    eps = seen["z_t"] / (1 - ab[seen["t"]]).sqrt().view(-1, 1, 1, 1)  # z0 = 0: z_t = sqrt(1 - a) eps
+    torch.testing.assert_close(loss, (eps ** 2).mean())
+
+
+def test_generate_equals_an_unrolled_diffusers_loop():
+    """The reference loop against the same steps written out with DDIMScheduler by hand."""
+    g = torch.Generator().manual_seed(2)
+    table = torch.randn(10, 3, generator=g)
+
+    def encode_text(prompts):
+        ids = torch.tensor([[len(p) % 10, 1, 0] for p in prompts])
+        return table[ids], ids != 0
+
+    W = torch.randn(3, 2, generator=g)
+
+    def unet(z, t, context, mask):
+        return torch.tanh(z + (context.mean(1) @ W)[:, :, None, None] + t.view(-1, 1, 1, 1) / 1000)
+
+    out = S.generate(["a", "bcd"], encode_text, unet, lambda z: z, ch06.make_scheduler(), guidance_scale=3.0,
+                     num_steps=7, latent_shape=(2, 3, 3), scale_factor=0.5, generator=torch.Generator().manual_seed(3))
+    sched = ch06.make_scheduler()
+    sched.set_timesteps(7)
+    lat = torch.randn((2, 2, 3, 3), generator=torch.Generator().manual_seed(3)) * sched.init_noise_sigma
+    c, m = encode_text(["a", "bcd"])
+    u, um = encode_text(["", ""])
+    for t in sched.timesteps:
+        e_c = unet(lat, t.repeat(2), c, m)
+        e_u = unet(lat, t.repeat(2), u, um)
+        lat = sched.step(e_u + 3.0 * (e_c - e_u), t, lat).prev_sample
+    torch.testing.assert_close(out, lat / 0.5, atol=1e-5, rtol=1e-5)
+
+
+def test_text_unet_runs_with_the_reference_block():
+    unet = ch06.TextUNet(S.CrossAttnBlock, in_channels=4, ch=16, mults=(1, 2), context_dim=6, heads=2)
+    z, context = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 6)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    out = unet(z, torch.tensor([3, 900]), context, mask)
+    assert out.shape == z.shape
+    changed = context.clone()
+    changed[1, 2:] = 50.0  # padding only
+    torch.testing.assert_close(unet(z, torch.tensor([3, 900]), changed, mask), out)
+    assert set(unet.attention_blocks()) == {"down 0", "down 1", "mid", "up 0", "up 1"}
+    assert math.isfinite(out.abs().sum().item())

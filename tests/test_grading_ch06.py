@@ -1,0 +1,83 @@
+"""Chapter 06 through the real grading pipeline: the instructor notebook scores full marks,
+the blank student notebook scores zero, and one catalogued mistake per submission loses
+exactly the points of its exercise, with its diagnosis in the feedback."""
+import csv
+import json
+import shutil
+
+import pytest
+
+from autograder import grade as grading
+from autograder import mutants
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+CH = "06_latent_diffusion"
+SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
+STUDENT = REPO / "course" / f"{CH}.ipynb"
+# two mistakes in different exercises: the scale factor multiplied, the padding mask ignored
+BROKEN = {m.exercise: m for m in mutants.catalogue(CH)[0]
+          if m.target in ("generate", "CrossAttention") and ("not multiply" in m.diagnosis
+                                                             or "mask was ignored" in m.diagnosis)}
+
+
+def _cells():
+    return json.loads(SOURCE.read_text())["cells"]
+
+
+def _points(grade_id):
+    return next(c["metadata"]["nbgrader"]["points"] for c in _cells()
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _solution_cell_of(target):
+    """The solution cell whose source defines `target`."""
+    for c in _cells():
+        src = "".join(c["source"])
+        if c["metadata"].get("nbgrader", {}).get("solution") and (f"def {target}(" in src or f"class {target}(" in src):
+            return c["metadata"]["nbgrader"]["grade_id"]
+    raise KeyError(target)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    assert len(BROKEN) == 2, "the catalogue no longer has the mistakes this test uses"
+    subs = tmp_path_factory.mktemp("subs")
+    (subs / "full").mkdir()
+    shutil.copy(SOURCE, subs / "full" / f"{CH}.ipynb")
+    (subs / "blank").mkdir()
+    shutil.copy(STUDENT, subs / "blank" / f"{CH}.ipynb")
+    nb = json.loads(SOURCE.read_text())
+    for m in BROKEN.values():
+        cell_id = _solution_cell_of(m.target)
+        for c in nb["cells"]:
+            if c["metadata"].get("nbgrader", {}).get("grade_id") == cell_id:
+                src = "".join(c["source"])
+                assert src.count(m.old) == 1
+                c["source"] = src.replace(m.old, m.new)
+    (subs / "broken").mkdir()
+    (subs / "broken" / f"{CH}.ipynb").write_text(json.dumps(nb))
+    out = tmp_path_factory.mktemp("out")
+    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=600)
+    rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    cells = list(csv.DictReader(open(out / "cells.csv")))
+    return out, rows, cells
+
+
+def test_full_blank_and_broken(graded):
+    out, rows, cells = graded
+    total = sum(c["metadata"]["nbgrader"]["points"] for c in _cells() if c["metadata"].get("nbgrader", {}).get("grade"))
+    assert rows["full"]["status"] == "graded" and float(rows["full"]["score"]) == total
+    assert rows["blank"]["status"] == "graded" and float(rows["blank"]["score"]) == 0
+    lost = sum(_points(ex) for ex in BROKEN)
+    assert float(rows["broken"]["score"]) == total - lost
+    failed = {c["cell"] for c in cells if c["student"] == "broken" and float(c["score"]) < float(c["max_score"])}
+    assert failed == set(BROKEN)
+
+
+def test_feedback_names_the_mistakes(graded):
+    out, _, _ = graded
+    html = next((out / "feedback" / "broken").glob("*.html")).read_text()
+    for m in BROKEN.values():
+        assert m.recognised_in(html), f"feedback does not name: {m.diagnosis}"
+    assert "BEGIN HIDDEN TESTS" not in html and "_hidden." not in html
