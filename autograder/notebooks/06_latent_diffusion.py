@@ -62,8 +62,8 @@ device = profile.device
 cfg = profile.pick(
     smoke=dict(n_train=300, copies=1, ae_ch=8, ae_steps=40, ae_batch=32, ch=16, steps=40, batch=32,
                lr=2e-3, sample_steps=5, n_eval=20, scales=[1.0, 3.0], lib_ae_steps=10, lib_steps=10, speed_steps=2),
-    cpu=dict(n_train=None, copies=2, ae_ch=32, ae_steps=1500, ae_batch=64, ch=64, steps=3000, batch=128,
-             lr=1e-3, sample_steps=25, n_eval=120, scales=[0.0, 1.0, 2.0, 4.0], lib_ae_steps=400, lib_steps=1200,
+    cpu=dict(n_train=None, copies=2, ae_ch=16, ae_steps=800, ae_batch=64, ch=32, steps=1500, batch=128,
+             lr=2e-3, sample_steps=20, n_eval=120, scales=[0.0, 1.0, 2.0, 4.0], lib_ae_steps=300, lib_steps=600,
              speed_steps=5),
     gpu=dict(n_train=None, copies=2, ae_ch=64, ae_steps=8000, ae_batch=128, ch=128, steps=30000, batch=256,
              lr=5e-4, sample_steps=50, n_eval=600, scales=[0.0, 1.0, 2.0, 4.0, 7.5], lib_ae_steps=4000,
