@@ -674,12 +674,13 @@ class DigitColourNet(nn.Module):
 
     def __init__(self, c: int = 32):
         super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.digit = nn.Linear(8 * c, 10)
-        self.colour = nn.Linear(8 * c, len(COLOUR_NAMES))
+        layers, c_in = [], 3
+        for c_out in (c, 2 * c, 2 * c):  # 32 -> 16 -> 8 -> 4
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.digit = nn.Linear(32 * c, 10)
+        self.colour = nn.Linear(32 * c, len(COLOUR_NAMES))
 
     def forward(self, x):
         h = self.trunk(x)
@@ -691,8 +692,8 @@ def load_judge(profile, verbose: bool = True) -> DigitColourNet:
     captioned training images (all available digits, two colourings each) and saved there.
     ``judge.test_accuracy`` holds its digit and colour accuracy on the captioned test split,
     including on the held-out (digit, colour) combinations."""
-    n_train, epochs = profile.pick(smoke=(1000, 2), cpu=(None, 3), gpu=(None, 3))
-    path = artifacts_dir(profile.name) / f"ch06_judge-n{n_train}-e{epochs}.pt"
+    n_train, epochs = profile.pick(smoke=(1000, 2), cpu=(None, 5), gpu=(None, 5))
+    path = artifacts_dir(profile.name) / f"ch06_judge-bn-n{n_train}-e{epochs}.pt"
     device = profile.device
     model = DigitColourNet()
     if path.exists():
