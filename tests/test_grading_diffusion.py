@@ -1,6 +1,6 @@
-"""Chapter 06 through the real grading pipeline: the instructor notebook scores full marks,
-the blank student notebook scores zero, and one catalogued mistake per submission loses
-exactly the points of its exercise, with its diagnosis in the feedback."""
+"""Chapters 05 and 06 through the real grading pipeline: the instructor notebook scores full
+marks, the blank student notebook scores zero, and two catalogued mistakes in one submission
+lose exactly the points of their exercises, with their diagnoses in the feedback."""
 import csv
 import json
 import shutil
@@ -12,35 +12,44 @@ from autograder import mutants
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
-CH = "06_latent_diffusion"
-SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
-STUDENT = REPO / "course" / f"{CH}.ipynb"
-# two mistakes in different exercises: the scale factor multiplied, the padding mask ignored
-BROKEN = {m.exercise: m for m in mutants.catalogue(CH)[0]
-          if m.target in ("generate", "CrossAttention") and ("not multiply" in m.diagnosis
-                                                             or "mask was ignored" in m.diagnosis)}
+# per chapter, two mistakes in different exercises, as (target, substring of the diagnosis)
+CASES = {
+    "05_diffusion": {("ddim_step", "alpha_bars[-1] at the last step"), ("guided_eps", "guidance formula inverted")},
+    "06_latent_diffusion": {("generate", "not multiply"), ("CrossAttention", "mask was ignored")},
+}
 
 
-def _cells():
-    return json.loads(SOURCE.read_text())["cells"]
+def _source(ch):
+    return REPO / "autograder" / "source" / ch / f"{ch}.ipynb"
 
 
-def _points(grade_id):
-    return next(c["metadata"]["nbgrader"]["points"] for c in _cells()
+def _broken(ch):
+    return {m.exercise: m for m in mutants.catalogue(ch)[0]
+            if any(m.target == target and part in m.diagnosis for target, part in CASES[ch])}
+
+
+def _cells(ch):
+    return json.loads(_source(ch).read_text())["cells"]
+
+
+def _points(ch, grade_id):
+    return next(c["metadata"]["nbgrader"]["points"] for c in _cells(ch)
                 if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def _solution_cell_of(target):
+def _solution_cell_of(ch, target):
     """The solution cell whose source defines `target`."""
-    for c in _cells():
+    for c in _cells(ch):
         src = "".join(c["source"])
         if c["metadata"].get("nbgrader", {}).get("solution") and (f"def {target}(" in src or f"class {target}(" in src):
             return c["metadata"]["nbgrader"]["grade_id"]
     raise KeyError(target)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(CASES))
+def graded(request, tmp_path_factory):
+    CH = request.param
+    SOURCE, STUDENT, BROKEN = _source(CH), REPO / "course" / f"{CH}.ipynb", _broken(CH)
     assert len(BROKEN) == 2, "the catalogue no longer has the mistakes this test uses"
     subs = tmp_path_factory.mktemp("subs")
     (subs / "full").mkdir()
@@ -49,7 +58,7 @@ def graded(tmp_path_factory):
     shutil.copy(STUDENT, subs / "blank" / f"{CH}.ipynb")
     nb = json.loads(SOURCE.read_text())
     for m in BROKEN.values():
-        cell_id = _solution_cell_of(m.target)
+        cell_id = _solution_cell_of(CH, m.target)
         for c in nb["cells"]:
             if c["metadata"].get("nbgrader", {}).get("grade_id") == cell_id:
                 src = "".join(c["source"])
@@ -61,22 +70,24 @@ def graded(tmp_path_factory):
     grading.grade(subs, out, jobs=2, chapters=[CH], timeout=600)
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     cells = list(csv.DictReader(open(out / "cells.csv")))
-    return out, rows, cells
+    return CH, out, rows, cells
 
 
 def test_full_blank_and_broken(graded):
-    out, rows, cells = graded
-    total = sum(c["metadata"]["nbgrader"]["points"] for c in _cells() if c["metadata"].get("nbgrader", {}).get("grade"))
+    CH, out, rows, cells = graded
+    BROKEN = _broken(CH)
+    total = sum(c["metadata"]["nbgrader"]["points"] for c in _cells(CH) if c["metadata"].get("nbgrader", {}).get("grade"))
     assert rows["full"]["status"] == "graded" and float(rows["full"]["score"]) == total
     assert rows["blank"]["status"] == "graded" and float(rows["blank"]["score"]) == 0
-    lost = sum(_points(ex) for ex in BROKEN)
+    lost = sum(_points(CH, ex) for ex in BROKEN)
     assert float(rows["broken"]["score"]) == total - lost
     failed = {c["cell"] for c in cells if c["student"] == "broken" and float(c["score"]) < float(c["max_score"])}
     assert failed == set(BROKEN)
 
 
 def test_feedback_names_the_mistakes(graded):
-    out, _, _ = graded
+    CH, out, _, _ = graded
+    BROKEN = _broken(CH)
     html = next((out / "feedback" / "broken").glob("*.html")).read_text()
     for m in BROKEN.values():
         assert m.recognised_in(html), f"feedback does not name: {m.diagnosis}"
