@@ -17,6 +17,7 @@ Exit code 0 when every submission was graded, whatever the scores.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import json
@@ -32,13 +33,14 @@ import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from . import authoring, integrity, sandbox
-from .build import make_course_root, nbgrader, tool_env
+from .build import REPO, make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
@@ -160,6 +162,16 @@ class Chapter:
     name: str
     locked: dict[str, tuple[str, str]]         # graded cell -> (locked source, seal nonce)
     protected: frozenset[str] = frozenset()     # lines that must never reach feedback
+
+    @property
+    def judged(self) -> dict[str, list[str]]:
+        """graded cell -> the verdicts (`judge.verdict_key`) its hidden block asks the judge
+        for; empty for a chapter whose hidden checks still run in the kernel."""
+        return {gid: [f"{n}:{q}" if q else n for n, q in JUDGED_CALL.findall(src)]
+                for gid, (src, _) in self.locked.items() if JUDGED_CALL.search(src)}
+
+
+JUDGED_CALL = re.compile(r'_judged\(\s*"(ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
 
 
 def _source(cell: dict) -> str:
@@ -387,9 +399,16 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     key_file.touch(mode=0o600)
     key_file.write_bytes(key)
     t0 = time.time()
-    with sandbox.slot() as slot:
-        env = tool_env({**job.env_extra, **sandbox.kernel_env(slot, key_file, context, ch,
-                                                              sandbox.write_kernelspec(root / ".jupyter"))})
+    judged = job.chapters[ch].judged
+    with sandbox.slot() as slot, judge_for(slot, ch, job.env_extra, enabled=bool(judged)) as judge:
+        extra = dict(job.env_extra)
+        if judged:  # the hidden inputs' secret stays with the judge
+            extra.pop("WORKBOOK_HIDDEN_SEED", None)
+        env = tool_env({**extra, **sandbox.kernel_env(slot, key_file, context, ch,
+                                                      sandbox.write_kernelspec(root / ".jupyter"),
+                                                      judge=judge.socket if judged else None)})
+        if judged:
+            env.pop("WORKBOOK_HIDDEN_SEED", None)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
                f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
@@ -411,6 +430,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
         res.status = "crashed"
         res.detail = (f"the grader was killed (signal {-code})" if code < 0 else "the notebook was not executed")
     verdict = integrity.verify_notebook(nb, job.chapters[ch].locked, key, context)
+    verdict.judged = {gid: all(judge.verdicts.get(k) is True for k in keys) for gid, keys in judged.items()}
     if removed := cap_outputs(nb):
         notes.append(f"output truncated ({removed:,} characters over the limit)")
     if leaks := scrub_leaks(nb, job.chapters[ch].protected):
@@ -421,6 +441,51 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     res.detail = "; ".join([d for d in [res.detail, *notes, *describe_errors(nb, res)] if d]
                            + [f"graded in {time.time() - t0:.1f} s"])
     return verdict
+
+
+@dataclass
+class JudgeRun:
+    socket: Path | None = None
+    verdicts: dict = field(default_factory=dict)   # verdict key -> passed
+    log: str = ""
+
+
+@contextmanager
+def judge_for(slot, chapter: str, env_extra: dict, enabled: bool = True):
+    """A judge process (`autograder.judge`) for one notebook: started before nbgrader,
+    listening on a socket only the slot's user may use; on exit its verdicts are read and
+    it is stopped. Yields a JudgeRun whose `verdicts` fill in on exit."""
+    run = JudgeRun()
+    if not enabled:
+        yield run
+        return
+    folder = Path(tempfile.mkdtemp(prefix="workbook-judge-"))
+    os.chmod(folder, 0o711)
+    run.socket = folder / "judge.sock"
+    uid, gid = (slot.uid, slot.gid) if slot.confined else (-1, -1)
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(run.socket),
+                             "--chapter", chapter, "--uid", str(uid), "--gid", str(gid)],
+                            cwd=REPO, env=tool_env(env_extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        ready = proc.stdout.readline().strip()  # after its imports (a few seconds)
+        if ready != "ready":
+            raise RuntimeError(f"the judge did not start: {proc.stderr.read()[-2000:]}")
+        yield run
+    finally:
+        try:
+            out, err = proc.communicate(input="", timeout=60)
+            last = out.strip().splitlines()[-1] if out.strip() else "{}"
+            found = json.loads(last)
+            run.verdicts = {str(k): v is True for k, v in found.items()} if isinstance(found, dict) else {}
+            run.log = err[-5000:]
+        except (subprocess.TimeoutExpired, ValueError):
+            run.verdicts = {}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def drop_duplicated_locked_cells(nb: dict) -> tuple[dict, list[str]]:
@@ -454,7 +519,9 @@ def enforce_verdict(root: Path, res: Result, verdict: integrity.Verdict) -> None
     """No point without proof: a graded cell that scored without its seal, or any evidence
     of tampering, sets the whole notebook to 0 (gradebook included, so feedback agrees)."""
     unsealed = [name for name, score, _ in res.cells if score > 0 and name not in verdict.sealed]
-    evidence = verdict.evidence + [f"{name}: scored without proof that its checks ran" for name in unsealed]
+    unjudged = [name for name, score, _ in res.cells if score > 0 and verdict.judged.get(name) is False]
+    evidence = verdict.evidence + [f"{name}: scored without proof that its checks ran" for name in unsealed] \
+        + [f"{name}: scored although its hidden checks did not pass in the judge" for name in unjudged]
     if not evidence or res.status in ("missing", "unreadable"):
         return
     res.status = "tampered"

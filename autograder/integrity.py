@@ -294,6 +294,7 @@ def _join(x) -> str:
 class Verdict:
     evidence: list[str] = field(default_factory=list)  # why the notebook cannot be trusted
     sealed: set[str] = field(default_factory=set)       # graded cells with a valid seal
+    judged: dict[str, bool] = field(default_factory=dict)  # graded cell -> its judge verdicts all passed
 
 
 # how nbgrader re-adds a deleted graded code cell (OverwriteCells.missing_cell_notification)

@@ -191,8 +191,11 @@ def write_kernelspec(folder: Path) -> Path:
     return folder
 
 
-def kernel_env(s: Slot, key_file: Path, context: str, chapter: str, jupyter_path: Path) -> dict:
-    """Environment for nbgrader: how to find the sandbox kernelspec and what its launcher needs."""
+def kernel_env(s: Slot, key_file: Path, context: str, chapter: str, jupyter_path: Path,
+               judge: Path | None = None) -> dict:
+    """Environment for nbgrader: how to find the sandbox kernelspec and what its launcher needs.
+    With a `judge` socket the chapter's hidden checks run in the judge: the kernel does not
+    import them (nor the solutions they import)."""
     caps = capabilities()
     hide = [str(REPO / p) for p in HIDDEN_FROM_KERNEL if (REPO / p).is_dir()] if caps.mounts else []
     return {"JUPYTER_PATH": str(jupyter_path),
@@ -201,7 +204,8 @@ def kernel_env(s: Slot, key_file: Path, context: str, chapter: str, jupyter_path
             "WORKBOOK_SANDBOX_DIR": str(s.scratch),
             "WORKBOOK_SANDBOX_KEY": str(key_file),
             "WORKBOOK_SANDBOX_CONTEXT": context,
-            "WORKBOOK_SANDBOX_CHAPTER": chapter,
+            "WORKBOOK_SANDBOX_CHAPTER": "" if judge else chapter,
+            "WORKBOOK_SANDBOX_JUDGE": str(judge or ""),
             "WORKBOOK_SANDBOX_HIDE": os.pathsep.join(hide)}
 
 
@@ -313,6 +317,7 @@ def kernel_main(argv: list[str]) -> None:
     context = env.pop("WORKBOOK_SANDBOX_CONTEXT")
     chapter = env.pop("WORKBOOK_SANDBOX_CHAPTER", "")
     hide = [p for p in env.pop("WORKBOOK_SANDBOX_HIDE", "").split(os.pathsep) if p]
+    judge = env.pop("WORKBOOK_SANDBOX_JUDGE", "")
     key = key_file.read_bytes()
     key_file.unlink()
     for sub in ("tmp", ".config/matplotlib", ".ipython", "artifacts"):
@@ -328,6 +333,9 @@ def kernel_main(argv: list[str]) -> None:
             for name in [dirpath, *[os.path.join(dirpath, f) for f in dirnames + filenames]]:
                 os.chown(name, uid, gid)
     hidden = _preload(chapter)
+    from autograder import remote
+
+    remote.set_judge_path(judge or None)
     if hide:
         _mount_namespace(hide, scratch / ".stage")
     _limit()

@@ -46,7 +46,8 @@ def test_student_notebook_has_no_solutions_or_hidden_tests(chapter):
     hidden = REPO / "autograder" / "hidden" / f"ch{chapter}.py"
     names = [n.name for n in ast.parse(hidden.read_text()).body if isinstance(n, ast.FunctionDef)]
     for name in names:
-        assert not re.search(rf"_hidden\.{name}\b", text), f"hidden check {name} named in student notebook"
+        assert not re.search(rf"_hidden\.{name}\b|_judged\(\s*\"ch{chapter}\.{name}\"", text), \
+            f"hidden check {name} named in student notebook"
     # and nothing learner-visible in course/ imports the hidden checks or the solutions
     for py in (REPO / "course").rglob("*.py"):
         body = py.read_text()

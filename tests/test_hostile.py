@@ -83,6 +83,18 @@ def retrieval_precision(Z, y, ks):
     return _honest(Z, y, ks).as_subclass(_Liar)
 '''
 
+REACH = '''
+import sys
+_broken = retrieval_precision
+def retrieval_precision(Z, y, ks):  # the reference, if the kernel had it loaded
+    for _name in ("solutions.ch01_autoencoders", "autograder.hidden.ch01_autoencoders"):
+        if _name in sys.modules:
+            print("REFERENCE-REACHED", _name)
+            return sys.modules["solutions.ch01_autoencoders"].retrieval_precision(Z, y, ks)
+    print("REFERENCE-ABSENT")
+    return _broken(Z, y, ks)
+'''
+
 CASES = {
     # the kernel dies or never finishes
     "infinite_loop": Case("while True:\n    pass", broken=True, status=("timed out",)),
@@ -100,8 +112,12 @@ CASES = {
                         "torch.Tensor.__sub__ = lambda a, b: torch.zeros(())", broken=True, status=("tampered",)),
     "patch_checks": Case("import workbook.checks as _wc\n_wc.Checks.close = lambda *a, **k: None\n"
                          "_wc.Checks.fail = lambda *a, **k: None", broken=True, status=("tampered",)),
+    # the hidden checks run in the judge: the kernel cannot import them to patch them
     "patch_hidden": Case("import autograder.hidden.ch01_autoencoders as _h\n_h.retrieval = lambda *a, **k: None",
-                         broken=True, status=("tampered",)),
+                         broken=True, status=("graded", "tampered")),
+    # what an in-kernel grader would leak: the reference in sys.modules, the hidden seed
+    "reach_solutions": Case(REACH, into="retrieval", broken=True),
+    "read_seed": Case("import os\nprint('SEED=' + str(os.environ.get('WORKBOOK_HIDDEN_SEED')))", full=True),
     "transformer": Case("get_ipython().input_transformers_cleanup.append(\n"
                         "    lambda lines: [] if any('check' in ln for ln in lines) else lines)",
                         broken=True, status=("tampered",)),
@@ -125,8 +141,8 @@ CASES = {
                        "for _p in [r'{repo}/solutions/ch01_autoencoders.py', r'{repo}/autograder/hidden/ch01_autoencoders.py',"
                        " *glob.glob('/tmp/workbook-grade-*/template/source/*/*.ipynb')]:\n"
                        "    try:\n        print(open(_p).read())\n    except OSError as e:\n        print('READ' + '-DENIED', _p, e)\n"
-                       "import autograder.hidden.ch01_autoencoders as _h\n"
-                       "try:\n    print(inspect.getsource(_h))\nexcept (OSError, TypeError) as e:\n    print('SOURCE' + '-DENIED', e)",
+                       "try:\n    import autograder.hidden.ch01_autoencoders as _h\n    print(inspect.getsource(_h))\n"
+                       "except (ImportError, OSError, TypeError) as e:\n    print('SOURCE' + '-DENIED', e)",
                        blank=True, zero=True),
     "write_files": Case("import glob, os\n"
                         "for _p in [*glob.glob('/tmp/workbook-grade-*/students/*/gradebook.db'),"
@@ -246,7 +262,7 @@ def test_no_grader_only_material_in_any_feedback(corpus):
     for page in pages:
         text = _feedback(out, page.parent.name)
         case = CASES.get(page.parent.name, Case())
-        for needle in ["_hidden.", "autograder.hidden", "workbook-seal", *hidden, *(solutions if case.blank else ())]:
+        for needle in ["_hidden.", "_judged(", "autograder.hidden", "workbook-seal", *hidden, *(solutions if case.blank else ())]:
             if needle not in case.code:  # its own source may name them
                 assert needle not in text, f"{page.parent.name}: feedback leaks {needle!r}"
 
@@ -257,6 +273,15 @@ def test_files_outside_the_sandbox_stay_untouched(corpus):
     assert "WRITE-DENIED" in text, text[-2000:]
     if sandbox.capabilities().user:
         assert "WROTE" not in text, "a submission wrote outside its scratch folder"
+
+
+def test_reference_and_secret_out_of_the_kernels_reach(corpus):
+    """Chapter 01's hidden checks run in the judge: the kernel never loads the reference or
+    the hidden checks, and never holds the secret the hidden inputs are drawn from."""
+    _, out = corpus
+    text = _feedback(out, "reach_solutions")
+    assert "REFERENCE-ABSENT" in text and "REFERENCE-REACHED" not in text, text[-2000:]
+    assert "SEED=None" in _feedback(out, "read_seed")
 
 
 def test_network(corpus):

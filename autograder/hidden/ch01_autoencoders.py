@@ -1,5 +1,11 @@
 """Chapter 01 hidden checks: the learner's code against independent oracles and the
-reference on fresh random inputs, with known mistakes recognised by name."""
+reference on fresh random inputs, with known mistakes recognised by name.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back, and `run` executes a small harness snippet in the kernel where a
+check needs the learner's objects to act on each other (weights copied into a model, a
+model and optimizer handed to `train_step`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +16,7 @@ from sklearn.decomposition import PCA
 
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import run
 from solutions import ch01_autoencoders as ref
 from workbook.checks import Checks
 
@@ -75,19 +82,38 @@ def principal_angles(fn) -> None:
     c.done()
 
 
-def _same_outputs(c: Checks, learner: torch.nn.Module, reference: torch.nn.Module, x, inputs: str):
-    lp, rp = list(learner.parameters()), list(reference.parameters())
-    c.true([p.shape for p in lp] == [p.shape for p in rp],
+def _same_outputs(c: Checks, learner, reference: torch.nn.Module, x, inputs: str):
+    """The learner's model (in the kernel) with the reference's weights copied in, in
+    order, gives the reference's outputs."""
+    rp = [p.detach() for p in reference.parameters()]
+    shapes = c.call(run, "result = [tuple(p.shape) for p in model.parameters()]", model=learner, inputs=inputs)
+    c.true(shapes == [tuple(p.shape) for p in rp],
            "the layers (their parameter shapes, in order) differ from the stated architecture",
-           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str([tuple(p.shape) for p in lp]))
-    with torch.no_grad():
-        for a, b in zip(lp, rp):
-            a.copy_(b)
+           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str(shapes))
+    c.call(run, COPY_WEIGHTS, model=learner, weights=rp, inputs=inputs)
     out, want = c.call(learner, x, inputs=inputs), reference(x)
     c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs)
     c.close("model(x) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
             hint="same layers but different activations or order: ReLU between layers, "
                  "none on the code, Sigmoid at the end")
+
+
+COPY_WEIGHTS = """
+with torch.no_grad():
+    for p, w in zip(model.parameters(), weights):
+        p.copy_(w)
+"""
+# A model of the reference's MLPAutoencoder(12, 3, (7,)) layout, built from torch alone
+# (no solution code reaches the kernel), with given weights and its Adam optimizer.
+TRAIN_STEP_MODEL = """
+model = nn.Sequential(nn.Sequential(nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 3)),
+                      nn.Sequential(nn.Linear(3, 7), nn.ReLU(), nn.Linear(7, 12), nn.Sigmoid()))
+with torch.no_grad():
+    for p, w in zip(model.parameters(), weights):
+        p.copy_(w)
+result = (model, torch.optim.Adam(model.parameters(), lr=0.01))
+"""
+PARAMETERS = "result = [p.detach() for p in model.parameters()]"
 
 
 def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
@@ -108,12 +134,11 @@ def train_step(fn) -> None:
     c = Checks("train_step (hidden)")
     g = _gen("train_step")
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
-    model = ref.MLPAutoencoder(D=12, k=3, hidden=(7,))
     twin = ref.MLPAutoencoder(D=12, k=3, hidden=(7,))
-    twin.load_state_dict(model.state_dict())
     x = torch.rand(5, 12, generator=g)
     inputs = "MLPAutoencoder(12, 3, (7,)), x (5, 12), Adam(lr=0.01), two steps"
-    opt, opt_t = torch.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
+    model, opt = run(TRAIN_STEP_MODEL, weights=[p.detach() for p in twin.parameters()])
+    opt_t = torch.optim.Adam(twin.parameters(), lr=0.01)
     for step in range(2):
         expected = ref.train_step(twin, x, opt_t)
         got = c.call(fn, model, x, opt, inputs=inputs)
@@ -121,7 +146,7 @@ def train_step(fn) -> None:
                f"loss returned at step {step + 1} differs", inputs=inputs,
                expected=f"{expected:.6f}", got=repr(got),
                hint="mean squared error over all elements, before optimizer.step(), as a float")
-        for a, b in zip(model.parameters(), twin.parameters()):
+        for a, b in zip(run(PARAMETERS, model=model), twin.parameters()):
             c.close(f"parameters after step {step + 1}", a, b, atol=1e-6, inputs=inputs,
                     hint="zero the gradients, backward the mean squared error, then step")
     c.done()
