@@ -89,9 +89,9 @@ _broken = retrieval_precision
 def retrieval_precision(Z, y, ks):  # the reference, if the kernel had it loaded
     for _name in ("solutions.ch01_autoencoders", "autograder.hidden.ch01_autoencoders"):
         if _name in sys.modules:
-            print("REFERENCE-REACHED", _name)
+            print("REFERENCE" + "-REACHED", _name)
             return sys.modules["solutions.ch01_autoencoders"].retrieval_precision(Z, y, ks)
-    print("REFERENCE-ABSENT")
+    print("REFERENCE" + "-ABSENT")
     return _broken(Z, y, ks)
 '''
 
