@@ -511,7 +511,12 @@ def describe_errors(nb: dict, res: Result) -> list[str]:
     errs = _errors(nb)
     if res.status == "graded" and ("CellTimeoutError" in errs or "DeadKernelError" in errs):
         res.status = "timed out" if "CellTimeoutError" in errs else "crashed"
-        return [f"a cell {'ran past the per-cell time limit' if res.status == 'timed out' else 'killed the kernel'}"]
+        ename = "CellTimeoutError" if res.status == "timed out" else "DeadKernelError"
+        where = next((f"cell {i + 1}" + (f" ({gid})" if (gid := c.get("metadata", {}).get("nbgrader", {})
+                                                         .get("grade_id")) else "")
+                      for i, c in enumerate(nb.get("cells", []))
+                      for o in c.get("outputs", []) if o.get("ename") == ename), "a cell")
+        return [f"{where} {'ran past the per-cell time limit' if res.status == 'timed out' else 'killed the kernel'}"]
     return [f"{len(errs)} cell(s) raised errors"] if errs else []
 
 
