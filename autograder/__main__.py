@@ -1,6 +1,6 @@
 """Instructor command line.
 
-    python -m autograder build [--check]                 regenerate (or check) derived notebooks
+    python -m autograder build [--check] [--only 02]     regenerate (or check) derived notebooks
     python -m autograder run [--profile P] [--only 01]   execute the course, write results
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
     python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="regenerate instructor and student notebooks")
     b.add_argument("--check", action="store_true", help="fail if any generated file is stale")
+    b.add_argument("--only", nargs="*", default=None, help="chapter numbers or names (default: all)")
     r = sub.add_parser("run", help="execute every chapter and write a results page")
     r.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default=None)
     r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names")
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.cmd == "build":
         from .build import build
-        return build(check=a.check)
+        return build(check=a.check, only=a.only)
     if a.cmd == "run":
         from .run import run_course
         return run_course(profile=a.profile, only=a.only, out=a.out, student=a.student)

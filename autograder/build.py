@@ -82,8 +82,13 @@ def generate(out: Path, chapters: list[str] | None = None) -> dict[Path, str]:
     return files
 
 
-def build(check: bool = False) -> int:
+def build(check: bool = False, only: list[str] | None = None) -> int:
     chapters = authoring.chapter_names()
+    if only:
+        chapters = [c for c in chapters if any(c == o or c.startswith(f"{o}_") for o in only)]
+        if not chapters:
+            print(f"no chapter matches {only}")
+            return 2
     files = generate(REPO, chapters)
     if check:
         stale = []
@@ -95,9 +100,9 @@ def build(check: bool = False) -> int:
                 diff = list(difflib.unified_diff(old, text.splitlines(), str(rel), "regenerated",
                                                  lineterm="", n=1))
                 print("\n".join(diff[:40]))
-        # a generated file with no source any more is stale too
+        # a generated file with no source any more is stale too (whole builds only)
         known = {REPO / rel for rel in files}
-        for path in [*SOURCE_DIR.glob("*/*.ipynb"), *COURSE_DIR.glob("[0-9][0-9]_*.ipynb")]:
+        for path in [] if only else [*SOURCE_DIR.glob("*/*.ipynb"), *COURSE_DIR.glob("[0-9][0-9]_*.ipynb")]:
             if path not in known:
                 stale.append(path.relative_to(REPO))
         if stale:

@@ -309,8 +309,7 @@ class KernelSide:
         if op == "getattr":
             return getattr(self.handles.get(msg), str(msg.get("name")))
         if op == "run":
-            scope = {"torch": torch, "np": np, "nn": torch.nn, "F": torch.nn.functional, "result": None}
-            scope.update(arg("vars", {"$d": []}))
+            scope = harness_scope(**arg("vars", {"$d": []}))
             exec(compile(str(msg.get("code")), "<judge harness>", "exec"), scope)
             return scope["result"]
         raise WireError(f"unknown request {op!r}")
@@ -440,6 +439,23 @@ def run(code: str, **vars):
     if not _current:
         raise RuntimeError("remote.run is for hidden checks that the judge runs")
     return _current[-1].run(code, **vars)
+
+
+def harness_scope(**vars) -> dict:
+    """What a harness snippet sees: torch, nn, F, np, its vars, and `result`."""
+    return {"torch": torch, "np": np, "nn": torch.nn, "F": torch.nn.functional, "result": None, **vars}
+
+
+def twin(code: str, **vars):
+    """In a hidden check: run the same harness snippet here (in the judge) and in the
+    learner's kernel, on the same plain inputs; returns (here, there). The way to give a
+    learner's function an object to act on (a model and its optimizer, a stand-in that
+    records its inputs) while the judge keeps an identical copy to compute the expected
+    result with. A snippet that initialises weights seeds its own RNG:
+    `with torch.random.fork_rng(): torch.manual_seed(seed); model = ...`."""
+    scope = harness_scope(**vars)
+    exec(compile(code, "<judge harness>", "exec"), scope)
+    return scope["result"], run(code, **vars)
 
 
 def set_judge_path(path: str | None) -> None:

@@ -1,7 +1,19 @@
-"""Hidden checks: run only while grading, never shipped to learners."""
+"""Hidden checks: run only while grading (in the judge, `autograder.judge`), never shipped
+to learners. Shared helpers for checks whose learner objects live in the kernel."""
 from __future__ import annotations
 
+import torch
+
+from autograder.remote import run
 from workbook.checks import Checks
+
+COPY_WEIGHTS = """
+with torch.no_grad():
+    for p, w in zip(model.parameters(), weights):
+        p.copy_(w)
+"""
+PARAMETERS = "result = [p.detach() for p in model.parameters()]"
+SHAPES = "result = [tuple(p.shape) for p in model.parameters()]"
 
 
 def grade_choice(name: str, answer, want) -> None:
@@ -16,3 +28,19 @@ def grade_choice(name: str, answer, want) -> None:
         got = next(iter(got))
     c.true(got == want, f"{name} is not right", hint="re-read the question and the chapter's section on it")
     c.done()
+
+
+def parameters(model) -> list[torch.Tensor]:
+    """The parameters of a model in the learner's kernel, in order (plain tensors)."""
+    return run(PARAMETERS, model=model)
+
+
+def load_reference_weights(c: Checks, model, reference: torch.nn.Module, inputs: str) -> None:
+    """Check that the learner's model (in the kernel) has the reference's parameter shapes,
+    in order, then copy the reference's weights into it (in the kernel)."""
+    rp = [p.detach() for p in reference.parameters()]
+    shapes = c.call(run, SHAPES, model=model, inputs=inputs)
+    c.true(shapes == [tuple(p.shape) for p in rp],
+           "the layers (their parameter shapes, in order) differ from the stated architecture",
+           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str(shapes))
+    c.call(run, COPY_WEIGHTS, model=model, weights=rp, inputs=inputs)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
-from autograder.hidden import grade_choice
+from autograder.hidden import grade_choice, load_reference_weights, parameters
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import run
 from solutions import ch01_autoencoders as ref
@@ -85,12 +85,7 @@ def principal_angles(fn) -> None:
 def _same_outputs(c: Checks, learner, reference: torch.nn.Module, x, inputs: str):
     """The learner's model (in the kernel) with the reference's weights copied in, in
     order, gives the reference's outputs."""
-    rp = [p.detach() for p in reference.parameters()]
-    shapes = c.call(run, "result = [tuple(p.shape) for p in model.parameters()]", model=learner, inputs=inputs)
-    c.true(shapes == [tuple(p.shape) for p in rp],
-           "the layers (their parameter shapes, in order) differ from the stated architecture",
-           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str(shapes))
-    c.call(run, COPY_WEIGHTS, model=learner, weights=rp, inputs=inputs)
+    load_reference_weights(c, learner, reference, inputs)
     out, want = c.call(learner, x, inputs=inputs), reference(x)
     c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs)
     c.close("model(x) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
@@ -98,11 +93,6 @@ def _same_outputs(c: Checks, learner, reference: torch.nn.Module, x, inputs: str
                  "none on the code, Sigmoid at the end")
 
 
-COPY_WEIGHTS = """
-with torch.no_grad():
-    for p, w in zip(model.parameters(), weights):
-        p.copy_(w)
-"""
 # A model of the reference's MLPAutoencoder(12, 3, (7,)) layout, built from torch alone
 # (no solution code reaches the kernel), with given weights and its Adam optimizer.
 TRAIN_STEP_MODEL = """
@@ -113,7 +103,6 @@ with torch.no_grad():
         p.copy_(w)
 result = (model, torch.optim.Adam(model.parameters(), lr=0.01))
 """
-PARAMETERS = "result = [p.detach() for p in model.parameters()]"
 
 
 def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
@@ -146,7 +135,7 @@ def train_step(fn) -> None:
                f"loss returned at step {step + 1} differs", inputs=inputs,
                expected=f"{expected:.6f}", got=repr(got),
                hint="mean squared error over all elements, before optimizer.step(), as a float")
-        for a, b in zip(run(PARAMETERS, model=model), twin.parameters()):
+        for a, b in zip(parameters(model), twin.parameters()):
             c.close(f"parameters after step {step + 1}", a, b, atol=1e-6, inputs=inputs,
                     hint="zero the gradients, backward the mean squared error, then step")
     c.done()
