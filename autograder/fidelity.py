@@ -17,6 +17,7 @@ definitions of the solutions module (docs/AUTHORING.md).
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 from dataclasses import dataclass
 
@@ -177,7 +178,7 @@ def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int |
             for c in here:
                 lost = failed.get(c.student, set())
                 feedback = out / "graded" / "feedback" / c.student / f"{ch}.html"
-                text = feedback.read_text() if feedback.exists() else ""
+                text = html.unescape(feedback.read_text()) if feedback.exists() else ""
                 if c.kind == "mistake":
                     n_mu += 1
                     ok = status.get(c.student) == "graded" and lost == {ex} and (

@@ -400,15 +400,13 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     key_file.write_bytes(key)
     t0 = time.time()
     judged = job.chapters[ch].judged
-    with sandbox.slot() as slot, judge_for(slot, ch, job.env_extra, enabled=bool(judged)) as judge:
+    with sandbox.slot() as slot, judge_for(slot, ch, job.env_extra) as judge:
         extra = dict(job.env_extra)
-        if judged:  # the hidden inputs' secret stays with the judge
-            extra.pop("WORKBOOK_HIDDEN_SEED", None)
-        env = tool_env({**extra, **sandbox.kernel_env(slot, key_file, context, ch,
+        extra.pop("WORKBOOK_HIDDEN_SEED", None)  # the hidden inputs' secret stays with the judge
+        env = tool_env({**extra, **sandbox.kernel_env(slot, key_file, context,
                                                       sandbox.write_kernelspec(root / ".jupyter"),
-                                                      judge=judge.socket if judged else None)})
-        if judged:
-            env.pop("WORKBOOK_HIDDEN_SEED", None)
+                                                      judge=judge.socket)})
+        env.pop("WORKBOOK_HIDDEN_SEED", None)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
                f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
@@ -451,14 +449,11 @@ class JudgeRun:
 
 
 @contextmanager
-def judge_for(slot, chapter: str, env_extra: dict, enabled: bool = True):
+def judge_for(slot, chapter: str, env_extra: dict):
     """A judge process (`autograder.judge`) for one notebook: started before nbgrader,
     listening on a socket only the slot's user may use; on exit its verdicts are read and
     it is stopped. Yields a JudgeRun whose `verdicts` fill in on exit."""
     run = JudgeRun()
-    if not enabled:
-        yield run
-        return
     folder = Path(tempfile.mkdtemp(prefix="workbook-judge-"))
     os.chmod(folder, 0o711)
     run.socket = folder / "judge.sock"

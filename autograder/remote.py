@@ -106,6 +106,8 @@ def encode(x, bufs: list, handles=None, depth: int = 0):
     if t is dict:
         return {"$d": [[encode(k, bufs, handles, depth + 1), encode(v, bufs, handles, depth + 1)]
                        for k, v in x.items()]}
+    if isinstance(x, dict):  # OrderedDict, defaultdict, ...: their items as a plain dict
+        return encode(dict(dict.items(x)), bufs, handles, depth + 1)
     for base in (int, float, str):  # subclasses: their plain value, never their methods
         if isinstance(x, base) and not isinstance(x, bool):
             return encode(getattr(base, f"__{base.__name__}__")(x), bufs, handles, depth + 1)
@@ -327,11 +329,11 @@ def judged(name: str, *args, **kwargs) -> None:
         passed, report = judge.run_check(name, k.register(tuple(args)), k.register(dict(kwargs)), k)
     else:
         passed, report = _ask_judge(path, name, args, kwargs)
-    print(report, end="" if report.endswith("\n") else "\n")
-    if not passed:
+    if not passed:  # the whole report is the message: what passed, then what failed and why
         from workbook.checks import CheckFailed
 
-        raise CheckFailed(report.strip().splitlines()[-1] if report.strip() else name)
+        raise CheckFailed(report.strip() or name)
+    print(report, end="" if report.endswith("\n") else "\n")
 
 
 def _ask_judge(path: str, name: str, args: tuple, kwargs: dict) -> tuple[bool, str]:

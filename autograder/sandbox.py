@@ -5,8 +5,9 @@ learner's code, is confined. Its kernelspec (`workbook-sandbox`) starts this mod
 launcher instead of ipykernel; the launcher, still privileged, then
 
 1. reads the run's seal key from a file only the grader can read, and deletes the file;
-2. imports the checks, the chapter's hidden checks and the mistake catalogue, so the
-   kernel needs no read access to them;
+2. imports the visible checks and the wire to the judge, so the kernel needs no read
+   access to them (the hidden checks are never imported here: they run in the judge,
+   `autograder.judge`, a process that never runs learner code);
 3. in a mount namespace of its own, covers the grader-only folders (solutions, hidden
    checks, instructor notebooks, mistakes, .git) with empty read-only file systems;
 4. sets resource limits (CPU time, address space, file size, processes, open files);
@@ -191,11 +192,10 @@ def write_kernelspec(folder: Path) -> Path:
     return folder
 
 
-def kernel_env(s: Slot, key_file: Path, context: str, chapter: str, jupyter_path: Path,
-               judge: Path | None = None) -> dict:
-    """Environment for nbgrader: how to find the sandbox kernelspec and what its launcher needs.
-    With a `judge` socket the chapter's hidden checks run in the judge: the kernel does not
-    import them (nor the solutions they import)."""
+def kernel_env(s: Slot, key_file: Path, context: str, jupyter_path: Path, judge: Path) -> dict:
+    """Environment for nbgrader: how to find the sandbox kernelspec and what its launcher needs,
+    including the `judge` socket through which the hidden checks run (the kernel never
+    imports them, nor the solutions they use)."""
     caps = capabilities()
     hide = [str(REPO / p) for p in HIDDEN_FROM_KERNEL if (REPO / p).is_dir()] if caps.mounts else []
     return {"JUPYTER_PATH": str(jupyter_path),
@@ -204,8 +204,7 @@ def kernel_env(s: Slot, key_file: Path, context: str, chapter: str, jupyter_path
             "WORKBOOK_SANDBOX_DIR": str(s.scratch),
             "WORKBOOK_SANDBOX_KEY": str(key_file),
             "WORKBOOK_SANDBOX_CONTEXT": context,
-            "WORKBOOK_SANDBOX_CHAPTER": "" if judge else chapter,
-            "WORKBOOK_SANDBOX_JUDGE": str(judge or ""),
+            "WORKBOOK_SANDBOX_JUDGE": str(judge),
             "WORKBOOK_SANDBOX_HIDE": os.pathsep.join(hide)}
 
 
@@ -218,35 +217,15 @@ def wrap_command(cmd: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- kernel side
 
-def _preload(chapter: str) -> list:
-    """Import what the test cells use while the files are still readable."""
-    import importlib
-
-    import torch
+def _preload() -> None:
+    """Import what the test cells use while the files are still readable. The chapter's
+    hidden checks are not among them: they run in the judge (`autograder.judge`)."""
+    import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (its import rebinds torch.manual_seed: before the snapshot)
     import torch.optim  # noqa: F401
 
     import workbook.checks  # noqa: F401
-    from autograder import integrity  # noqa: F401
-
-    hidden = []
-    if not chapter:
-        return hidden
-    try:
-        hidden.append(importlib.import_module(f"autograder.hidden.ch{chapter}"))
-    except ImportError:
-        return hidden
-    try:
-        from autograder import mutants
-
-        for m in mutants.catalogue(chapter)[0]:
-            try:
-                mutants.namespace(chapter, m.target, m.old, m.new)  # cached for the checks
-            except Exception:
-                pass
-    except ImportError:
-        pass
-    return hidden
+    from autograder import integrity, remote  # noqa: F401
 
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 8192, 16384, 1 << 18
@@ -315,7 +294,6 @@ def kernel_main(argv: list[str]) -> None:
     scratch = Path(env.pop("WORKBOOK_SANDBOX_DIR"))
     key_file = Path(env.pop("WORKBOOK_SANDBOX_KEY"))
     context = env.pop("WORKBOOK_SANDBOX_CONTEXT")
-    chapter = env.pop("WORKBOOK_SANDBOX_CHAPTER", "")
     hide = [p for p in env.pop("WORKBOOK_SANDBOX_HIDE", "").split(os.pathsep) if p]
     judge = env.pop("WORKBOOK_SANDBOX_JUDGE", "")
     key = key_file.read_bytes()
@@ -332,7 +310,7 @@ def kernel_main(argv: list[str]) -> None:
         for dirpath, dirnames, filenames in os.walk(scratch):
             for name in [dirpath, *[os.path.join(dirpath, f) for f in dirnames + filenames]]:
                 os.chown(name, uid, gid)
-    hidden = _preload(chapter)
+    _preload()
     from autograder import remote
 
     remote.set_judge_path(judge or None)
@@ -350,7 +328,7 @@ def kernel_main(argv: list[str]) -> None:
 
     app = IPKernelApp.instance()
     app.initialize(["-f", str(own_conn)])
-    integrity.arm(key, context, hidden, shell=app.shell)
+    integrity.arm(key, context, (), shell=app.shell)
     del key
     app.start()
 

@@ -64,6 +64,10 @@ def test_every_exercise_has_visible_and_hidden_checks(chapter):
         gid = c.metadata["nbgrader"]["grade_id"]
         assert visible.strip(), f"{gid}: no visible check"
         assert hidden.strip(), f"{gid}: no hidden check"
+        # hidden checks run in the judge: the kernel (learner code) never imports them
+        assert re.search(r'_judged\(\s*"ch\d\d_', hidden), f"{gid}: hidden block does not ask the judge (_judged)"
+        assert "autograder.hidden" not in hidden and "solutions" not in hidden, \
+            f"{gid}: hidden block imports grader-only code into the learner's kernel"
 
 
 def test_authoring_errors_name_file_and_line():

@@ -13,6 +13,8 @@ from open_clip.loss import ClipLoss
 from open_clip.transformer import TextTransformer
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
+from autograder.hidden.ch04_clip import _EncodeText  # open_clip's encode_text interface
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from solutions.ch04_clip import (  # noqa: E402
@@ -210,18 +212,6 @@ def test_text_encoder_with_open_clip_bpe_tokenizer():
 # ---------------------------------------------------------------------------
 
 
-class _Wrapped(nn.Module):
-    """Gives a bare text encoder open_clip's encode_text(texts, normalize) interface."""
-
-    def __init__(self, enc):
-        super().__init__()
-        self.enc = enc
-
-    def encode_text(self, tokens, normalize=False):
-        out = self.enc(tokens)
-        return F.normalize(out, dim=-1) if normalize else out
-
-
 def test_zero_shot_weights_match_open_clip_builder():
     import sys as _sys
     _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "course"))
@@ -234,7 +224,7 @@ def test_zero_shot_weights_match_open_clip_builder():
     templates = ["a photo of a {}", "the number {}", "a {} on a dark background"]
     for classnames in (list(DIGIT_WORDS), list(COLOUR_NAMES)):
         W = zero_shot_weights(enc, tok, classnames, templates)
-        ref = build_zero_shot_classifier(_Wrapped(enc), tok, classnames, templates, num_classes_per_batch=4)
+        ref = build_zero_shot_classifier(_EncodeText(enc), tok, classnames, templates, num_classes_per_batch=4)
         assert W.shape == (len(classnames), 16) and not W.requires_grad
         torch.testing.assert_close(W, ref.T, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(W.norm(dim=1), torch.ones(len(classnames)))

@@ -1,14 +1,22 @@
 """Chapter 02 hidden checks: the learner's code against the reference (and, for the
 metrics, independent numpy/scipy formulas) on fresh random inputs, with known mistakes
-recognised by name."""
+recognised by name.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back, and harness snippets (`run`, `twin`) do in the kernel what needs
+the learner's objects there: a call whose in-place effect on its input is checked, the
+reference's weights copied into the learner's model, a model and optimizer (built from
+torch alone) handed to `denoising_step`, parameters read back."""
 from __future__ import annotations
 
 import numpy as np
 import scipy.ndimage
 import torch
 
-from autograder.hidden import grade_choice
+from autograder.hidden import grade_choice, load_reference_weights, parameters
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import harness_scope, run, twin
 from solutions import ch02_denoising as ref
 from workbook.checks import Checks
 
@@ -27,6 +35,30 @@ def _fresh(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _in_kernel(fn, code: str, **vars):
+    """A call of the learner's `fn` inside a harness snippet in the kernel (which sees `fn`
+    and `vars`), named like `fn` so that `Checks.call` reports it as the learner's call."""
+    def call():
+        return run(code, fn=fn, **vars)
+    call.__name__ = getattr(fn, "__name__", "the function")
+    return call
+
+
+def _here(code: str, **vars):
+    """A harness snippet run in the judge only (the `here` half of `twin`): fresh copies of
+    the harness objects for the known-mistake diagnoses."""
+    scope = harness_scope(**vars)
+    exec(compile(code, "<judge harness>", "exec"), scope)
+    return scope["result"]
+
+
+# The call and the input after it: in-place effects on x happen in the kernel and do not
+# travel back on their own.
+NOISE_CALL = """
+result = (fn(x, sigma, generator), x)
+"""
+
+
 def gaussian_noise(fn) -> None:
     c = Checks("add_gaussian_noise (hidden)")
     g = _gen("gaussian_noise")
@@ -37,9 +69,10 @@ def gaussian_noise(fn) -> None:
             seed = _seed(g)
             inputs = f"random x ({B}, 1, 28, 28) {dtype}, sigma " + \
                      ("a float" if isinstance(sigma, float) else f"a random ({B},) tensor") + ", a seeded generator"
-            x_before = x.clone()
-            out = c.call(fn, x, sigma, _fresh(seed), inputs=inputs)
-            c.true(torch.equal(x, x_before), "the input x was modified in place", inputs=inputs)
+            out, x_after = c.call(_in_kernel(fn, NOISE_CALL, x=x, sigma=sigma, generator=_fresh(seed)),
+                                  inputs=inputs)
+            c.true(isinstance(x_after, torch.Tensor) and torch.equal(x_after, x),
+                   "the input x was modified in place", inputs=inputs)
             c.tensor("x_noisy", out, shape=(B, 1, 28, 28), dtype=dtype, inputs=inputs)
             c.close("x_noisy", out, ref.add_gaussian_noise(x, sigma, _fresh(seed)), atol=1e-6, inputs=inputs,
                     mistakes=known_mistakes(CH, "add_gaussian_noise",
@@ -139,6 +172,7 @@ def ssim(fn) -> None:
 
 
 def _copy_and_run(model: torch.nn.Module, reference: torch.nn.Module, x, sigma):
+    """Local (judge-side) only: a catalogued mutant's model with the reference's weights."""
     with torch.no_grad():
         for a, b in zip(model.parameters(), reference.parameters()):
             a.copy_(b)
@@ -155,11 +189,8 @@ def denoiser(SigmaConditionedDenoiser) -> None:
     sigma = torch.rand(4, generator=g)
     inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights, x (4, 1, 28, 28), random sigma (4,)"
     model = c.call(SigmaConditionedDenoiser, c=ch, inputs=inputs)
-    lp, rp = list(model.parameters()), list(reference.parameters())
-    c.true([p.shape for p in lp] == [p.shape for p in rp],
-           "the layers (their parameter shapes, in order) differ from the stated architecture",
-           inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str([tuple(p.shape) for p in lp]))
-    out = c.call(_copy_and_run, model, reference, x, sigma, inputs=inputs)
+    load_reference_weights(c, model, reference, inputs)  # shapes in order, then the weights (in the kernel)
+    out = c.call(model, x, sigma, inputs=inputs)
     with torch.no_grad():
         want = reference(x, sigma)
     c.tensor("model(x, sigma)", out, shape=(4, 1, 28, 28), inputs=inputs)
@@ -171,35 +202,53 @@ def denoiser(SigmaConditionedDenoiser) -> None:
     c.done()
 
 
+# A model of the stated SigmaConditionedDenoiser(c) layout and forward, built from torch
+# alone (no solution code reaches the kernel), seeded, with its Adam optimizer: `twin`
+# builds one in the kernel for the learner's denoising_step and an identical one here.
+DENOISER_MODEL = """
+class Denoiser(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(2, c, 3, stride=2, padding=1), nn.ReLU(),
+                                     nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU())
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
+                                     nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1))
+
+    def forward(self, x_noisy, sigma):
+        B, _, H, W = x_noisy.shape
+        sigma_map = sigma.to(x_noisy.dtype).view(B, 1, 1, 1).expand(B, 1, H, W)
+        return self.decoder(self.encoder(torch.cat([x_noisy, sigma_map], dim=1)))
+
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    model = Denoiser(c)
+result = (model, torch.optim.Adam(model.parameters(), lr=0.01))
+"""
+
+
 def denoising_step(fn) -> None:
     c = Checks("denoising_step (hidden)")
     g = _gen("denoising_step")
-    torch.manual_seed(_seed(g))
-    model = ref.SigmaConditionedDenoiser(c=3)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    twin = ref.SigmaConditionedDenoiser(c=3)
-    twin.load_state_dict(start)
+    init = _seed(g)
+    (twin_model, opt_t), (model, opt) = twin(DENOISER_MODEL, seed=init, c=3)
     x = torch.rand(5, 1, 28, 28, generator=g)
     sigma = torch.rand(5, generator=g)
     seeds = [_seed(g), _seed(g)]
     inputs = "SigmaConditionedDenoiser(c=3), x (5, 1, 28, 28), random sigma (5,), Adam(lr=0.01), two steps"
-    opt, opt_t = torch.optim.Adam(model.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
 
     def first_loss(f):
-        m = ref.SigmaConditionedDenoiser(c=3)
-        m.load_state_dict(start)
-        return torch.tensor(f(m, x.clone(), sigma.clone(), torch.optim.Adam(m.parameters(), lr=0.01),
-                              _fresh(seeds[0])))
+        m, o = _here(DENOISER_MODEL, seed=init, c=3)
+        return torch.tensor(f(m, x.clone(), sigma.clone(), o, _fresh(seeds[0])))
 
     for step, seed in enumerate(seeds):
-        expected = ref.denoising_step(twin, x, sigma, opt_t, _fresh(seed))
+        expected = ref.denoising_step(twin_model, x, sigma, opt_t, _fresh(seed))
         got = c.call(fn, model, x.clone(), sigma.clone(), opt, _fresh(seed), inputs=inputs)
         c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
                got=type(got).__name__)
         c.close(f"loss returned at step {step + 1}", torch.tensor(got), torch.tensor(expected), atol=1e-6,
                 inputs=inputs, mistakes=known_mistakes(CH, "denoising_step", first_loss) if step == 0 else None,
                 hint="mean squared error between model(x_noisy, sigma_b) and the clean x, before optimizer.step()")
-        for a, b in zip(model.parameters(), twin.parameters()):
+        for a, b in zip(parameters(model), twin_model.parameters()):
             c.close(f"parameters after step {step + 1}", a, b, atol=1e-6, inputs=inputs,
                     hint="zero the gradients, backward the loss, then step")
     c.done()

@@ -1,5 +1,12 @@
 """Chapter 03 hidden checks: the learner's code against the reference and independent
-oracles (torch.distributions) on fresh random inputs, with known mistakes named."""
+oracles (torch.distributions) on fresh random inputs, with known mistakes named.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back. Where the learner's code needs an object to act on (a random
+latent model for `sample_prior`, `interpolate` and `iwae_log_likelihood`), `twin` builds
+it from torch alone on both sides; gradients and weight loading happen in harness
+snippets (`run`) in the kernel."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +15,7 @@ from torch.distributions import Normal, kl_divergence
 
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import run, twin
 from solutions import ch03_vae as ref
 from workbook.checks import Checks
 
@@ -27,6 +35,26 @@ def _seed(g: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
 
 
+def _in_kernel(name: str, code: str):
+    """A harness snippet run in the learner's kernel, as a callable for `c.call`: an
+    exception of the learner's code in it reads as `calling <name> raised ...`."""
+    def call(**vars):
+        return run(code, **vars)
+    call.__name__ = name
+    return call
+
+
+# The gradients of (w * z).sum() with respect to mu and logvar, z = reparameterize(mu, logvar, generator),
+# computed in the kernel (gradients do not cross the boundary).
+REPARAM_GRADS = """
+mu = mu.detach().clone().requires_grad_(True)
+logvar = logvar.detach().clone().requires_grad_(True)
+z = reparameterize(mu, logvar, generator)
+(w * z).sum().backward()
+result = (mu.grad, logvar.grad)
+"""
+
+
 def reparameterize(fn) -> None:
     c = Checks("reparameterize (hidden)")
     g = _gen("reparameterize")
@@ -44,13 +72,14 @@ def reparameterize(fn) -> None:
             hint="eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype); z = mu + exp(0.5 * logvar) * eps")
     c.true(z.requires_grad, "no gradient reaches mu and logvar", inputs=inputs,
            hint="compute z = mu + sigma * eps with torch operations on mu and logvar")
-    c.call((w * z).sum().backward, inputs=inputs)
+    grads = c.call(_in_kernel("backward", REPARAM_GRADS), reparameterize=fn, mu=mu, logvar=logvar, w=w,
+                   generator=_seeded(seed), inputs=inputs)
     mu_r, lv_r = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
     (w * ref.reparameterize(mu_r, lv_r, _seeded(seed))).sum().backward()
-    for name, mine, want in [("mu", mu_l, mu_r), ("logvar", lv_l, lv_r)]:
-        c.true(mine.grad is not None and bool(mine.grad.abs().sum() > 0), f"no gradient reaches {name}",
+    for name, mine, want in [("mu", grads[0], mu_r), ("logvar", grads[1], lv_r)]:
+        c.true(isinstance(mine, torch.Tensor) and bool(mine.abs().sum() > 0), f"no gradient reaches {name}",
                inputs=inputs, hint="no torch.normal, .sample(), .detach() or torch.no_grad() on the way to z")
-        c.close(f"d loss / d {name}", mine.grad, want.grad, atol=1e-8, inputs=inputs)
+        c.close(f"d loss / d {name}", mine, want.grad, atol=1e-8, inputs=inputs)
     c.done()
 
 
@@ -62,6 +91,26 @@ def _outputs(model: nn.Module, x: torch.Tensor, z0: torch.Tensor, reparameterize
                 "sampled": model.decode(reparameterize(mu, logvar, _seeded(seed)))}
 
 
+# The reference's weights into the learner's model, by name (strict), in the kernel; on a
+# mismatch, the learner's parameter names and shapes.
+LOAD_STATE = """
+try:
+    model.load_state_dict(state)
+    result = None
+except Exception as e:
+    mine = model.state_dict() if isinstance(model, nn.Module) else {}
+    result = (type(e).__name__, {n: tuple(t.shape) for n, t in mine.items()})
+"""
+# `_outputs` of the learner's model, in the kernel (generators travel as their states).
+OUTPUTS = """
+with torch.no_grad():
+    mu, logvar = model.encode(x)
+    out = model(x, generator=g_forward)
+    result = {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out[0],
+              "sampled": model.decode(reparameterize(mu, logvar, g_sample))}
+"""
+
+
 def vae(VAE, reparameterize) -> None:
     c = Checks("VAE (hidden)")
     g = _gen("vae")
@@ -70,26 +119,27 @@ def vae(VAE, reparameterize) -> None:
     x = torch.rand(6, D, generator=g)
     z0 = torch.randn(4, k, generator=g)
     seed = _seed(g)
-    torch.manual_seed(seed)
-    reference = ref.VAE(D=D, k=k, hidden=hidden)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        reference = ref.VAE(D=D, k=k, hidden=hidden)
     state = reference.state_dict()
     model = c.call(VAE, D=D, k=k, hidden=hidden, inputs=inputs)
-    try:
-        model.load_state_dict(state)
-    except Exception as e:  # noqa: BLE001
+    mismatch = c.call(_in_kernel("load_state_dict", LOAD_STATE), model=model,
+                      state={n: t.detach() for n, t in state.items()}, inputs=inputs)
+    if mismatch is not None:
         c.fail("the parameter names or shapes differ from the stated architecture", inputs=inputs,
-               expected=str({n: tuple(t.shape) for n, t in state.items()}),
-               got=str({n: tuple(t.shape) for n, t in model.state_dict().items()}),
-               hint=f"attributes encoder, mu_head, logvar_head, decoder as stated ({type(e).__name__})")
-    mine = c.call(_outputs, model, x, z0, reparameterize, seed, inputs=inputs)
+               expected=str({n: tuple(t.shape) for n, t in state.items()}), got=str(mismatch[1]),
+               hint=f"attributes encoder, mu_head, logvar_head, decoder as stated ({mismatch[0]})")
+    mine = c.call(_in_kernel("_outputs", OUTPUTS), model=model, x=x, z0=z0, reparameterize=reparameterize,
+                  g_forward=_seeded(seed), g_sample=_seeded(seed), inputs=inputs)
     want = _outputs(reference, x, z0, ref.reparameterize, seed)
 
-    def run(cls):
+    def run_mutant(cls):
         m = cls(D=D, k=k, hidden=hidden)
         m.load_state_dict(state)
         return _outputs(m, x, z0, ref.reparameterize, seed)
 
-    diag = known_mistakes(CH, "VAE", run)
+    diag = known_mistakes(CH, "VAE", run_mutant)
     for key, what in [("mu", "encode(x)[0] = mu"), ("logvar", "encode(x)[1] = logvar"),
                       ("decode", "decode(z) (logits)")]:
         c.tensor(what, mine[key], shape=tuple(want[key].shape), inputs=inputs)
@@ -143,16 +193,16 @@ def negative_elbo(fn) -> None:
     c.done()
 
 
-class _RandomLinearModel(nn.Module):
-    """encode(x) = (x A, x C - 1); decode(z) = z W^T + b; random weights."""
-
-    def __init__(self, g: torch.Generator, D: int = 6, k: int = 3):
+# encode(x) = (x A, x C - 1); decode(z) = z W^T + b, with the given (random) weights: built
+# from torch alone in the judge and in the kernel (`twin`).
+RANDOM_LINEAR_MODEL = """
+class RandomLinearModel(nn.Module):
+    def __init__(self):
         super().__init__()
-        self.k = k
-        self.A = torch.randn(D, k, generator=g) / 2
-        self.C = torch.randn(D, k, generator=g) / 2
-        self.W = nn.Parameter(torch.randn(D, k, generator=g))
-        self.b = nn.Parameter(torch.randn(D, generator=g))
+        self.k = A.shape[1]
+        self.A, self.C = A.clone(), C.clone()
+        self.W = nn.Parameter(W.clone())
+        self.b = nn.Parameter(b.clone())
 
     def encode(self, x):
         return x @ self.A, x @ self.C - 1
@@ -161,35 +211,69 @@ class _RandomLinearModel(nn.Module):
         return z @ self.W.T + self.b
 
 
+result = RandomLinearModel()
+"""
+
+
 def sampling(sample_prior, interpolate) -> None:
     c = Checks("sample_prior / interpolate (hidden)")
     g = _gen("sampling")
-    model = _RandomLinearModel(g)
+    D, k = 6, 3
+    A = torch.randn(D, k, generator=g) / 2
+    C = torch.randn(D, k, generator=g) / 2
+    W = torch.randn(D, k, generator=g)
+    b = torch.randn(D, generator=g)
+    model, there = twin(RANDOM_LINEAR_MODEL, A=A, C=C, W=W, b=b)
     seed = _seed(g)
     inputs = "a random linear model (k=3, D=6), n=9, a seeded generator"
-    got = c.call(sample_prior, model, 9, _seeded(seed), inputs=inputs)
+    got = c.call(sample_prior, there, 9, _seeded(seed), inputs=inputs)
     c.tensor("samples", got, shape=(9, 6), inputs=inputs)
     c.close("samples", got, ref.sample_prior(model, 9, _seeded(seed)), atol=1e-6, inputs=inputs,
             mistakes=known_mistakes(CH, "sample_prior", lambda f: f(model, 9, _seeded(seed))))
     x_a, x_b = torch.randn(6, generator=g), torch.randn(6, generator=g)
     inputs = "the same model, random x_a, x_b (6,), steps=7"
-    got = c.call(interpolate, model, x_a, x_b, 7, inputs=inputs)
+    got = c.call(interpolate, there, x_a, x_b, 7, inputs=inputs)
     c.tensor("interpolation", got, shape=(7, 6), inputs=inputs)
     c.close("interpolation", got, ref.interpolate(model, x_a, x_b, 7), atol=1e-6, inputs=inputs,
             mistakes=known_mistakes(CH, "interpolate", lambda f: f(model, x_a, x_b, 7)))
     c.done()
 
 
+# A random VAE(D, k, hidden=(h,)) in float64 with encode and decode, built from torch alone in
+# the judge and in the kernel (`twin`), its weights seeded without touching the global RNG.
+RANDOM_VAE = """
+class RandomVAE(nn.Module):
+    def __init__(self, D, k, h):
+        super().__init__()
+        self.k = k
+        self.encoder = nn.Sequential(nn.Linear(D, h), nn.ReLU())
+        self.mu_head = nn.Linear(h, k)
+        self.logvar_head = nn.Linear(h, k)
+        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, D))
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    result = RandomVAE(D, k, h).double()
+"""
+
+
 def iwae(fn) -> None:
     c = Checks("iwae_log_likelihood (hidden)")
     g = _gen("iwae")
     seed = _seed(g)
-    torch.manual_seed(seed)
-    model = ref.VAE(D=12, k=2, hidden=(8,)).double()
+    model, there = twin(RANDOM_VAE, seed=seed, D=12, k=2, h=8)
     x = (torch.rand(5, 12, generator=g) < 0.5).to(F64)
     for k in (1, 9):
         inputs = f"a random VAE(D=12, k=2, hidden=(8,)) in float64, binary x (5, 12), k={k}, a seeded generator"
-        got = c.call(fn, model, x.clone(), k, _seeded(seed + k), inputs=inputs)
+        got = c.call(fn, there, x.clone(), k, _seeded(seed + k), inputs=inputs)
         c.tensor("log p(x)", got, shape=(5,), dtype=F64, inputs=inputs)
         c.close("log p(x)", got, ref.iwae_log_likelihood(model, x, k, _seeded(seed + k)), atol=1e-8, inputs=inputs,
                 mistakes=known_mistakes(CH, "iwae_log_likelihood", lambda f: f(model, x, k, _seeded(seed + k))),

@@ -1,6 +1,13 @@
 """Chapter 04 hidden checks: the learner's code against open_clip (ClipLoss, the zero-shot
 classifier builder) and the reference on fresh random inputs, with known mistakes
-recognised by name."""
+recognised by name.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back, and harness snippets (`run`, `twin`) do in the kernel what needs
+the learner's objects there: gradients of the loss, weights copied into the encoders and
+their forward passes, the text encoder and tokenizer handed to `zero_shot_weights` (built
+from open_clip and the course's tokenizer, never from the solutions)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +19,9 @@ from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import RemoteError, RemoteObject, run, twin
 from solutions import ch04_clip as ref
-from workbook.captions import COLOUR_NAMES, DIGIT_WORDS, CaptionTokenizer
+from workbook.captions import COLOUR_NAMES, DIGIT_WORDS
 from workbook.checks import Checks
 
 CH = "04_clip"
@@ -23,9 +31,34 @@ def _gen(name: str) -> torch.Generator:
     return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
 
 
+def _in_kernel(c: Checks, name: str, code: str, inputs: str = "", **vars):
+    """run(code, **vars) in the learner's kernel; an exception of the learner's code there
+    becomes a failure worded as `c.call` words it ("calling <name> raised ...")."""
+    try:
+        return run(code, **vars)
+    except NotImplementedError:
+        c.fail(f"{name} is not implemented yet", inputs=inputs)
+    except RemoteError as e:
+        c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs)
+
+
 def _open_clip_loss(I, T, t):
     """open_clip's ClipLoss on unit features, with the model's scale exp(t) capped at 100."""
     return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp().clamp(max=100.0))
+
+
+# The learner's loss on fresh leaves, and backward, in the kernel: the gradients come back
+# (or the error of backward, as `c.call(loss.backward)` would have reported it).
+CLIP_GRADS = """
+leaves = [v.detach().clone().requires_grad_() for v in (I, T, t)]
+loss = fn(*leaves)
+try:
+    loss.backward()
+except Exception as e:
+    result = (f"{type(e).__name__}: {e}", None)
+else:
+    result = (None, [v.grad for v in leaves])
+"""
 
 
 def clip_loss(fn) -> None:
@@ -46,13 +79,16 @@ def clip_loss(fn) -> None:
         want = _open_clip_loss(*oracle)
         c.close("loss (vs open_clip's ClipLoss)", loss, want, atol=1e-8, inputs=inputs,
                 mistakes=known_mistakes(CH, "clip_loss", lambda f: f(I.clone(), T.clone(), ts.clone())))
-        c.call(loss.backward, inputs=inputs)
+        error, grads = _in_kernel(c, getattr(fn, "__name__", "clip_loss"), CLIP_GRADS, inputs=inputs,
+                                  fn=fn, I=I, T=T, t=ts)
+        if error is not None:
+            c.fail(f"calling backward raised {error}", inputs=inputs)
         want.backward()
-        for name, mine, theirs in zip(("image_features", "text_features"), leaves[:2], oracle[:2]):
-            c.true(mine.grad is not None, f"no gradient reached {name}", inputs=inputs,
+        for name, mine, theirs in zip(("image_features", "text_features"), grads[:2], oracle[:2]):
+            c.true(mine is not None, f"no gradient reached {name}", inputs=inputs,
                    hint="compute the loss from the features with differentiable torch operations")
-            c.close(f"d loss / d {name} (vs open_clip)", mine.grad, theirs.grad, atol=1e-8, inputs=inputs)
-        g_t = leaves[2].grad if leaves[2].grad is not None else torch.zeros((), dtype=torch.float64)
+            c.close(f"d loss / d {name} (vs open_clip)", mine, theirs.grad, atol=1e-8, inputs=inputs)
+        g_t = grads[2] if grads[2] is not None else torch.zeros((), dtype=torch.float64)
         c.close("d loss / d logit_scale (vs open_clip)", g_t, oracle[2].grad, atol=1e-8, inputs=inputs,
                 hint="the scale is exp(logit_scale) capped at 100, and must stay in the graph")
     I = torch.randn(6, 4, generator=g)
@@ -62,25 +98,46 @@ def clip_loss(fn) -> None:
     c.done()
 
 
-def _copy_weights(c: Checks, learner: torch.nn.Module, reference: torch.nn.Module, inputs: str) -> None:
+# The learner's module in the kernel: its parameter names and shapes; the reference's
+# parameters and buffers copied in by name; its output in a given mode, without gradients.
+NAMED_SHAPES = "result = {k: tuple(v.shape) for k, v in model.named_parameters()}"
+COPY_BY_NAME = """
+lp, lb = dict(model.named_parameters()), dict(model.named_buffers())
+with torch.no_grad():
+    for k, v in params.items():
+        lp[k].copy_(v)
+    for k, v in buffers.items():
+        if k in lb and lb[k].shape == v.shape:
+            lb[k].copy_(v)
+"""
+FORWARD = """
+model.train(train)
+with torch.no_grad():
+    result = model(x)
+"""
+
+
+def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, inputs: str) -> None:
     """Copy the reference's parameters and BatchNorm statistics into the learner's module by name."""
-    lp, rp = dict(learner.named_parameters()), dict(reference.named_parameters())
-    shapes = lambda d: {k: tuple(v.shape) for k, v in d.items()}
-    if shapes(lp) != shapes(rp):
+    name = learner.__name__
+    lp = _in_kernel(c, name, NAMED_SHAPES, inputs=inputs, model=learner)
+    rp = {k: tuple(v.shape) for k, v in reference.named_parameters()}
+    if lp != rp:
         missing = sorted(set(rp) - set(lp))[:4]
         extra = sorted(set(lp) - set(rp))[:4]
-        wrong = [k for k in set(lp) & set(rp) if lp[k].shape != rp[k].shape][:4]
+        wrong = [k for k in set(lp) & set(rp) if lp[k] != rp[k]][:4]
         c.fail("the parameters (names or shapes) differ from the stated architecture", inputs=inputs,
                expected=f"{len(rp)} parameters, e.g. {sorted(rp)[:3]}",
                got=f"missing {missing}, unexpected {extra}, wrong shapes {wrong}",
                hint="keep the attribute names of the docstring and the layer order of the chapter")
-    lb = dict(learner.named_buffers())
-    with torch.no_grad():
-        for k, v in rp.items():
-            lp[k].copy_(v)
-        for k, v in reference.named_buffers():
-            if k in lb and lb[k].shape == v.shape:
-                lb[k].copy_(v)
+    _in_kernel(c, name, COPY_BY_NAME, inputs=inputs, model=learner,
+               params={k: v.detach() for k, v in reference.named_parameters()},
+               buffers={k: v.detach() for k, v in reference.named_buffers()})
+
+
+def _forward(c: Checks, model: RemoteObject, x: torch.Tensor, train: bool, inputs: str):
+    """model.train(train); model(x) without gradients, in the kernel."""
+    return _in_kernel(c, model.__name__, FORWARD, inputs=inputs, model=model, x=x, train=train)
 
 
 def _run_with(cls, kwargs: dict, reference: torch.nn.Module, x: torch.Tensor, train: bool):
@@ -110,10 +167,11 @@ def encoders(ImageEncoder, TextEncoder) -> None:
     model = c.call(ImageEncoder, **kw, inputs=inputs)
     _copy_weights(c, model, reference, inputs)
     for train in (False, True):
-        model.train(train), reference.train(train)
+        reference.train(train)
         mode = "train mode (batch statistics)" if train else "eval mode (running statistics)"
+        out = _forward(c, model, x, train, inputs)
         with torch.no_grad():
-            out, want = c.call(model, x, inputs=inputs), reference(x)
+            want = reference(x)
         c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs + ", " + mode)
         c.close(f"model(x) in {mode}", out, want, atol=1e-5, inputs=inputs,
                 mistakes=known_mistakes(CH, "ImageEncoder", lambda cls: _run_with(cls, kw, reference, x, train)),
@@ -133,9 +191,10 @@ def encoders(ImageEncoder, TextEncoder) -> None:
     model = c.call(TextEncoder, **kw, inputs=inputs)
     _copy_weights(c, model, reference, inputs)
     for train in (False, True):
-        model.train(train), reference.train(train)
+        reference.train(train)
+        out = _forward(c, model, text, train, inputs)
         with torch.no_grad():
-            out, want = c.call(model, text, inputs=inputs), reference(text)
+            want = reference(text)
         c.tensor("model(text)", out, shape=tuple(want.shape), inputs=inputs)
         c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=inputs,
                 mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, text, train)),
@@ -144,19 +203,33 @@ def encoders(ImageEncoder, TextEncoder) -> None:
     c.done()
 
 
+# A random text encoder (open_clip's TextTransformer: token + position embedding, causal
+# pre-norm Transformer, ln_final, end-of-text feature, projection) and the course's
+# tokenizer, built identically in the judge and in the kernel (no solution code).
+ZERO_SHOT_ENCODER = """
+from open_clip.transformer import TextTransformer
+from workbook.captions import CaptionTokenizer
+tokenizer = CaptionTokenizer()
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    encoder = TextTransformer(context_length=tokenizer.context_length, vocab_size=tokenizer.vocab_size,
+                              width=32, heads=2, layers=1, output_dim=16).eval()
+result = (encoder, tokenizer)
+"""
+
+
 def zero_shot(zero_shot_weights, zero_shot_predict) -> None:
     c = Checks("zero_shot (hidden)")
     g = _gen("zero_shot")
-    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
-    tok = CaptionTokenizer()
-    enc = ref.TextEncoder(tok.vocab_size, embed_dim=16, width=32, layers=1, heads=2,
-                          context_length=tok.context_length).eval()
+    seed = int(torch.randint(0, 2**31, (1,), generator=g))
+    inputs = "a random text encoder and CaptionTokenizer"
+    (enc, tok), (enc_k, tok_k) = c.call(twin, ZERO_SHOT_ENCODER, seed=seed, inputs=inputs)
     pick = torch.randperm(10, generator=g)[:6].tolist()
     classnames = [DIGIT_WORDS[i] for i in pick]
     colours = torch.randperm(len(COLOUR_NAMES), generator=g)[:3].tolist()
     templates = [f"a photo of a {COLOUR_NAMES[k]} {{}}" for k in colours] + ["the number {} in red"]
     inputs = f"a random TextEncoder, CaptionTokenizer, classnames {classnames}, {len(templates)} templates"
-    W = c.call(zero_shot_weights, enc, tok, classnames, templates, inputs=inputs)
+    W = c.call(zero_shot_weights, enc_k, tok_k, classnames, templates, inputs=inputs)
     c.tensor("weights", W, shape=(len(classnames), 16), inputs=inputs)
     oracle = build_zero_shot_classifier(_EncodeText(enc), tok, classnames, templates, num_classes_per_batch=None).T
     c.close("weights (vs open_clip's build_zero_shot_classifier)", W, oracle, atol=1e-5, inputs=inputs,
@@ -186,6 +259,10 @@ class _EncodeText(torch.nn.Module):
         return F.normalize(out, dim=-1) if normalize else out
 
 
+# A dict subclass (OrderedDict, defaultdict) crosses as a handle: read it as a plain dict.
+AS_DICT = "result = dict(out) if isinstance(out, dict) else out"
+
+
 def recall(fn) -> None:
     c = Checks("recall_at_k (hidden)")
     g = _gen("recall")
@@ -195,6 +272,8 @@ def recall(fn) -> None:
     I = I * (0.2 + 3 * torch.rand(N, 1, generator=g))
     inputs = f"random paired features I ({N}, {E}), T ({N}, {E}) with noise and different norms, ks={ks}"
     out = c.call(fn, I.clone(), T.clone(), ks, inputs=inputs)
+    if isinstance(out, RemoteObject):
+        out = _in_kernel(c, getattr(fn, "__name__", "recall_at_k"), AS_DICT, inputs=inputs, out=out)
     c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
            'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"', inputs=inputs)
     want = ref.recall_at_k(I, T, ks)

@@ -1,8 +1,18 @@
 """Chapter 05 hidden checks: the learner's schedules, forward process and samplers against
 diffusers (DDPMScheduler, DDIMScheduler, get_timestep_embedding, ResnetBlock2D), the rest
 against the reference, all on inputs drawn from the grading seed; catalogued mistakes are
-recognised by name."""
+recognised by name.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back. What the learner's code acts on (the loss's stand-in model that
+records its inputs, the guidance's random network, the stand-ins of ResBlock and
+timestep_embedding under the U-Net) is built in the kernel by harness snippets from torch
+and diffusers alone (`twin`, `run`); the judge keeps its own copy to compute the expected
+values with the reference and the catalogue's mutants."""
 from __future__ import annotations
+
+import math
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -11,9 +21,10 @@ from diffusers.models.resnet import ResnetBlock2D
 
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import harness_scope, run, twin
 from solutions import ch05_diffusion as ref
 from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES
-from workbook.checks import Checks, substituted
+from workbook.checks import Checks
 
 CH = "05_diffusion"
 KINDS = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -27,6 +38,25 @@ def _gen(name: str) -> torch.Generator:
 
 def _int(g: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi, (1,), generator=g))
+
+
+def _in_kernel(name: str, code: str, **vars):
+    """A call that runs harness snippet `code` in the learner's kernel, named after the
+    learner's code it calls (`c.call` then reports its errors as that code's)."""
+    def call():
+        return run(code, **vars)
+    call.__name__ = name
+    return call
+
+
+def _here(code: str, **vars):
+    """One more copy, in the judge, of what a harness snippet builds."""
+    scope = harness_scope(**vars)
+    exec(compile(code, "<judge harness>", "exec"), scope)
+    return scope["result"]
+
+
+NAMED_SHAPES = "result = {k: tuple(v.shape) for k, v in model.named_parameters()}"
 
 
 def schedules(linear_betas, cosine_betas, noise_schedule) -> None:
@@ -91,16 +121,34 @@ def q_sample(fn) -> None:
     c.done()
 
 
-class _Recorder(torch.nn.Module):
-    def __init__(self, a: float, b: float):
+# The loss's stand-in noise predictor, built in the kernel (and in the judge) from torch
+# alone: eps_hat = a x_t + b tanh(t / 7), recording what it is called with.
+RECORDER = """
+class Recorder(nn.Module):
+    def __init__(self, a, b):
         super().__init__()
-        self.a = torch.nn.Parameter(torch.tensor(a, dtype=torch.float64))
+        self.a = nn.Parameter(torch.tensor(a, dtype=torch.float64))
         self.b = b
         self.calls = []
+        self.kept = []
 
     def forward(self, x_t, t, *rest):
         self.calls.append((x_t.detach().clone(), t.detach().clone(), [r.detach().clone() for r in rest]))
         return self.a * x_t + self.b * torch.tanh(t.to(x_t.dtype) / 7).view(-1, *([1] * (x_t.dim() - 1)))
+
+result = Recorder(a, b)
+"""
+# The learner's loss on the stand-in, kept in the kernel for the backward pass.
+LOSS = """
+model.calls.clear()
+loss = fn(model, x0, alpha_bars, y, generator)
+model.kept[:] = [loss]
+result = loss
+"""
+BACKWARD = """
+model.kept[0].backward()
+result = model.a.grad
+"""
 
 
 def diffusion_loss(fn) -> None:
@@ -113,13 +161,15 @@ def diffusion_loss(fn) -> None:
     a, b = 0.2 + 0.6 * torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
     inputs = f"x0 (512, 2, 3) of +-1 (float64), T = {T} random alpha_bars, a stand-in model " \
              f"eps_hat = {a:.3f} x_t + {b:.3f} tanh(t / 7)"
-    model = _Recorder(a, b)
+    _, model = twin(RECORDER, a=a, b=b)
     gen = torch.Generator().manual_seed(hidden_seed(f"{CH}/diffusion_loss/run"))
-    loss = c.call(fn, model, x0, ab, None, gen, inputs=inputs)
+    loss = c.call(_in_kernel("diffusion_loss", LOSS, fn=fn, model=model, x0=x0, alpha_bars=ab, y=None,
+                             generator=gen), inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=torch.float64, inputs=inputs)
-    c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
-           got=f"{len(model.calls)} calls")
-    x_t, t, _ = model.calls[0]
+    calls = model.calls
+    c.true(len(calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
+           got=f"{len(calls)} calls")
+    x_t, t, _ = calls[0]
     c.tensor("t passed to the model", t, shape=(B,), dtype=torch.int64, inputs=inputs)
     c.true(bool(((t >= 0) & (t < T)).all()), "t must lie in {0, ..., T-1}", inputs=inputs,
            got=f"t from {int(t.min())} to {int(t.max())}")
@@ -137,18 +187,19 @@ def diffusion_loss(fn) -> None:
     eps_hat = a * x_t + b * torch.tanh(t.double() / 7).view(-1, 1, 1)
     # A mutant's value on the same draws: the recorded t and x_t, with its own formula.
     def mutant_value(f):
-        rec = _Recorder(a, b)
+        rec = _here(RECORDER, a=a, b=b)
         replay = torch.Generator().manual_seed(hidden_seed(f"{CH}/diffusion_loss/run"))
         return f(rec, x0, ab, None, replay)
     c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs,
             mistakes=known_mistakes(CH, "diffusion_loss", mutant_value))
-    c.call(loss.backward, inputs=inputs)
-    c.true(model.a.grad is not None and bool(model.a.grad.abs() > 0), "no gradient reached the model's parameters",
+    grad = c.call(_in_kernel("backward", BACKWARD, model=model), inputs=inputs)
+    c.true(isinstance(grad, torch.Tensor) and bool(grad.abs() > 0), "no gradient reached the model's parameters",
            inputs=inputs)
     y = torch.randint(0, 10, (B,), generator=g)
-    model.calls.clear()
-    c.call(fn, model, x0, ab, y, None, inputs=inputs + ", random labels y")
-    rest = model.calls[-1][2] if model.calls else []
+    c.call(_in_kernel("diffusion_loss", LOSS, fn=fn, model=model, x0=x0, alpha_bars=ab, y=y, generator=None),
+           inputs=inputs + ", random labels y")
+    calls = model.calls
+    rest = calls[-1][2] if calls else []
     c.true(len(rest) == 1 and torch.equal(rest[0], y), "the labels y must be passed to the model: model(x_t, t, y)",
            inputs="random labels y")
     c.done()
@@ -213,6 +264,15 @@ def ddim_step(fn) -> None:
     c.done()
 
 
+# Copy weights, by name, into a model of the kernel.
+LOAD_NAMED = """
+with torch.no_grad():
+    params = dict(model.named_parameters())
+    for k, w in weights.items():
+        params[k].copy_(w)
+"""
+
+
 def time_embedding(timestep_embedding, ResBlock) -> None:
     c = Checks("time_embedding (hidden)")
     g = _gen("time_embedding")
@@ -230,23 +290,26 @@ def time_embedding(timestep_embedding, ResBlock) -> None:
         emb_dim = _int(g, 4, 40)
         inputs = f"ResBlock({c_in}, {c_out}, {emb_dim}) with random weights, x (3, {c_in}, 5, 7), emb (3, {emb_dim})"
         block = c.call(ResBlock, c_in, c_out, emb_dim, inputs=inputs)
-        theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=8, eps=1e-5)
-        mine = dict(block.named_parameters())
+        with torch.random.fork_rng():  # its weights are drawn below; the RNG is left alone
+            theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=8, eps=1e-5)
+        mine = c.call(_in_kernel("named_parameters", NAMED_SHAPES, model=block), inputs=inputs)
+        weights = {}
         with torch.no_grad():
             for name, p in theirs.named_parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * (0.2 if p.dim() > 1 else 0.5))
                 module, kind = name.split(".")
                 key = f"{names[module]}.{kind}"
-                c.true(key in mine and mine[key].shape == p.shape, f"parameter {key} missing or of the wrong shape",
+                c.true(key in mine and mine[key] == tuple(p.shape), f"parameter {key} missing or of the wrong shape",
                        inputs=inputs)
-                mine[key].copy_(p)
+                weights[key] = p.detach().clone()
         c.true(len(mine) == len(dict(theirs.named_parameters())), "the block has parameters the contract does not state",
                inputs=inputs, got=sorted(set(mine) - {f"{names[n.split('.')[0]]}.{n.split('.')[1]}"
                                                         for n, _ in theirs.named_parameters()}))
+        c.call(_in_kernel("load_state_dict", LOAD_NAMED, model=block, weights=weights), inputs=inputs)
         x = torch.randn(3, c_in, 5, 7, generator=g)
         emb = torch.randn(3, emb_dim, generator=g)
+        out = c.call(block, x, emb, inputs=inputs)
         with torch.no_grad():
-            out = c.call(block, x, emb, inputs=inputs)
             want = theirs(x, emb)
         c.tensor("block(x, emb)", out, shape=tuple(want.shape), inputs=inputs)
         c.close("block(x, emb) (vs diffusers' ResnetBlock2D)", out, want, atol=1e-4, inputs=inputs,
@@ -265,56 +328,102 @@ def _block_with(cls, theirs, names, c_in, c_out, emb_dim, x, emb):
         return block(x, emb)
 
 
+# Stand-ins for the learner's ResBlock and timestep_embedding while the U-Net is checked
+# (they have their own check), built in the kernel from diffusers: its ResnetBlock2D with
+# its layers registered under the contract's names (so the reference's weights load by
+# name) and its get_timestep_embedding. `result` is the context that undoes the swap.
+UNET_STAND_INS = """
+from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.resnet import ResnetBlock2D
+from workbook.checks import substituted
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        block = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups, eps=1e-5)
+        self.norm1, self.conv1, self.time_proj = block.norm1, block.conv1, block.time_emb_proj
+        self.norm2, self.conv2 = block.norm2, block.conv2
+        self.skip = block.conv_shortcut if block.conv_shortcut is not None else nn.Identity()
+        object.__setattr__(self, "block", block)  # runs the forward, on the layers above
+
+    def forward(self, x, emb):
+        return self.block(x, emb)
+
+
+def timestep_embedding(t, dim, max_period=10000):
+    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
+
+
+result = substituted(UNet, ResBlock=ResBlock, timestep_embedding=timestep_embedding)
+result.__enter__()
+"""
+UNDO = "swap.__exit__(None, None, None)"
+LOAD_STATE = "model.load_state_dict(state)"
+
+
 def unet(UNet) -> None:
-    """With the reference's ResBlock and embedding in place of the learner's (graded apart)."""
-    with substituted(UNet, ResBlock=ref.ResBlock, timestep_embedding=ref.timestep_embedding):
+    """With diffusers' ResnetBlock2D and embedding in place of the learner's ResBlock and
+    timestep_embedding (graded apart), swapped in the kernel."""
+    swap = run(UNET_STAND_INS, UNet=UNet)
+    try:
         _unet(UNet)
+    finally:
+        run(UNDO, swap=swap)
 
 
 def _unet(UNet) -> None:
     c = Checks("UNet (hidden)")
     g = _gen("unet")
-    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
-    for kw, res in ((dict(in_channels=1, ch=8, mults=(1, 2, 2), num_classes=5, groups=4), 12),
-                    (dict(in_channels=2, ch=16, mults=(1, 1), num_classes=None, groups=8), 6)):
-        reference = ref.UNet(**kw)
+    seed = int(torch.randint(0, 2**31, (1,), generator=g))
+    for i, (kw, res) in enumerate(((dict(in_channels=1, ch=8, mults=(1, 2, 2), num_classes=5, groups=4), 12),
+                                   (dict(in_channels=2, ch=16, mults=(1, 1), num_classes=None, groups=8), 6))):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + i)
+            reference = ref.UNet(**kw)
         inputs = f"UNet({', '.join(f'{k}={v}' for k, v in kw.items())}), x (3, {kw['in_channels']}, {res}, {res}), " \
                  "the reference's weights"
         model = c.call(UNet, **kw, inputs=inputs)
         rp = {k: tuple(v.shape) for k, v in reference.named_parameters()}
-        lp = {k: tuple(v.shape) for k, v in model.named_parameters()}
+        lp = c.call(_in_kernel("named_parameters", NAMED_SHAPES, model=model), inputs=inputs)
         if rp != lp:
             c.fail("the parameters (names or shapes) differ from the stated architecture", inputs=inputs,
                    expected=f"{len(rp)} tensors, {sum(v.numel() for v in reference.parameters())} parameters",
-                   got=f"{len(lp)} tensors, {sum(v.numel() for v in model.parameters())} parameters; missing "
+                   got=f"{len(lp)} tensors, {sum(math.prod(v) for v in lp.values())} parameters; missing "
                        f"{sorted(set(rp) - set(lp))[:3]}, unexpected {sorted(set(lp) - set(rp))[:3]}, wrong shapes "
                        f"{[k for k in set(rp) & set(lp) if rp[k] != lp[k]][:3]}",
                    hint="keep the attribute names and the order of the levels of the docstring")
-        model.load_state_dict(reference.state_dict())
+        c.call(_in_kernel("load_state_dict", LOAD_STATE, model=model, state=dict(reference.state_dict())),
+               inputs=inputs)
         x = torch.randn(3, kw["in_channels"], res, res, generator=g)
         t = torch.randint(0, 1000, (3,), generator=g)
         y = torch.randint(0, 5, (3,), generator=g) if kw["num_classes"] else None
+        out = c.call(model, x, t, y, inputs=inputs)
         with torch.no_grad():
-            out = c.call(model, x, t, y, inputs=inputs)
             want = reference(x, t, y)
         c.tensor("output", out, shape=tuple(want.shape), inputs=inputs)
         c.close("output (vs the reference with the same weights)", out, want, atol=1e-4, inputs=inputs,
-                hint="same parameters but a different computation: the order of skips, where the embedding is "
-                     "added, nearest-neighbour upsampling before the conv")
+                hint="same parameters but a different computation (output vs the reference with the same weights): "
+                     "the order of skips, where the embedding is added, nearest-neighbour upsampling before the conv")
     c.done()
 
 
-class _Net(torch.nn.Module):
-    """A random network of (x, t, y): outputs depend on all three, per example."""
-
-    def __init__(self, g: torch.Generator):
+# A random network of (x, t, y) whose outputs depend on all three, per example: built in
+# the kernel (for the learner's guided_eps) and in the judge (for the reference's) from
+# the same random table.
+NET = """
+class Net(nn.Module):
+    def __init__(self, table):
         super().__init__()
-        self.table = torch.randn(11, 4, generator=g)
+        self.table = table
         self.calls = 0
 
     def forward(self, x, t, y):
         self.calls += 1
         return torch.tanh(x * self.table[y][:, :, None, None] + t.view(-1, 1, 1, 1) / 500)
+
+result = Net(table)
+"""
 
 
 def guidance(drop_labels, guided_eps) -> None:
@@ -334,13 +443,13 @@ def guidance(drop_labels, guided_eps) -> None:
     dropped_per_class = torch.bincount(y[~keep], minlength=10).double() / torch.bincount(y, minlength=10)
     c.true(bool((dropped_per_class - p).abs().max() < 0.06), "every class must be dropped at the same rate",
            inputs=inputs, got=f"{dropped_per_class.tolist()}")
-    net = _Net(g)
+    net, net_there = twin(NET, table=torch.randn(11, 4, generator=g))
     for scale in (1.0 + 6 * torch.rand(1, generator=g).item(), 0.0, 1.0):
         x = torch.randn(5, 4, 3, 3, generator=g)
         t = torch.randint(0, 1000, (5,), generator=g)
         yy = torch.randint(0, 10, (5,), generator=g)
         inputs = f"a random network, x (5, 4, 3, 3), random t and y, scale = {scale:.3f}, null_label = 10"
-        out = c.call(guided_eps, net, x.clone(), t.clone(), yy.clone(), scale, 10, inputs=inputs)
+        out = c.call(guided_eps, net_there, x.clone(), t.clone(), yy.clone(), scale, 10, inputs=inputs)
         c.tensor("eps", out, shape=(5, 4, 3, 3), dtype=torch.float32, inputs=inputs)
         c.close("eps", out, ref.guided_eps(net, x, t, yy, scale, 10), atol=1e-5, inputs=inputs,
                 mistakes=known_mistakes(CH, "guided_eps", lambda f: f(net, x.clone(), t.clone(), yy.clone(), scale,

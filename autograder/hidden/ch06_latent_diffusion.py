@@ -1,7 +1,16 @@
 """Chapter 06 hidden checks: the learner's autoencoder, block and sampling loop against the
 reference (weights copied in), cross-attention against diffusers' Attention, the training
 loss through a recording stand-in; inputs drawn from the grading seed; catalogued mistakes
-recognised by name."""
+recognised by name.
+
+These checks run in the judge (`autograder.judge`), never in the learner's kernel: the
+learner's functions and classes arrive as `RemoteObject`s, calls send plain tensors and
+bring plain values back, and harness snippets (`run`, `twin`) do in the kernel what must
+happen there, built from torch and diffusers alone: copy the reference's weights into the
+learner's models, build the block with diffusers' attention in place of the learner's
+`CrossAttention`, record what `training_loss` hands its U-Net and take its gradient, and
+give `generate` a text encoder, U-Net, decoder and diffusers scheduler of which the judge
+keeps an identical copy for the reference."""
 from __future__ import annotations
 
 import torch
@@ -9,9 +18,10 @@ from torch import nn
 
 from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
+from autograder.remote import RemoteError, run, twin
 from solutions import ch06_latent_diffusion as ref
-from workbook.ch06 import _diffusers_attention, copy_attention_weights, make_scheduler, mask_bias
-from workbook.checks import Checks, substituted
+from workbook.ch06 import _diffusers_attention, copy_attention_weights, mask_bias
+from workbook.checks import Checks
 
 CH = "06_latent_diffusion"
 _F64 = torch.float64
@@ -31,36 +41,73 @@ def _random_mask(g: torch.Generator, B: int, L: int) -> torch.Tensor:
     return torch.arange(L)[None, :] < lengths[:, None]
 
 
-def _load(c: Checks, mine: nn.Module, theirs: nn.Module, inputs: str) -> None:
+def _in_kernel(name: str, code: str):
+    """A callable for `c.call` that runs a harness snippet in the kernel, so that an error
+    of the learner's code in it reads `calling <name> raised ...`, as a direct call would."""
+    def call(**vars):
+        return run(code, **vars)
+    call.__name__ = name
+    return call
+
+
+# ----------------------------------------------------------------------------- weights
+
+# The reference's state dict (names and shapes) into the learner's model, in the kernel.
+# With `StandIn` given, the keys of a CrossAttention (to_q, to_k, to_v, to_out) are moved
+# to the diffusers Attention inside each stand-in that replaced the learner's CrossAttention.
+LOAD_STATE = """
+state = dict(state)
+if StandIn is not None:
+    for name, m in model.named_modules():
+        if isinstance(m, StandIn):
+            p = name + "." if name else ""
+            for k in ("to_q.weight", "to_k.weight", "to_v.weight"):
+                if p + k in state:
+                    state[p + "inner." + k] = state.pop(p + k)
+            for k in ("weight", "bias"):
+                if p + "to_out." + k in state:
+                    state[p + "inner.to_out.0." + k] = state.pop(p + "to_out." + k)
+with torch.no_grad():
+    model.load_state_dict(state)
+result = None
+"""
+
+
+def _load(c: Checks, mine, theirs: nn.Module, inputs: str, stand_in=None) -> None:
     try:
-        mine.load_state_dict(theirs.state_dict())
-    except Exception as err:
+        run(LOAD_STATE, model=mine, state=dict(theirs.state_dict()), StandIn=stand_in)
+    except (RemoteError, NotImplementedError) as err:
         c.fail("the reference's weights do not fit your model: the layers differ from the stated ones",
-               inputs=inputs, got=str(err).splitlines()[0][:300],
+               inputs=inputs, got=str(err).splitlines()[0][:300] if str(err) else type(err).__name__,
                hint="use exactly the stated layers, in the stated order, with the stated attribute names")
 
+
+# ----------------------------------------------------------------------------- 1 autoencoder
 
 def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c = Checks("autoencoder (hidden)")
     g = _gen("autoencoder")
     C, ch, lat = _int(g, 1, 4), 4 * _int(g, 1, 4), _int(g, 2, 6)
     inputs = f"KLAutoencoder({C}, {ch}, {lat}) with the reference's weights"
-    torch.manual_seed(hidden_seed(f"{CH}/autoencoder/init"))
-    theirs = ref.KLAutoencoder(C, ch, lat)
+    with torch.random.fork_rng():
+        torch.manual_seed(hidden_seed(f"{CH}/autoencoder/init"))
+        theirs = ref.KLAutoencoder(C, ch, lat)
     mine = c.call(KLAutoencoder, C, ch, lat, inputs=inputs)
-    _load(c, mine, theirs, inputs)
     x = torch.randn(3, C, 16, 8, generator=g)
     noise = torch.randn(3, lat, 4, 2, generator=g)
     with torch.no_grad():
         theirs.encoder[-1].bias[lat:] += 4.0 * torch.randn(lat, generator=g)  # spread of log-variances
-        mine.encoder[-1].bias.copy_(theirs.encoder[-1].bias)
-        got = c.call(mine.encode, x, inputs=inputs + f", x (3, {C}, 16, 8)")
+    _load(c, mine, theirs, inputs)
+    got = c.call(mine.encode, x, inputs=inputs + f", x (3, {C}, 16, 8)")
+    with torch.no_grad():
         want = theirs.encode(x)
-        c.true(isinstance(got, tuple) and len(got) == 2, "encode must return (mean, logvar)", inputs=inputs)
-        c.close("mean", got[0], want[0], atol=1e-5, inputs=inputs)
+    c.true(isinstance(got, tuple) and len(got) == 2, "encode must return (mean, logvar)", inputs=inputs)
+    c.close("mean", got[0], want[0], atol=1e-5, inputs=inputs)
+    with torch.no_grad():
         c.close("logvar", got[1], want[1], atol=1e-5, inputs=inputs,
                 mistakes=known_mistakes(CH, "KLAutoencoder", lambda m: _mutant_ae(m, theirs).encode(x)[1]))
-        got = c.call(mine, x, noise, inputs=inputs + ", forward(x, noise)")
+    got = c.call(mine, x, noise, inputs=inputs + ", forward(x, noise)")
+    with torch.no_grad():
         want = theirs(x, noise)
         c.true(isinstance(got, tuple) and len(got) == 3, "forward must return (x_hat, mean, logvar)", inputs=inputs)
         c.close("x_hat", got[0], want[0], atol=1e-4, inputs=inputs,
@@ -75,9 +122,9 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     got = c.call(autoencoder_loss, x, x_hat, mean, logvar, w, inputs=inputs)
     c.true(isinstance(got, tuple) and len(got) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
     want = ref.autoencoder_loss(x, x_hat, mean, logvar, w)
-    run = lambda f: torch.stack(list(f(x, x_hat, mean, logvar, w)))
+    losses = lambda f: torch.stack(list(f(x, x_hat, mean, logvar, w)))
     c.close("(loss, rec, kl)", torch.stack([torch.as_tensor(v, dtype=_F64) for v in got]), torch.stack(list(want)),
-            atol=1e-9, inputs=inputs, mistakes=known_mistakes(CH, "autoencoder_loss", run))
+            atol=1e-9, inputs=inputs, mistakes=known_mistakes(CH, "autoencoder_loss", losses))
     Z = float(torch.randn(1, generator=g)) + (0.5 + 3 * float(torch.rand(1, generator=g))) * \
         torch.randn(400, 4, 3, 3, generator=g)
     inputs = "Z (400, 4, 3, 3) with a random mean and spread"
@@ -100,6 +147,19 @@ def _ae_args(model):
     return model.encoder[0].in_channels, model.encoder[0].out_channels, model.decoder[0].in_channels
 
 
+# ----------------------------------------------------------------------------- 2 cross-attention
+
+# diffusers' Attention weights (to_q, to_k, to_v, to_out[0]) into the learner's CrossAttention.
+COPY_ATTENTION = """
+with torch.no_grad():
+    for name in ("to_q", "to_k", "to_v"):
+        getattr(model, name).weight.copy_(weights[name])
+    model.to_out.weight.copy_(weights["to_out.weight"])
+    model.to_out.bias.copy_(weights["to_out.bias"])
+result = None
+"""
+
+
 def cross_attention(CrossAttention) -> None:
     c = Checks("cross_attention (hidden)")
     g = _gen("cross_attention")
@@ -108,45 +168,86 @@ def cross_attention(CrossAttention) -> None:
     B, N, L = _int(g, 1, 4), _int(g, 1, 10), _int(g, 2, 9)
     inputs = f"CrossAttention({dq}, {dc}, heads={heads}, head_dim={head_dim}), x ({B}, {N}, {dq}), " \
              f"context ({B}, {L}, {dc}), weights from diffusers' Attention"
-    torch.manual_seed(hidden_seed(f"{CH}/cross_attention/init"))
-    theirs = _diffusers_attention(dq, dc, heads, head_dim)
-    with torch.no_grad():
-        theirs.to_out[0].bias.normal_()
-        for p in theirs.parameters():
-            p.mul_(2.0)  # sharper attention than at initialisation
+    with torch.random.fork_rng():
+        torch.manual_seed(hidden_seed(f"{CH}/cross_attention/init"))
+        theirs = _diffusers_attention(dq, dc, heads, head_dim)
+        with torch.no_grad():
+            theirs.to_out[0].bias.normal_()
+            for p in theirs.parameters():
+                p.mul_(2.0)  # sharper attention than at initialisation
+        ref_attn = ref.CrossAttention(dq, dc, heads, head_dim)
     mine = c.call(CrossAttention, dq, dc, heads, head_dim, inputs=inputs)
-    c.call(copy_attention_weights, mine, theirs, inputs=inputs + " (copying to_q, to_k, to_v, to_out)")
-    ref_attn = ref.CrossAttention(dq, dc, heads, head_dim)
+    weights = {"to_q": theirs.to_q.weight.detach(), "to_k": theirs.to_k.weight.detach(),
+               "to_v": theirs.to_v.weight.detach(), "to_out.weight": theirs.to_out[0].weight.detach(),
+               "to_out.bias": theirs.to_out[0].bias.detach()}
+    c.call(_in_kernel("copy_attention_weights", COPY_ATTENTION), model=mine, weights=weights,
+           inputs=inputs + " (copying to_q, to_k, to_v, to_out)")
     copy_attention_weights(ref_attn, theirs)
     x = torch.randn(B, N, dq, generator=g)
     context = torch.randn(B, L, dc, generator=g)
     mask = _random_mask(g, B, L)
-    with torch.no_grad():
-        for m in (None, mask):
-            what = inputs + (", no mask" if m is None else f", mask lengths {m.sum(1).tolist()}")
-            got = c.call(mine, x, context, m, inputs=what)
-            c.true(isinstance(got, tuple) and len(got) == 2, "forward must return (out, attn)", inputs=what)
-            c.tensor("out", got[0], shape=(B, N, dq), inputs=what)
-            c.tensor("attn", got[1], shape=(B, heads, N, L), inputs=what)
+    for m in (None, mask):
+        what = inputs + (", no mask" if m is None else f", mask lengths {m.sum(1).tolist()}")
+        got = c.call(mine, x, context, m, inputs=what)
+        c.true(isinstance(got, tuple) and len(got) == 2, "forward must return (out, attn)", inputs=what)
+        c.tensor("out", got[0], shape=(B, N, dq), inputs=what)
+        c.tensor("attn", got[1], shape=(B, heads, N, L), inputs=what)
+        with torch.no_grad():
             want = theirs(x, context, attention_mask=None if m is None else mask_bias(m))
 
-            def run(cls):
+            def mutant_out(cls):
                 mutant = cls(dq, dc, heads, head_dim)
                 copy_attention_weights(mutant, theirs)
                 return mutant(x, context, m)[0]
 
             c.close("out (vs diffusers' Attention)", got[0], want, atol=1e-4, inputs=what,
-                    mistakes=known_mistakes(CH, "CrossAttention", run))
+                    mistakes=known_mistakes(CH, "CrossAttention", mutant_out))
             c.close("attn", got[1], ref_attn(x, context, m)[1], atol=1e-5, inputs=what)
     c.done()
 
 
+# ----------------------------------------------------------------------------- 3 the U-Net block
+
+# In the kernel: diffusers' Attention with the chapter's CrossAttention signature (maps
+# returned too), and the learner's block built while it replaces their CrossAttention
+# (as the visible check does), so a mistake in CrossAttention is not counted twice here.
+_STAND_IN = """
+import contextlib
+from diffusers.models.attention_processor import Attention
+
+
+class StandInAttention(nn.Module):
+    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
+        super().__init__()
+        self.inner = Attention(query_dim, cross_attention_dim=context_dim, heads=heads, dim_head=head_dim,
+                               bias=False, out_bias=True)
+
+    def forward(self, x, context, mask=None):
+        a = self.inner
+        bias = None if mask is None else a.prepare_attention_mask(
+            ((1 - mask.float()) * -10000.0)[:, None, :], context.shape[1], x.shape[0])
+        q, k, v = (a.head_to_batch_dim(p) for p in (a.to_q(x), a.to_k(context), a.to_v(context)))
+        probs = a.get_attention_scores(q, k, bias)  # (B * heads, N, L)
+        out = a.to_out[0](a.batch_to_head_dim(torch.bmm(probs, v)))
+        return out, probs.view(x.shape[0], a.heads, x.shape[1], context.shape[1])
+"""
+_SWAPPED = """
+from workbook.checks import substituted as swapped
+"""
+BLOCK_BUILD = _STAND_IN + _SWAPPED + """
+with swapped(Block, CrossAttention=StandInAttention), torch.random.fork_rng():
+    torch.manual_seed(seed)
+    model = Block(*args)
+result = (model, StandInAttention)
+"""
+BLOCK_FORWARD = _SWAPPED + """
+with swapped(Block, CrossAttention=StandIn), torch.no_grad():
+    out = model(*args)
+result = (out, getattr(model, "last_attn", None))
+"""
+
+
 def cross_attn_block(CrossAttnBlock) -> None:
-    with substituted(CrossAttnBlock, CrossAttention=ref.CrossAttention):
-        _cross_attn_block(CrossAttnBlock)
-
-
-def _cross_attn_block(CrossAttnBlock) -> None:
     c = Checks("cross_attn_block (hidden)")
     g = _gen("cross_attn_block")
     heads = _int(g, 1, 4)
@@ -154,41 +255,60 @@ def _cross_attn_block(CrossAttnBlock) -> None:
     dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 1, 6), _int(g, 1, 6), _int(g, 2, 8)
     inputs = f"CrossAttnBlock({C}, {dc}, heads={heads}, groups={groups}), x ({B}, {C}, {H}, {W}), " \
              f"context ({B}, {L}, {dc}), random mask, the reference's weights"
-    torch.manual_seed(hidden_seed(f"{CH}/cross_attn_block/init"))
-    theirs = ref.CrossAttnBlock(C, dc, heads, groups)
+    with torch.random.fork_rng():
+        torch.manual_seed(hidden_seed(f"{CH}/cross_attn_block/init"))
+        theirs = ref.CrossAttnBlock(C, dc, heads, groups)
     with torch.no_grad():
         for p in theirs.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-    mine = c.call(CrossAttnBlock, C, dc, heads, groups, inputs=inputs)
-    _load(c, mine, theirs, inputs)
+    built = c.call(_in_kernel("CrossAttnBlock", BLOCK_BUILD), Block=CrossAttnBlock, args=(C, dc, heads, groups),
+                   seed=0, inputs=inputs)
+    mine, stand_in = built
+    _load(c, mine, theirs, inputs, stand_in)
     x = torch.randn(B, C, H, W, generator=g)
     context = torch.randn(B, L, dc, generator=g)
     mask = _random_mask(g, B, L)
+    got, last_attn = c.call(_in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
+                            StandIn=stand_in, model=mine, args=(x, context, mask), inputs=inputs)
+    c.tensor("output", got, shape=(B, C, H, W), inputs=inputs)
     with torch.no_grad():
-        got = c.call(mine, x, context, mask, inputs=inputs)
-        c.tensor("output", got, shape=(B, C, H, W), inputs=inputs)
-
-        def run(cls):
+        def mutant_out(cls):
             mutant = cls(C, dc, heads, groups)
             mutant.load_state_dict(theirs.state_dict())
             return mutant(x, context, mask)
 
         c.close("output", got, theirs(x, context, mask), atol=1e-4, inputs=inputs,
-                mistakes=known_mistakes(CH, "CrossAttnBlock", run))
-        c.tensor("last_attn", getattr(mine, "last_attn", None), shape=(B, heads, H * W, L), inputs=inputs)
-        c.close("last_attn", mine.last_attn, theirs.last_attn, atol=1e-5, inputs=inputs)
+                mistakes=known_mistakes(CH, "CrossAttnBlock", mutant_out))
+    c.tensor("last_attn", last_attn, shape=(B, heads, H * W, L), inputs=inputs)
+    c.close("last_attn", last_attn, theirs.last_attn, atol=1e-5, inputs=inputs)
     c.done()
 
 
-class _Recorder(nn.Module):
+# ----------------------------------------------------------------------------- 3b training loss
+
+# In the kernel: a stand-in U-Net that records its inputs, the learner's loss on it, then
+# backward (its error, if any, comes back as text) and whether a gradient reached it.
+TRAINING_LOSS = """
+class Recorder(nn.Module):
     def __init__(self):
         super().__init__()
-        self.w = nn.Parameter(torch.tensor(0.7, dtype=_F64))
+        self.w = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
         self.calls = []
 
     def forward(self, z_t, t, context, mask):
         self.calls.append(tuple(v.detach().clone() for v in (z_t, t, context, mask)))
         return 0.3 * z_t + self.w * context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1).to(z_t) / 50
+
+
+unet = Recorder()
+loss = loss_fn(unet, *args)
+backward_error = None
+try:
+    loss.backward()
+except Exception as e:
+    backward_error = f"{type(e).__name__}: {e}"
+result = (loss, unet.calls, backward_error, unet.w.grad is not None)
+"""
 
 
 def training_loss(fn) -> None:
@@ -205,13 +325,14 @@ def training_loss(fn) -> None:
     p = 0.1 + 0.5 * float(torch.rand(1, generator=g))
     inputs = f"z0 ({B}, 2, 3, 3), context row b filled with b + 1, empty caption filled with -1, T = {T}, " \
              f"p_uncond = {p:.3f}, a recording stand-in U-Net"
-    unet = _Recorder()
-    loss = c.call(fn, unet, z0, context.clone(), mask.clone(), null_context, null_mask, ab, p,
-                  torch.Generator().manual_seed(hidden_seed(f"{CH}/training_loss/draw")), inputs=inputs)
+    args = (z0, context, mask, null_context, null_mask, ab, p,
+            torch.Generator().manual_seed(hidden_seed(f"{CH}/training_loss/draw")))
+    loss, calls, backward_error, has_grad = c.call(_in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn,
+                                                   args=args, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
-    c.true(len(unet.calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
-           got=f"{len(unet.calls)} calls")
-    z_t, t, ctx, msk = unet.calls[0]
+    c.true(len(calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
+           got=f"{len(calls)} calls")
+    z_t, t, ctx, msk = calls[0]
     c.tensor("context given to the U-Net", ctx, shape=(B, L, D), inputs=inputs)
     c.tensor("mask given to the U-Net", msk, shape=(B, L), dtype=torch.bool, inputs=inputs)
     dropped = (ctx == -1).all(dim=(1, 2))
@@ -232,18 +353,33 @@ def training_loss(fn) -> None:
            got=f"implied eps with mean {m:.3f}, std {s:.3f}")
     eps_hat = 0.3 * z_t + 0.7 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1).to(z_t) / 50
     c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs)
-    c.call(loss.backward, inputs=inputs)
-    c.true(unet.w.grad is not None, "no gradient reached the U-Net's parameters", inputs=inputs)
+    if backward_error is not None:
+        c.fail(f"calling backward raised {backward_error}", inputs=inputs)
+    c.true(has_grad is True, "no gradient reached the U-Net's parameters", inputs=inputs)
     c.done()
 
 
-class _TinyUNet(nn.Module):
-    """A random, context-sensitive stand-in noise predictor."""
+# ----------------------------------------------------------------------------- 4 the sampling loop
 
-    def __init__(self, c: int, D: int, g: torch.Generator):
+# Here and in the kernel (twin): a text encoder, a random context-sensitive stand-in U-Net,
+# a decoder, and diffusers' DDIMScheduler with Stable Diffusion v1's schedule (as
+# workbook.ch06.make_scheduler), all from torch and diffusers and the judge's random tables.
+GENERATE_HARNESS = """
+from diffusers import DDIMScheduler
+
+
+def encode_text(prompts):
+    ids = torch.zeros(len(prompts), L, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        codes = [1] + [3 + (ord(ch_) % 60) for ch_ in p][: L - 2] + [2]
+        ids[i, : len(codes)] = torch.tensor(codes)
+    return table[ids], ids != 0
+
+
+class TinyUNet(nn.Module):
+    def __init__(self, a, b):
         super().__init__()
-        self.a = torch.randn(c, c, generator=g) / c
-        self.b = torch.randn(D, c, generator=g) / D
+        self.a, self.b = a, b
 
     def forward(self, z, t, context, mask):
         m = mask.to(z.dtype)[:, :, None]
@@ -252,38 +388,47 @@ class _TinyUNet(nn.Module):
         return torch.tanh(h + t.view(-1, 1, 1, 1).to(z) / 1000)
 
 
+def decode(z):
+    return z * 2 + 1
+
+
+def make_scheduler():
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                         timestep_spacing="trailing")
+
+
+result = (encode_text, TinyUNet(a, b), decode, make_scheduler)
+"""
+
+
 def generate(fn) -> None:
     c = Checks("generate (hidden)")
     g = _gen("generate")
     B, ch, hw, D, L = _int(g, 1, 4), _int(g, 1, 5), _int(g, 2, 5), _int(g, 2, 6), 6
     steps, scale, sf = _int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
     table = torch.randn(64, D, generator=g)
-
-    def encode_text(prompts):
-        ids = torch.zeros(len(prompts), L, dtype=torch.long)
-        for i, p in enumerate(prompts):
-            codes = [1] + [3 + (ord(ch_) % 60) for ch_ in p][: L - 2] + [2]
-            ids[i, : len(codes)] = torch.tensor(codes)
-        return table[ids], ids != 0
-
-    unet = _TinyUNet(ch, D, g)
-    decode = lambda z: z * 2 + 1
+    a = torch.randn(ch, ch, generator=g) / ch
+    b = torch.randn(D, ch, generator=g) / D
+    here, there = twin(GENERATE_HARNESS, L=L, table=table, a=a, b=b)
+    encode_text, unet, decode, make_scheduler = here
     prompts = [f"prompt {k} {'x' * k}" for k in range(B)]
     seed = hidden_seed(f"{CH}/generate/draw")
     inputs = f"{B} prompts, diffusers' DDIMScheduler, {steps} steps, guidance_scale = {scale:.3f}, " \
              f"latent_shape = ({ch}, {hw}, {hw}), scale_factor = {sf:.3f}, a random stand-in U-Net"
     kwargs = dict(guidance_scale=scale, num_steps=steps, latent_shape=(ch, hw, hw), scale_factor=sf)
-    got = c.call(fn, prompts, encode_text, unet, decode, make_scheduler(1000), **kwargs,
+    enc_k, unet_k, decode_k, make_scheduler_k = there
+    got = c.call(fn, prompts, enc_k, unet_k, decode_k, make_scheduler_k(), **kwargs,
                  generator=torch.Generator().manual_seed(seed), inputs=inputs)
-    want = ref.generate(prompts, encode_text, unet, decode, make_scheduler(1000), **kwargs,
+    want = ref.generate(prompts, encode_text, unet, decode, make_scheduler(), **kwargs,
                         generator=torch.Generator().manual_seed(seed))
     c.tensor("images", got, shape=tuple(want.shape), inputs=inputs)
 
-    def run(f):
-        return f(prompts, encode_text, unet, decode, make_scheduler(1000), **kwargs,
+    def mutant_images(f):
+        return f(prompts, encode_text, unet, decode, make_scheduler(), **kwargs,
                  generator=torch.Generator().manual_seed(seed))
 
-    c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "generate", run))
+    c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "generate", mutant_images))
     c.done()
 
 

@@ -92,8 +92,8 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # %% [tests id=noise_checks points=1]
 ch02.check_gaussian_noise(add_gaussian_noise)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.gaussian_noise(add_gaussian_noise)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -112,8 +112,8 @@ _hidden.gaussian_noise(add_gaussian_noise)
 # %% [tests id=salt_pepper_checks points=1]
 ch02.check_salt_and_pepper(salt_and_pepper)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.salt_pepper(salt_and_pepper)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.salt_pepper", salt_and_pepper)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -134,8 +134,8 @@ _hidden.salt_pepper(salt_and_pepper)
 # %% [tests id=occlusion_checks points=2]
 ch02.check_occlusion(occlude_boxes)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.occlusion(occlude_boxes)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.occlusion", occlude_boxes)
 ### END HIDDEN TESTS
 
 # %%
@@ -173,8 +173,8 @@ plt.show()
 # %% [tests id=psnr_checks points=1]
 ch02.check_psnr(psnr)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.psnr(psnr)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.psnr", psnr)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -206,8 +206,8 @@ _hidden.psnr(psnr)
 # %% [tests id=ssim_checks points=2]
 ch02.check_ssim(ssim)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.ssim(ssim)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.ssim", ssim)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -261,8 +261,8 @@ for name, distorted in [("noise σ=0.1", noisy_01), ("brighter by 0.1", brighter
 # %% [tests id=denoiser_checks points=2]
 ch02.check_denoiser(SigmaConditionedDenoiser)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.denoiser(SigmaConditionedDenoiser)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -283,8 +283,8 @@ _hidden.denoiser(SigmaConditionedDenoiser)
 # %% [tests id=denoising_step_checks points=2]
 ch02.check_denoising_step(denoising_step)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.denoising_step(denoising_step)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.denoising_step", denoising_step)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -398,8 +398,8 @@ for s in (0.3, 0.6):
 # %% [tests id=masked_mse_checks points=1]
 ch02.check_masked_mse(masked_mse)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.masked_mse(masked_mse)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.masked_mse", masked_mse)
 ### END HIDDEN TESTS
 
 # %%
@@ -467,8 +467,8 @@ plt.show()
 # %% [tests id=quiz_not_unsupervised points=1]
 ch02.check_quiz("answer_not_unsupervised", answer_not_unsupervised)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.quiz("answer_not_unsupervised", answer_not_unsupervised)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.quiz", "answer_not_unsupervised", answer_not_unsupervised)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -482,8 +482,8 @@ _hidden.quiz("answer_not_unsupervised", answer_not_unsupervised)
 # %% [tests id=quiz_dae_target points=1]
 ch02.check_quiz("answer_dae_target", answer_dae_target)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.quiz("answer_dae_target", answer_dae_target)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.quiz", "answer_dae_target", answer_dae_target)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -503,8 +503,8 @@ _hidden.quiz("answer_dae_target", answer_dae_target)
 # %% [tests id=quiz_one_category points=1]
 ch02.check_quiz("answer_one_category", answer_one_category)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch02_denoising as _hidden
-_hidden.quiz("answer_one_category", answer_one_category)
+from autograder.remote import judged as _judged
+_judged("ch02_denoising.quiz", "answer_one_category", answer_one_category)
 ### END HIDDEN TESTS
 
 # %% [markdown]

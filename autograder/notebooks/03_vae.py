@@ -103,8 +103,8 @@ print("X_train", tuple(X_train.shape), "X_test", tuple(X_test.shape), "fraction 
 # %% [tests id=reparam_checks points=2]
 ch03.check_reparameterize(reparameterize)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.reparameterize(reparameterize)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.reparameterize", reparameterize)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -132,8 +132,8 @@ _hidden.reparameterize(reparameterize)
 # %% [tests id=vae_checks points=3]
 ch03.check_vae(VAE, reparameterize)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.vae(VAE, reparameterize)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.vae", VAE, reparameterize)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -162,8 +162,8 @@ _hidden.vae(VAE, reparameterize)
 # %% [tests id=kl_checks points=2]
 ch03.check_kl(kl_to_standard_normal)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.kl(kl_to_standard_normal)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.kl", kl_to_standard_normal)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -205,8 +205,8 @@ _hidden.kl(kl_to_standard_normal)
 # %% [tests id=elbo_checks points=3]
 ch03.check_negative_elbo(negative_elbo)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.negative_elbo(negative_elbo)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.negative_elbo", negative_elbo)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -360,8 +360,8 @@ print("autoencoder codes span", [f"[{a:.0f}, {b:.0f}]" for a, b in zip(Z_ae.min(
 # %% [tests id=sampling_checks points=2]
 ch03.check_sampling(sample_prior, interpolate)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.sampling(sample_prior, interpolate)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.sampling", sample_prior, interpolate)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -479,8 +479,8 @@ vae_big = sweep[1.0][0]
 # %% [tests id=iwae_checks points=3]
 ch03.check_iwae(iwae_log_likelihood)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.iwae(iwae_log_likelihood)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.iwae", iwae_log_likelihood)
 ### END HIDDEN TESTS
 
 # %%
@@ -605,8 +605,8 @@ for name, imgs in samples.items():
 # %% [tests id=quiz_vae_facts points=1]
 ch03.check_quiz("answer_vae_facts", answer_vae_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.quiz("answer_vae_facts", answer_vae_facts)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.quiz", "answer_vae_facts", answer_vae_facts)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -634,9 +634,9 @@ _hidden.quiz("answer_vae_facts", answer_vae_facts)
 ch03.check_quiz("answer_variational_inference", answer_variational_inference)
 ch03.check_quiz("answer_iwae_bound", answer_iwae_bound)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch03_vae as _hidden
-_hidden.quiz("answer_variational_inference", answer_variational_inference)
-_hidden.quiz("answer_iwae_bound", answer_iwae_bound)
+from autograder.remote import judged as _judged
+_judged("ch03_vae.quiz", "answer_variational_inference", answer_variational_inference)
+_judged("ch03_vae.quiz", "answer_iwae_bound", answer_iwae_bound)
 ### END HIDDEN TESTS
 
 # %% [markdown]

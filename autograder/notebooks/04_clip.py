@@ -124,8 +124,8 @@ plt.show()
 # %% [tests id=clip_loss_checks points=3]
 ch04.check_clip_loss(clip_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.clip_loss(clip_loss)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.clip_loss", clip_loss)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -175,8 +175,8 @@ _hidden.clip_loss(clip_loss)
 # %% [tests id=encoders_checks points=3]
 ch04.check_encoders(ImageEncoder, TextEncoder)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.encoders(ImageEncoder, TextEncoder)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.encoders", ImageEncoder, TextEncoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -291,8 +291,8 @@ log_metric("batch_diagonal_accuracy", (sim.argmax(1) == torch.arange(len(pick)))
 # %% [tests id=zero_shot_checks points=2]
 ch04.check_zero_shot(zero_shot_weights, zero_shot_predict)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.zero_shot(zero_shot_weights, zero_shot_predict)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.zero_shot", zero_shot_weights, zero_shot_predict)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -386,8 +386,8 @@ plt.show()
 # %% [tests id=recall_checks points=2]
 ch04.check_recall_at_k(recall_at_k)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.recall(recall_at_k)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.recall", recall_at_k)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -510,9 +510,9 @@ if len(saved) == 3:
 ch04.check_quiz("answer_image_encoder", answer_image_encoder)
 ch04.check_quiz("answer_text_encoder", answer_text_encoder)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.quiz("answer_image_encoder", answer_image_encoder)
-_hidden.quiz("answer_text_encoder", answer_text_encoder)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.quiz", "answer_image_encoder", answer_image_encoder)
+_judged("ch04_clip.quiz", "answer_text_encoder", answer_text_encoder)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -534,8 +534,8 @@ _hidden.quiz("answer_text_encoder", answer_text_encoder)
 # %% [tests id=quiz_clip_facts points=1]
 ch04.check_quiz("answer_clip_facts", answer_clip_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch04_clip as _hidden
-_hidden.quiz("answer_clip_facts", answer_clip_facts)
+from autograder.remote import judged as _judged
+_judged("ch04_clip.quiz", "answer_clip_facts", answer_clip_facts)
 ### END HIDDEN TESTS
 
 # %% [markdown]

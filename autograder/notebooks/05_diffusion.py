@@ -85,8 +85,8 @@ device = profile.device
 # %% [tests id=schedules_checks points=2]
 ch05.check_schedules(linear_betas, cosine_betas, noise_schedule)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.schedules(linear_betas, cosine_betas, noise_schedule)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.schedules", linear_betas, cosine_betas, noise_schedule)
 ### END HIDDEN TESTS
 
 # %%
@@ -125,8 +125,8 @@ for name, ab in schedules.items():
 # %% [tests id=q_sample_checks points=2]
 ch05.check_q_sample(q_sample)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.q_sample(q_sample)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.q_sample", q_sample)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -161,8 +161,8 @@ _hidden.q_sample(q_sample)
 # %% [tests id=diffusion_loss_checks points=2]
 ch05.check_diffusion_loss(diffusion_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.diffusion_loss(diffusion_loss)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.diffusion_loss", diffusion_loss)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -198,8 +198,8 @@ _hidden.diffusion_loss(diffusion_loss)
 # %% [tests id=ddpm_step_checks points=3]
 ch05.check_ddpm_step(ddpm_step)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.ddpm_step(ddpm_step)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.ddpm_step", ddpm_step)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -335,8 +335,8 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # %% [tests id=time_embedding_checks points=2]
 ch05.check_time_embedding(timestep_embedding, ResBlock)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.time_embedding(timestep_embedding, ResBlock)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.time_embedding", timestep_embedding, ResBlock)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -365,8 +365,8 @@ _hidden.time_embedding(timestep_embedding, ResBlock)
 # %% [tests id=unet_checks points=2]
 ch05.check_unet(UNet)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.unet(UNet)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.unet", UNet)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -403,8 +403,8 @@ _hidden.unet(UNet)
 # %% [tests id=guidance_checks points=2]
 ch05.check_guidance(drop_labels, guided_eps)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.guidance(drop_labels, guided_eps)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.guidance", drop_labels, guided_eps)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -560,8 +560,8 @@ plt.show()
 # %% [tests id=ddim_step_checks points=3]
 ch05.check_ddim_step(ddim_step)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.ddim_step(ddim_step)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.ddim_step", ddim_step)
 ### END HIDDEN TESTS
 
 # %%
@@ -705,9 +705,9 @@ plt.show()
 ch05.check_quiz("answer_predicts", answer_predicts)
 ch05.check_quiz("answer_guidance_w", answer_guidance_w)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.quiz("answer_predicts", answer_predicts)
-_hidden.quiz("answer_guidance_w", answer_guidance_w)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.quiz", "answer_predicts", answer_predicts)
+_judged("ch05_diffusion.quiz", "answer_guidance_w", answer_guidance_w)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -726,8 +726,8 @@ _hidden.quiz("answer_guidance_w", answer_guidance_w)
 # %% [tests id=quiz_diffusion_facts points=1]
 ch05.check_quiz("answer_diffusion_facts", answer_diffusion_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch05_diffusion as _hidden
-_hidden.quiz("answer_diffusion_facts", answer_diffusion_facts)
+from autograder.remote import judged as _judged
+_judged("ch05_diffusion.quiz", "answer_diffusion_facts", answer_diffusion_facts)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -118,8 +118,8 @@ plt.show()
 # %% [tests id=autoencoder_checks points=3]
 ch06.check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.autoencoder", KLAutoencoder, autoencoder_loss, latent_scale_factor)
 ### END HIDDEN TESTS
 
 # %%
@@ -226,8 +226,8 @@ plt.show()
 # %% [tests id=cross_attention_checks points=3]
 ch06.check_cross_attention(CrossAttention)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.cross_attention(CrossAttention)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.cross_attention", CrossAttention)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -254,8 +254,8 @@ _hidden.cross_attention(CrossAttention)
 # %% [tests id=cross_attn_block_checks points=2]
 ch06.check_block(CrossAttnBlock)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.cross_attn_block(CrossAttnBlock)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -285,8 +285,8 @@ _hidden.cross_attn_block(CrossAttnBlock)
 # %% [tests id=training_loss_checks points=2]
 ch06.check_training_loss(training_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.training_loss(training_loss)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.training_loss", training_loss)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -394,8 +394,8 @@ plt.show()
 # %% [tests id=generate_checks points=3]
 ch06.check_generate(generate)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.generate(generate)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.generate", generate)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -699,9 +699,9 @@ else:
 ch06.check_quiz("answer_why_latent", answer_why_latent)
 ch06.check_quiz("answer_qkv", answer_qkv)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.quiz("answer_why_latent", answer_why_latent)
-_hidden.quiz("answer_qkv", answer_qkv)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.quiz", "answer_why_latent", answer_why_latent)
+_judged("ch06_latent_diffusion.quiz", "answer_qkv", answer_qkv)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -722,8 +722,8 @@ _hidden.quiz("answer_qkv", answer_qkv)
 # %% [tests id=quiz_latent_facts points=1]
 ch06.check_quiz("answer_latent_facts", answer_latent_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.hidden import ch06_latent_diffusion as _hidden
-_hidden.quiz("answer_latent_facts", answer_latent_facts)
+from autograder.remote import judged as _judged
+_judged("ch06_latent_diffusion.quiz", "answer_latent_facts", answer_latent_facts)
 ### END HIDDEN TESTS
 
 # %% [markdown]
