@@ -6,6 +6,7 @@
     python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
     python -m autograder fidelity --pipeline [--limit K] the same through the real grading pipeline
+    python -m autograder fidelity --hidden-only          what the hidden checks catch without the visible ones
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--limit", type=int, default=None,
                    help="with --pipeline: at most K mistakes and K alternatives per chapter (spread over exercises)")
     f.add_argument("--out", type=Path, default=Path("build/fidelity"), help="with --pipeline: working folder")
+    f.add_argument("--hidden-only", action="store_true",
+                   help="leave the visible checks out: which mistakes the hidden checks alone catch")
     a = p.parse_args(argv)
 
     if a.cmd == "build":
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             from .fidelity import pipeline_report
             return pipeline_report(a.only, a.out, jobs=a.jobs, limit=a.limit)
         from .fidelity import report
-        return report(a.only)
+        return report(a.only, hidden_only=a.hidden_only)
     return 1
 
 

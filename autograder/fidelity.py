@@ -34,17 +34,24 @@ class Outcome:
     ok: bool
 
 
-def _cells(chapter: str):
+HIDDEN = "### BEGIN HIDDEN TESTS"
+
+
+def _cells(chapter: str, hidden_only: bool = False):
+    """The setup cell and {grade_id: test cell source}; with `hidden_only` each test cell
+    keeps only its hidden block (what a submission that hard-codes the visible cases faces)."""
     nb = authoring.build_instructor_notebook(chapter)
     setup = next(c.source for c in nb.cells if c.cell_type == "code" and "nbgrader" not in c.metadata)
     tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
              if c.metadata.get("nbgrader", {}).get("grade")}
+    if hidden_only:
+        tests = {gid: src[src.index(HIDDEN):] if HIDDEN in src else "" for gid, src in tests.items()}
     return setup, tests
 
 
-def run_tests(chapter: str, module_text: str) -> dict[str, str]:
+def run_tests(chapter: str, module_text: str, hidden_only: bool = False) -> dict[str, str]:
     """{test cell id: '' if it passed else its failure message} for one solutions text."""
-    setup, tests = _cells(chapter)
+    setup, tests = _cells(chapter, hidden_only)
     scope: dict = {"__name__": "__fidelity__"}
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(setup, "<setup cell>", "exec"), scope)
@@ -59,28 +66,33 @@ def run_tests(chapter: str, module_text: str) -> dict[str, str]:
     return results
 
 
-def check_chapter(chapter: str) -> list[Outcome]:
+def check_chapter(chapter: str, hidden_only: bool = False) -> list[Outcome]:
+    """Every catalogued mistake must fail exactly its exercise (with its diagnosis), every
+    alternative must pass. With `hidden_only`, the visible checks are left out and a mistake
+    counts as caught when the hidden checks alone fail its exercise."""
     mistakes, alternatives = mutants.catalogue(chapter)
     outcomes = []
     for m in mistakes:
-        res = run_tests(chapter, mutants.apply(chapter, m.target, m.old, m.new))
+        res = run_tests(chapter, mutants.apply(chapter, m.target, m.old, m.new), hidden_only)
         failed = [g for g, msg in res.items() if msg]
         msg = res.get(m.exercise, "")
-        ok = failed == [m.exercise] and (not m.diagnosed or m.recognised_in(msg))
+        ok = failed == [m.exercise] and (hidden_only or not m.diagnosed or m.recognised_in(msg))
         outcomes.append(Outcome("mistake", m.exercise, f"{m.target}: {m.diagnosis}", failed, msg, ok))
     for a in alternatives:
-        res = run_tests(chapter, mutants.apply(chapter, a.target, source=a.source))
+        res = run_tests(chapter, mutants.apply(chapter, a.target, source=a.source), hidden_only)
         failed = [g for g, msg in res.items() if msg]
         outcomes.append(Outcome("alternative", a.exercise, f"{a.target}: {a.note or 'alternative'}",
                                 failed, "; ".join(res[g] for g in failed)[:300], not failed))
     return outcomes
 
 
-def report(chapters: list[str] | None = None) -> int:
+def report(chapters: list[str] | None = None, hidden_only: bool = False) -> int:
     bad = 0
+    if hidden_only:
+        print("visible checks left out: what the hidden checks alone catch")
     for ch in chapters or authoring.chapter_names():
         try:
-            outcomes = check_chapter(ch)
+            outcomes = check_chapter(ch, hidden_only)
         except ModuleNotFoundError:
             print(f"{ch}: no mistake catalogue")
             continue
