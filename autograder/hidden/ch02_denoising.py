@@ -18,7 +18,7 @@ from autograder.hidden import grade_choice, load_reference_weights, parameters
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import harness_scope, run, twin
 from solutions import ch02_denoising as ref
-from workbook.checks import Checks
+from workbook.checks import CheckFailed, Checks
 
 CH = "02_denoising"
 
@@ -44,6 +44,19 @@ def _in_kernel(fn, code: str, **vars):
     return call
 
 
+def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str):
+    """Like `c.call`, with the likely mistake `hint` when the learner's code raises."""
+    name = getattr(fn, "__name__", "the function")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        c.fail(f"{name} is not implemented yet", inputs=inputs)
+    except CheckFailed:
+        raise
+    except Exception as e:  # the learner's code raised
+        c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs, hint=hint)
+
+
 def _here(code: str, **vars):
     """A harness snippet run in the judge only (the `here` half of `twin`): fresh copies of
     the harness objects for the known-mistake diagnoses."""
@@ -53,10 +66,28 @@ def _here(code: str, **vars):
 
 
 # The call and the input after it: in-place effects on x happen in the kernel and do not
-# travel back on their own.
-NOISE_CALL = """
-result = (fn(x, sigma, generator), x)
+# travel back on their own (a plain `c.call` sends a copy of x and never sees it again).
+KEEP_X_CALL = """
+result = (fn(x, *args), x)
 """
+
+IN_PLACE_HINT = ("work on a copy: build a new tensor (x + ..., torch.where, x.masked_fill, or x.clone() "
+                 "then index it) instead of changing x (x += ..., add_, x[mask] = ..., masked_fill_)")
+
+
+def _call_keeping_x(c: Checks, fn, x: torch.Tensor, *args, inputs: str):
+    """fn(x, *args) called in the kernel on a copy of x; fails if the call changed that x
+    in place (the inputs are "Not modified" in every corruption's contract); returns the
+    learner's result."""
+    out, x_after = c.call(_in_kernel(fn, KEEP_X_CALL, x=x, args=args), inputs=inputs)
+    unchanged = isinstance(x_after, torch.Tensor) and x_after.shape == x.shape and x_after.dtype == x.dtype \
+        and torch.equal(x_after, x)
+    changed = int((x_after != x).sum()) if isinstance(x_after, torch.Tensor) and x_after.shape == x.shape else None
+    c.true(unchanged, f"your {getattr(fn, '__name__', 'function')} changed its input x in place",
+           inputs=inputs, expected="x exactly as it was before the call",
+           got=f"{changed} of {x.numel()} entries of x changed after the call" if changed is not None
+           else "x replaced by a tensor of another shape", hint=IN_PLACE_HINT)
+    return out
 
 
 def gaussian_noise(fn) -> None:
@@ -69,10 +100,7 @@ def gaussian_noise(fn) -> None:
             seed = _seed(g)
             inputs = f"random x ({B}, 1, 28, 28) {dtype}, sigma " + \
                      ("a float" if isinstance(sigma, float) else f"a random ({B},) tensor") + ", a seeded generator"
-            out, x_after = c.call(_in_kernel(fn, NOISE_CALL, x=x, sigma=sigma, generator=_fresh(seed)),
-                                  inputs=inputs)
-            c.true(isinstance(x_after, torch.Tensor) and torch.equal(x_after, x),
-                   "the input x was modified in place", inputs=inputs)
+            out = _call_keeping_x(c, fn, x, sigma, _fresh(seed), inputs=inputs)
             c.tensor("x_noisy", out, shape=(B, 1, 28, 28), dtype=dtype, inputs=inputs)
             c.close("x_noisy", out, ref.add_gaussian_noise(x, sigma, _fresh(seed)), atol=1e-6, inputs=inputs,
                     mistakes=known_mistakes(CH, "add_gaussian_noise",
@@ -87,7 +115,7 @@ def salt_pepper(fn) -> None:
     for p in (0.05 + 0.4 * float(torch.rand(1, generator=g)), 0.7):
         seed = _seed(g)
         inputs = f"random x (6, 1, 28, 28), p={p:.3f}, a seeded generator"
-        out = c.call(fn, x.clone(), p, _fresh(seed), inputs=inputs)
+        out = _call_keeping_x(c, fn, x, p, _fresh(seed), inputs=inputs)
         c.true(isinstance(out, tuple) and len(out) == 2, "salt_and_pepper should return (x_noisy, mask)",
                inputs=inputs)
         want_x, want_m = ref.salt_and_pepper(x, p, _fresh(seed))
@@ -108,7 +136,7 @@ def occlusion(fn) -> None:
         x = torch.rand(B, 1, 28, 28, generator=g) + 0.1
         seed = _seed(g)
         inputs = f"random x ({B}, 1, 28, 28), n_boxes={n_boxes}, size={size}, a seeded generator"
-        out = c.call(fn, x.clone(), n_boxes, size, _fresh(seed), inputs=inputs)
+        out = _call_keeping_x(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
         c.true(isinstance(out, tuple) and len(out) == 2, "occlude_boxes should return (x_occluded, mask)",
                inputs=inputs)
         want_x, want_m = ref.occlude_boxes(x, n_boxes, size, _fresh(seed))
@@ -268,6 +296,27 @@ def masked_mse(fn) -> None:
     oracle = torch.tensor(np.ma.masked_array(d2, mask=~mask.numpy()).mean())
     c.close("masked_mse", out, oracle, atol=1e-6, inputs=inputs,
             mistakes=known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
+
+    # Several channels under a (B, 1, H, W) mask: every channel of a masked pixel counts.
+    B, C = 4, 3
+    x = torch.rand(B, C, 28, 28, generator=g)
+    x_hat = torch.rand(B, C, 28, 28, generator=g)
+    mask = torch.rand(B, 1, 28, 28, generator=g) < 0.2
+    mask[1] = False
+    inputs = f"random x, x_hat ({B}, {C}, 28, 28), a random mask ({B}, 1, 28, 28) with about 20% True " \
+             f"(none in image 1), which covers all {C} channels of a masked pixel"
+    broadcast = "a (B, 1, H, W) mask covers every channel: broadcast it over the channels first " \
+                "(mask = mask.expand_as(x)), then average over all the masked values"
+    out = _call_hinting(c, fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs, hint=broadcast)
+    c.tensor("masked_mse", out, shape=(), inputs=inputs)
+    d2 = ((x_hat - x) ** 2).numpy()
+    keep = np.broadcast_to(mask.numpy(), d2.shape)
+    oracle = torch.tensor(np.ma.masked_array(d2, mask=~keep).mean())
+    wrong = dict(known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
+    wrong[broadcast + " (you divided by the number of masked pixels, not of masked values)"] = \
+        torch.tensor(d2[keep].sum() / mask.numpy().sum())
+    wrong[broadcast + " (you scored the first channel only)"] = torch.tensor(d2[:, :1][mask.numpy()].mean())
+    c.close("masked_mse", out, oracle, atol=1e-6, inputs=inputs, mistakes=wrong, hint=broadcast)
     c.done()
 
 

@@ -405,6 +405,22 @@ def _unet(UNet) -> None:
         c.close("output (vs the reference with the same weights)", out, want, atol=1e-4, inputs=inputs,
                 hint="same parameters but a different computation (output vs the reference with the same weights): "
                      "the order of skips, where the embedding is added, nearest-neighbour upsampling before the conv")
+        if kw["num_classes"]:
+            inputs_null = inputs + ", y = None (the 'no label' id num_classes)"
+            out = c.call(model, x, t, None, inputs=inputs_null)
+            with torch.no_grad():
+                want = reference(x, t, None)
+                as_zero = reference(x, t, torch.zeros_like(t))
+                as_other = {f"y = None treated as label {k} instead of the 'no label' id num_classes = "
+                            f"{kw['num_classes']}": reference(x, t, torch.full_like(t, k))
+                            for k in range(kw["num_classes"]) if k != 0}
+            c.tensor("output with y = None", out, shape=tuple(want.shape), inputs=inputs_null)
+            c.close("output with y = None (vs the reference with the same weights and y = None)", out, want,
+                    atol=1e-4, inputs=inputs_null,
+                    hint="y = None means the 'no label' id: y = torch.full_like(t, self.num_classes), the last row "
+                         "of class_embedding",
+                    mistakes={"y = None treated as digit 0: it means the 'no label' id, "
+                              "y = torch.full_like(t, self.num_classes)": as_zero, **as_other})
     c.done()
 
 
@@ -426,6 +442,14 @@ result = Net(table)
 """
 
 
+# The learner's drop_labels, called in the kernel, bringing back the labels it was given
+# as they are after the call (an in-place change of y would not travel back otherwise).
+DROP = """
+out = fn(y, p_uncond, null_label, generator)
+result = (out, y)
+"""
+
+
 def guidance(drop_labels, guided_eps) -> None:
     c = Checks("guidance (hidden)")
     g = _gen("guidance")
@@ -433,8 +457,15 @@ def guidance(drop_labels, guided_eps) -> None:
     null = _int(g, 10, 100)
     y = torch.randint(0, 10, (20000,), generator=g)
     inputs = f"20,000 random labels, p_uncond = {p:.3f}, null_label = {null}"
-    out = c.call(drop_labels, y.clone(), p, null, torch.Generator().manual_seed(_int(g, 0, 2**31)), inputs=inputs)
+    res = c.call(_in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
+                            generator=torch.Generator().manual_seed(_int(g, 0, 2**31))), inputs=inputs)
+    out, y_after = res
     c.tensor("labels", out, shape=(20000,), dtype=torch.int64, inputs=inputs)
+    changed = int((y_after != y).sum()) if isinstance(y_after, torch.Tensor) and y_after.shape == y.shape else -1
+    c.true(changed == 0, "drop_labels must not modify its input y in place", inputs=inputs + ", y after the call",
+           expected="y unchanged", got=f"{changed} of 20000 labels of y changed" if changed >= 0 else "y replaced",
+           hint="labels overwritten in place (y[drop] = null_label): return a new tensor, "
+                "torch.where(drop, torch.full_like(y, null_label), y)")
     frac = (out == null).double().mean().item()
     c.true(abs(frac - p) < 0.02, "the fraction of dropped labels should be p_uncond", inputs=inputs,
            expected=f"{p:.3f}", got=f"{frac:.3f}")

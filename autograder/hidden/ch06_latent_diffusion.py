@@ -10,7 +10,8 @@ happen there, built from torch and diffusers alone: copy the reference's weights
 learner's models, build the block with diffusers' attention in place of the learner's
 `CrossAttention`, record what `training_loss` hands its U-Net and take its gradient, and
 give `generate` a text encoder, U-Net, decoder and diffusers scheduler of which the judge
-keeps an identical copy for the reference."""
+keeps an identical copy for the reference (DDIM, then Euler, whose init_noise_sigma and
+scale_model_input are not trivial)."""
 from __future__ import annotations
 
 import torch
@@ -38,6 +39,15 @@ def _int(g: torch.Generator, lo: int, hi: int) -> int:
 def _random_mask(g: torch.Generator, B: int, L: int) -> torch.Tensor:
     """(B, L) bool: each row keeps a random number (>= 2) of leading real tokens."""
     lengths = torch.randint(2, L + 1, (B,), generator=g)
+    return torch.arange(L)[None, :] < lengths[:, None]
+
+
+def _padded_mask(g: torch.Generator, B: int, L: int) -> torch.Tensor:
+    """(B, L) bool, L >= 3: each row keeps a random number (>= 2) of leading real tokens, and
+    row 0 always has padding (at most L - 1 real tokens), so that a mask left out shows."""
+    assert L >= 3
+    lengths = torch.randint(2, L + 1, (B,), generator=g)
+    lengths[0] = _int(g, 2, L)
     return torch.arange(L)[None, :] < lengths[:, None]
 
 
@@ -112,6 +122,23 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
         c.true(isinstance(got, tuple) and len(got) == 3, "forward must return (x_hat, mean, logvar)", inputs=inputs)
         c.close("x_hat", got[0], want[0], atol=1e-4, inputs=inputs,
                 mistakes=known_mistakes(CH, "KLAutoencoder", lambda m: _mutant_ae(m, theirs)(x, noise)[0]))
+    # The clamp: log-variance biases pushed beyond [-30, 20] (one channel above, one below).
+    gc = _gen("autoencoder/clamp")
+    push = 90.0 * torch.rand(lat, generator=gc) - 50.0  # in [-50, 40]
+    push[0] = 25.0 + 15.0 * float(torch.rand(1, generator=gc))
+    push[1] = -35.0 - 15.0 * float(torch.rand(1, generator=gc))
+    with torch.no_grad():
+        theirs.encoder[-1].bias[lat:] = push
+    what = inputs + f", x (3, {C}, 16, 8), the encoder's last bias on the log-variance channels set to " \
+                    f"{[round(v, 1) for v in push.tolist()]} (beyond [-30, 20])"
+    _load(c, mine, theirs, what)
+    got = c.call(mine.encode, x, inputs=what)
+    with torch.no_grad():
+        want = theirs.encode(x)
+    c.true(isinstance(got, tuple) and len(got) == 2, "encode must return (mean, logvar)", inputs=what)
+    c.tensor("logvar", got[1], shape=tuple(want[1].shape), inputs=what)
+    c.close("logvar", got[1], want[1], atol=1e-5, inputs=what,
+            hint="clamp the log-variance to [-30, 20], as diffusers does: logvar.clamp(-30.0, 20.0)")
     B = _int(g, 2, 6)
     x = torch.randn(B, 3, 4, 4, generator=g, dtype=_F64)
     x_hat = torch.randn(B, 3, 4, 4, generator=g, dtype=_F64)
@@ -165,7 +192,7 @@ def cross_attention(CrossAttention) -> None:
     g = _gen("cross_attention")
     heads, head_dim = _int(g, 1, 5), 2 * _int(g, 1, 5)
     dq, dc = _int(g, 3, 12), _int(g, 3, 12)
-    B, N, L = _int(g, 1, 4), _int(g, 1, 10), _int(g, 2, 9)
+    B, N, L = _int(g, 1, 4), _int(g, 1, 10), _int(g, 3, 10)
     inputs = f"CrossAttention({dq}, {dc}, heads={heads}, head_dim={head_dim}), x ({B}, {N}, {dq}), " \
              f"context ({B}, {L}, {dc}), weights from diffusers' Attention"
     with torch.random.fork_rng():
@@ -185,7 +212,7 @@ def cross_attention(CrossAttention) -> None:
     copy_attention_weights(ref_attn, theirs)
     x = torch.randn(B, N, dq, generator=g)
     context = torch.randn(B, L, dc, generator=g)
-    mask = _random_mask(g, B, L)
+    mask = _padded_mask(g, B, L)
     for m in (None, mask):
         what = inputs + (", no mask" if m is None else f", mask lengths {m.sum(1).tolist()}")
         got = c.call(mine, x, context, m, inputs=what)
@@ -252,7 +279,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
     g = _gen("cross_attn_block")
     heads = _int(g, 1, 4)
     C, groups = heads * 4 * _int(g, 1, 3), 4
-    dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 1, 6), _int(g, 1, 6), _int(g, 2, 8)
+    dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 1, 6), _int(g, 1, 6), _int(g, 3, 9)
     inputs = f"CrossAttnBlock({C}, {dc}, heads={heads}, groups={groups}), x ({B}, {C}, {H}, {W}), " \
              f"context ({B}, {L}, {dc}), random mask, the reference's weights"
     with torch.random.fork_rng():
@@ -267,10 +294,17 @@ def cross_attn_block(CrossAttnBlock) -> None:
     _load(c, mine, theirs, inputs, stand_in)
     x = torch.randn(B, C, H, W, generator=g)
     context = torch.randn(B, L, dc, generator=g)
-    mask = _random_mask(g, B, L)
+    mask = _padded_mask(g, B, L)
+    inputs = inputs.replace("random mask", f"mask lengths {mask.sum(1).tolist()}")
     got, last_attn = c.call(_in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
                             StandIn=stand_in, model=mine, args=(x, context, mask), inputs=inputs)
     c.tensor("output", got, shape=(B, C, H, W), inputs=inputs)
+    if isinstance(last_attn, torch.Tensor) and tuple(last_attn.shape) == (B, heads, H * W, L):
+        leak = last_attn.detach().double().abs().masked_fill(mask[:, None, None, :], 0.0).max().item()
+        c.true(leak < 1e-6, "padding tokens get attention in the block (last_attn): the mask does not reach "
+               "the cross-attention", inputs=inputs, expected="0 on every padding token",
+               got=f"up to {leak:.3g} on padding tokens",
+               hint="pass the mask on to the attention: self.attn(self.norm_attn(h), context, mask)")
     with torch.no_grad():
         def mutant_out(cls):
             mutant = cls(C, dc, heads, groups)
@@ -297,7 +331,8 @@ class Recorder(nn.Module):
 
     def forward(self, z_t, t, context, mask):
         self.calls.append(tuple(v.detach().clone() for v in (z_t, t, context, mask)))
-        return 0.3 * z_t + self.w * context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1).to(z_t) / 50
+        text = context.mean(dim=(1, 2)).view(-1, 1, 1, 1) / context.shape[0]  # within [-1, 1]
+        return 0.3 * z_t + self.w * text + t.view(-1, 1, 1, 1).to(z_t) / 50
 
 
 unet = Recorder()
@@ -316,15 +351,15 @@ def training_loss(fn) -> None:
     g = _gen("training_loss")
     T, B, L, D = _int(g, 5, 40), 3000, _int(g, 3, 8), _int(g, 2, 5)
     ab = torch.sort(torch.rand(T, generator=g, dtype=_F64) * 0.98 + 0.01, descending=True).values
-    z0 = torch.randn(B, 2, 3, 3, generator=g, dtype=_F64)
+    z0 = 0.5 * torch.randn(B, 2, 3, 3, generator=g, dtype=_F64)  # std 0.5: a z0 target is far from an eps one
     context = (torch.arange(B, dtype=_F64) + 1).view(B, 1, 1).expand(B, L, D).clone()
     mask = _random_mask(g, B, L)
     null_context = -torch.ones(1, L, D, dtype=_F64)
     null_mask = torch.zeros(1, L, dtype=torch.bool)
     null_mask[0, :2] = True
     p = 0.1 + 0.5 * float(torch.rand(1, generator=g))
-    inputs = f"z0 ({B}, 2, 3, 3), context row b filled with b + 1, empty caption filled with -1, T = {T}, " \
-             f"p_uncond = {p:.3f}, a recording stand-in U-Net"
+    inputs = f"z0 ({B}, 2, 3, 3) with std 0.5, context row b filled with b + 1, empty caption filled with -1, T = {T}, " \
+             f"p_uncond = {p:.3f}, a recording stand-in U-Net (0.3 z_t + 0.7 mean(context) / B + t / 50)"
     args = (z0, context, mask, null_context, null_mask, ab, p,
             torch.Generator().manual_seed(hidden_seed(f"{CH}/training_loss/draw")))
     loss, calls, backward_error, has_grad = c.call(_in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn,
@@ -351,8 +386,15 @@ def training_loss(fn) -> None:
     m, s = eps.mean().item(), eps.std().item()
     c.true(abs(m) < 0.05 and abs(s - 1) < 0.05, "the noise in z_t is not standard normal", inputs=inputs,
            got=f"implied eps with mean {m:.3f}, std {s:.3f}")
-    eps_hat = 0.3 * z_t + 0.7 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1).to(z_t) / 50
-    c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs)
+    eps_hat = 0.3 * z_t + 0.7 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) / B + t.view(-1, 1, 1, 1).to(z_t) / 50
+    c.close("loss (the mean squared error between the U-Net's output and the noise eps in z_t)", loss,
+            ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
+                "the U-Net must be trained to predict the noise eps, not the clean latents z0":
+                    ((eps_hat - z0) ** 2).mean(),
+                "the U-Net must be trained to predict the noise eps, not the noisy latents z_t":
+                    ((eps_hat - z_t) ** 2).mean(),
+            }, hint="loss = mean over all elements of (unet(z_t, t, context, mask) - eps) ** 2, "
+                    "with the same eps that made z_t")
     if backward_error is not None:
         c.fail(f"calling backward raised {backward_error}", inputs=inputs)
     c.true(has_grad is True, "no gradient reached the U-Net's parameters", inputs=inputs)
@@ -363,9 +405,25 @@ def training_loss(fn) -> None:
 
 # Here and in the kernel (twin): a text encoder, a random context-sensitive stand-in U-Net,
 # a decoder, and diffusers' DDIMScheduler with Stable Diffusion v1's schedule (as
-# workbook.ch06.make_scheduler), all from torch and diffusers and the judge's random tables.
+# workbook.ch06.make_scheduler) or its EulerDiscreteScheduler (init_noise_sigma far from 1,
+# scale_model_input not the identity), all from torch and diffusers and the judge's random tables.
 GENERATE_HARNESS = """
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+
+class EulerScheduler(EulerDiscreteScheduler):
+    # diffusers' Euler scheduler that, as DDIM does, also takes an integer timestep in step
+    def set_timesteps(self, *args, **kwargs):
+        import warnings
+        with warnings.catch_warnings():  # numpy 2's copy-keyword notice from diffusers' own code
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().set_timesteps(*args, **kwargs)
+
+    def step(self, model_output, timestep, sample, *args, **kwargs):
+        if isinstance(timestep, int) or (isinstance(timestep, torch.Tensor) and not timestep.is_floating_point()):
+            timestep = torch.as_tensor(timestep, dtype=torch.float32)
+        self.is_scale_input_called = True  # no warning: the check says what is missing
+        return super().step(model_output, timestep, sample, *args, **kwargs)
 
 
 def encode_text(prompts):
@@ -392,7 +450,10 @@ def decode(z):
     return z * 2 + 1
 
 
-def make_scheduler():
+def make_scheduler(kind="ddim"):
+    if kind == "euler":
+        return EulerScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", timestep_spacing="trailing")
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                          beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
                          timestep_spacing="trailing")
@@ -429,6 +490,30 @@ def generate(fn) -> None:
                  generator=torch.Generator().manual_seed(seed))
 
     c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "generate", mutant_images))
+
+    # Again with Euler: the starting noise must be scaled by init_noise_sigma and the U-Net's
+    # input go through scale_model_input (both have no effect with DDIM).
+    probe = make_scheduler("euler")
+    probe.set_timesteps(steps)
+    sigma = float(probe.init_noise_sigma)
+    seed = hidden_seed(f"{CH}/generate/draw-euler")
+    inputs = f"{B} prompts, diffusers' EulerDiscreteScheduler (init_noise_sigma = {sigma:.3f} after set_timesteps, " \
+             f"scale_model_input divides by sqrt(sigma^2 + 1)), {steps} steps, guidance_scale = {scale:.3f}, " \
+             f"latent_shape = ({ch}, {hw}, {hw}), scale_factor = {sf:.3f}, a random stand-in U-Net"
+    got = c.call(fn, prompts, enc_k, unet_k, decode_k, make_scheduler_k("euler"), **kwargs,
+                 generator=torch.Generator().manual_seed(seed), inputs=inputs)
+    want = ref.generate(prompts, encode_text, unet, decode, make_scheduler("euler"), **kwargs,
+                        generator=torch.Generator().manual_seed(seed))
+    c.tensor("images", got, shape=tuple(want.shape), inputs=inputs)
+
+    def mutant_euler(f):
+        return f(prompts, encode_text, unet, decode, make_scheduler("euler"), **kwargs,
+                 generator=torch.Generator().manual_seed(seed))
+
+    c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "generate", mutant_euler),
+            hint="use the scheduler's scalings: latents = torch.randn((B, *latent_shape), generator=generator) * "
+                 "scheduler.init_noise_sigma, and latent_input = scheduler.scale_model_input(torch.cat([latents, "
+                 "latents]), t) at every step")
     c.done()
 
 
