@@ -174,12 +174,14 @@ def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int |
     t0 = time.time()
     cases = write_submissions(chapters, out / "submissions", limit)
     print(f"grading {len(cases)} submissions ({', '.join(chapters)}) with {jobs} job(s) ...", flush=True)
-    grade(out / "submissions", out / "graded", jobs=jobs)
-    failed: dict[str, set[str]] = {}
+    grade(out / "submissions", out / "graded", jobs=jobs, chapters=chapters)
+    failed: dict[tuple[str, str], set[str]] = {}  # (student, notebook) -> cells that lost points
     for row in csv.DictReader(open(out / "graded" / "cells.csv")):
         if float(row["score"]) < float(row["max_score"]):
-            failed.setdefault(row["student"], set()).add(row["cell"])
-    status = {r["student"]: r["status"] for r in csv.DictReader(open(out / "graded" / "grades.csv"))}
+            failed.setdefault((row["student"], row["notebook"]), set()).add(row["cell"])
+    # each submission holds one notebook: the others are "missing" and say nothing about it
+    status = {(r["student"], r["notebook"]): r["status"]
+              for r in csv.DictReader(open(out / "graded" / "grades.csv"))}
     bad = 0
     for ch in chapters:
         print(f"== {ch}")
@@ -188,21 +190,22 @@ def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int |
             here = [c for c in mine if c.exercise == ex]
             lines, n_mu, ok_mu, n_al, ok_al = [], 0, 0, 0, 0
             for c in here:
-                lost = failed.get(c.student, set())
+                lost = failed.get((c.student, ch), set())
+                st = status.get((c.student, ch))
                 feedback = out / "graded" / "feedback" / c.student / f"{ch}.html"
                 text = html.unescape(feedback.read_text()) if feedback.exists() else ""
                 if c.kind == "mistake":
                     n_mu += 1
-                    ok = status.get(c.student) == "graded" and lost == {ex} and (
+                    ok = st == "graded" and lost == {ex} and (
                         not c.mistake.diagnosed or c.mistake.recognised_in(text))
                     ok_mu += ok
                 else:
                     n_al += 1
-                    ok = status.get(c.student) == "graded" and not lost
+                    ok = st == "graded" and not lost
                     ok_al += ok
                 bad += not ok
                 lines.append(f"    {'ok ' if ok else 'BAD'} {c.kind} [{c.student}] {c.name}"
-                             + ("" if ok else f"  (status {status.get(c.student)}, cells lost {sorted(lost)})"))
+                             + ("" if ok else f"  (status {st}, cells lost {sorted(lost)})"))
             print(f"  {ex}: mistakes caught {ok_mu}/{n_mu}, alternatives passed {ok_al}/{n_al}")
             print("\n".join(lines))
     print(f"{len(cases)} submissions in {time.time() - t0:.0f} s; {bad} case(s) not as expected")
