@@ -166,7 +166,7 @@ class Chapter:
     @property
     def judged(self) -> dict[str, list[str]]:
         """graded cell -> the verdicts (`judge.verdict_key`) its hidden block asks the judge
-        for; empty for a chapter whose hidden checks still run in the kernel."""
+        for (every hidden block calls `_judged`: tests/test_build.py)."""
         return {gid: [f"{n}:{q}" if q else n for n, q in JUDGED_CALL.findall(src)]
                 for gid, (src, _) in self.locked.items() if JUDGED_CALL.search(src)}
 
