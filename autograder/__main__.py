@@ -3,10 +3,12 @@
     python -m autograder build [--check] [--only 02]     regenerate (or check) derived notebooks
     python -m autograder run [--profile P] [--only 01]   execute the course, write results
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
+    python -m autograder export DIR --format canvas      grades for Canvas, Moodle or a wide CSV
     python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
     python -m autograder fidelity --pipeline [--limit K] the same through the real grading pipeline
     python -m autograder fidelity --hidden-only          what the hidden checks catch without the visible ones
+    python -m autograder fidelity --secrets 200          verdicts that do not depend on the grading secret
 """
 from __future__ import annotations
 
@@ -34,10 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--jobs", type=int, default=1)
     g.add_argument("--notebooks", nargs="*", default=None, help="chapters to grade (default: those handed in)")
     g.add_argument("--timeout", type=float, default=900.0, help="wall-time limit per notebook, seconds")
+    g.add_argument("--secret", default=None,
+                   help="the run secret (hex) of an earlier run, from its OUT/.secret: regrade it exactly "
+                        "(default: a fresh random one)")
     g.add_argument("--backend", choices=["threads", "dask"], default="threads",
                    help="threads: N students at once here; dask: one task per student on a dask cluster")
     g.add_argument("--scheduler", default=None,
                    help="dask scheduler address (default: a local cluster of --jobs workers)")
+    g.add_argument("--no-preflight", action="store_true",
+                   help="skip grading the instructor notebook (full marks) and the blank one (zero) first")
+    ex = sub.add_parser("export", help="grades of a grading run for an LMS (Canvas, Moodle) or a wide CSV")
+    ex.add_argument("run", type=Path, help="the --out folder of a grading run")
+    ex.add_argument("--format", choices=["wide", "canvas", "moodle"], default="wide")
+    ex.add_argument("--roster", type=Path, default=None,
+                    help="CSV with a 'student' column and any of name, canvas_id, sis_id, login, section, email, username")
+    ex.add_argument("--out", type=Path, default=None, help="default RUN/lms-<format>.csv")
     bg = sub.add_parser("bench-grading", help="grade a generated class serially and in parallel")
     bg.add_argument("--students", type=int, default=40)
     bg.add_argument("--jobs", default="1,2", help="comma-separated worker counts, the first is the baseline")
@@ -47,12 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--only", nargs="*", default=None, help="chapter names")
     f.add_argument("--pipeline", action="store_true",
                    help="grade one submission per mistake and alternative with the real grading command")
-    f.add_argument("--jobs", type=int, default=2, help="with --pipeline: students graded at once")
+    f.add_argument("--jobs", type=int, default=2, help="with --pipeline: students graded at once; with --secrets: processes")
     f.add_argument("--limit", type=int, default=None,
                    help="with --pipeline: at most K mistakes and K alternatives per chapter (spread over exercises)")
     f.add_argument("--out", type=Path, default=Path("build/fidelity"), help="with --pipeline: working folder")
     f.add_argument("--hidden-only", action="store_true",
                    help="leave the visible checks out: which mistakes the hidden checks alone catch")
+    f.add_argument("--secrets", type=int, default=None, metavar="N",
+                   help="run the hidden checks under N grading secrets: the reference and every alternative "
+                        "must pass under all, every mistake must be caught under at least 99%% of them")
     a = p.parse_args(argv)
 
     if a.cmd == "build":
@@ -62,10 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_course
         return run_course(profile=a.profile, only=a.only, out=a.out, student=a.student)
     if a.cmd == "grade":
-        from .grade import grade
+        from .grade import PreflightError, grade
         try:
             grade(a.submissions, a.out, jobs=a.jobs, chapters=a.notebooks, timeout=a.timeout,
-                  backend=a.backend, scheduler=a.scheduler)
+                  backend=a.backend, scheduler=a.scheduler, secret=a.secret, preflight=not a.no_preflight)
+        except (FileNotFoundError, ValueError, PreflightError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if a.cmd == "export":
+        from .lms import export
+        try:
+            print(export(a.run, a.format, a.out, a.roster))
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -77,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.pipeline:
             from .fidelity import pipeline_report
             return pipeline_report(a.only, a.out, jobs=a.jobs, limit=a.limit)
+        if a.secrets:
+            from .fidelity import sweep_report
+            return sweep_report(a.only, a.secrets, jobs=a.jobs)
         from .fidelity import report
         return report(a.only, hidden_only=a.hidden_only)
     return 1

@@ -17,6 +17,7 @@ definitions of the solutions module (docs/AUTHORING.md).
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import io
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ def _cells(chapter: str, hidden_only: bool = False):
     if hidden_only:
         tests = {gid: src[src.index(HIDDEN):] if HIDDEN in src else "" for gid, src in tests.items()}
     return setup, tests
+
+
+@functools.lru_cache(maxsize=None)
+def _setup_cell(chapter: str) -> str:
+    return _cells(chapter)[0]
 
 
 def run_tests(chapter: str, module_text: str, hidden_only: bool = False) -> dict[str, str]:
@@ -174,7 +180,7 @@ def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int |
     t0 = time.time()
     cases = write_submissions(chapters, out / "submissions", limit)
     print(f"grading {len(cases)} submissions ({', '.join(chapters)}) with {jobs} job(s) ...", flush=True)
-    grade(out / "submissions", out / "graded", jobs=jobs, chapters=chapters)
+    grade(out / "submissions", out / "graded", jobs=jobs, chapters=chapters, preflight=False)  # checked per case
     failed: dict[tuple[str, str], set[str]] = {}  # (student, notebook) -> cells that lost points
     for row in csv.DictReader(open(out / "graded" / "cells.csv")):
         if float(row["score"]) < float(row["max_score"]):
@@ -209,4 +215,151 @@ def pipeline_report(chapters: list[str] | None, out, jobs: int = 2, limit: int |
             print(f"  {ex}: mistakes caught {ok_mu}/{n_mu}, alternatives passed {ok_al}/{n_al}")
             print("\n".join(lines))
     print(f"{len(cases)} submissions in {time.time() - t0:.0f} s; {bad} case(s) not as expected")
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------- under many secrets
+
+SWEEP_PREFIX = "fidelity-sweep"
+
+
+@dataclass
+class SweepRow:
+    exercise: str
+    reference: list[int]       # [passed, tried]
+    alternatives: list[int]    # [passed, tried] over every (alternative, secret)
+    mistakes: list[int]        # [caught, tried] over every (mistake, secret)
+    worst_mistake: tuple[float, str] = (1.0, "")   # lowest catch rate of one mistake, and which
+    unfair: list[str] | None = None                # "reference/alternative: secret i: message"
+
+
+def _scope(chapter: str, module_text: str) -> dict:
+    """The setup cell and a solutions text, executed once: what each test cell runs in."""
+    setup = _setup_cell(chapter)
+    scope: dict = {"__name__": "__fidelity__"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(setup, "<setup cell>", "exec"), scope)
+        exec(compile(module_text, "<solutions>", "exec"), scope)
+    return scope
+
+
+def _run_cell(scope: dict, gid: str, src: str) -> str:
+    """'' when the cell passed, else its failure message."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(src, f"<test cell {gid}>", "exec"), dict(scope))
+        return ""
+    except BaseException as e:  # noqa: BLE001 - any failure loses the points
+        return f"{type(e).__name__}: {e}"
+
+
+def sweep_chapter(chapter: str, n_secrets: int, first: int = 0) -> dict[str, SweepRow]:
+    """The hidden checks of one chapter under `n_secrets` grading secrets
+    (`WORKBOOK_HIDDEN_SEED` = fidelity-sweep-<i>): the reference and every correct
+    alternative must pass every hidden cell under every secret (a verdict must not depend on
+    the secret); each catalogued mistake is counted as caught under a secret when the hidden
+    checks of its exercise fail. Hidden blocks only: the visible checks do not depend on the
+    secret. Each catalogue entry runs its own exercise's cell (the reference runs them all)."""
+    import os
+
+    _, tests = _cells(chapter, hidden_only=True)
+    tests = {g: s for g, s in tests.items() if s}
+    mistakes, alternatives = mutants.catalogue(chapter)
+    rows = {g: SweepRow(g, [0, 0], [0, 0], [0, 0], unfair=[]) for g in tests}
+    entries = [("reference", None, _scope(chapter, authoring.solutions_path(chapter).read_text()), list(tests))]
+    entries += [("alternative", a, _scope(chapter, mutants.apply(chapter, a.target, source=a.source)), [a.exercise])
+                for a in alternatives]
+    entries += [("mistake", m, _scope(chapter, mutants.apply(chapter, m.target, m.old, m.new)), [m.exercise])
+                for m in mistakes]
+    saved = os.environ.get("WORKBOOK_HIDDEN_SEED")
+    caught: dict[int, int] = {}
+    try:
+        for i in range(first, first + n_secrets):
+            os.environ["WORKBOOK_HIDDEN_SEED"] = f"{SWEEP_PREFIX}-{i}"
+            for k, (kind, item, scope, cells) in enumerate(entries):
+                for gid in cells:
+                    if gid not in tests:
+                        continue
+                    msg = _run_cell(scope, gid, tests[gid])
+                    row = rows[gid]
+                    if kind == "mistake":
+                        row.mistakes[0] += bool(msg)
+                        row.mistakes[1] += 1
+                        caught[k] = caught.get(k, 0) + bool(msg)
+                        continue
+                    tally = row.reference if kind == "reference" else row.alternatives
+                    tally[0] += not msg
+                    tally[1] += 1
+                    if msg and len(row.unfair) < 5:
+                        who = "reference" if item is None else f"alternative {item.target}: {item.note or ''}"
+                        row.unfair.append(f"{who}: secret {i}: {msg.splitlines()[-1][:200] if msg.strip() else msg}")
+    finally:
+        if saved is None:
+            os.environ.pop("WORKBOOK_HIDDEN_SEED", None)
+        else:
+            os.environ["WORKBOOK_HIDDEN_SEED"] = saved
+    for k, (kind, item, _, _) in enumerate(entries):
+        if kind == "mistake" and item.exercise in rows:
+            rate = caught.get(k, 0) / n_secrets
+            row = rows[item.exercise]
+            if rate < row.worst_mistake[0] or (rate < 1.0 and not row.worst_mistake[1]):
+                row.worst_mistake = (rate, f"{item.target}: {item.diagnosis[:80]}")
+    return rows
+
+
+def _merge(parts: list[dict[str, SweepRow]], n_secrets: int) -> dict[str, SweepRow]:
+    """Rows of several secret ranges of one chapter, added up (the weakest mistake's rate
+    is recomputed from its per-range rates, weighted by the range sizes)."""
+    out: dict[str, SweepRow] = {}
+    for part, size in parts:
+        for gid, r in part.items():
+            o = out.setdefault(gid, SweepRow(gid, [0, 0], [0, 0], [0, 0], (1.0, ""), []))
+            for mine, theirs in ((o.reference, r.reference), (o.alternatives, r.alternatives), (o.mistakes, r.mistakes)):
+                mine[0] += theirs[0]
+                mine[1] += theirs[1]
+            o.unfair = (o.unfair + (r.unfair or []))[:5]
+            # a conservative bound: the weakest mistake of a range counted over its range
+            w = 1.0 - (1.0 - r.worst_mistake[0]) * size / n_secrets
+            if r.worst_mistake[1] and w < o.worst_mistake[0]:
+                o.worst_mistake = (w, r.worst_mistake[1])
+    return out
+
+
+def _sweep_part(args):
+    chapter, n, first = args
+    import os
+    os.environ.setdefault("WORKBOOK_PROFILE", "smoke")
+    return sweep_chapter(chapter, n, first), n
+
+
+def sweep_report(chapters: list[str] | None, n_secrets: int, min_catch: float = 0.99, jobs: int = 1) -> int:
+    """Print, per graded cell, the pass rate of the reference and of the alternatives and
+    the catch rate of the mistakes across `n_secrets` secrets; returns 1 when a reference
+    or an alternative fails under any secret, or a mistake is caught under fewer than
+    `min_catch` of them. `jobs` processes share the secrets of each chapter."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    bad = 0
+    t0 = time.time()
+    chunk = -(-n_secrets // max(jobs, 1))
+    with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for ch in chapters or authoring.chapter_names():
+            t1 = time.time()
+            ranges = [(ch, min(chunk, n_secrets - f), f) for f in range(0, n_secrets, chunk)]
+            parts = list(pool.map(_sweep_part, ranges)) if jobs > 1 else [_sweep_part(r) for r in ranges]
+            rows = _merge(parts, n_secrets)
+            print(f"== {ch} ({n_secrets} secrets, {time.time() - t1:.0f} s)", flush=True)
+            for gid, r in rows.items():
+                fair = r.reference[0] == r.reference[1] and r.alternatives[0] == r.alternatives[1]
+                strong = r.worst_mistake[0] >= min_catch
+                bad += (not fair) + (not strong)
+                frac = (lambda t: f"{t[0]}/{t[1]}")
+                weakest = f", weakest mistake caught under {r.worst_mistake[0]:.1%} ({r.worst_mistake[1]})" \
+                    if r.worst_mistake[1] else ""
+                print(f"  {'ok ' if fair and strong else 'BAD'} {gid}: reference {frac(r.reference)}, "
+                      f"alternatives {frac(r.alternatives)}, mistakes caught {frac(r.mistakes)}{weakest}")
+                for line in r.unfair or []:
+                    print(f"      unfair: {line}")
+    print(f"{time.time() - t0:.0f} s in all; {bad} problem(s)")
     return 1 if bad else 0

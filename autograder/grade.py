@@ -11,14 +11,23 @@ a template that holds the config, the instructor notebooks and a gradebook in wh
 gradebook, students cannot touch each other's grades, and `--jobs N` grades N students at
 once with results identical to a serial run.
 
+Intake (autograder/intake.py) copies every notebook, as a regular file only, into
+grader-only staging before anything reads it and validates it; a preflight grades the
+instructor notebook (full marks) and the blank one (zero) in the same sandbox before any
+student. Every stage of one submission is guarded: it can cost that submission's row,
+never the run.
+
 Writes DIR/grades.csv (student, notebook, score, max_score, status, detail), DIR/cells.csv
-(one row per graded cell), DIR/feedback/<student>/<notebook>.html and prints a summary.
-Exit code 0 when every submission was graded, whatever the scores.
+(one row per graded cell), DIR/feedback/<student>/<notebook>.html and prints a summary;
+all of it first into the run's private folder, moved to DIR at the end (autograder/outputs.py
+makes CSV cells and HTML pages safe to open). Exit code 0 when every submission was graded,
+whatever the scores.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
+import hashlib
+import hmac
 import html
 import json
 import os
@@ -31,20 +40,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
-from . import authoring, integrity, sandbox
+from . import authoring, integrity, outputs, sandbox
 from .build import REPO, make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
-MAX_ZIP_BYTES = 200 * 1024 * 1024
 STATUSES = ("graded", "missing", "unreadable", "timed out", "crashed", "tampered")
 
 
@@ -58,84 +62,14 @@ class Result:
     detail: str = ""
     cells: list[tuple[str, float, float]] = field(default_factory=list)  # (grade_id, score, max)
     diagnoses: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, likely mistake)
+    messages: dict[str, str] = field(default_factory=dict)  # grade_id -> its first error, short
 
 
 # ----------------------------------------------------------------------------- inputs
-
-def _safe_extract(zip_path: Path, dest: Path) -> None:
-    """Extract a zip, refusing absolute paths, `..` and archives that unpack too large."""
-    with zipfile.ZipFile(zip_path) as zf:
-        total = sum(i.file_size for i in zf.infolist())
-        if total > MAX_ZIP_BYTES:
-            raise ValueError(f"{zip_path.name} unpacks to {total} bytes (limit {MAX_ZIP_BYTES})")
-        for info in zf.infolist():
-            target = (dest / info.filename).resolve()
-            if not str(target).startswith(str(dest.resolve())) or info.filename.startswith("/"):
-                raise ValueError(f"{zip_path.name} contains an unsafe path {info.filename!r}")
-        zf.extractall(dest)
-
-
-def _strip_wrappers(folder: Path) -> Path:
-    """Descend through a lone wrapper folder (how most zip tools pack a folder)."""
-    entries = [p for p in folder.iterdir() if p.name not in {"__MACOSX", ".DS_Store"}]
-    if len(entries) == 1 and entries[0].is_dir() and not any(entries[0].glob("*.ipynb")):
-        return _strip_wrappers(entries[0])
-    return folder
-
-
-def collect(submissions: Path, scratch: Path) -> dict[str, Path]:
-    """{student id: folder holding that student's notebooks}."""
-    if not submissions.exists():
-        raise FileNotFoundError(f"submissions folder {submissions} does not exist")
-    if submissions.is_file():
-        if submissions.suffix != ".zip":
-            raise ValueError(f"{submissions} is neither a folder nor a .zip of one")
-        dest = scratch / "unzipped"
-        dest.mkdir(parents=True)
-        _safe_extract(submissions, dest)
-        submissions = _strip_wrappers(dest)
-    students: dict[str, Path] = {}
-    for entry in sorted(submissions.iterdir()):
-        if entry.name.startswith(".") or entry.name == "__MACOSX":
-            continue
-        sid = entry.stem if entry.suffix == ".zip" else entry.name
-        if entry.is_file() and entry.suffix == ".zip":
-            dest = scratch / "student-zips" / sid
-            dest.mkdir(parents=True)
-            try:
-                _safe_extract(entry, dest)
-            except (zipfile.BadZipFile, ValueError) as e:
-                dest = scratch / "bad-zips" / sid
-                dest.mkdir(parents=True)
-                (dest / ".unreadable").write_text(f"{entry.name} is not a readable zip: {e}")
-            students[sid] = _strip_wrappers(dest)
-        elif entry.is_dir():
-            students[sid] = entry
-    return students
-
-
-def check_notebook(path: Path) -> str | None:
-    """None if `path` is a readable notebook, else what is wrong with it."""
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        return f"file is {path.stat().st_size} bytes, over the {MAX_NOTEBOOK_BYTES}-byte limit"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        return "file is not UTF-8 text"
-    except json.JSONDecodeError as e:
-        return f"not valid JSON (line {e.lineno}, column {e.colno}): was the file saved completely?"
-    try:
-        nb = nbformat.from_dict(raw)
-        nbformat.validate(nb)
-    except Exception as e:  # nbformat raises several types
-        return f"not a valid Jupyter notebook: {str(e).splitlines()[0][:200]}"
-    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in raw.get("cells", [])
-           if not (c.get("metadata", {}).get("nbgrader", {}).get("grade")
-                   and not c.get("metadata", {}).get("nbgrader", {}).get("solution"))]
-    twice = sorted({g for g in ids if g and ids.count(g) > 1})
-    if twice:
-        return f"cells {', '.join(twice)} appear more than once (a copied answer cell?): keep one of each"
-    return None
+# Intake (autograder/intake.py) copies every notebook into grader-only staging, trusting
+# nothing about the submission; its names stay importable from here.
+from .intake import (MAX_NOTEBOOK_BYTES, MAX_ZIP_BYTES, IntakeError, Submission,  # noqa: E402,F401
+                     check_notebook, collect, learner_text, parse_notebook, private_dir, read_regular)
 
 
 # ----------------------------------------------------------------------------- grading
@@ -153,6 +87,9 @@ def make_template(root: Path, chapters: list[str]) -> dict[str, "Chapter"]:
             raise RuntimeError(f"nbgrader generate_assignment {ch} failed:\n{r.stderr[-3000:]}")
         known[ch].protected = protected_lines(ch, root / "source" / ch / f"{ch}.ipynb",
                                               root / "release" / ch / f"{ch}.ipynb")
+        release = root / "release" / ch / f"{ch}.ipynb"
+        public = "\n".join(_source(c) for c in json.loads(release.read_text())["cells"]) if release.exists() else ""
+        known[ch].fragments = outputs.fragments(known[ch].protected, public)
     shutil.rmtree(root / "release", ignore_errors=True)
     return known
 
@@ -162,6 +99,7 @@ class Chapter:
     name: str
     locked: dict[str, tuple[str, str]]         # graded cell -> (locked source, seal nonce)
     protected: frozenset[str] = frozenset()     # lines that must never reach feedback
+    fragments: frozenset[str] = frozenset()     # ... nor any 40-character run of their code
 
     @property
     def judged(self) -> dict[str, list[str]]:
@@ -169,6 +107,12 @@ class Chapter:
         for (every hidden block calls `_judged`: tests/test_build.py)."""
         return {gid: [f"{n}:{q}" if q else n for n, q in JUDGED_CALL.findall(src)]
                 for gid, (src, _) in self.locked.items() if JUDGED_CALL.search(src)}
+
+    @property
+    def judge_cells(self) -> dict[str, dict]:
+        """What the judge admits: one-time token -> {cell, the checks its hidden block asks for}."""
+        return {m[1]: {"cell": gid, "checks": self.judged.get(gid, [])}
+                for gid, (src, _) in self.locked.items() if (m := TOKEN_CALL.search(src))}
 
 
 JUDGED_CALL = re.compile(r'_judged\(\s*"(ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
@@ -180,19 +124,59 @@ def _source(cell: dict) -> str:
 
 def add_seals(path: Path) -> dict[str, tuple[str, str]]:
     """Append `seal(grade_id, nonce)` in a hidden block to every graded code cell of the
-    grader's copy of an instructor notebook; a fresh random nonce per cell and run."""
+    grader's copy of an instructor notebook; a fresh random nonce per cell and run. A cell
+    whose hidden block asks the judge (`_judged`) also gets, as that block's first line, a
+    fresh random one-time token (`remote.cell_token`) the judge admits its checks with."""
     nb = json.loads(path.read_text())
     locked = {}
     for cell in nb["cells"]:
         meta = cell["metadata"].get("nbgrader", {})
         if cell["cell_type"] != "code" or not meta.get("grade") or meta.get("solution"):
             continue
-        nonce = secrets.token_hex(8)
-        cell["source"] = (_source(cell).rstrip("\n") + "\n### BEGIN HIDDEN TESTS\n"
+        nonce, src = secrets.token_hex(8), _source(cell)
+        if JUDGED_CALL.search(src):
+            src = src.replace(HIDDEN_BEGIN, HIDDEN_BEGIN + token_call(secrets.token_hex(16)) + "\n", 1)
+        cell["source"] = (src.rstrip("\n") + "\n" + HIDDEN_BEGIN
                           + integrity.seal_call(meta["grade_id"], nonce) + "\n### END HIDDEN TESTS")
         locked[meta["grade_id"]] = (cell["source"], nonce)
     path.write_text(json.dumps(nb, indent=1))
     return locked
+
+
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS\n"
+TOKEN_CALL = re.compile(r'_wb_token\("([0-9a-f]{32})"\)')
+
+
+def token_call(token: str) -> str:
+    """The line that hands a graded test cell's one-time token to `remote.judged`."""
+    return f'from autograder.remote import cell_token as _wb_token; _wb_token("{token}")'
+
+
+def student_secret(run_secret: str, sid: str, notebook: str) -> str:
+    """The grading secret of one student's notebook: the hidden inputs differ per student,
+    notebook and run, and are reproduced by the same run secret (`grade --secret`)."""
+    if len(run_secret) < 32:
+        raise ValueError("no run secret: grading needs one (new_run_secret)")
+    return hmac.new(bytes.fromhex(run_secret), f"{sid}/{notebook}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_run_secret(given: str | None) -> str:
+    """The run's secret: `given` (hex, for an exact regrade) or a fresh random one."""
+    if given is None:
+        return secrets.token_hex(32)
+    if not re.fullmatch(r"(?:[0-9a-fA-F]{2}){16,}", given):
+        raise ValueError("--secret must be hex digits (at least 32), as stored in OUT/.secret")
+    return given.lower()
+
+
+def store_run_secret(out: Path, run_secret: str) -> Path:
+    """OUT/.secret (mode 0600, grader only): regrade this run exactly with `--secret`."""
+    path = out / ".secret"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(run_secret + "\n")
+    return path
 
 
 def protected_lines(ch: str, instructor: Path, release: Path) -> frozenset[str]:
@@ -230,6 +214,17 @@ def _diagnoses(nb: dict) -> list[tuple[str, str]]:
     return found
 
 
+def _messages(nb: dict) -> dict[str, str]:
+    """grade_id -> `Error: message` of its first error (as feedback shows it), short."""
+    found = {}
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for out in cell.get("outputs", []):
+            if gid and gid not in found and out.get("output_type") == "error":
+                found[gid] = learner_text(f"{out.get('ename', '')}: {out.get('evalue', '')}", 300)
+    return found
+
+
 SEAL_OUTPUT = re.compile(integrity.SEAL_LINE.pattern + r"\n?")
 
 
@@ -248,6 +243,7 @@ def sanitize_for_feedback(path: Path) -> None:
                 out["text"] = SEAL_OUTPUT.sub("", integrity._join(out.get("text", "")))
         if "outputs" in cell:
             cell["outputs"] = [o for o in cell["outputs"] if o.get("output_type") != "stream" or o["text"]]
+    outputs.plain_outputs(nb)  # learner HTML/JavaScript/widgets are shown as text, never live
     path.write_text(json.dumps(nb, indent=1))
 
 
@@ -264,25 +260,54 @@ def _limits() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+OUTPUT_KEEP = 100_000   # bytes kept of the start and of the end of a grading command's output
+
+
+class CappedReader:
+    """Reads a pipe to its end in a thread, keeping the first and the last OUTPUT_KEEP
+    bytes and counting what it drops, so a command that prints gigabytes costs no memory."""
+
+    def __init__(self, pipe):
+        import threading
+
+        self.head, self.tail, self.dropped = bytearray(), bytearray(), 0
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe) -> None:
+        while chunk := pipe.read1(1 << 16):
+            room = OUTPUT_KEEP - len(self.head)
+            self.head += chunk[:max(room, 0)]
+            self.tail += chunk[max(room, 0):]
+            if len(self.tail) > OUTPUT_KEEP:
+                self.dropped += len(self.tail) - OUTPUT_KEEP
+                del self.tail[:len(self.tail) - OUTPUT_KEEP]
+
+    def text(self, wait: float = 10.0) -> str:
+        self.thread.join(wait)
+        note = f"\n[... {self.dropped:,} bytes of output discarded by the grader ...]\n" if self.dropped else ""
+        return (bytes(self.head).decode(errors="replace") + note + bytes(self.tail).decode(errors="replace"))
+
+
 def run_confined(cmd: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, str]:
     """Run a grading command in its own process group with resource limits; on timeout
     (returns code None) or completion, kill the whole group, so a submission's kernel or
-    any process it started cannot outlive its grading."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", start_new_session=True, preexec_fn=_limits)
+    any process it started cannot outlive its grading (the sandbox slot also kills its
+    control group). Its output is read as it comes, capped (`CappedReader`)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits)
+    reader = CappedReader(proc.stdout)
     try:
-        out, _ = proc.communicate(timeout=timeout)
-        code = proc.returncode
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
         code = None
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    proc.wait()
     kill_processes_under(cwd)
-    return code, out[-200_000:]
+    out = reader.text()
+    proc.stdout.close()
+    return code, out
 
 
 def kill_processes_under(folder: Path) -> None:
@@ -333,14 +358,27 @@ def cap_outputs(nb: dict) -> int:
 LEAK_NOTE = "[output removed by the grader: it contained grader-only material]\n"
 
 
-def scrub_leaks(nb: dict, protected: frozenset[str]) -> int:
-    """Replace every output that contains a line of the solutions or hidden checks;
+def output_text(out: dict) -> str:
+    """Every piece of text an output shows in feedback (stream, error name and message:
+    `sanitize_for_feedback` drops tracebacks; every mime type of its data), so markup
+    cannot carry what plain text may not."""
+    parts = [integrity._join(out.get("text", "")), str(out.get("ename", "")), str(out.get("evalue", ""))]
+    data = out.get("data", {})
+    if isinstance(data, dict):
+        parts += [v if isinstance(v, str) else "".join(map(str, v)) if isinstance(v, list) else json.dumps(v)
+                  for v in data.values()]
+    return "\n".join(p for p in parts if p)
+
+
+def scrub_leaks(nb: dict, protected: frozenset[str], fragments: frozenset[str] = frozenset()) -> int:
+    """Replace every output that contains a line of the solutions or hidden checks, or
+    any run of `outputs.FRAGMENT` characters of their code inside a longer line;
     returns how many were replaced."""
     count = 0
     for cell in nb.get("cells", []):
         for i, out in enumerate(cell.get("outputs", [])):
-            text = integrity.cell_text({"outputs": [out]})
-            if any(ln.strip() in protected for ln in text.splitlines()):
+            text = output_text(out)
+            if any(ln.strip() in protected for ln in text.splitlines()) or outputs.leaks_fragment(text, fragments):
                 cell["outputs"][i] = {"output_type": "stream", "name": "stdout", "text": LEAK_NOTE}
                 count += 1
     return count
@@ -350,40 +388,92 @@ def scrub_leaks(nb: dict, protected: frozenset[str]) -> int:
 class Job:
     """Everything one student's grading needs; plain data, so it can go to another process."""
     sid: str
-    folder: Path
+    submission: Submission
     chapters: dict[str, Chapter]
     template: Path
     work: Path
     out: Path
     env_extra: dict
     timeout: float
+    secret: str = ""   # the run's grading secret (grader only; the judge gets student_secret of it)
+    private: tuple = ()  # the grader's folders (submissions, outputs) covered in the kernel's view
+
+
+FEEDBACK_TIMEOUT = 300.0  # seconds for one notebook's generate_feedback
 
 
 def grade_student(job: Job) -> list[Result]:
-    root = job.work / job.sid
-    shutil.copytree(job.template, root)
+    """One row per chapter for this student, whatever the submission does: every stage
+    (intake checks, grading, scores, verdict, feedback) of every notebook is guarded, so a
+    failure costs that notebook (status `crashed`, the traceback in the log), never the run."""
     results = [Result(job.sid, ch) for ch in job.chapters]
-    problem = (job.folder / ".unreadable").read_text() if (job.folder / ".unreadable").exists() else None
-    present = {p.name: p for p in job.folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
-    verdicts = {}
+    try:
+        root = job.work / job.sid
+        shutil.copytree(job.template, root)
+        verdicts = {}
+        for res in results:
+            src = None
+            with _guard(job, res, "checking the notebook"):
+                src = _intake_row(job.submission, res, job.chapters)
+            if src is not None:
+                with _guard(job, res, "grading"):
+                    verdicts[res.notebook] = autograde(job, root, res, src)
+        with _guard(job, None, "reading the scores", results):
+            _read_scores(root, results)
+        for res in results:
+            if res.notebook in verdicts:
+                with _guard(job, res, "checking the verdict"):
+                    enforce_verdict(root, res, verdicts[res.notebook])
+        write_feedback(job, root, results)
+    except Exception:  # noqa: BLE001 - the last net: the row says so, the run goes on
+        _grader_failed(job, results, "grading this submission")
     for res in results:
-        src = present.get(f"{res.notebook}.ipynb")
-        if problem:
-            res.status, res.detail = "unreadable", problem
-        elif src is None:
-            others = sorted(n for n in present if not any(n == f"{c}.ipynb" for c in job.chapters))
-            res.status = "missing"
-            res.detail = f"no {res.notebook}.ipynb" + (f"; found {', '.join(others)} (renamed?)" if others else "")
-        elif bad := check_notebook(src):
-            res.status, res.detail = "unreadable", bad
-        else:
-            verdicts[res.notebook] = autograde(job, root, res, src)
-    _read_scores(root, results)
-    for res in results:
-        if res.notebook in verdicts:
-            enforce_verdict(root, res, verdicts[res.notebook])
-    write_feedback(job, root, results)
+        res.detail = learner_text(res.detail, 2000)
     return results
+
+
+def _intake_row(sub: Submission, res: Result, chapters) -> Path | None:
+    """The staged notebook to grade for this row, or None with status and detail set."""
+    src = sub.notebooks.get(f"{res.notebook}.ipynb")
+    if sub.problem:
+        res.status, res.detail = "unreadable", sub.problem
+    elif src is None and f"{res.notebook}.ipynb" in sub.refused:
+        res.status, res.detail = "unreadable", sub.refused[f"{res.notebook}.ipynb"]
+    elif src is None:
+        others = sorted(learner_text(n, 60) for n in sub.notebooks if not any(n == f"{c}.ipynb" for c in chapters))
+        links = sorted(why for name, why in sub.refused.items() if not name.endswith(".ipynb"))[:3]
+        res.status = "missing"
+        res.detail = "; ".join([f"no {res.notebook}.ipynb"] + ([f"found {', '.join(others[:10])} (renamed?)"] if others else [])
+                               + links)
+    elif bad := check_notebook(src):
+        res.status, res.detail = "unreadable", bad
+    else:
+        return src
+    return None
+
+
+@contextmanager
+def _guard(job: Job, res: Result | None, stage: str, results: list[Result] | None = None):
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - one notebook's failure is that notebook's row
+        _grader_failed(job, [res] if res else results or [], stage)
+
+
+def _grader_failed(job: Job, results: list[Result], stage: str) -> None:
+    """Rows of a notebook the grader itself failed on: status `crashed`, the traceback in
+    logs/<student>/grader-error.log (the row names no internals)."""
+    import traceback
+
+    log = job.out / "logs" / job.sid / "grader-error.log"
+    with contextlib.suppress(OSError):
+        private_dir(log.parent)
+        with open(log, "a") as f:
+            f.write(f"--- {stage}\n{traceback.format_exc()}\n")
+    for res in results:
+        if res.status in ("graded", "timed out"):
+            res.status, res.score, res.cells = "crashed", 0.0, []
+            res.detail = f"the grader failed while {stage}; see logs/{job.sid}/grader-error.log"
 
 
 def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict:
@@ -392,7 +482,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     sid, ch = job.sid, res.notebook
     dst = root / "submitted" / sid / ch
     dst.mkdir(parents=True)
-    nb_in, notes = drop_duplicated_locked_cells(json.loads(src.read_text(encoding="utf-8")))
+    nb_in, notes = drop_duplicated_locked_cells(parse_notebook(read_regular(src))[0])
     (dst / f"{ch}.ipynb").write_text(json.dumps(nb_in))
     key, context = secrets.token_bytes(32), f"{sid}/{ch}"
     key_file = root / f".seal-{ch}"
@@ -400,19 +490,20 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     key_file.write_bytes(key)
     t0 = time.time()
     judged = job.chapters[ch].judged
-    with sandbox.slot() as slot, judge_for(slot, ch, job.env_extra) as judge:
+    with sandbox.slot() as slot, judge_for(slot, job.chapters[ch], job.env_extra,
+                                           student_secret(job.secret, sid, ch)) as judge:
         extra = dict(job.env_extra)
         extra.pop("WORKBOOK_HIDDEN_SEED", None)  # the hidden inputs' secret stays with the judge
         env = tool_env({**extra, **sandbox.kernel_env(slot, key_file, context,
                                                       sandbox.write_kernelspec(root / ".jupyter"),
-                                                      judge=judge.socket)})
+                                                      judge=judge.socket,
+                                                      private=tuple(Path(p) for p in job.private))})
         env.pop("WORKBOOK_HIDDEN_SEED", None)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
                f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
     key_file.unlink(missing_ok=True)
-    (job.out / "logs" / sid).mkdir(parents=True, exist_ok=True)
-    (job.out / "logs" / sid / f"{ch}.log").write_text(log)
+    (private_dir(job.out / "logs" / sid) / f"{ch}.log").write_text(log)
     graded = root / "autograded" / sid / ch / f"{ch}.ipynb"
     verdict = integrity.Verdict()
     if code is None:
@@ -420,7 +511,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
     elif not graded.exists():
         errors = [ln for ln in log.splitlines() if "ERROR" in ln or "Kernel died" in ln]
         res.status = "crashed"
-        res.detail = "the notebook stopped the grader: " + (errors[0][-200:] if errors else "no log")
+        res.detail = "the notebook stopped the grader: " + (learner_text(errors[0][-200:], 200) if errors else "no log")
     if not graded.exists():
         return verdict
     nb = json.loads(graded.read_text())
@@ -428,12 +519,13 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
         res.status = "crashed"
         res.detail = (f"the grader was killed (signal {-code})" if code < 0 else "the notebook was not executed")
     verdict = integrity.verify_notebook(nb, job.chapters[ch].locked, key, context)
-    verdict.judged = {gid: all(judge.verdicts.get(k) is True for k in keys) for gid, keys in judged.items()}
+    apply_judge(nb, verdict, judge, judged)
     if removed := cap_outputs(nb):
         notes.append(f"output truncated ({removed:,} characters over the limit)")
-    if leaks := scrub_leaks(nb, job.chapters[ch].protected):
+    if leaks := scrub_leaks(nb, job.chapters[ch].protected, job.chapters[ch].fragments):
         notes.append(f"{leaks} output(s) with grader-only material removed")
     res.diagnoses = _diagnoses(nb)
+    res.messages = _messages(nb)
     graded.write_text(json.dumps(nb))
     sanitize_for_feedback(graded)
     res.detail = "; ".join([d for d in [res.detail, *notes, *describe_errors(nb, res)] if d]
@@ -444,43 +536,91 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
 @dataclass
 class JudgeRun:
     socket: Path | None = None
-    verdicts: dict = field(default_factory=dict)   # verdict key -> passed
+    verdicts: dict = field(default_factory=dict)   # verdict key -> passed (the first verdict)
+    reports: list = field(default_factory=list)    # {cell, check, passed, report}: the full reports
+    evidence: list = field(default_factory=list)   # requests the judge refused
     log: str = ""
 
 
 @contextmanager
-def judge_for(slot, chapter: str, env_extra: dict):
+def judge_for(slot, chapter: "Chapter", env_extra: dict, secret: str):
     """A judge process (`autograder.judge`) for one notebook: started before nbgrader,
-    listening on a socket only the slot's user may use; on exit its verdicts are read and
-    it is stopped. Yields a JudgeRun whose `verdicts` fill in on exit."""
+    listening on a socket only the slot's user may use, given on its standard input this
+    notebook's grading `secret` and the chapter's one-time cell tokens (never in an
+    environment, argument or file the kernel could read); on exit its record (verdicts,
+    full reports, refused requests) is read from a grader-only file and it is stopped.
+    Yields a JudgeRun that fills in on exit."""
     run = JudgeRun()
     folder = Path(tempfile.mkdtemp(prefix="workbook-judge-"))
     os.chmod(folder, 0o711)
     run.socket = folder / "judge.sock"
+    record = folder / "record.json"   # written by the judge, mode 0600
     uid, gid = (slot.uid, slot.gid) if slot.confined else (-1, -1)
+    env = tool_env(env_extra)
+    env.pop("WORKBOOK_HIDDEN_SEED", None)
     proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(run.socket),
-                             "--chapter", chapter, "--uid", str(uid), "--gid", str(gid)],
-                            cwd=REPO, env=tool_env(env_extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             "--chapter", chapter.name, "--uid", str(uid), "--gid", str(gid)],
+                            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sandbox.judge_preexec)
     try:
+        proc.stdin.write(json.dumps({"secret": secret, "reports": str(record),
+                                     "cells": chapter.judge_cells}) + "\n")
+        proc.stdin.flush()
         ready = proc.stdout.readline().strip()  # after its imports (a few seconds)
         if ready != "ready":
             raise RuntimeError(f"the judge did not start: {proc.stderr.read()[-2000:]}")
         yield run
     finally:
         try:
-            out, err = proc.communicate(input="", timeout=60)
-            last = out.strip().splitlines()[-1] if out.strip() else "{}"
-            found = json.loads(last)
-            run.verdicts = {str(k): v is True for k, v in found.items()} if isinstance(found, dict) else {}
+            _out, err = proc.communicate(timeout=60)   # closes stdin: the judge writes its record
+            found = json.loads(record.read_text())
+            run.verdicts = {str(k): v is True for k, v in found["verdicts"].items()}
+            run.reports = [r for r in found["reports"] if isinstance(r, dict)]
+            run.evidence = [str(e) for e in found["evidence"]]
             run.log = err[-5000:]
-        except (subprocess.TimeoutExpired, ValueError):
+        except (subprocess.TimeoutExpired, OSError, ValueError, KeyError, TypeError, AttributeError):
             run.verdicts = {}
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def apply_judge(nb: dict, verdict: integrity.Verdict, judge: JudgeRun, judged: dict[str, list[str]]) -> None:
+    """The judge's record into the grader's verdict and the autograded notebook: a graded
+    cell is judged passed only if every check of its hidden block passed; refused requests
+    are evidence of tampering; each check's full report replaces the neutral line its cell
+    printed (so it reaches the feedback, after grading, and the diagnoses)."""
+    verdict.judged = {gid: all(judge.verdicts.get(k) is True for k in keys) for gid, keys in judged.items()}
+    verdict.evidence += [f"judge: {e}" for e in judge.evidence]
+    by_cell = {}
+    for r in judge.reports:
+        by_cell.setdefault(str(r.get("cell")), []).append(r)
+    for cell in nb.get("cells", []):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in by_cell and "outputs" in cell:
+            insert_reports(cell, by_cell[gid])
+
+
+def insert_reports(cell: dict, reports: list[dict]) -> None:
+    """Put each judged check's full report where its cell shows the neutral line."""
+    from .judge import neutral
+
+    for r in reports:
+        key, passed, report = str(r.get("check")), r.get("passed") is True, str(r.get("report", ""))
+        line = neutral(key, passed)
+        for out in cell["outputs"]:
+            if out.get("output_type") == "error" and line in str(out.get("evalue", "")):
+                out["evalue"] = str(out["evalue"]).replace(line, report.strip() or line)
+                out["traceback"] = [f"{out.get('ename', 'Error')}: {out['evalue']}"]
+                break
+            if out.get("output_type") == "stream" and line in integrity._join(out.get("text", "")):
+                out["text"] = integrity._join(out["text"]).replace(line, report.rstrip("\n") or line, 1)
+                break
+        else:  # the neutral line is gone (output cleared): the report still reaches the feedback
+            cell["outputs"].append({"output_type": "stream", "name": "stdout", "text": report})
 
 
 def drop_duplicated_locked_cells(nb: dict) -> tuple[dict, list[str]]:
@@ -516,8 +656,10 @@ def describe_errors(nb: dict, res: Result) -> list[str]:
 
 
 def enforce_verdict(root: Path, res: Result, verdict: integrity.Verdict) -> None:
-    """No point without proof: a graded cell that scored without its seal, or any evidence
-    of tampering, sets the whole notebook to 0 (gradebook included, so feedback agrees)."""
+    """No point without proof: a graded cell that scored without its seal or without its
+    checks' passing verdicts in the judge, or any evidence of tampering (including a request
+    the judge refused: a check asked twice, without its cell's token or for another cell),
+    sets the whole notebook to `tampered`, 0 (gradebook included, so feedback agrees)."""
     unsealed = [name for name, score, _ in res.cells if score > 0 and name not in verdict.sealed]
     unjudged = [name for name, score, _ in res.cells if score > 0 and verdict.judged.get(name) is False]
     evidence = verdict.evidence + [f"{name}: scored without proof that its checks ran" for name in unsealed] \
@@ -545,13 +687,24 @@ def zero_grades(root: Path, res: Result) -> None:
 
 
 def write_feedback(job: Job, root: Path, results: list[Result]) -> None:
+    """Feedback pages, hardened (`outputs.harden_page`: nothing in them runs or loads),
+    into the run's private output folder; a failure or time-out costs only the page."""
     for res in results:
-        if (root / "autograded" / job.sid / res.notebook).exists():
-            nbgrader(["generate_feedback", res.notebook, "--student", job.sid, "--force"], cwd=root)
+        if not (root / "autograded" / job.sid / res.notebook).exists():
+            continue
+        try:
+            nbgrader(["generate_feedback", res.notebook, "--student", job.sid, "--force"], cwd=root,
+                     timeout=FEEDBACK_TIMEOUT)
             fb = root / "feedback" / job.sid / res.notebook / f"{res.notebook}.html"
             if fb.exists():
-                (job.out / "feedback" / job.sid).mkdir(parents=True, exist_ok=True)
-                shutil.copy(fb, job.out / "feedback" / job.sid / f"{res.notebook}.html")
+                dest = private_dir(job.out / "feedback" / job.sid) / f"{res.notebook}.html"
+                dest.write_text(outputs.harden_page(fb.read_text(encoding="utf-8", errors="replace")))
+        except Exception:  # noqa: BLE001 - no page, a note; the grade stands
+            res.detail = "; ".join(d for d in [res.detail, "no feedback page (the feedback step failed)"] if d)
+            with contextlib.suppress(OSError):
+                with open(private_dir(job.out / "logs" / job.sid) / "grader-error.log", "a") as f:
+                    import traceback
+                    f.write(f"--- feedback {res.notebook}\n{traceback.format_exc()}\n")
 
 
 def _read_scores(root: Path, results: list[Result]) -> None:
@@ -570,43 +723,143 @@ def _read_scores(root: Path, results: list[Result]) -> None:
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | None = None,
-          timeout: float = 900.0, seed: int | None = None, backend: str = "threads",
-          scheduler: str | None = None, quiet: bool = False) -> list[Result]:
+          timeout: float = 900.0, secret: str | None = None, backend: str = "threads",
+          scheduler: str | None = None, quiet: bool = False, preflight: bool = True) -> list[Result]:
     """Grade every submission; `backend` "threads" runs `jobs` students at once here,
     "dask" sends one task per student to a dask.distributed cluster (a local one with
-    `jobs` workers, or the scheduler at `scheduler`; workers must see the same files)."""
-    out.mkdir(parents=True, exist_ok=True)
+    `jobs` workers, or the scheduler at `scheduler`; workers must see the same files).
+    Hidden inputs come from a fresh random run secret (or `secret`, hex, to regrade a run
+    exactly), stored in OUT/.secret (mode 0600) and, per student and notebook, derived
+    for that notebook's judge only (student_secret).
+    With `preflight`, the instructor notebook and the blank student notebook are graded
+    first in the same sandbox: PreflightError unless they score full marks and zero.
+    Outputs are written into the run's private (0700) scratch folder and moved to `out`
+    once no kernel runs any more."""
+    run_secret = new_run_secret(secret)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store_run_secret(out, run_secret)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="workbook-grade-") as tmp:
         scratch = Path(tmp)
+        os.chmod(scratch, 0o700)
+        staged_out = private_dir(scratch / "out")
+        _warn_if_readable(Path(submissions), quiet)
         students = collect(Path(submissions), scratch)
         if chapters is None:  # the chapters anybody handed in
-            names = {p.stem for f in students.values() for p in f.rglob("*.ipynb")}
+            names = {n[:-len(".ipynb")] for sub in students.values() for n in [*sub.notebooks, *sub.refused]
+                     if n.endswith(".ipynb")}
             chapters = [c for c in authoring.chapter_names() if c in names] or authoring.chapter_names()
         template = scratch / "template"
         known = make_template(template, chapters)
         # PYTHONWARNINGS: nbgrader scores a test cell 0 for any stderr, and a library
         # warning is not a learner's mistake.
-        secret = seed if seed is not None else os.environ.get("WORKBOOK_GRADING_SECRET", "20261123")
         env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1",
-                     "WORKBOOK_HIDDEN_SEED": str(secret), "MPLBACKEND": "Agg",
+                     "MPLBACKEND": "Agg",
                      "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1",
                      "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))}
+        if preflight:
+            run_preflight(known, template, scratch, env_extra, timeout, jobs, backend, scheduler, out, quiet,
+                          run_secret)
         results: list[Result] = []
-        bad_ids = {s: f for s, f in students.items() if not STUDENT_ID.match(s)}
+        bad_ids = {s for s in students if not STUDENT_ID.match(s)}
         for sid in bad_ids:
-            results += [Result(sid, ch, status="unreadable",
+            results += [Result(learner_text(sid, 64), ch, status="unreadable",
                                detail="student folder name must be letters, digits, '.', '_' or '-'")
                         for ch in chapters]
-        work = [Job(sid, folder, known, template, scratch / "students", out, env_extra, timeout)
-                for sid, folder in students.items() if sid not in bad_ids]
+        hidden = tuple(str(p.resolve()) for p in (Path(submissions), out))
+        work = [Job(sid, sub, known, template, private_dir(scratch / "students"), staged_out, env_extra, timeout,
+                    run_secret, hidden) for sid, sub in students.items() if sid not in bad_ids]
         for batch in run_jobs(work, jobs, backend, scheduler):
             results += batch
-    results.sort(key=lambda r: (r.student, r.notebook))
-    write_reports(results, out)
+        results.sort(key=lambda r: (r.student, r.notebook))
+        write_reports(results, staged_out)
+        publish(staged_out, out)
     if not quiet:
         print_summary(results, time.time() - t0)
     return results
+
+
+def publish(staged: Path, out: Path) -> None:
+    """Copy the run's outputs from its private folder into `out` (folders 0700)."""
+    for src in sorted(staged.rglob("*")):
+        dest = out / src.relative_to(staged)
+        if src.is_dir():
+            private_dir(dest)
+        else:
+            private_dir(dest.parent)
+            shutil.copyfile(src, dest)
+
+
+def _warn_if_readable(submissions: Path, quiet: bool) -> None:
+    """Kernels run as other users: a submissions folder others can read is readable to them."""
+    try:
+        folder = submissions.resolve()
+        open_to_all = all(p.stat().st_mode & 0o001 for p in [folder, *folder.parents]) \
+            and folder.stat().st_mode & 0o004
+    except OSError:
+        return
+    if open_to_all and not quiet and sandbox.capabilities().user:
+        print(f"warning: {submissions} can be read by every user of this machine, the grading kernels'"
+              " users included: make it private (chmod 700) before grading", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- preflight
+
+class PreflightError(RuntimeError):
+    """The grader fails its own reference: no student is graded."""
+
+
+def run_preflight(known: dict[str, Chapter], template: Path, scratch: Path, env_extra: dict, timeout: float,
+                  jobs: int, backend: str, scheduler: str | None, out: Path, quiet: bool,
+                  run_secret: str = "") -> float:
+    """Grade the instructor notebook and the blank student notebook of every chapter in the
+    run's own sandbox, judge and template; raise PreflightError naming every cell that is
+    off (the reference must get full marks, the blank zero). Returns the seconds it took."""
+    t0 = time.time()
+    home = private_dir(scratch / "preflight")
+    refs = {"preflight-reference": lambda ch: REPO / "autograder" / "source" / ch / f"{ch}.ipynb",
+            "preflight-blank": lambda ch: REPO / "course" / f"{ch}.ipynb"}
+    work = []
+    for sid, where in refs.items():
+        sub = Submission(sid)
+        folder = private_dir(home / "intake" / sid)
+        for ch in known:
+            copy = folder / f"{ch}.ipynb"
+            copy.write_bytes(read_regular(where(ch)))
+            sub.notebooks[copy.name] = copy
+        work.append(Job(sid, sub, known, template, private_dir(home / "students"), private_dir(home / "out"),
+                        env_extra, timeout, run_secret))
+    reference, blank = run_jobs(work, min(max(jobs, 1), 2), backend, scheduler)
+    seconds = time.time() - t0
+    if problems := preflight_problems(reference, blank):
+        publish(home / "out", out / "preflight")
+        raise PreflightError("preflight failed, no student was graded (the grader itself is broken; logs in "
+                             f"{out / 'preflight'}):\n  " + "\n  ".join(problems))
+    if not quiet:
+        print(f"preflight: reference full marks, blank zero, {len(known)} chapter(s), in {seconds:.1f} s")
+    return seconds
+
+
+def preflight_problems(reference: list[Result], blank: list[Result]) -> list[str]:
+    """What is off: reference notebooks short of full marks (cells and their messages),
+    blank notebooks above zero (cells), either not graded at all."""
+    problems = []
+    for r in reference:
+        if r.status != "graded":
+            problems.append(f"instructor notebook {r.notebook}: {r.status} ({r.detail})")
+        elif r.max_score <= 0 or r.score < r.max_score:
+            lost = [f"{c} {s:g}/{m:g}" + (f" ({r.messages[c]})" if c in r.messages else "")
+                    for c, s, m in r.cells if s < m]
+            problems.append(f"instructor notebook {r.notebook} scored {r.score:g}/{r.max_score:g}; lost: "
+                            + ("; ".join(lost) or "no graded cell recorded"))
+    for r in blank:
+        if r.status != "graded":
+            problems.append(f"blank student notebook {r.notebook}: {r.status} ({r.detail})")
+        elif r.score > 0:
+            problems.append(f"blank student notebook {r.notebook} scored {r.score:g} (should be 0): "
+                            + ", ".join(f"{c} {s:g}/{m:g}" for c, s, m in r.cells if s > 0))
+    return problems
 
 
 BACKENDS = ("threads", "dask")
@@ -630,19 +883,14 @@ def run_jobs(work: list[Job], jobs: int, backend: str, scheduler: str | None) ->
 
 
 def write_reports(results: list[Result], out: Path) -> None:
-    with open(out / "grades.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "notebook", "score", "max_score", "status", "detail"])
-        for r in results:
-            w.writerow([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
-                        re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)])
+    """grades.csv, cells.csv, report.html and report.csv (every CSV through
+    `outputs.write_csv`: no cell is a spreadsheet formula)."""
+    outputs.write_csv(out / "grades.csv", ["student", "notebook", "score", "max_score", "status", "detail"],
+                      ([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
+                        re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)] for r in results))
     write_class_report(results, out)
-    with open(out / "cells.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "notebook", "cell", "score", "max_score"])
-        for r in results:
-            for name, s, m in r.cells:
-                w.writerow([r.student, r.notebook, name, f"{s:g}", f"{m:g}"])
+    outputs.write_csv(out / "cells.csv", ["student", "notebook", "cell", "score", "max_score"],
+                      ([r.student, r.notebook, name, f"{s:g}", f"{m:g}"] for r in results for name, s, m in r.cells))
 
 
 def print_summary(results: list[Result], seconds: float) -> None:
@@ -656,7 +904,7 @@ def print_summary(results: list[Result], seconds: float) -> None:
               + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     for r in results:
         if r.status != "graded":
-            print(f"  ! {r.student}/{r.notebook}: {r.status} ({html.unescape(r.detail)})")
+            print(f"  ! {learner_text(r.student)}/{r.notebook}: {r.status} ({learner_text(r.detail, 300)})")
 
 
 def write_class_report(results: list[Result], out: Path) -> None:
@@ -670,7 +918,8 @@ def write_class_report(results: list[Result], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = ["<!doctype html><meta charset=utf-8><title>class report</title><h1>Class report</h1>"]
+    esc = html.escape
+    parts = [f"<!doctype html><meta charset=utf-8>{outputs.CSP_META}<title>class report</title><h1>Class report</h1>"]
     rows = []
     for nbname in sorted({r.notebook for r in results}):
         mine = [r for r in results if r.notebook == nbname]
@@ -682,7 +931,7 @@ def write_class_report(results: list[Result], out: Path) -> None:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)
-        parts.append(f"<h2>{nbname}</h2><img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")
+        parts.append(f"<h2>{esc(nbname)}</h2><img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")
         parts.append("<table border=1 cellpadding=4><tr><th>exercise</th><th>full marks</th><th>pass rate</th></tr>")
         cells = sorted({c for r in graded for c, _, _ in r.cells})
         for cell in cells:
@@ -690,17 +939,14 @@ def write_class_report(results: list[Result], out: Path) -> None:
             passed = sum(s >= m for s, m in scores)
             rate = passed / len(scores) if scores else 0.0
             rows.append([nbname, cell, passed, len(scores), f"{rate:.3f}"])
-            parts.append(f"<tr><td>{cell}</td><td>{passed}/{len(scores)}</td><td>{rate:.0%}</td></tr>")
+            parts.append(f"<tr><td>{esc(cell)}</td><td>{passed}/{len(scores)}</td><td>{rate:.0%}</td></tr>")
         parts.append("</table><h3>Most frequent diagnosed mistakes</h3><ol>")
         counts = Counter(d for r in mine for d in r.diagnoses)
         parts += [f"<li>{n} x <b>{html.escape(cell)}</b>: {html.escape(text)}</li>"
                   for (cell, text), n in counts.most_common(10)]
         parts.append("</ol><h3>Submissions that did not run to the end</h3><ul>")
-        parts += [f"<li>{html.escape(r.student)}: {r.status} ({html.escape(r.detail)})</li>"
+        parts += [f"<li>{esc(r.student)}: {esc(r.status)} ({esc(r.detail)})</li>"
                   for r in mine if r.status != "graded"]
         parts.append("</ul>")
     (out / "report.html").write_text("\n".join(parts))
-    with open(out / "report.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["notebook", "exercise", "full_marks", "graded", "pass_rate"])
-        w.writerows(rows)
+    outputs.write_csv(out / "report.csv", ["notebook", "exercise", "full_marks", "graded", "pass_rate"], rows)

@@ -100,7 +100,17 @@ def known_mistakes(chapter: str, target: str, run) -> dict[str, object]:
     return out
 
 
+DEV_SECRET = "workbook-default-secret"  # in-process only: the instructor, `fidelity`, the tests
+SECRET_REQUIRED = False  # set by the judge (autograder.judge): grading never falls back to DEV_SECRET
+
+
 def hidden_seed(name: str) -> int:
-    """A seed for hidden inputs, derived from the grading secret and the check's name."""
-    secret = os.environ.get("WORKBOOK_HIDDEN_SEED", "workbook-default-secret")
+    """A seed for hidden inputs, derived from the grading secret (`WORKBOOK_HIDDEN_SEED`,
+    read at each call) and the check's name. While grading the judge sets the secret of the
+    student and notebook (grade.student_secret); outside grading the fixed DEV_SECRET."""
+    secret = os.environ.get("WORKBOOK_HIDDEN_SEED")
+    if not secret:
+        if SECRET_REQUIRED:
+            raise RuntimeError("no grading secret (WORKBOOK_HIDDEN_SEED) in the judge")
+        secret = DEV_SECRET
     return int.from_bytes(hashlib.sha256(f"{secret}/{name}".encode()).digest()[:6], "big")

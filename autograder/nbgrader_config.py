@@ -20,3 +20,9 @@ c.OverwriteCells.add_missing_cells = True
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.raise_on_iopub_timeout = False
+# A cell that ignores that interrupt: the kernel is stopped `interrupt_grace` seconds later
+# and the rest of the notebook is recorded as not run (autograder/execute.py).
+from autograder.execute import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
+c.BoundedExecute.interrupt_grace = 10

@@ -11,9 +11,17 @@ judge's requests until it says the verdict:
 
     call    h, args, kwargs   call the learner's object `h` on the judge's inputs
     getattr h, name           read one attribute of it
-    run     code, vars        run a small harness snippet of the check (build a model,
-                              copy weights in, read parameters back) and send `result`
+    run     name, vars        run a harness snippet of the check (build a model, copy
+                              weights in, read parameters back) and send `result`; the
+                              snippet travels by name, its code is the kernel's own copy
+                              in the public `autograder.harness`
     done    passed, report    print the report; raise CheckFailed if it failed
+
+The first message carries the test cell's one-time token: the grader puts one into every
+graded test cell's hidden block (`cell_token`, grade.add_seals), and the judge accepts each
+check once, only with the token of the cell it belongs to. While grading, the report the
+kernel receives is one neutral line (passed, or failed with "the details are in your
+feedback"); the judge's full report goes to the grader, which puts it into the feedback.
 
 Everything crosses the boundary through `encode`/`decode`: None, bool, int, float, str,
 tuples, lists, sets, dicts, tensors (dtype, shape, raw bytes; subclasses stripped),
@@ -41,7 +49,9 @@ import traceback
 import numpy as np
 import torch
 
-MAX_MESSAGE = 1 << 30          # bytes in one message
+from autograder import harness
+
+MAX_MESSAGE = 256 << 20        # bytes in one message (refused from its length, before reading it)
 MAX_DEPTH = 40                 # nesting of containers
 NAME = re.compile(r"ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*")
 _DTYPES = {str(d): d for d in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
@@ -69,7 +79,9 @@ class RemoteGone(RuntimeError):
 def _plain_tensor(x: torch.Tensor) -> torch.Tensor:
     with torch._C.DisableTorchFunctionSubclass():
         t = torch._C.TensorBase.as_subclass(x, torch.Tensor) if type(x) is not torch.Tensor else x
-        return t.detach().to("cpu").contiguous(), bool(x.requires_grad)
+        # a fresh dense copy: `contiguous()` keeps odd strides of size-1 dimensions
+        # (`t.expand(1)` has stride 0), which the byte view below cannot take
+        return t.detach().to("cpu").clone(memory_format=torch.contiguous_format), bool(x.requires_grad)
 
 
 def encode(x, bufs: list, handles=None, depth: int = 0):
@@ -213,6 +225,8 @@ def unpack(body: bytes) -> tuple[dict, list]:
     try:
         n_head, n_bufs = struct.unpack_from("!II", body, 0)
         pos = 8
+        if n_head > len(body) - pos or n_bufs * 8 > len(body) - pos - n_head:
+            raise WireError("truncated message")
         header = json.loads(body[pos:pos + n_head].decode())
         pos += n_head
         bufs = []
@@ -311,8 +325,9 @@ class KernelSide:
         if op == "getattr":
             return getattr(self.handles.get(msg), str(msg.get("name")))
         if op == "run":
+            code = harness.code_of(str(msg.get("name")))
             scope = harness_scope(**arg("vars", {"$d": []}))
-            exec(compile(str(msg.get("code")), "<judge harness>", "exec"), scope)
+            exec(compile(code, f"<harness {msg.get('name')}>", "exec"), scope)
             return scope["result"]
         raise WireError(f"unknown request {op!r}")
 
@@ -328,7 +343,7 @@ def judged(name: str, *args, **kwargs) -> None:
         k = LocalKernel()
         passed, report = judge.run_check(name, k.register(tuple(args)), k.register(dict(kwargs)), k)
     else:
-        passed, report = _ask_judge(path, name, args, kwargs)
+        passed, report = _ask_judge(path, name, args, kwargs, _token)
     if not passed:  # the whole report is the message: what passed, then what failed and why
         from workbook.checks import CheckFailed
 
@@ -336,13 +351,23 @@ def judged(name: str, *args, **kwargs) -> None:
     print(report, end="" if report.endswith("\n") else "\n")
 
 
-def _ask_judge(path: str, name: str, args: tuple, kwargs: dict) -> tuple[bool, str]:
+_token: str | None = None   # the one-time token of the graded test cell now running
+
+
+def cell_token(token: str) -> None:
+    """First line of a graded test cell's hidden block while grading: the token that lets
+    this cell's checks be judged (once each). Outside grading it has no effect."""
+    global _token
+    _token = str(token)
+
+
+def _ask_judge(path: str, name: str, args: tuple, kwargs: dict, token: str | None = None) -> tuple[bool, str]:
     side = KernelSide()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         ch = Channel(s)
         bufs: list = []
-        header = {"op": "check", "name": name, "args": encode(tuple(args), bufs, side.handles),
+        header = {"op": "check", "name": name, "token": token, "args": encode(tuple(args), bufs, side.handles),
                   "kwargs": encode(dict(kwargs), bufs, side.handles)}
         ch.send(header, bufs)
         while True:
@@ -406,8 +431,10 @@ class Kernel:
         return decode(reply.get("ok"), rbufs, lambda tag: RemoteObject(self, tag))
 
     def run(self, code: str, **vars):
-        """Run a harness snippet in the kernel; its `result` comes back (plain or handles)."""
-        return self.request({"op": "run", "code": code}, vars=vars)
+        """Run a harness snippet (its registered name, or its exact registered text: see
+        autograder/harness.py) in the kernel; its `result` comes back (plain or handles).
+        Only the name crosses to the kernel."""
+        return self.request({"op": "run", "name": harness.name_of(code)}, vars=vars)
 
     def _exchange(self, msg: dict, bufs: list) -> tuple[dict, list]:
         self.channel.send(msg, bufs)
@@ -455,9 +482,10 @@ def twin(code: str, **vars):
     records its inputs) while the judge keeps an identical copy to compute the expected
     result with. A snippet that initialises weights seeds its own RNG:
     `with torch.random.fork_rng(): torch.manual_seed(seed); model = ...`."""
+    name = harness.name_of(code)
     scope = harness_scope(**vars)
-    exec(compile(code, "<judge harness>", "exec"), scope)
-    return scope["result"], run(code, **vars)
+    exec(compile(harness.code_of(name), f"<harness {name}>", "exec"), scope)
+    return scope["result"], run(name, **vars)
 
 
 def set_judge_path(path: str | None) -> None:

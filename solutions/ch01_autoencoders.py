@@ -9,11 +9,11 @@ def pca_fit(X, k):
     """Fit PCA to the rows of X by a thin SVD of the centred data.
 
     Args:
-        X: float tensor (N, D), one sample per row.
+        X: float tensor (N, D), one sample per row (float32 or float64).
         k: int, number of components, 1 <= k <= min(N, D).
 
     Returns:
-        mean: (D,) column means of X.
+        mean: (D,) column means of X. All three results in the dtype of X.
         V: (D, k) top-k right singular vectors of Xc = X - mean as columns,
             ordered by decreasing singular value (orthonormal columns).
         S: (k,) the top-k singular values, decreasing.
@@ -264,12 +264,13 @@ def retrieval_precision(Z, y, ks):
 
     For every query i, the k nearest other points (Euclidean distance,
     i itself excluded) are retrieved; precision@k is the fraction of them
-    with label y[i], averaged over all N queries.
+    with label y[i], averaged over all N queries. Points at exactly the same
+    distance may be retrieved in any order.
 
     Args:
         Z: (N, k) codes.
         y: (N,) integer labels.
-        ks: sequence of ints, each with 1 <= k <= N - 1.
+        ks: sequence of ints, each with 1 <= k <= N - 1, in any order.
 
     Returns:
         precision: float64 tensor (len(ks),), in the order of ks.
@@ -310,11 +311,13 @@ def retrieval_precision(Z, y, ks):
 #   E: PCA components are learned by gradient descent.
 answer_pca_vs_ae = {"A", "C", "D"}
 
-# Quiz: Which loss is used to train an autoencoder on real-valued pixels?
-#   A: logistic loss
-#   B: quadratic (squared) loss
-#   C: triplet loss
-#   D: hinge loss
+# Quiz: An autoencoder is trained with the quadratic loss. Among the training images whose
+# code is some z, one pixel is 0 in half of them and 1 in the other half. Which value does
+# the best decoder output for that pixel at z?
+#   A: 0
+#   B: 0.5
+#   C: 1
+#   D: 0 or 1, at random
 answer_ae_loss = "B"
 
 # Quiz: For binary (0/1) pixels, which loss matches a Bernoulli likelihood?

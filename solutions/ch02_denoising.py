@@ -11,7 +11,7 @@ def add_gaussian_noise(x, sigma, generator):
     The noise is drawn exactly as
         eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     (on the CPU, where the generator lives) and then moved to x.device, so the same
-    generator seed always gives the same noise. The result is NOT clamped to [0, 1]:
+    generator seed always gives the same noise; the global generator is not used. The result is NOT clamped to [0, 1]:
     the noise stays exactly Gaussian (values may be negative or above 1).
 
     Args:
@@ -35,7 +35,7 @@ def add_gaussian_noise(x, sigma, generator):
 def salt_and_pepper(x, p, generator):
     """Salt-and-pepper noise: each pixel is replaced with probability p by 0 or 1.
 
-    Draws, in this order, both with shape x.shape and dtype x.dtype:
+    Draws, in this order, both with shape x.shape and dtype x.dtype (from `generator` only):
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype)     # which pixels
         v = torch.rand(x.shape, generator=generator, dtype=x.dtype)     # their new value
     A pixel is replaced where u < p; its new value is 1 ("salt") where v < 0.5, else 0
@@ -66,7 +66,7 @@ def occlude_boxes(x, n_boxes, size, generator):
     Top-left corners are drawn exactly as
         top = torch.randint(0, H - size + 1, (B, n_boxes), generator=generator)
         left = torch.randint(0, W - size + 1, (B, n_boxes), generator=generator)
-    (in this order), so every box lies fully inside the image. Box k of image b covers
+    (in this order, from `generator` only), so every box lies fully inside the image. Box k of image b covers
     rows top[b, k] .. top[b, k] + size - 1 and columns left[b, k] .. left[b, k] + size - 1.
     Boxes may overlap.
 
@@ -77,7 +77,8 @@ def occlude_boxes(x, n_boxes, size, generator):
         generator: torch.Generator (CPU) for the draws.
 
     Returns:
-        x_occluded: (B, C, H, W), x with every pixel inside a box set to 0 (all channels).
+        x_occluded: (B, C, H, W), same dtype as x, with every pixel inside a box set to 0
+            (all channels).
         mask: (B, 1, H, W) bool, True inside the union of the image's boxes.
     """
     B, C, H, W = x.shape
@@ -107,7 +108,7 @@ def psnr(x_hat, x, data_range=1.0):
             (1.0 for images in [0, 1], 255 for 8-bit images).
 
     Returns:
-        psnr: (B,) tensor, one value per image, dtype of x_hat.
+        psnr: (B,) tensor (also for B = 1), one value per image, dtype of x_hat.
     """
     # MSE_b = mean over (C, H, W) of (x_hat - x)^2
     mse = ((x_hat - x) ** 2).flatten(1).mean(dim=1)  # (B,)
@@ -249,8 +250,8 @@ def masked_mse(x_hat, x, mask):
     Args:
         x_hat: (B, C, H, W) restored images.
         x: (B, C, H, W) reference images.
-        mask: bool tensor broadcastable to x's shape (e.g. (B, 1, H, W)), True on the
-            pixels to score; at least one pixel must be True.
+        mask: bool tensor of shape (B, 1, H, W) (covering every channel) or (B, C, H, W),
+            True on the pixels to score; at least one pixel must be True.
 
     Returns:
         mse: 0-dim tensor, sum over masked pixels of (x_hat - x)^2 divided by the
@@ -269,11 +270,13 @@ def masked_mse(x_hat, x, mask):
 #   E: none of them: all four are unsupervised
 answer_not_unsupervised = "A"
 
-# Quiz: What is a denoising autoencoder trained to output, given a corrupted image?
-#   A: the corrupted image itself
-#   B: the clean image the corruption was applied to
-#   C: the class label of the image
-#   D: a low-dimensional code only
+# Quiz: The denoiser of section 3 has more hidden units than an image has pixels, yet,
+# trained on noisy inputs, it does not learn to copy its input. Why?
+#   A: its code (B, 2c, 7, 7) is too small to hold an image
+#   B: a copy keeps the noise, and the loss compares the output with the clean image,
+#      so copying costs about sigma^2 per pixel
+#   C: a network with ReLUs cannot represent the identity map
+#   D: the noise makes the gradients vanish when the output is close to the input
 answer_dae_target = "B"
 
 # Quiz: Which statements explain why a denoising autoencoder works best when trained

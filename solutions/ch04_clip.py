@@ -20,6 +20,9 @@ def clip_loss(image_features, text_features, logit_scale):
             logits = min(exp(t), 100) * I T^T     (B, B)
             loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
         where CE is the mean cross-entropy over rows: images -> texts, then texts -> images.
+        The dtype of the features is kept, and the loss must stay accurate in float32
+        at the cap (logits up to +-100): use F.cross_entropy (or log_softmax), never a
+        softmax written with exp.
     """
     # I_e = normalize(I_f), T_e = normalize(T_f)
     I = F.normalize(image_features, dim=-1)  # (B, E)
@@ -167,7 +170,8 @@ def zero_shot_predict(image_features, weights):
         weights: (C, E) unit class embeddings from zero_shot_weights.
 
     Returns:
-        (N,) int64 class indices, argmax over c of cos(image_features[n], weights[c]).
+        (N,) int64 class indices, argmax over c of cos(image_features[n], weights[c]);
+            shape (1,) for a single image.
     """
     # logits_nc = normalize(I_n) . w_c
     logits = F.normalize(image_features, dim=-1) @ weights.T  # (N, C)
@@ -180,6 +184,7 @@ def recall_at_k(image_features, text_features, ks=(1, 5)):
     Image n and text n form the only matching pair. Candidates are ranked by cosine
     similarity; the rank of the match is the number of candidates with a strictly higher
     similarity (so 0 is the best), and the match is found at k when its rank is < k.
+    Candidates that tie with the match (equal similarity) do not count against it.
 
     Args:
         image_features: (N, E) image embeddings, not normalised.
@@ -204,19 +209,24 @@ def recall_at_k(image_features, text_features, ks=(1, 5)):
             "text_to_image": (rank_t2i[:, None] < k).double().mean(dim=0).cpu()}
 
 
-# Quiz: In CLIP, which architecture is the image encoder?
-#   A: the encoder of a variational autoencoder
-#   B: an LSTM
-#   C: a ResNet or a Vision Transformer (ViT)
-#   D: a U-Net
-answer_image_encoder = "C"
+# Quiz: Our text encoder reads its feature at the end-of-text token, with a causal mask.
+#   What does the mask buy there?
+#   A: Nothing for the outputs: it only makes training faster.
+#   B: The end-of-text feature depends on the caption and on nothing after it, so the
+#      same caption followed by other padding or junk tokens gets the same embedding.
+#   C: The end-of-text token then sees only the first word of the caption.
+#   D: Without it the positional embedding would have no effect.
+answer_causal_mask = "B"
 
-# Quiz: In CLIP, which architecture is the text encoder?
-#   A: a bag-of-words average of word2vec vectors
-#   B: a Transformer
-#   C: a convolutional network over characters
-#   D: a recurrent network (GRU)
-answer_text_encoder = "B"
+# Quiz: clip_loss normalises both feature matrices before their product. Without the
+#   normalisation, what would change?
+#   A: Nothing: a softmax does not depend on the size of its inputs.
+#   B: The logits would grow with the norms of the features, so the encoders could
+#      sharpen (or flatten) the softmax by changing norms, and exp(t) would no longer be
+#      what sets the temperature.
+#   C: The loss could not be computed for batches larger than the embedding size E.
+#   D: The two directions of the loss would become equal.
+answer_normalise = "B"
 
 # Quiz: Which statements about CLIP are true? (choose all that apply)
 #   A: It learns to predict which caption in a batch goes with which image, not to

@@ -60,6 +60,7 @@ def q_sample(x0, t, eps, alpha_bars):
         t: (B,) int64 timesteps in {0, ..., T-1}, one per example.
         eps: (B, ...) standard normal noise, same shape as x0.
         alpha_bars: (T,) tensor (any float dtype, any device).
+        The inputs are left unchanged.
 
     Returns:
         x_t: (B, ...) with the dtype and device of x0.
@@ -80,11 +81,13 @@ def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
         model: callable (x_t (B, ...), t (B,) int64[, y (B,) int64]) -> eps_hat (B, ...).
         x0: (B, ...) clean data.
         alpha_bars: (T,) tensor.
-        y: optional (B,) int64 class labels, passed to the model as its third argument.
-        generator: optional torch.Generator on x0's device.
+        y: optional (B,) int64 class labels, passed on to the model (as its third argument or
+            as y=...); without labels (y None) the model gets no labels, or y=None.
+        generator: optional torch.Generator on x0's device; every draw comes from it (the
+            global random generator is left alone when one is given).
 
     Returns:
-        loss: scalar tensor, differentiable with respect to the model's parameters.
+        loss: scalar tensor of x0's dtype, differentiable with respect to the model's parameters.
     """
     B, T = x0.shape[0], alpha_bars.shape[0]
     t = torch.randint(0, T, (B,), generator=generator, device=x0.device)  # (B,)
@@ -112,6 +115,7 @@ def ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
         x_t: (B, ...) current sample.
         alpha_bars: (T,) tensor.
         noise: (B, ...) standard normal, used only when t > 0.
+        The inputs are left unchanged.
 
     Returns:
         (x_prev, x0_hat): two (B, ...) tensors like x_t.
@@ -141,6 +145,7 @@ def ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
     Args:
         eps_hat: (B, ...) predicted noise; t, t_prev: ints with t_prev < t (t_prev = -1: last step).
         x_t: (B, ...); alpha_bars: (T,); eta: float >= 0; noise: (B, ...) or None when eta = 0.
+        The inputs are left unchanged.
 
     Returns:
         (x_prev, x0_hat): two (B, ...) tensors like x_t.
@@ -162,11 +167,12 @@ def timestep_embedding(t, dim, max_period=10000):
         emb[b] = [cos(t_b w_0), ..., cos(t_b w_{half-1}), sin(t_b w_0), ..., sin(t_b w_{half-1})]
 
     Args:
-        t: (B,) timesteps (int64 or float).
+        t: (B,) timesteps (int64, or float of any dtype: fractional timesteps are allowed).
         dim: even int.
+        max_period: float > 1, the longest period (w_{half-1} is close to 1 / max_period).
 
     Returns:
-        emb: (B, dim) float32 on t's device.
+        emb: (B, dim) float32 on t's device (computing inside in float64 is fine too).
     """
     half = dim // 2
     w = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
@@ -218,12 +224,15 @@ class UNet(nn.Module):
       middle:     mid_blocks = two ResBlock(c_{L-1}, c_{L-1}, emb_dim).
       decoder:    for i = L-1 down to 0: concatenate skip i on the channels (torch.cat([h, skip], 1)),
                   up_blocks[L-1-i] = ResBlock(c_prev + c_i, c_i, emb_dim) (c_prev: channels of h);
-                  then, except at level 0, upsamples[L-1-i] = nearest-neighbour x2 upsampling
+                  then, except at level 0, nearest-neighbour x2 upsampling
                   (F.interpolate(h, scale_factor=2.0, mode="nearest")) followed by
-                  Conv2d(c_i, c_i, 3, padding=1).
+                  upsamples[L-1-i] = Conv2d(c_i, c_i, 3, padding=1) (the upsampling may also
+                  sit inside upsamples[L-1-i], as nn.Sequential(nn.Upsample(scale_factor=2,
+                  mode="nearest"), conv): only the parameters and what is computed count).
       output:     conv_out(SiLU(norm_out(h))), norm_out = GroupNorm(groups, ch),
                   conv_out = Conv2d(ch, in_channels, 3, padding=1).
-    H and W must be divisible by 2 ** (L - 1) (28 x 28 with three levels: 28, 14, 7).
+    H and W must be divisible by 2 ** (L - 1) (28 x 28 with three levels: 28, 14, 7); they
+    need not be equal.
     """
 
     def __init__(self, in_channels=1, ch=32, mults=(1, 2, 2), num_classes=None, groups=8):
@@ -279,11 +288,12 @@ def drop_labels(y, p_uncond, null_label, generator=None):
     "no label" id with probability p_uncond.
 
     Args:
-        y: (B,) int64 labels; p_uncond: float in [0, 1]; null_label: int (e.g. 10 for MNIST);
-        generator: optional torch.Generator on y's device.
+        y: (B,) int64 labels (left unchanged); p_uncond: float in [0, 1]; null_label: int
+        (e.g. 10 for MNIST); generator: optional torch.Generator on y's device.
 
     Returns:
-        (B,) int64: y where torch.rand(B) >= p_uncond, null_label elsewhere.
+        (B,) int64: y where u >= p_uncond, null_label elsewhere, with the single draw
+        u = torch.rand(B, generator=generator) (the global generator is left alone).
     """
     drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond
     return torch.where(drop, torch.full_like(y, null_label), y)
@@ -297,7 +307,8 @@ def guided_eps(model, x_t, t, y, scale, null_label):
 
     Args:
         model: callable (x (2B, ...), t (2B,), y (2B,)) -> (2B, ...).
-        x_t: (B, ...); t: (B,) int64; y: (B,) int64; scale: float; null_label: int.
+        x_t: (B, ...); t: (B,) int64; y: (B,) int64; scale: float; null_label: int. The inputs
+        are left unchanged.
 
     Returns:
         eps: (B, ...).
@@ -311,7 +322,7 @@ def guided_eps(model, x_t, t, y, scale, null_label):
 # Q1. The network is trained on x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps. What does it predict?
 answer_predicts = "B"
 
-# Q2. Ho & Salimans write eps = (1 + w) eps_c - w eps_u. Our guidance scale s is:
+# Q2. Ho & Salimans write eps = (1 + w) eps_c - w eps_u. What does their w = 0 sample from?
 answer_guidance_w = "B"
 
 # Q3. Which statements are true?

@@ -136,7 +136,7 @@ class CrossAttnBlock(nn.Module):
         h = h + ff(norm_ff(h))
         out = x + proj_out(h) back to (B, C, H, W)
 
-    norm = GroupNorm(groups, C, eps=1e-6), proj_in = Linear(C, C), norm_attn = LayerNorm(C),
+    norm = GroupNorm(groups, C, eps=1e-6) (C divisible by groups), proj_in = Linear(C, C), norm_attn = LayerNorm(C),
     attn = CrossAttention(C, context_dim, heads, C // heads), norm_ff = LayerNorm(C),
     ff = Sequential(Linear(C, 4C), GELU(), Linear(4C, C)), proj_out = Linear(C, C).
     """
@@ -178,7 +178,9 @@ def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, 
         z0: (B, c, h, w) scaled latents of the training images.
         context: (B, L, D), mask: (B, L) bool, the captions' token features.
         null_context: (1, L, D), null_mask: (1, L) bool, the empty caption's.
-        alpha_bars: (T,); p_uncond: float in [0, 1]; generator: optional, on z0's device.
+        alpha_bars: (T,); p_uncond: float in [0, 1]; generator: optional, on z0's device: every
+        draw comes from it (the global random generator is left alone when one is given).
+        The inputs are left unchanged (build the dropped captions as new tensors).
 
     Returns:
         loss: scalar tensor.

@@ -421,3 +421,49 @@ def test_quiz_answers():
     assert answer_pca_vs_ae == {"A", "C", "D"}
     assert answer_ae_loss == "B"
     assert answer_binary_loss == "B"
+
+
+# ---------------------------------------------------------------------------
+# The contract points the hidden checks exercise
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pca_sign_convention_and_dtype(dtype):
+    X = anisotropic(30, 6, seed=4).to(dtype)
+    mean, V, S = pca_fit(X, 4)
+    assert mean.dtype == V.dtype == S.dtype == dtype
+    top = V.gather(0, V.abs().argmax(0, keepdim=True))
+    assert bool((top > 0).all())
+
+
+def test_retrieval_precision_follows_the_order_of_ks():
+    Z = randn(20, 2, seed=3)
+    y = torch.tensor([3, 7] * 10)
+    p = retrieval_precision(Z, y, [5, 1, 19])
+    q = retrieval_precision(Z, y, [1, 5, 19])
+    assert torch.equal(p, q[[1, 0, 2]])
+    assert p.dtype == torch.float64
+
+
+def test_principal_angles_small_angle_in_float32_input():
+    A = randn(8, 2, seed=1)
+    Q, _ = torch.linalg.qr(A)
+    w = randn(8, seed=2)
+    w = w - Q @ (Q.T @ w)
+    t = 2e-3
+    B = torch.stack([math.cos(t) * Q[:, 0] + math.sin(t) * w / w.norm(), randn(8, seed=5)], 1)
+    th = principal_angles(A.float(), B.float())
+    oracle = np.sort(scipy.linalg.subspace_angles(A.float().double().numpy(), B.float().double().numpy()))
+    assert th.dtype == torch.float32
+    assert np.allclose(th.double().numpy(), oracle, atol=1e-6, rtol=0)
+
+
+def test_every_diagnosis_comes_from_the_chapter_text():
+    from autograder.mutants import catalogue
+    from workbook import ch01
+
+    mistakes, _ = catalogue("01_autoencoders")
+    texts = set(ch01.DIAGNOSES.values())
+    assert all(m.diagnosis in texts for m in mistakes if m.diagnosed and not m.exercise.startswith("quiz"))
+    assert set(ch01.QUIZ_EXPLAIN) == set(ch01.QUIZ_OPTIONS)

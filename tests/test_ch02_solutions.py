@@ -385,3 +385,49 @@ def test_quiz_answers():
     assert answer_not_unsupervised == "A"
     assert answer_dae_target == "B"
     assert answer_one_category == {"A", "C"}
+
+
+# ---------------------------------------------------------------------------
+# The contract points the hidden checks exercise
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_corruptions_keep_dtype_channels_and_global_rng(dtype):
+    x = torch.rand(2, 3, 9, 14, generator=gen(0), dtype=dtype) + 0.1
+    before = torch.random.get_rng_state()
+    noisy = add_gaussian_noise(x, torch.tensor([0.1, 0.5], dtype=dtype), gen(1))
+    sp, sp_mask = salt_and_pepper(x, 0.3, gen(2))
+    occ, occ_mask = occlude_boxes(x, 2, 9, gen(3))  # a box as tall as the image
+    assert torch.equal(before, torch.random.get_rng_state())
+    assert noisy.dtype == sp.dtype == occ.dtype == dtype
+    eps = torch.randn(x.shape, generator=gen(1), dtype=dtype)
+    assert torch.equal(noisy, x + torch.tensor([0.1, 0.5], dtype=dtype).view(2, 1, 1, 1) * eps)
+    assert sp_mask.shape == x.shape and bool(sp_mask[:, 0].ne(sp_mask[:, 1]).any())  # one draw per channel
+    assert occ_mask.shape == (2, 1, 9, 14)
+    assert bool((occ[occ_mask.expand_as(x)] == 0).all()) and bool((occ[~occ_mask.expand_as(x)] > 0).all())
+    g = gen(3)
+    top = torch.randint(0, 1, (2, 2), generator=g)
+    left = torch.randint(0, 14 - 9 + 1, (2, 2), generator=g)  # columns range over W, not H
+    assert bool((top == 0).all())
+    for b in range(2):
+        want = torch.zeros(9, 14, dtype=torch.bool)
+        for k in range(2):
+            want[:, left[b, k]:left[b, k] + 9] = True
+        assert torch.equal(occ_mask[b, 0], want)
+
+
+def test_psnr_identical_images_is_inf_and_batch_of_one():
+    x = torch.rand(1, 3, 5, 7, generator=gen(0))
+    out = psnr(x.clone(), x)
+    assert out.shape == (1,) and out.dtype == torch.float32 and torch.isinf(out).all() and out.item() > 0
+
+
+def test_every_diagnosis_comes_from_the_chapter_text():
+    from autograder.mutants import catalogue
+    from workbook import ch02
+
+    mistakes, _ = catalogue("02_denoising")
+    texts = set(ch02.DIAGNOSES.values())
+    assert all(m.diagnosis in texts for m in mistakes if m.diagnosed and not m.exercise.startswith("quiz"))
+    assert set(ch02.QUIZ_EXPLAIN) == set(ch02.QUIZ_OPTIONS)

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from solutions.ch04_clip import (  # noqa: E402
     ImageEncoder,
     TextEncoder,
+    answer_causal_mask,
     answer_clip_facts,
-    answer_image_encoder,
-    answer_text_encoder,
+    answer_normalise,
     clip_loss,
     recall_at_k,
     zero_shot_predict,
@@ -291,6 +291,6 @@ def test_recall_at_k_perfect_and_ties():
 
 
 def test_quiz_answers():
-    assert answer_image_encoder == "C"
-    assert answer_text_encoder == "B"
+    assert answer_causal_mask == "B"
+    assert answer_normalise == "B"
     assert answer_clip_facts == {"A", "B", "D", "F"}

@@ -185,3 +185,52 @@ def test_guidance_limits_and_dropout():
     dropped = S.drop_labels(labels, 0.1, 10, torch.Generator().manual_seed(0))
     assert abs((dropped == 10).float().mean().item() - 0.1) < 0.01
     assert torch.equal(labels, torch.arange(10000) % 10)
+
+
+def _embedding64(t, dim, max_period):
+    half = dim // 2
+    w = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
+    a = t.double()[:, None] * w
+    return torch.cat([a.cos(), a.sin()], dim=-1)
+
+
+@pytest.mark.parametrize("max_period", [10000, 250.0])
+def test_timestep_embedding_within_the_float32_tolerance(max_period):
+    """The float32 reference is within the course's float32 tolerance of the float64 formula
+    at t up to 999 (scale ~ max t), for int and float64 timesteps alike, and stays float32."""
+    from workbook.checks import tolerance
+    for t in (torch.arange(0, 1000, 37), torch.linspace(0, 999.5, 13, dtype=torch.float64)):
+        emb = S.timestep_embedding(t, 64, max_period)
+        assert emb.dtype == torch.float32
+        torch.testing.assert_close(emb.double(), _embedding64(t, 64, max_period),
+                                   **tolerance(torch.float32, scale=float(t.max())))
+
+
+def test_loss_draws_only_from_its_generator_and_takes_y_by_keyword():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x_t, t, y=None):
+            self.seen.append((t, y))
+            return 0.5 * x_t
+
+    ab = S.noise_schedule(S.linear_betas(20))[1]
+    x0, y = torch.randn(16, 3, 2, 4), torch.arange(16) % 10
+    before = torch.random.get_rng_state()
+    net = Net()
+    a = S.diffusion_loss(net, x0, ab, y=y, generator=torch.Generator().manual_seed(3))
+    b = S.diffusion_loss(net, x0, ab, y=y, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(before, torch.random.get_rng_state())
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert torch.equal(net.seen[0][1], y) and torch.equal(net.seen[0][0], net.seen[1][0])
+
+
+def test_drop_labels_is_the_stated_draw_and_unet_takes_non_square_inputs():
+    y = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(1))
+    out = S.drop_labels(y, 0.3, 17, torch.Generator().manual_seed(2))
+    u = torch.rand(500, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, torch.where(u < 0.3, 17, y))
+    net = S.UNet(2, 8, (1, 2, 2), num_classes=3, groups=4)
+    assert net(torch.randn(2, 2, 12, 8), torch.tensor([1, 900])).shape == (2, 2, 12, 8)

@@ -140,3 +140,27 @@ def test_text_unet_runs_with_the_reference_block():
     torch.testing.assert_close(unet(z, torch.tensor([3, 900]), changed, mask), out)
     assert set(unet.attention_blocks()) == {"down 0", "down 1", "mid", "up 0", "up 1"}
     assert math.isfinite(out.abs().sum().item())
+
+
+def test_training_loss_leaves_its_inputs_and_the_global_generator_alone():
+    def unet(z_t, t, context, mask):
+        return 0.5 * z_t + context.mean()
+
+    ab = torch.linspace(0.99, 0.01, 30, dtype=torch.float64)
+    z0 = torch.randn(64, 2, 3, 3, dtype=torch.float64)
+    context, mask = torch.randn(64, 5, 4, dtype=torch.float64), torch.rand(64, 5) < 0.7
+    null_context, null_mask = torch.zeros(1, 5, 4, dtype=torch.float64), torch.tensor([[True] + [False] * 4])
+    saved = [v.clone() for v in (z0, context, mask)]
+    before = torch.random.get_rng_state()
+    losses = [S.training_loss(unet, z0, context, mask, null_context, null_mask, ab, 0.5,
+                              torch.Generator().manual_seed(4)) for _ in range(2)]
+    assert torch.equal(before, torch.random.get_rng_state())
+    assert all(torch.equal(a, b) for a, b in zip(saved, (z0, context, mask)))
+    assert torch.equal(losses[0], losses[1])
+
+
+def test_block_runs_at_the_smallest_sizes_the_hidden_check_draws():
+    """B = 1, H = 2, W = 1, one channel per group: GroupNorm still has two values per group."""
+    block = S.CrossAttnBlock(4, 3, heads=1, groups=4)
+    out = block(torch.randn(1, 4, 2, 1), torch.randn(1, 3, 3), torch.tensor([[True, True, False]]))
+    assert out.shape == (1, 4, 2, 1) and block.last_attn[..., 2].abs().max() == 0

@@ -32,7 +32,9 @@ def test_grading_compares_letters_in_any_container():
     grade_choice("q", ["C", "A"], {"A", "C"})
     grade_choice("q", "B", {"B"})
     grade_choice("q", {"B"}, "B")
-    for wrong, want in ((["A"], {"A", "C"}), ("C", "B"), ({"A", "C", "D"}, {"A", "C"}), ("b", "B")):
+    grade_choice("q", "b", "B")                  # either case counts, as the contract says
+    grade_choice("q", ["c", " a"], {"A", "C"})
+    for wrong, want in ((["A"], {"A", "C"}), ("C", "B"), ({"A", "C", "D"}, {"A", "C"}), ("c", "B"), (3, "B"), ([], {"A"})):
         with pytest.raises(CheckFailed, match="is not right"):
             grade_choice("q", wrong, want)
 
@@ -43,3 +45,15 @@ def test_substituted_restores_the_learners_names():
     with substituted(scope["uses"], helper=lambda: "stand-in", absent=1):
         assert scope["uses"]() == "stand-in" and scope["absent"] == 1
     assert scope["uses"]() == "learner's" and "absent" not in scope
+
+
+def test_a_wrong_answer_is_told_the_idea_not_the_letter():
+    with pytest.raises(CheckFailed, match="the reconstruction error is an average"):
+        grade_choice("q", "A", "B", explain="the reconstruction error is an average over pixels")
+
+
+def test_check_choice_takes_lower_case_and_explains(capsys):
+    check_choice("q", "b", "ABCD", explain="think about what the encoder sees")
+    assert "think about what the encoder sees" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match="one letter"):
+        check_choice("q", "bb", "ABCD")

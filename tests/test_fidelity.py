@@ -68,3 +68,15 @@ def test_pipeline_report_reads_each_submission_in_its_own_chapter(tmp_path, monk
     monkeypatch.setattr(grading, "grade", _fake_grading(cases, spoil=alternative))
     assert fidelity.pipeline_report(chapters, tmp_path / "b", limit=1) == 1
     assert f"BAD alternative [{alternative}]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_verdicts_do_not_depend_on_the_secret(chapter, monkeypatch):
+    """A cheap slice of `fidelity --secrets N`: under two more grading secrets the reference
+    and every alternative pass every hidden check, and every mistake is still caught."""
+    monkeypatch.setenv("WORKBOOK_PROFILE", "smoke")
+    rows = fidelity.sweep_chapter(chapter, 2, first=10_000)
+    unfair = [u for r in rows.values() for u in r.unfair]
+    assert not unfair, "\n".join(unfair)
+    weak = [f"{r.exercise}: {r.worst_mistake[1]}" for r in rows.values() if r.worst_mistake[0] < 1.0]
+    assert not weak, "mistakes that escape the hidden checks under some secret:\n" + "\n".join(weak)

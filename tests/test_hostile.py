@@ -12,6 +12,7 @@ How to run (about 6 minutes on 2 cores):
 """
 import csv
 import json
+import os
 import re
 import shutil
 import time
@@ -21,7 +22,7 @@ import psutil
 import pytest
 
 from autograder import grade as grading
-from autograder import mutants, sandbox
+from autograder import mutants, outputs, sandbox
 from conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile")]  # one worker: one corpus run
@@ -29,7 +30,7 @@ CH = "01_autoencoders"
 SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
 STUDENT = REPO / "course" / f"{CH}.ipynb"
 BROKEN_BY = next(m for m in mutants.catalogue(CH)[0] if m.exercise == "retrieval_checks")
-TIMEOUT = 150
+TIMEOUT = 240  # per notebook; a stubborn cell is stopped long before (about 70 s after it starts)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Case:
     zero: bool = False             # must score 0
     blank: bool = False            # built on the student notebook (no solutions) instead
     edit: object = None            # fn(cells) -> cells: structural edits of the notebook
+    keeps: float = 0.0             # the least score it must keep (cells before the attack)
 
 
 def _cells_by(cells, gid):
@@ -58,6 +60,18 @@ def _reorder(cells):
     i, j = _cells_by(cells, "quiz_pca_vs_ae"), _cells_by(cells, "quiz_ae_loss")
     cells[i], cells[j] = cells[j], cells[i]
     return cells
+
+
+def _string_metadata(cells):
+    cells[_cells_by(cells, "pca")]["metadata"]["nbgrader"] = "solution"
+    return cells
+
+
+HTML_OUTPUT = """
+from IPython.display import HTML, Javascript, display
+display(HTML("<script>document.title = 'PWN' + 'ED'</script><h1>Score: 14 / 14</h1>"))
+display(Javascript("document.body.innerHTML = 'PWN' + 'ED'"))
+"""
 
 
 def _delete_and_edit(cells):
@@ -95,11 +109,92 @@ def retrieval_precision(Z, y, ks):  # the reference, if the kernel had it loaded
     return _broken(Z, y, ks)
 '''
 
+QUIZ_ORACLE = """
+from autograder.remote import judged as _ask
+from workbook.checks import CheckFailed
+for _q in ("answer_ae_loss", "answer_binary_loss"):
+    globals()[_q] = "A"
+    for _option in "ABCD":  # ask the judge about every option until one passes
+        try:
+            _ask("ch01_autoencoders.quiz", _q, _option)
+        except CheckFailed:
+            continue
+        globals()[_q] = _option
+        break
+"""
+
+REPLAY = """
+from autograder.remote import judged as _ask
+from workbook.checks import CheckFailed
+try:  # the retrieval checks failed in their cell: ask the judge again, with that cell's token
+    _ask("ch01_autoencoders.retrieval", retrieval_precision)
+except CheckFailed as e:
+    print("REPLAY", e)
+"""
+
+
+# a session of its own and its own subreaper, re-spawning through double forks; each
+# generation writes into /tmp and plants an IPython startup file that would poison the
+# next kernel of its uid (torch.allclose always true)
+FORK_CHAIN = """
+import ctypes, os, time
+print("SANDBOX-UID", os.getuid())
+if os.fork() == 0:
+    os.setsid()
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    _startup = os.path.expanduser("~/.ipython/profile_default/startup/00-poison.py")
+    while True:
+        if os.fork() == 0:
+            if os.fork() == 0:
+                for _path, _text in ((f"/tmp/wb-fork-chain-{os.getuid()}", "x" * 10**6),
+                                     (_startup, "import torch\\ntorch.allclose = lambda *a, **k: True\\n")):
+                    try:
+                        os.makedirs(os.path.dirname(_path), exist_ok=True)
+                        with open(_path, "w") as _f:
+                            _f.write(_text)
+                    except OSError:
+                        pass
+                time.sleep(1)
+            os._exit(0)
+        try:
+            os.wait()
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+"""
+
+# 40 busy processes for 45 s while its kernel sleeps (under the per-cell limit), so the
+# notebook graded next to it competes with them; then it stops them
+CPU_HOG = """
+import os, signal, time
+print("SANDBOX-UID", os.getuid())
+_hogs = []
+for _ in range(40):
+    _pid = os.fork()
+    if _pid == 0:
+        while True:
+            pass
+    _hogs.append(_pid)
+time.sleep(45)
+for _pid in _hogs:
+    os.kill(_pid, signal.SIGKILL)
+    os.waitpid(_pid, 0)
+"""
+
+
+def _quiz_answered_by_the_judge(cells):
+    cells[_cells_by(cells, "quiz2")]["source"] = QUIZ_ORACLE
+    return cells
+
+
 CASES = {
     # the kernel dies or never finishes
     "infinite_loop": Case("while True:\n    pass", broken=True, status=("timed out",)),
     "stubborn_loop": Case("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
-                          broken=True, status=("timed out",)),
+                          into="retrieval", broken=True, status=("timed out",), keeps=10),
+    # processes that try to outlive their notebook, and a neighbour-starving one
+    "fork_chain": Case(FORK_CHAIN, full=True),
+    "cpu_hog": Case(CPU_HOG, blank=True, zero=True, status=("graded", "timed out")),
     "hog": Case("blobs = []\nwhile True:\n    blobs.append(bytearray(10**8))", broken=True,
                 status=("crashed", "graded")),
     "exits": Case("import os\nos._exit(0)", zero=True, status=("crashed",)),
@@ -127,6 +222,9 @@ CASES = {
                         "get_ipython().input_transformers_cleanup.append(\n"
                         "    lambda lines: [] if any('retrieval' in ln for ln in lines) else lines)",
                         into="retrieval", broken=True, status=("tampered",)),
+    # the judge as an oracle: each check is judged once, only from its own test cell
+    "quiz_oracle": Case(edit=_quiz_answered_by_the_judge, blank=True, zero=True, status=("tampered",)),
+    "replayed_check": Case(REPLAY, into="quiz1", broken=True, zero=True, status=("tampered",)),
     "minted_seal": Case("from autograder.integrity import seal\nseal('retrieval_checks', 'a-guess')",
                         into="retrieval", broken=True, status=("tampered",)),
     # a learner's function raising SystemExit inside the checks: that exercise fails
@@ -160,6 +258,17 @@ CASES = {
     "deleted_edited": Case(edit=_delete_and_edit, full=True),
     "duplicated_cell": Case(edit=_duplicate, full=True),
     "reordered_cells": Case(edit=_reorder, loses=("quiz_ae_loss",)),
+    # intake and outputs: a notebook the grader cannot rely on is refused, learner markup stays inert
+    "nbgrader_string": Case(edit=_string_metadata, status=("unreadable",), zero=True),
+    "html_output": Case(HTML_OUTPUT, full=True),
+}
+
+# files that are not notebooks, made by the corpus fixture: student -> what their row must say
+NOT_NOTEBOOKS = {
+    "linked": "symbolic link",          # a link to the instructor notebook
+    "pipe": "named pipe",               # would block a reader forever
+    "folder": "is a folder",            # a folder named like the notebook
+    "deep": "nested too deeply",        # valid JSON, 100,000 levels deep
 }
 
 
@@ -197,8 +306,14 @@ def corpus(tmp_path_factory):
     (subs / "garbled" / f"{CH}.ipynb").write_text('{"cells": [')
     (subs / "renamed").mkdir()
     shutil.copy(SOURCE, subs / "renamed" / f"{CH}-final.ipynb")
+    for sid in NOT_NOTEBOOKS:
+        (subs / sid).mkdir()
+    (subs / "linked" / f"{CH}.ipynb").symlink_to(SOURCE)
+    os.mkfifo(subs / "pipe" / f"{CH}.ipynb")
+    (subs / "folder" / f"{CH}.ipynb").mkdir()
+    (subs / "deep" / f"{CH}.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
     out = tmp_path_factory.mktemp("hostile-out")
-    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=TIMEOUT)
+    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=TIMEOUT, preflight=False)  # honest neighbours
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     return rows, out
 
@@ -210,7 +325,7 @@ def _feedback(out, sid):
 
 def test_every_submission_has_a_row_and_the_honest_ones_full_marks(corpus):
     rows, _ = corpus
-    assert set(rows) == {"honest", "honest2", "garbled", "renamed", *CASES}
+    assert set(rows) == {"honest", "honest2", "garbled", "renamed", *CASES, *NOT_NOTEBOOKS}
     for sid in ("honest", "honest2"):
         assert rows[sid]["status"] == "graded", f"{sid}: {rows[sid]}"
         assert float(rows[sid]["score"]) == float(rows[sid]["max_score"]) > 0, f"{sid}: {rows[sid]}"
@@ -231,12 +346,55 @@ def test_status_and_no_unearned_point(corpus, sid):
         assert score == top, f"{sid}: a harmless edit cost points: {row}"
     if case.zero:
         assert score == 0, f"{sid}: {row}"
+    assert score >= case.keeps, f"{sid}: lost points of the cells before the attack: {row}"
+
+
+def test_a_cell_that_ignores_its_interrupt_is_stopped(corpus):
+    """stubborn_loop ignores SIGINT in retrieval: the kernel is stopped a few seconds after
+    the interrupt, long before the notebook's limit, and the cell is named."""
+    row = corpus[0]["stubborn_loop"]
+    assert "grading took more than" not in row["detail"], row
+    assert "(retrieval)" in row["detail"] and "time limit" in row["detail"], row
 
 
 def test_malformed_files(corpus):
     rows, _ = corpus
     assert rows["garbled"]["status"] == "unreadable" and "JSON" in rows["garbled"]["detail"]
     assert rows["renamed"]["status"] == "missing" and "final.ipynb" in rows["renamed"]["detail"]
+
+
+@pytest.mark.parametrize("sid", sorted(NOT_NOTEBOOKS))
+def test_files_that_are_not_notebooks_are_refused(corpus, sid):
+    row = corpus[0][sid]
+    assert row["status"] == "unreadable" and NOT_NOTEBOOKS[sid] in row["detail"], row
+    assert float(row["score"]) == 0, row
+
+
+def test_reports_hold_no_grader_only_material(corpus):
+    """grades.csv, cells.csv and report.html: nothing of the solutions or hidden checks,
+    whatever a submission linked to or printed."""
+    _, out = corpus
+    public = STUDENT.read_text()
+    secret = _significant_lines(REPO / "autograder" / "hidden" / f"ch{CH}.py", public) \
+        | _significant_lines(REPO / "solutions" / f"ch{CH}.py", public) | _significant_lines(SOURCE, public)
+    for name in ("grades.csv", "cells.csv", "report.html", "report.csv"):
+        text = (out / name).read_text()
+        leaked = [ln for ln in secret if ln in text or json.dumps(ln)[1:-1] in text]
+        assert not leaked, f"{name} leaks {leaked[:3]}"
+
+
+def test_no_page_runs_anything(corpus):
+    """Every feedback page and the class report carry the strict CSP and no script; the
+    learner's HTML and JavaScript outputs are shown as text."""
+    _, out = corpus
+    pages = [*(out / "feedback").rglob("*.html"), out / "report.html"]
+    for page in pages:
+        text = page.read_text()
+        assert outputs.CSP in text and "Content-Security-Policy" in text, page
+        assert "<script" not in text.lower() and " onerror=" not in text.lower(), page
+    learner = (out / "feedback" / "html_output" / f"{CH}.html").read_text()
+    assert "<h1>Score: 14 / 14</h1>" not in learner  # only in its own (escaped) source
+    assert "IPython.core.display.HTML object" in learner and "IPython.core.display.Javascript object" in learner
 
 
 def test_huge_output_is_truncated(corpus):
@@ -252,13 +410,13 @@ def _significant_lines(path, public):
 
 
 def test_no_grader_only_material_in_any_feedback(corpus):
-    _, out = corpus
+    rows, out = corpus
     public = STUDENT.read_text()
     hidden = _significant_lines(REPO / "autograder" / "hidden" / f"ch{CH}.py", public)
     solutions = _significant_lines(REPO / "solutions" / f"ch{CH}.py", public)
     assert len(hidden) > 20 and len(solutions) > 20
     pages = list((out / "feedback").rglob("*.html"))
-    assert len(pages) >= len(CASES) - 5
+    assert {p.parent.name for p in pages} >= {sid for sid, r in rows.items() if r["status"] in ("graded", "tampered")}
     for page in pages:
         text = _feedback(out, page.parent.name)
         case = CASES.get(page.parent.name, Case())
@@ -316,6 +474,31 @@ def _grading_processes(students: set[str]) -> list:
         except psutil.Error:
             pass
     return found
+
+
+def test_nothing_of_the_sandbox_left(corpus):
+    """No process of a sandbox uid survives the run (fork_chain, cpu_hog), and nothing of
+    theirs is left in /tmp (each kernel has a private /tmp)."""
+    if not sandbox.capabilities().user:
+        pytest.skip("kernels run as the grader's user here")
+    _, out = corpus
+    uids = {int(u) for sid in ("fork_chain", "cpu_hog") for u in re.findall(r"SANDBOX-UID (\d+)", _feedback(out, sid))}
+    assert len(uids) == 2 and all(map(sandbox.is_sandbox_uid, uids)), uids
+    deadline = time.time() + 30
+    while (alive := [(p.pid, p.info["uids"].real) for p in psutil.process_iter(["uids", "status"])
+                     if p.info["uids"] and p.info["uids"].real in uids and p.info["status"] != psutil.STATUS_ZOMBIE]) \
+            and time.time() < deadline:
+        time.sleep(1)
+    assert not alive, f"processes of the corpus's sandbox uids alive after the run: {alive}"
+    left = []
+    for dirpath, dirnames, filenames in os.walk("/tmp"):
+        for name in dirnames + filenames:
+            try:
+                if os.lstat(os.path.join(dirpath, name)).st_uid in uids:
+                    left.append(os.path.join(dirpath, name))
+            except OSError:
+                pass
+    assert not left, f"files of the corpus's sandbox uids left in /tmp: {left[:10]}"
 
 
 def test_nothing_left_running(corpus):

@@ -1,8 +1,12 @@
 """The judge boundary: values cross it as plain data, malformed messages are refused, and
 the judge process runs hidden checks on a kernel's objects without running its code."""
+import ast
+import importlib
 import json
 import os
+import shutil
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -12,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import remote
+from autograder import grade as grading
+from autograder import harness, integrity, mutants, remote
 from autograder.remote import LocalKernel, RemoteError, RemoteGone, WireError, decode, encode, pack, unpack
 from conftest import REPO
 from solutions import ch01_autoencoders as ref
+
+CH = "01_autoencoders"
 
 
 def _roundtrip(x):
@@ -134,23 +141,154 @@ def test_unknown_objects_travel_as_handles_and_errors_keep_their_kind():
     k_model = k.side.handles.objects[3]
     remote._current.append(k)
     try:
-        remote.run("with torch.no_grad():\n    m.weight.fill_(w)", m=model, w=2.0)
+        remote.run("common.copy_weights", model=model, weights=[torch.full((3, 2), 2.0), torch.zeros(3)])
     finally:
         remote._current.pop()
     assert torch.all(k_model.weight == 2.0)
 
 
+# ----------------------------------------------------------------------------- harness snippets
+
+def test_snippets_cross_by_name_and_unregistered_ones_are_refused():
+    k = LocalKernel()
+    seen = []
+    k.side.answer = (lambda answer: lambda msg, bufs: seen.append(dict(msg)) or answer(msg, bufs))(k.side.answer)
+    (model,) = k.register((torch.nn.Linear(2, 3),))
+    remote._current.append(k)
+    try:
+        shapes = remote.run(harness.SNIPPETS["common.shapes"], model=model)   # by its exact text
+        with pytest.raises(harness.UnregisteredSnippet, match="not registered"):
+            remote.run("result = __import__('os').getcwd()")
+        with pytest.raises(harness.UnregisteredSnippet):
+            remote.twin("result = 1")
+    finally:
+        remote._current.pop()
+    assert shapes == [(3, 2), (3,)]
+    runs = [m for m in seen if m.get("op") == "run"]
+    assert runs == [{"op": "run", "name": "common.shapes", "vars": runs[0]["vars"]}]  # the name, no source
+    with pytest.raises(RemoteError, match="no harness snippet named"):
+        k.request({"op": "run", "name": "os.system"})
+
+
+def _snippet_arguments(path):
+    """Values of the UPPER_CASE module constants and string literals that a hidden module
+    hands to run / twin / _in_kernel (directly or as an argument next to `run`)."""
+    callers = {"run", "twin", "_in_kernel"}
+    name = "autograder.hidden" + ("" if path.stem == "__init__" else f".{path.stem}")
+    mod = importlib.import_module(name)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        fname = getattr(node.func, "id", getattr(node.func, "attr", None))
+        if fname in callers or any(isinstance(a, ast.Name) and a.id in callers for a in node.args):
+            for a in node.args:
+                if isinstance(a, ast.Name) and a.id.isupper() and isinstance(getattr(mod, a.id, None), str):
+                    yield f"{path.stem}.{a.id}", getattr(mod, a.id)
+                elif isinstance(a, ast.Constant) and isinstance(a.value, str) and "result" in a.value:
+                    yield f"{path.stem}: {a.value[:40]!r}", a.value
+    for const, value in vars(mod).items():  # any module constant that is code setting `result`
+        if const.isupper() and type(value) is str and _sets_result(value):
+            yield f"{path.stem}.{const}", value
+
+
+def _sets_result(code: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Name) and n.id == "result" and isinstance(n.ctx, ast.Store) for n in ast.walk(tree))
+
+
+def test_every_snippet_of_the_hidden_checks_is_registered():
+    hidden = sorted((REPO / "autograder" / "hidden").glob("*.py"))
+    found = dict(kv for p in hidden for kv in _snippet_arguments(p))
+    assert len(found) >= 30
+    missing = [where for where, code in found.items() if code not in harness._BY_TEXT]
+    assert not missing, f"harness snippets not in autograder/harness.py: {missing}"
+
+
+def test_a_message_over_the_limit_is_refused_before_it_is_read():
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(struct.pack("!Q", remote.MAX_MESSAGE + 1))   # the length only; no body follows
+        b.settimeout(5)
+        with pytest.raises(WireError, match="over the limit"):
+            remote.Channel(b).recv()
+    assert remote.MAX_MESSAGE <= 256 << 20
+
+
+# ----------------------------------------------------------------------------- secrets
+
+def test_student_secrets_differ_per_student_notebook_and_run_and_regrade_exactly(tmp_path):
+    one, two = grading.new_run_secret(None), grading.new_run_secret(None)
+    assert one != two and len(one) == 64
+    s = grading.student_secret
+    assert len({s(one, "ann", CH), s(one, "bob", CH), s(one, "ann", "02_denoising"), s(two, "ann", CH)}) == 4
+    assert s(grading.new_run_secret(one.upper()), "ann", CH) == s(one, "ann", CH)
+    for bad in ("", "xyz", "12ab"):
+        with pytest.raises(ValueError):
+            grading.new_run_secret(bad)
+    with pytest.raises(ValueError):
+        s("", "ann", CH)
+    path = grading.store_run_secret(tmp_path, one)
+    assert path.read_text().strip() == one and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_hidden_seed_reads_the_secret_at_each_call_and_the_judge_needs_one(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_HIDDEN_SEED", "a" * 64)
+    a = mutants.hidden_seed("x")
+    monkeypatch.setenv("WORKBOOK_HIDDEN_SEED", "b" * 64)
+    assert mutants.hidden_seed("x") != a
+    monkeypatch.delenv("WORKBOOK_HIDDEN_SEED")
+    assert mutants.hidden_seed("x") == mutants.hidden_seed("x")   # in-process: the fixed dev secret
+    monkeypatch.setattr(mutants, "SECRET_REQUIRED", True)
+    with pytest.raises(RuntimeError, match="no grading secret"):
+        mutants.hidden_seed("x")
+
+
+# ----------------------------------------------------------------------------- tokens in the notebook
+
+def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path):
+    nb = tmp_path / f"{CH}.ipynb"
+    shutil.copy(REPO / "autograder" / "source" / CH / f"{CH}.ipynb", nb)
+    chapter = grading.Chapter(CH, grading.add_seals(nb))
+    cells = chapter.judge_cells
+    assert len(cells) == len(chapter.judged) >= 6
+    assert {c["cell"]: c["checks"] for c in cells.values()} == chapter.judged
+    for token, c in cells.items():
+        src = chapter.locked[c["cell"]][0]
+        assert src.index(token) < src.index("_judged(") and len(token) == 32
+    shutil.copy(REPO / "autograder" / "source" / CH / f"{CH}.ipynb", nb)
+    again = grading.Chapter(CH, grading.add_seals(nb))
+    assert not set(again.judge_cells) & set(cells)   # fresh per run
+
+
 # ----------------------------------------------------------------------------- the judge process
+
+SECRET = "5e" * 32
+CELLS = {"tok-retrieval": {"cell": "retrieval_checks", "checks": ["ch01_autoencoders.retrieval"]},
+         "tok-quiz": {"cell": "quiz_ae_loss", "checks": ["ch01_autoencoders.quiz:answer_ae_loss"]},
+         "tok-pca": {"cell": "pca_checks", "checks": ["ch01_autoencoders.pca"]},
+         "tok-angles": {"cell": "angles_checks", "checks": ["ch01_autoencoders.principal_angles"]}}
+
+
+def _start_judge(tmp_path, config: dict | None, name="judge"):
+    path = tmp_path / f"{name}.sock"
+    env = {k: v for k, v in os.environ.items() if k != "WORKBOOK_HIDDEN_SEED"}
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(path),
+                             "--chapter", CH], cwd=REPO, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(("" if config is None else json.dumps(config)) + "\n")
+    proc.stdin.flush()
+    return str(path), proc
+
 
 @pytest.fixture
 def judge(tmp_path):
-    path = tmp_path / "judge.sock"
-    env = {**os.environ, "WORKBOOK_HIDDEN_SEED": "judge-test-secret"}
-    proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(path),
-                             "--chapter", "01_autoencoders"], cwd=REPO, env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    record = tmp_path / "record.json"
+    path, proc = _start_judge(tmp_path, {"secret": SECRET, "reports": str(record), "cells": CELLS})
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    yield str(path), proc
+    yield path, proc, record
     proc.kill()
     proc.wait()
 
@@ -160,53 +298,117 @@ def _verdicts(proc) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_judge_runs_hidden_checks_on_the_kernels_objects(judge, monkeypatch):
-    path, proc = judge
-    monkeypatch.delenv("WORKBOOK_HIDDEN_SEED", raising=False)
+def test_judge_runs_each_check_once_from_its_cell_and_tells_the_kernel_only_pass_or_fail(judge):
+    path, proc, record = judge
     seen = []
 
     def spy(Z, y, ks):  # a learner's function: sees the judge's inputs, runs here only
         seen.append(Z.shape)
         return ref.retrieval_precision(Z, y, ks)
 
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (spy,), {})
-    assert passed and "retrieval_precision (hidden)" in report and seen
+    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (spy,), {}, "tok-retrieval")
+    assert passed and seen and report == "[retrieval (hidden)] passed"
+    # the same check again (another answer, the same token): refused, the first verdict stays
     wrong = lambda Z, y, ks: ref.retrieval_precision(Z, y, ks) * 0.5  # noqa: E731
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (wrong,), {})
-    assert not passed and "wrong values" in report
-    passed, _ = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {})
-    assert passed
-    # garbage on the socket, a check of another chapter, a vanished kernel: refused, judge lives on
+    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (wrong,), {}, "tok-retrieval")
+    assert not passed and "judged already" in report
+    # a quiz answer without a token, with another cell's token, with an unknown one: refused
+    for token in (None, "tok-retrieval", "tok-forged"):
+        passed, report = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", "A"), {}, token)
+        assert not passed and "refused by the grader" in report
+    # the quiz with its own token: a wrong answer fails, and the kernel learns nothing more
+    passed, report = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", "Z"), {}, "tok-quiz")
+    assert not passed and report == "[quiz answer_ae_loss (hidden)] failed: the details are in your feedback after grading"
+    passed, _ = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {},
+                                  "tok-quiz")
+    assert not passed   # trying the next option: refused
+    # garbage on the socket, a check of another chapter, a vanished kernel: the judge lives on
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
         s.sendall(struct.pack("!Q", 10) + b"not a msg!")
     with pytest.raises(RemoteGone):
-        remote._ask_judge(path, "ch02_denoising.quiz", ("x", "A"), {})
+        remote._ask_judge(path, "ch02_denoising.quiz", ("x", "A"), {}, "tok-quiz")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
-        s.sendall(remote.pack({"op": "check", "name": "ch01_autoencoders.pca", "args": {"$t": [
+        s.sendall(remote.pack({"op": "check", "name": "ch01_autoencoders.pca", "token": "tok-pca", "args": {"$t": [
             {"$h": 0}, {"$h": 1}, {"$h": 2}]}, "kwargs": {"$d": []}}, []))
         time.sleep(0.2)  # the judge calls handle 0; the kernel hangs up instead of answering
-    passed, _ = remote._ask_judge(path, "ch01_autoencoders.principal_angles", (ref.principal_angles,), {})
-    assert passed
+    bad_angles = lambda A, B: ref.principal_angles(A, B) + 0.25  # noqa: E731
+    passed, report = remote._ask_judge(path, "ch01_autoencoders.principal_angles", (bad_angles,), {}, "tok-angles")
+    assert not passed and "expected" not in report and "index" not in report
     verdicts = _verdicts(proc)
-    assert verdicts == {"ch01_autoencoders.retrieval": False, "ch01_autoencoders.quiz:answer_ae_loss": True,
-                        "ch01_autoencoders.pca": False, "ch01_autoencoders.principal_angles": True}
+    assert verdicts == {"ch01_autoencoders.retrieval": True, "ch01_autoencoders.quiz:answer_ae_loss": False,
+                        "ch01_autoencoders.pca": False, "ch01_autoencoders.principal_angles": False}
+    # the full reports and the refusals: in the grader-only record
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    rec = json.loads(record.read_text())
+    assert rec["verdicts"] == verdicts
+    reports = {r["check"]: r for r in rec["reports"]}
+    assert set(reports) == set(verdicts) and len(rec["reports"]) == 4
+    assert reports["ch01_autoencoders.principal_angles"]["cell"] == "angles_checks"
+    assert "principal_angles" in reports["ch01_autoencoders.principal_angles"]["report"]
+    assert len(reports["ch01_autoencoders.principal_angles"]["report"]) > len(report)
+    assert len(rec["evidence"]) == 5 and all("refused" in e for e in rec["evidence"])
+    assert sum("judged already" in e for e in rec["evidence"]) == 2
+
+
+def test_the_judge_refuses_to_start_without_a_secret(tmp_path):
+    for config in (None, {"reports": str(tmp_path / "r.json"), "cells": {}},
+                   {"secret": "", "reports": str(tmp_path / "r.json"), "cells": {}}):
+        path, proc = _start_judge(tmp_path, config, name=f"s{id(config)}")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "ready" not in out, out
+        assert "secret" in err or "JSON" in err, err
+        assert not os.path.exists(path)
+
+
+def test_the_judge_exits_when_the_grader_is_gone(tmp_path):
+    record = tmp_path / "gone.json"
+    path, proc = _start_judge(tmp_path, {"secret": SECRET, "reports": str(record), "cells": CELLS}, name="gone")
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    proc.stdout.close()   # nobody reads the verdicts line any more
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0 and json.loads(record.read_text())["verdicts"] == {}
 
 
 def test_hidden_inputs_depend_on_the_judges_secret(tmp_path):
     """The kernel never holds the secret; the judge's inputs change with it."""
-    shapes = []
-    for secret in ("one", "two"):
-        path = tmp_path / f"{secret}.sock"
-        proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(path),
-                                 "--chapter", "01_autoencoders"], cwd=REPO, text=True,
-                                env={**os.environ, "WORKBOOK_HIDDEN_SEED": secret},
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == "ready"
-        seen = []
-        remote._ask_judge(str(path), "ch01_autoencoders.retrieval",
-                          (lambda Z, y, ks: seen.append(Z.clone()) or ref.retrieval_precision(Z, y, ks),), {})
+    seen = []
+    for secret in ("1" * 64, "2" * 64, "1" * 64):
+        path, proc = _start_judge(tmp_path, {"secret": secret, "reports": str(tmp_path / f"{len(seen)}.json"),
+                                             "cells": CELLS}, name=f"j{len(seen)}")
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        got = []
+        remote._ask_judge(path, "ch01_autoencoders.retrieval",
+                          (lambda Z, y, ks: got.append(Z.clone()) or ref.retrieval_precision(Z, y, ks),), {},
+                          "tok-retrieval")
         _verdicts(proc)
-        shapes.append(seen[0])
-    assert not torch.equal(shapes[0], shapes[1])
+        seen.append(got[0])
+    assert not torch.equal(seen[0], seen[1]) and torch.equal(seen[0], seen[2])
+
+
+# ----------------------------------------------------------------------------- into the feedback
+
+def test_the_judges_reports_replace_the_neutral_lines_and_refusals_are_evidence(tmp_path, monkeypatch):
+    from autograder.judge import neutral
+
+    key = "ch01_autoencoders.retrieval"
+    nb = {"cells": [{"cell_type": "code", "metadata": {"nbgrader": {"grade_id": "retrieval_checks"}},
+                     "source": "", "outputs": [
+                         {"output_type": "error", "ename": "CheckFailed", "evalue": neutral(key, False),
+                          "traceback": ["..."]}]}]}
+    run = grading.JudgeRun(verdicts={key: False}, evidence=["ch01_autoencoders.quiz:x refused: ..."],
+                           reports=[{"cell": "retrieval_checks", "check": key, "passed": False,
+                                     "report": "[retrieval_precision (hidden)] wrong values: expected 0.5\n"}])
+    verdict = integrity.Verdict()
+    grading.apply_judge(nb, verdict, run, {"retrieval_checks": [key]})
+    out = nb["cells"][0]["outputs"][0]
+    assert out["evalue"] == "[retrieval_precision (hidden)] wrong values: expected 0.5"
+    assert verdict.judged == {"retrieval_checks": False}
+    assert verdict.evidence == ["judge: ch01_autoencoders.quiz:x refused: ..."]
+    verdict.sealed = {"retrieval_checks", "pca_checks"}
+    res = grading.Result("ann", CH, score=3.0, cells=[("retrieval_checks", 0.0, 2.0), ("pca_checks", 3.0, 3.0)])
+    zeroed = []
+    monkeypatch.setattr(grading, "zero_grades", lambda root, r: zeroed.append(r.student))
+    grading.enforce_verdict(tmp_path, res, verdict)   # a refused request costs the notebook
+    assert res.status == "tampered" and res.score == 0 and "refused" in res.detail and zeroed == ["ann"]

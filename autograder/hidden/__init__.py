@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from autograder.remote import run
-from workbook.checks import Checks
+from workbook.checks import Checks, choice_letters
 
 COPY_WEIGHTS = """
 with torch.no_grad():
@@ -16,17 +16,19 @@ PARAMETERS = "result = [p.detach() for p in model.parameters()]"
 SHAPES = "result = [tuple(p.shape) for p in model.parameters()]"
 
 
-def grade_choice(name: str, answer, want) -> None:
+def grade_choice(name: str, answer, want, explain: str | None = None) -> None:
     """A multiple-choice answer against the reference's: a set of letters in any container
     (set, list, tuple; a lone letter counts as a set of one), or one letter (a set of one
-    letter counts as that letter)."""
+    letter counts as that letter); either case counts ("b" is "B"). `explain` is the idea
+    behind the right answer, shown with a wrong one (it must not name the letter)."""
     c = Checks(f"{name} (hidden)")
-    got = set(answer) if isinstance(answer, (set, frozenset, list, tuple)) else answer
-    if isinstance(want, (set, frozenset)) and isinstance(got, str):
-        got = {got}
+    letters = choice_letters(answer)
+    got = set(letters) if isinstance(answer, (set, frozenset, list, tuple)) or isinstance(want, (set, frozenset)) \
+        else letters[0] if letters else None
     if isinstance(want, str) and isinstance(got, set) and len(got) == 1:
         got = next(iter(got))
-    c.true(got == want, f"{name} is not right", hint="re-read the question and the chapter's section on it")
+    c.true(got == want, f"{name} is not right",
+           hint=explain or "re-read the question and the chapter's section on it")
     c.done()
 
 
@@ -44,3 +46,21 @@ def load_reference_weights(c: Checks, model, reference: torch.nn.Module, inputs:
            "the layers (their parameter shapes, in order) differ from the stated architecture",
            inputs=inputs, expected=str([tuple(p.shape) for p in rp]), got=str(shapes))
     c.call(run, COPY_WEIGHTS, model=model, weights=rp, inputs=inputs)
+
+
+KEEPS_GLOBAL_RNG = """
+before = torch.random.get_rng_state()
+out = fn(*args, **kwargs)
+result = (out, bool(torch.equal(before, torch.random.get_rng_state())))
+"""
+
+
+def call_keeping_global_rng(c: Checks, fn, *args, inputs: str = "", **kwargs):
+    """Call the learner's `fn(*args, **kwargs)` in the kernel and fail unless it left the
+    global random generator untouched (for functions whose draws must all come from the
+    `generator` passed in). Returns what `fn` returned."""
+    out, kept = c.call(run, KEEPS_GLOBAL_RNG, fn=fn, args=list(args), kwargs=dict(kwargs), inputs=inputs)
+    c.true(kept, "the global random generator was used: every draw must come from the generator passed in",
+           inputs=inputs, hint="pass generator=... to every torch.randn/rand/randint/randperm call "
+                               "(torch.randn_like and torch.rand_like take no generator)")
+    return out

@@ -14,11 +14,12 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from autograder.hidden import grade_choice, load_reference_weights, parameters
+from autograder.hidden import call_keeping_global_rng, grade_choice, load_reference_weights, parameters
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import harness_scope, run, twin
 from solutions import ch02_denoising as ref
-from workbook.checks import CheckFailed, Checks
+from workbook import ch02
+from workbook.checks import CheckFailed, Checks, tolerance
 
 CH = "02_denoising"
 
@@ -90,41 +91,90 @@ def _call_keeping_x(c: Checks, fn, x: torch.Tensor, *args, inputs: str):
     return out
 
 
+def _size(g: torch.Generator, low: int, high: int) -> int:
+    return int(torch.randint(low, high + 1, (1,), generator=g))
+
+
+def _shape(g: torch.Generator, B: int, C: int, low: int = 9, high: int = 24) -> tuple[int, int, int, int]:
+    """(B, C, H, W) with H != W drawn in [low, high]: rows and columns must not be confused."""
+    H = _size(g, low, high)
+    W = _size(g, low, high - 1)
+    return B, C, H, W if W < H else W + 1
+
+
+def _describe(shape, dtype: torch.dtype) -> str:
+    return f"random x {tuple(shape)} {str(dtype).replace('torch.', '')}"
+
+
+def _values(c: Checks, what: str, out, shape, dtype: torch.dtype, inputs: str, hint: str | None = None) -> None:
+    """A returned tensor of this shape and of the input's dtype."""
+    c.true(isinstance(out, torch.Tensor), f"{what} should be a torch.Tensor", inputs=inputs,
+           got=f"{type(out).__name__}")
+    c.true(tuple(out.shape) == tuple(shape), f"{what} has the wrong shape", inputs=inputs,
+           expected=f"shape {tuple(shape)}", got=f"shape {tuple(out.shape)}", hint=hint)
+    c.true(out.dtype == dtype, f"{what} has dtype {out.dtype}, expected {dtype} (the dtype of x)",
+           inputs=inputs, hint=ch02.DIAGNOSES["keep_dtype"])
+
+
+def _pair(c: Checks, out, name: str, inputs: str):
+    """The two returns (corrupted x, mask) of a corruption, or a failure saying what came back."""
+    c.true(isinstance(out, (tuple, list)) and len(out) == 2, f"{name} should return two values (the corrupted x, mask)",
+           inputs=inputs, got=f"{len(out)} values" if isinstance(out, (tuple, list)) else type(out).__name__)
+    return out[0], out[1]
+
+
 def gaussian_noise(fn) -> None:
     c = Checks("add_gaussian_noise (hidden)")
     g = _gen("gaussian_noise")
-    B = 5
-    for dtype in (torch.float32, torch.float64):
-        x = torch.rand(B, 1, 28, 28, generator=g, dtype=dtype)
-        for sigma in (float(torch.rand(1, generator=g)) + 0.05, torch.rand(B, generator=g, dtype=dtype)):
-            seed = _seed(g)
-            inputs = f"random x ({B}, 1, 28, 28) {dtype}, sigma " + \
-                     ("a float" if isinstance(sigma, float) else f"a random ({B},) tensor") + ", a seeded generator"
+    cases = [(torch.float32, "float", _shape(g, _size(g, 2, 5), 3)),
+             (torch.float64, "tensor", _shape(g, _size(g, 2, 5), 2)),
+             (torch.float32, "tensor", _shape(g, 1, 1)),
+             (torch.float64, "float", _shape(g, _size(g, 2, 5), 1))]
+    for i, (dtype, kind, shape) in enumerate(cases):
+        B = shape[0]
+        x = torch.rand(shape, generator=g, dtype=dtype) * 2 - 0.5
+        sigma = 0.05 + float(torch.rand(1, generator=g)) if kind == "float" \
+            else 0.05 + torch.rand(B, generator=g, dtype=dtype)
+        seed = _seed(g)
+        inputs = f"{_describe(shape, dtype)}, sigma " + \
+                 (f"= {sigma:.3f} (a float)" if kind == "float" else f"a random ({B},) tensor") + ", a seeded generator"
+        if i == 0:  # every draw from the generator passed in, none from the global one
+            out = call_keeping_global_rng(c, fn, x, sigma, _fresh(seed), inputs=inputs)
+        else:
             out = _call_keeping_x(c, fn, x, sigma, _fresh(seed), inputs=inputs)
-            c.tensor("x_noisy", out, shape=(B, 1, 28, 28), dtype=dtype, inputs=inputs)
-            c.close("x_noisy", out, ref.add_gaussian_noise(x, sigma, _fresh(seed)), atol=1e-6, inputs=inputs,
-                    mistakes=known_mistakes(CH, "add_gaussian_noise",
-                                            lambda f: f(x.clone(), sigma, _fresh(seed))))
+        _values(c, "x_noisy", out, shape, dtype, inputs)
+        want = ref.add_gaussian_noise(x, sigma, _fresh(seed))
+        # float32 tolerance in both dtypes: a float sigma may be rounded to float32 on its way
+        c.close("x_noisy", out, want, **tolerance(torch.float32, scale=4.0), inputs=inputs,
+                mistakes=known_mistakes(CH, "add_gaussian_noise", lambda f: f(x.clone(), sigma, _fresh(seed))),
+                hint=ch02.DIAGNOSES["same_seed_differs"])
     c.done()
 
 
 def salt_pepper(fn) -> None:
     c = Checks("salt_and_pepper (hidden)")
     g = _gen("salt_pepper")
-    x = torch.rand(6, 1, 28, 28, generator=g)
-    for p in (0.05 + 0.4 * float(torch.rand(1, generator=g)), 0.7):
+    cases = [(torch.float32, _shape(g, _size(g, 2, 5), 3)), (torch.float64, _shape(g, _size(g, 2, 5), 1)),
+             (torch.float32, _shape(g, 1, 2))]
+    for i, (dtype, shape) in enumerate(cases):
+        x = torch.rand(shape, generator=g, dtype=dtype)
+        p = 0.05 + 0.6 * float(torch.rand(1, generator=g))
         seed = _seed(g)
-        inputs = f"random x (6, 1, 28, 28), p={p:.3f}, a seeded generator"
-        out = _call_keeping_x(c, fn, x, p, _fresh(seed), inputs=inputs)
-        c.true(isinstance(out, tuple) and len(out) == 2, "salt_and_pepper should return (x_noisy, mask)",
-               inputs=inputs)
+        inputs = f"{_describe(shape, dtype)}, p={p:.3f}, a seeded generator"
+        if i == 0:
+            out = call_keeping_global_rng(c, fn, x, p, _fresh(seed), inputs=inputs)
+        else:
+            out = _call_keeping_x(c, fn, x, p, _fresh(seed), inputs=inputs)
+        x_noisy, mask = _pair(c, out, "salt_and_pepper", inputs)
         want_x, want_m = ref.salt_and_pepper(x, p, _fresh(seed))
         diag = known_mistakes(CH, "salt_and_pepper", lambda f: f(x.clone(), p, _fresh(seed)))
-        c.tensor("mask", out[1], shape=(6, 1, 28, 28), inputs=inputs)
-        c.close("mask", out[1], want_m, atol=0, rtol=0, inputs=inputs,
+        c.tensor("mask", mask, shape=shape, inputs=inputs)
+        c.true(mask.dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(mask.dtype),
+               hint=ch02.DIAGNOSES["mask_bool"])
+        c.close("mask", mask, want_m, atol=0, rtol=0, inputs=inputs, hint=ch02.DIAGNOSES["sp_draws"],
                 mistakes={d: m[1] for d, m in diag.items() if m[1].shape == want_m.shape})
-        c.true(out[1].dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(out[1].dtype))
-        c.close("x_noisy", out[0], want_x, atol=1e-7, inputs=inputs,
+        _values(c, "x_noisy", x_noisy, shape, dtype, inputs)
+        c.close("x_noisy", x_noisy, want_x, atol=0, rtol=0, inputs=inputs, hint=ch02.DIAGNOSES["sp_draws"],
                 mistakes={d: m[0] for d, m in diag.items()})
     c.done()
 
@@ -132,38 +182,60 @@ def salt_pepper(fn) -> None:
 def occlusion(fn) -> None:
     c = Checks("occlude_boxes (hidden)")
     g = _gen("occlusion")
-    for B, n_boxes, size in [(6, 3, 7), (4, 1, 12)]:
-        x = torch.rand(B, 1, 28, 28, generator=g) + 0.1
+    cases = [(torch.float32, _shape(g, _size(g, 3, 6), 3, 12, 28)), (torch.float64, _shape(g, _size(g, 2, 5), 1, 12, 28)),
+             (torch.float32, _shape(g, 1, 2, 12, 28))]
+    for i, (dtype, shape) in enumerate(cases):
+        B, C, H, W = shape
+        n_boxes = (3, 1, 2)[i]
+        size = (_size(g, 2, min(H, W) // 2), min(H, W), _size(g, 1, min(H, W) - 1))[i]
+        x = torch.rand(shape, generator=g, dtype=dtype) + 0.1  # no pixel is 0 before the boxes
         seed = _seed(g)
-        inputs = f"random x ({B}, 1, 28, 28), n_boxes={n_boxes}, size={size}, a seeded generator"
-        out = _call_keeping_x(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
-        c.true(isinstance(out, tuple) and len(out) == 2, "occlude_boxes should return (x_occluded, mask)",
-               inputs=inputs)
+        inputs = f"{_describe(shape, dtype)}, n_boxes={n_boxes}, size={size}, a seeded generator"
+        if i == 0:
+            out = call_keeping_global_rng(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
+        else:
+            out = _call_keeping_x(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
+        x_occ, mask = _pair(c, out, "occlude_boxes", inputs)
         want_x, want_m = ref.occlude_boxes(x, n_boxes, size, _fresh(seed))
         diag = known_mistakes(CH, "occlude_boxes", lambda f: f(x.clone(), n_boxes, size, _fresh(seed)))
-        c.tensor("mask", out[1], shape=(B, 1, 28, 28), inputs=inputs)
-        c.close("mask", out[1], want_m, atol=0, rtol=0, inputs=inputs,
+        c.tensor("mask", mask, shape=(B, 1, H, W), inputs=inputs)
+        c.true(mask.dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(mask.dtype),
+               hint=ch02.DIAGNOSES["mask_bool"])
+        c.close("mask", mask, want_m, atol=0, rtol=0, inputs=inputs, hint=ch02.DIAGNOSES["box_draws"],
                 mistakes={d: m[1] for d, m in diag.items() if m[1].shape == want_m.shape})
-        c.close("x_occluded", out[0], want_x, atol=1e-7, inputs=inputs,
+        _values(c, "x_occluded", x_occ, shape, dtype, inputs)
+        c.close("x_occluded", x_occ, want_x, atol=0, rtol=0, inputs=inputs, hint=ch02.DIAGNOSES["all_channels"],
                 mistakes={d: m[0] for d, m in diag.items()})
     c.done()
+
+
+def _degraded(g: torch.Generator, shape, dtype: torch.dtype, L: float):
+    """Images in [0, L] and noisy copies, a different noise level per image, in `dtype`."""
+    B = shape[0]
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    level = 0.02 + 0.3 * torch.rand(B, 1, 1, 1, generator=g, dtype=torch.float64)
+    x_hat = x + level * torch.randn(shape, generator=g, dtype=torch.float64)
+    return (L * x_hat).to(dtype), (L * x).to(dtype)
 
 
 def psnr(fn) -> None:
     c = Checks("psnr (hidden)")
     g = _gen("psnr")
-    B = 4
-    x = torch.rand(B, 1, 28, 28, generator=g, dtype=torch.float64)
-    x_hat = x + torch.rand(B, 1, 1, 1, generator=g, dtype=torch.float64) * 0.3 \
-        * torch.randn(B, 1, 28, 28, generator=g, dtype=torch.float64)
-    mse = ((x_hat - x) ** 2).numpy().reshape(B, -1).mean(1)
-    for L in (1.0, 255.0):
-        inputs = f"random x ({B}, 1, 28, 28) float64 times {L:g}, noise of a different level per image, data_range={L:g}"
-        out = c.call(fn, L * x_hat, L * x, L, inputs=inputs)
-        c.tensor("psnr", out, shape=(B,), dtype=torch.float64, inputs=inputs)
-        oracle = torch.from_numpy(10 * np.log10(1.0 / mse))  # PSNR does not change when both scale with L
-        c.close("psnr", out, oracle, atol=1e-6, inputs=inputs,
-                mistakes=known_mistakes(CH, "psnr", lambda f: f(L * x_hat, L * x, L)))
+    cases = [(torch.float64, _shape(g, _size(g, 3, 5), 1), 1.0), (torch.float32, _shape(g, _size(g, 3, 5), 3), 255.0),
+             (torch.float32, _shape(g, 1, 2), 2.0)]
+    for i, (dtype, shape, L) in enumerate(cases):
+        x_hat, x = _degraded(g, shape, dtype, L)
+        if i == 1:
+            x_hat[-1] = x[-1]  # identical images: PSNR +inf
+        inputs = f"{_describe(shape, dtype)} in [0, {L:g}], noisy copies x_hat (a different level per image" + \
+                 (", the last one identical to x" if i == 1 else "") + f"), data_range={L:g}"
+        out = c.call(fn, x_hat.clone(), x.clone(), L, inputs=inputs)
+        _values(c, "psnr", out, (shape[0],), dtype, inputs, hint=ch02.DIAGNOSES["per_image"])
+        mse = ((x_hat.double() - x.double()) ** 2).numpy().reshape(shape[0], -1).mean(1)
+        with np.errstate(divide="ignore"):
+            oracle = torch.from_numpy(10 * np.log10(L**2 / mse))
+        c.close("psnr", out, oracle, **tolerance(dtype, ops=4), inputs=inputs,
+                mistakes=known_mistakes(CH, "psnr", lambda f: f(x_hat.clone(), x.clone(), L)))
     c.done()
 
 
@@ -185,17 +257,21 @@ def _ssim_oracle(a: np.ndarray, b: np.ndarray, L: float) -> np.ndarray:
 def ssim(fn) -> None:
     c = Checks("ssim (hidden)")
     g = _gen("ssim")
-    B = 3
-    x = torch.rand(B, 1, 28, 28, generator=g, dtype=torch.float64) ** 3  # dark, MNIST-like
-    x_hat = (x + 0.25 * torch.randn(B, 1, 28, 28, generator=g, dtype=torch.float64)).clamp(0, 1)
-    x_hat[0] = x[0] * 0.7 + 0.1  # contrast and luminance change only
-    for L in (1.0, 255.0):
-        inputs = f"random x ({B}, 1, 28, 28) float64 times {L:g} and distorted copies, data_range={L:g}"
-        out = c.call(fn, L * x_hat, L * x, L, inputs=inputs)
-        c.tensor("ssim", out, shape=(B,), dtype=torch.float64, inputs=inputs)
-        oracle = torch.from_numpy(_ssim_oracle(L * x_hat.numpy(), L * x.numpy(), L))
-        c.close("ssim", out, oracle, atol=1e-6, inputs=inputs,
-                mistakes=known_mistakes(CH, "ssim", lambda f: f(L * x_hat, L * x, L)))
+    cases = [(torch.float64, _shape(g, 3, 1, 16, 28), 1.0), (torch.float32, _shape(g, _size(g, 2, 3), 3, 14, 24), 255.0),
+             (torch.float32, _shape(g, 1, 2, 14, 24), 2.0)]
+    for dtype, shape, L in cases:
+        x = torch.rand(shape, generator=g, dtype=torch.float64) ** 3  # dark, MNIST-like
+        x_hat = (x + 0.25 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        x_hat[0] = x[0] * 0.7 + 0.1  # contrast and luminance change only
+        x_hat, x = (L * x_hat).to(dtype), (L * x).to(dtype)
+        inputs = f"{_describe(shape, dtype)} in [0, {L:g}] and distorted copies, data_range={L:g}"
+        out = c.call(fn, x_hat.clone(), x.clone(), L, inputs=inputs)
+        _values(c, "ssim", out, (shape[0],), dtype, inputs, hint=ch02.DIAGNOSES["per_image"])
+        oracle = torch.from_numpy(_ssim_oracle(x_hat.double().numpy(), x.double().numpy(), L))
+        # float32: E[x^2] - mu^2 loses digits where the local variance is small next to C2
+        c.close("ssim", out, oracle, **tolerance(dtype, ops=64), inputs=inputs,
+                mistakes=known_mistakes(CH, "ssim", lambda f: f(x_hat.clone(), x.clone(), L)),
+                hint=ch02.DIAGNOSES["ssim_channels"] if shape[1] > 1 else ch02.DIAGNOSES["ssim_window_hint"])
     c.done()
 
 
@@ -211,36 +287,41 @@ def denoiser(SigmaConditionedDenoiser) -> None:
     c = Checks("SigmaConditionedDenoiser (hidden)")
     g = _gen("denoiser")
     torch.manual_seed(_seed(g))
-    ch = 5
+    ch = _size(g, 3, 6)
     reference = ref.SigmaConditionedDenoiser(c=ch)
-    x = torch.rand(4, 1, 28, 28, generator=g)
-    sigma = torch.rand(4, generator=g)
-    inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights, x (4, 1, 28, 28), random sigma (4,)"
+    with torch.no_grad():  # outputs of both signs, so that an activation at the end shows
+        reference.decoder[-1].bias -= reference(torch.rand(8, 1, 28, 28, generator=g), torch.rand(8, generator=g)).mean()
+    inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights"
     model = c.call(SigmaConditionedDenoiser, c=ch, inputs=inputs)
     load_reference_weights(c, model, reference, inputs)  # shapes in order, then the weights (in the kernel)
-    out = c.call(model, x, sigma, inputs=inputs)
-    with torch.no_grad():
-        want = reference(x, sigma)
-    c.tensor("model(x, sigma)", out, shape=(4, 1, 28, 28), inputs=inputs)
-    c.close("model(x, sigma) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
-            mistakes=known_mistakes(CH, "SigmaConditionedDenoiser",
-                                    lambda cls: _copy_and_run(cls(c=ch), reference, x, sigma)),
-            hint="same layers but a different forward: concat [x_noisy, sigma map], ReLU after each layer "
-                 "but the last, no activation at the end")
+    for B in (_size(g, 2, 5), 1):
+        sigma = torch.rand(B, generator=g)
+        x = torch.rand(B, 1, 28, 28, generator=g) + sigma.view(B, 1, 1, 1) * torch.randn(B, 1, 28, 28, generator=g)
+        inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights, noisy x ({B}, 1, 28, 28), " \
+                 f"random sigma ({B},)"
+        out = c.call(model, x, sigma, inputs=inputs)
+        with torch.no_grad():
+            want = reference(x, sigma)
+        c.tensor("model(x, sigma)", out, shape=(B, 1, 28, 28), inputs=inputs)
+        c.close("model(x, sigma) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
+                mistakes=known_mistakes(CH, "SigmaConditionedDenoiser",
+                                        lambda cls: _copy_and_run(cls(c=ch), reference, x, sigma)),
+                hint=ch02.DIAGNOSES["denoiser_forward"])
     c.done()
 
 
-# A model of the stated SigmaConditionedDenoiser(c) layout and forward, built from torch
-# alone (no solution code reaches the kernel), seeded, with its Adam optimizer: `twin`
-# builds one in the kernel for the learner's denoising_step and an identical one here.
+# A model of the stated SigmaConditionedDenoiser layout and forward for C-channel images,
+# built from torch alone (no solution code reaches the kernel), seeded, holding stale
+# gradients that the step must clear, with its SGD optimizer: `twin` builds one in the
+# kernel for the learner's denoising_step and an identical one here.
 DENOISER_MODEL = """
 class Denoiser(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, C):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(2, c, 3, stride=2, padding=1), nn.ReLU(),
+        self.encoder = nn.Sequential(nn.Conv2d(C + 1, c, 3, stride=2, padding=1), nn.ReLU(),
                                      nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU())
         self.decoder = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
-                                     nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1))
+                                     nn.ConvTranspose2d(c, C, 4, stride=2, padding=1))
 
     def forward(self, x_noisy, sigma):
         B, _, H, W = x_noisy.shape
@@ -249,76 +330,77 @@ class Denoiser(nn.Module):
 
 with torch.random.fork_rng():
     torch.manual_seed(seed)
-    model = Denoiser(c)
-result = (model, torch.optim.Adam(model.parameters(), lr=0.01))
+    model = Denoiser(c, C).to(dtype)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
 """
 
 
 def denoising_step(fn) -> None:
     c = Checks("denoising_step (hidden)")
     g = _gen("denoising_step")
-    init = _seed(g)
-    (twin_model, opt_t), (model, opt) = twin(DENOISER_MODEL, seed=init, c=3)
-    x = torch.rand(5, 1, 28, 28, generator=g)
-    sigma = torch.rand(5, generator=g)
-    seeds = [_seed(g), _seed(g)]
-    inputs = "SigmaConditionedDenoiser(c=3), x (5, 1, 28, 28), random sigma (5,), Adam(lr=0.01), two steps"
+    # (dtype, image channels, batch, kinds of sigma at each step)
+    for dtype, C, B, kinds in [(torch.float32, 3, _size(g, 2, 5), ("float", "tensor")),
+                               (torch.float64, 1, 1, ("tensor",))]:
+        init = _seed(g)
+        (twin_model, opt_t), (model, opt) = twin(DENOISER_MODEL, seed=init, c=3, C=C, dtype=dtype)
+        H, W = 4 * _size(g, 2, 4), 4 * _size(g, 5, 7)
+        x = torch.rand(B, C, H, W, generator=g, dtype=dtype)
+        sigmas = [0.3 + float(torch.rand(1, generator=g)) if kind == "float"
+                  else 0.3 + torch.rand(B, generator=g, dtype=dtype) for kind in kinds]
+        seeds = [_seed(g) for _ in kinds]
+        inputs = f"a denoiser of the stated layout for x ({B}, {C}, {H}, {W}) {str(dtype).replace('torch.', '')}, " \
+                 f"its parameters holding stale gradients, SGD(lr=0.5), sigma {' then '.join(kinds)}, " \
+                 f"{len(kinds)} step(s)"
 
-    def first_loss(f):
-        m, o = _here(DENOISER_MODEL, seed=init, c=3)
-        return torch.tensor(f(m, x.clone(), sigma.clone(), o, _fresh(seeds[0])))
+        def first_loss(f):
+            m, o = _here(DENOISER_MODEL, seed=init, c=3, C=C, dtype=dtype)
+            return torch.tensor(float(f(m, x.clone(), sigmas[0], o, _fresh(seeds[0]))), dtype=torch.float64)
 
-    for step, seed in enumerate(seeds):
-        expected = ref.denoising_step(twin_model, x, sigma, opt_t, _fresh(seed))
-        got = c.call(fn, model, x.clone(), sigma.clone(), opt, _fresh(seed), inputs=inputs)
-        c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
-               got=type(got).__name__)
-        c.close(f"loss returned at step {step + 1}", torch.tensor(got), torch.tensor(expected), atol=1e-6,
-                inputs=inputs, mistakes=known_mistakes(CH, "denoising_step", first_loss) if step == 0 else None,
-                hint="mean squared error between model(x_noisy, sigma_b) and the clean x, before optimizer.step()")
-        for a, b in zip(parameters(model), twin_model.parameters()):
-            c.close(f"parameters after step {step + 1}", a, b, atol=1e-6, inputs=inputs,
-                    hint="zero the gradients, backward the loss, then step")
+        for step, (sigma, seed) in enumerate(zip(sigmas, seeds)):
+            expected = ref.denoising_step(twin_model, x, sigma, opt_t, _fresh(seed))
+            got = c.call(fn, model, x.clone(), sigma, opt, _fresh(seed), inputs=inputs)
+            c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
+                   got=type(got).__name__, hint=ch02.DIAGNOSES["loss_float"])
+            c.close(f"loss returned at step {step + 1}", got, expected, **tolerance(dtype, ops=8), inputs=inputs,
+                    mistakes=known_mistakes(CH, "denoising_step", first_loss) if step == 0 else None,
+                    hint=ch02.DIAGNOSES["step_loss"])
+            for a, b in zip(parameters(model), twin_model.parameters()):
+                c.close(f"parameters after step {step + 1}", a, b, **tolerance(dtype, ops=8), inputs=inputs,
+                        hint=ch02.DIAGNOSES["zero_grad"])
     c.done()
 
 
 def masked_mse(fn) -> None:
     c = Checks("masked_mse (hidden)")
     g = _gen("masked_mse")
-    x = torch.rand(4, 1, 28, 28, generator=g)
-    x_hat = torch.rand(4, 1, 28, 28, generator=g)
-    mask = torch.rand(4, 1, 28, 28, generator=g) < 0.2
-    mask[0] = False  # an image with nothing masked
-    inputs = "random x, x_hat (4, 1, 28, 28), a random mask with about 20% True (none in image 0)"
-    out = c.call(fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs)
-    c.tensor("masked_mse", out, shape=(), inputs=inputs)
-    d2 = ((x_hat - x) ** 2).numpy()
-    oracle = torch.tensor(np.ma.masked_array(d2, mask=~mask.numpy()).mean())
-    c.close("masked_mse", out, oracle, atol=1e-6, inputs=inputs,
-            mistakes=known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
-
-    # Several channels under a (B, 1, H, W) mask: every channel of a masked pixel counts.
-    B, C = 4, 3
-    x = torch.rand(B, C, 28, 28, generator=g)
-    x_hat = torch.rand(B, C, 28, 28, generator=g)
-    mask = torch.rand(B, 1, 28, 28, generator=g) < 0.2
-    mask[1] = False
-    inputs = f"random x, x_hat ({B}, {C}, 28, 28), a random mask ({B}, 1, 28, 28) with about 20% True " \
-             f"(none in image 1), which covers all {C} channels of a masked pixel"
-    broadcast = "a (B, 1, H, W) mask covers every channel: broadcast it over the channels first " \
-                "(mask = mask.expand_as(x)), then average over all the masked values"
-    out = _call_hinting(c, fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs, hint=broadcast)
-    c.tensor("masked_mse", out, shape=(), inputs=inputs)
-    d2 = ((x_hat - x) ** 2).numpy()
-    keep = np.broadcast_to(mask.numpy(), d2.shape)
-    oracle = torch.tensor(np.ma.masked_array(d2, mask=~keep).mean())
-    wrong = dict(known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
-    wrong[broadcast + " (you divided by the number of masked pixels, not of masked values)"] = \
-        torch.tensor(d2[keep].sum() / mask.numpy().sum())
-    wrong[broadcast + " (you scored the first channel only)"] = torch.tensor(d2[:, :1][mask.numpy()].mean())
-    c.close("masked_mse", out, oracle, atol=1e-6, inputs=inputs, mistakes=wrong, hint=broadcast)
+    D = ch02.DIAGNOSES
+    # (dtype, image channels, mask channels)
+    for dtype, C, mC in [(torch.float32, 1, 1), (torch.float32, 3, 1), (torch.float64, 2, 2)]:
+        B, _, H, W = _shape(g, _size(g, 3, 5), C)
+        x = torch.rand(B, C, H, W, generator=g, dtype=dtype)
+        x_hat = torch.rand(B, C, H, W, generator=g, dtype=dtype)
+        mask = torch.rand(B, mC, H, W, generator=g) < 0.2
+        mask[1] = False  # an image with nothing masked
+        mask[0, :, 0, 0] = True  # at least one masked pixel
+        inputs = f"random x, x_hat ({B}, {C}, {H}, {W}) {str(dtype).replace('torch.', '')}, a random mask " \
+                 f"({B}, {mC}, {H}, {W}) with about 20% True (none in image 1)" + \
+                 (f", which covers all {C} channels of a masked pixel" if mC < C else "")
+        out = _call_hinting(c, fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs,
+                            hint=D["mask_broadcast"] if mC < C else None)
+        c.tensor("masked_mse", out, shape=(), inputs=inputs)
+        d2 = ((x_hat.double() - x.double()) ** 2).numpy()
+        keep = np.broadcast_to(mask.numpy(), d2.shape)
+        oracle = torch.tensor(np.ma.masked_array(d2, mask=~keep).mean())
+        wrong = dict(known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)))
+        if mC < C:
+            wrong[D["mask_count"]] = torch.tensor(d2[keep].sum() / mask.numpy().sum())
+            wrong[D["mask_first_channel"]] = torch.tensor(d2[:, :1][mask.numpy()].mean())
+        c.close("masked_mse", out, oracle, **tolerance(dtype, ops=16), inputs=inputs, mistakes=wrong,
+                hint=D["mask_broadcast"] if mC < C else None)
     c.done()
 
 
 def quiz(name: str, answer) -> None:
-    grade_choice(name, answer, getattr(ref, name))
+    grade_choice(name, answer, getattr(ref, name), explain=ch02.QUIZ_EXPLAIN[name])

@@ -21,10 +21,12 @@ from autograder.hidden import grade_choice
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import RemoteError, RemoteObject, run, twin
 from solutions import ch04_clip as ref
+from workbook import ch04
 from workbook.captions import COLOUR_NAMES, DIGIT_WORDS
-from workbook.checks import Checks
+from workbook.checks import Checks, tolerance
 
 CH = "04_clip"
+DIAG = ch04.DIAGNOSES
 
 
 def _gen(name: str) -> torch.Generator:
@@ -65,7 +67,7 @@ def clip_loss(fn) -> None:
     c = Checks("clip_loss (hidden)")
     g = _gen("clip_loss")
     cases = [(7, 5, 0.5 + 2.5 * torch.rand(1, generator=g).item()), (12, 16, math.log(1 / 0.07)),
-             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item()))]
+             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item())), (1, 4, 1.0 + torch.rand(1, generator=g).item())]
     for B, E, t in cases:
         I = torch.randn(B, E, generator=g, dtype=torch.float64) * (0.2 + 3 * torch.rand(B, 1, generator=g,
                                                                                     dtype=torch.float64))
@@ -91,10 +93,24 @@ def clip_loss(fn) -> None:
         g_t = grads[2] if grads[2] is not None else torch.zeros((), dtype=torch.float64)
         c.close("d loss / d logit_scale (vs open_clip)", g_t, oracle[2].grad, atol=1e-8, inputs=inputs,
                 hint="the scale is exp(logit_scale) capped at 100, and must stay in the graph")
-    I = torch.randn(6, 4, generator=g)
-    T = torch.randn(6, 4, generator=g)
-    out = c.call(fn, I, T, torch.tensor(2.0), inputs="float32 I (6, 4), T (6, 4), logit_scale = 2.0")
-    c.tensor("loss", out, shape=(), dtype=torch.float32, inputs="float32 inputs")
+    # float32 at the cap: logits up to +-100, the softmax by exp overflows (e^89 > float32's
+    # largest value) and a badly matched pair has a log-probability near -200 (underflow)
+    B, E = 6, 8
+    v = torch.randn(1, E, generator=g)
+    I = v + 0.3 * torch.randn(B, E, generator=g)
+    T = (I + 0.05 * torch.randn(B, E, generator=g)) * (0.5 + torch.rand(B, 1, generator=g))
+    T[0] = -T[0]
+    I = I * (0.5 + 3 * torch.rand(B, 1, generator=g))
+    t = torch.tensor(math.log(100.0) + torch.rand(1, generator=g).item())
+    inputs = (f"float32 I ({B}, {E}), T ({B}, {E}) nearly parallel (cosines near 1, one pair near -1), "
+              f"logit_scale = {t.item():.4f} (scale 100)")
+    out = c.call(fn, I.clone(), T.clone(), t.clone(), inputs=inputs)
+    c.tensor("loss", out, shape=(), dtype=torch.float32, finite=False, inputs=inputs)
+    want = _open_clip_loss(I.double(), T.double(), t.double())
+    c.close("loss (vs open_clip's ClipLoss in float64)", out, want,
+            **tolerance(torch.float32, scale=100.0, ops=B), inputs=inputs,
+            mistakes=known_mistakes(CH, "clip_loss", lambda f: f(I.clone(), T.clone(), t.clone())),
+            hint=DIAG["clip_stable"])
     c.done()
 
 
@@ -149,6 +165,19 @@ def _run_with(cls, kwargs: dict, reference: torch.nn.Module, x: torch.Tensor, tr
         return model(x)
 
 
+def _texts(g: torch.Generator, B: int, L: int, eot: int) -> torch.Tensor:
+    """B random token rows of length L: start id 1, words, the end-of-text id `eot` (the
+    largest) at a random place; odd rows carry junk ids after it, even rows padding 0."""
+    text = torch.zeros(B, L, dtype=torch.long)
+    for b in range(B):
+        n = int(torch.randint(3, L + 1, (1,), generator=g))
+        text[b, 0] = 1
+        text[b, 1:n - 1] = torch.randint(2, eot, (n - 2,), generator=g)
+        text[b, n - 1] = eot
+        text[b, n:] = torch.randint(0, eot, (L - n,), generator=g) * (b % 2)
+    return text
+
+
 def encoders(ImageEncoder, TextEncoder) -> None:
     c = Checks("encoders (hidden)")
     g = _gen("encoders")
@@ -162,11 +191,13 @@ def encoders(ImageEncoder, TextEncoder) -> None:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-    x = torch.rand(5, 3, 32, 32, generator=g)
-    inputs = "ImageEncoder(embed_dim=12, c=6), x (5, 3, 32, 32) random, the reference's weights"
+    inputs = "ImageEncoder(embed_dim=12, c=6) with the reference's weights"
     model = c.call(ImageEncoder, **kw, inputs=inputs)
     _copy_weights(c, model, reference, inputs)
-    for train in (False, True):
+    # S = 32 as in the chapter, and other sizes the docstring allows (S >= 16, divisible by 4)
+    for S, train in [(32, False), (32, True), (24, False), (16, False)]:
+        x = torch.rand(5, 3, S, S, generator=g)
+        inputs = f"ImageEncoder(embed_dim=12, c=6), x (5, 3, {S}, {S}) random, the reference's weights"
         reference.train(train)
         mode = "train mode (batch statistics)" if train else "eval mode (running statistics)"
         out = _forward(c, model, x, train, inputs)
@@ -175,31 +206,29 @@ def encoders(ImageEncoder, TextEncoder) -> None:
         c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs + ", " + mode)
         c.close(f"model(x) in {mode}", out, want, atol=1e-5, inputs=inputs,
                 mistakes=known_mistakes(CH, "ImageEncoder", lambda cls: _run_with(cls, kw, reference, x, train)),
-                hint="same layers but a different order or activation: Conv2d, BatchNorm2d, ReLU (, MaxPool2d)")
+                hint=DIAG["image_layers"])
 
     kw = dict(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9)
     reference = ref.TextEncoder(**kw)
-    text = torch.zeros(6, 9, dtype=torch.long)
-    for b in range(6):
-        n = int(torch.randint(3, 10, (1,), generator=g))
-        text[b, 0] = 1
-        text[b, 1:n - 1] = torch.randint(2, 22, (n - 2,), generator=g)
-        text[b, n - 1] = 22
-        text[b, n:] = torch.randint(0, 22, (9 - n,), generator=g) * (b % 2)  # odd rows: junk after the end
+    text = _texts(g, 6, 9, eot=22)
     inputs = ("TextEncoder(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9), "
               "random text (6, 9) with end-of-text id 22, the reference's weights")
     model = c.call(TextEncoder, **kw, inputs=inputs)
     _copy_weights(c, model, reference, inputs)
-    for train in (False, True):
+    # L = context_length, then shorter texts (L < context_length) and a batch of one
+    short = _texts(g, 6, 6, eot=22)
+    for tokens, train, what in [(text, False, "text (6, 9) = context_length"), (text, True, "text (6, 9), train mode"),
+                                (short, False, "text (6, 6), shorter than context_length 9"),
+                                (short[2:3], False, "text (1, 6), a batch of one")]:
+        tin = inputs + f"; {what}"
         reference.train(train)
-        out = _forward(c, model, text, train, inputs)
+        out = _forward(c, model, tokens, train, tin)
         with torch.no_grad():
-            want = reference(text)
-        c.tensor("model(text)", out, shape=tuple(want.shape), inputs=inputs)
-        c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=inputs,
-                mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, text, train)),
-                hint="token + position embedding, causal pre-norm Transformer, ln_final, end-of-text feature, "
-                     "projection")
+            want = reference(tokens)
+        c.tensor("model(text)", out, shape=tuple(want.shape), inputs=tin)
+        c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=tin,
+                mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, tokens, train)),
+                hint=DIAG["text_layers"])
     c.done()
 
 
@@ -236,14 +265,15 @@ def zero_shot(zero_shot_weights, zero_shot_predict) -> None:
             mistakes=known_mistakes(CH, "zero_shot_weights", lambda f: f(enc, tok, classnames, templates)))
     c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
            hint="compute them inside `with torch.no_grad():`")
-    N, C, E = 40, 7, 5
-    X = torch.randn(N, E, generator=g) * (0.1 + 4 * torch.rand(N, 1, generator=g))
+    C, E = 7, 5
     Wc = F.normalize(torch.randn(C, E, generator=g), dim=1)
-    inputs = f"random image_features ({N}, {E}) of different norms, unit weights ({C}, {E})"
-    pred = c.call(zero_shot_predict, X.clone(), Wc.clone(), inputs=inputs)
-    c.tensor("prediction", pred, shape=(N,), dtype=torch.int64, inputs=inputs)
-    c.close("prediction", pred, ref.zero_shot_predict(X, Wc), atol=0, rtol=0, inputs=inputs,
-            mistakes=known_mistakes(CH, "zero_shot_predict", lambda f: f(X, Wc)))
+    for N in (40, 1):  # and a batch of one image
+        X = torch.randn(N, E, generator=g) * (0.1 + 4 * torch.rand(N, 1, generator=g))
+        inputs = f"random image_features ({N}, {E}) of different norms, unit weights ({C}, {E})"
+        pred = c.call(zero_shot_predict, X.clone(), Wc.clone(), inputs=inputs)
+        c.tensor("prediction", pred, shape=(N,), dtype=torch.int64, inputs=inputs)
+        c.close("prediction", pred, ref.zero_shot_predict(X, Wc), atol=0, rtol=0, inputs=inputs,
+                mistakes=known_mistakes(CH, "zero_shot_predict", lambda f: f(X, Wc)))
     c.done()
 
 
@@ -263,29 +293,59 @@ class _EncodeText(torch.nn.Module):
 AS_DICT = "result = dict(out) if isinstance(out, dict) else out"
 
 
+def _paired(g: torch.Generator, N: int, E: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """N noisy (image, text) pairs of random norms, drawn again until the two directions'
+    recalls differ and no similarity lies within 1e-4 of its match's (no near-ties: a
+    float32 similarity may then rank the same as a float64 one)."""
+    for _ in range(50):
+        I = torch.randn(N, E, generator=g)
+        T = (I + noise * torch.randn(N, E, generator=g)) * (0.2 + 3 * torch.rand(N, 1, generator=g))
+        I = I * (0.2 + 3 * torch.rand(N, 1, generator=g))
+        sim = F.normalize(I.double(), dim=1) @ F.normalize(T.double(), dim=1).T
+        gap = min(float((sim - sim.diag()[:, None]).abs().fill_diagonal_(1).min()),
+                  float((sim - sim.diag()[None, :]).abs().fill_diagonal_(1).min()))
+        want = ref.recall_at_k(I, T, (1, 3, 10))
+        if gap > 1e-4 and not torch.equal(want["image_to_text"], want["text_to_image"]):
+            break
+    return I, T
+
+
+def _tied(g: torch.Generator, N: int, E: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """N pairs whose features point along +-e_j (random j, random norms): every cosine is
+    exactly -1, 0 or 1 in any dtype, so many candidates tie with the match."""
+    def axes():
+        j = torch.randint(0, E, (N,), generator=g)
+        sign = torch.randint(0, 2, (N,), generator=g) * 2 - 1
+        return F.one_hot(j, E).float() * sign[:, None] * (0.5 + 2 * torch.rand(N, 1, generator=g))
+    return axes(), axes()
+
+
 def recall(fn) -> None:
     c = Checks("recall_at_k (hidden)")
     g = _gen("recall")
-    N, E, ks = 40, 6, (1, 3, 10)
-    I = torch.randn(N, E, generator=g)
-    T = (I + 1.1 * torch.randn(N, E, generator=g)) * (0.2 + 3 * torch.rand(N, 1, generator=g))
-    I = I * (0.2 + 3 * torch.rand(N, 1, generator=g))
-    inputs = f"random paired features I ({N}, {E}), T ({N}, {E}) with noise and different norms, ks={ks}"
-    out = c.call(fn, I.clone(), T.clone(), ks, inputs=inputs)
-    if isinstance(out, RemoteObject):
-        out = _in_kernel(c, getattr(fn, "__name__", "recall_at_k"), AS_DICT, inputs=inputs, out=out)
-    c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
-           'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"', inputs=inputs)
-    want = ref.recall_at_k(I, T, ks)
-    diag = known_mistakes(CH, "recall_at_k", lambda f: f(I, T, ks))
-    for key in ("image_to_text", "text_to_image"):
-        c.tensor(f'out["{key}"]', out[key], shape=(len(ks),), dtype=torch.float64, inputs=inputs)
-    got = torch.stack([out["image_to_text"], out["text_to_image"]])
-    c.close("[image_to_text, text_to_image]", got, torch.stack([want["image_to_text"], want["text_to_image"]]),
-            atol=1e-9, inputs=inputs,
-            mistakes={d: torch.stack([m["image_to_text"], m["text_to_image"]]) for d, m in diag.items()})
+    cases = [(*_paired(g, 40, 6, 1.1), (1, 3, 10), "random paired features I (40, 6), T (40, 6) with noise and "
+                                                    "different norms"),
+             (*_tied(g, 12, 3), (1, 2, 5), "12 pairs along the axes +-e_j of 3-D (norms random): cosines -1, 0 "
+                                           "or 1, so candidates tie with the match")]
+    for I, T, ks, what in cases:
+        inputs = f"{what}, float32, ks={ks}"
+        out = c.call(fn, I.clone(), T.clone(), ks, inputs=inputs)
+        if isinstance(out, RemoteObject):
+            out = _in_kernel(c, getattr(fn, "__name__", "recall_at_k"), AS_DICT, inputs=inputs, out=out)
+        c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
+               'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"', inputs=inputs,
+               got=type(out).__name__ + (f" with keys {sorted(map(str, out))}" if isinstance(out, dict) else ""))
+        want = ref.recall_at_k(I, T, ks)
+        diag = known_mistakes(CH, "recall_at_k", lambda f: f(I, T, ks))
+        for key in ("image_to_text", "text_to_image"):
+            c.tensor(f'out["{key}"]', out[key], shape=(len(ks),), dtype=torch.float64, inputs=inputs)
+        got = torch.stack([out["image_to_text"], out["text_to_image"]])
+        c.close("[image_to_text, text_to_image]", got,
+                torch.stack([want["image_to_text"], want["text_to_image"]]), atol=1e-9, inputs=inputs,
+                mistakes={d: torch.stack([m["image_to_text"], m["text_to_image"]]) for d, m in diag.items()},
+                hint=DIAG["recall_ties"] if "axes" in what else None)
     c.done()
 
 
 def quiz(name: str, answer) -> None:
-    grade_choice(name, answer, getattr(ref, name))
+    grade_choice(name, answer, getattr(ref, name), explain=ch04.QUIZ_EXPLAIN.get(name))

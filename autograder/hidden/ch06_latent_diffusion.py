@@ -22,6 +22,7 @@ from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import RemoteError, run, twin
 from solutions import ch06_latent_diffusion as ref
 from workbook.ch06 import _diffusers_attention, copy_attention_weights, mask_bias
+from workbook import ch06
 from workbook.checks import Checks
 
 CH = "06_latent_diffusion"
@@ -139,22 +140,31 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c.tensor("logvar", got[1], shape=tuple(want[1].shape), inputs=what)
     c.close("logvar", got[1], want[1], atol=1e-5, inputs=what,
             hint="clamp the log-variance to [-30, 20], as diffusers does: logvar.clamp(-30.0, 20.0)")
-    B = _int(g, 2, 6)
-    x = torch.randn(B, 3, 4, 4, generator=g, dtype=_F64)
-    x_hat = torch.randn(B, 3, 4, 4, generator=g, dtype=_F64)
-    mean = torch.randn(B, 2, 2, 2, generator=g, dtype=_F64)
-    logvar = torch.randn(B, 2, 2, 2, generator=g, dtype=_F64)
+    # B >= 3 and 12 latent elements per example: a KL summed over the batch (B times the
+    # mean), one without its factor 0.5 (twice) and one averaged over the elements (1/12)
+    # give distinct values.
+    B = _int(g, 3, 8)
+    x = torch.randn(B, 3, 4, 6, generator=g, dtype=_F64)
+    x_hat = torch.randn(B, 3, 4, 6, generator=g, dtype=_F64)
+    mean = torch.randn(B, 3, 2, 2, generator=g, dtype=_F64)
+    logvar = torch.randn(B, 3, 2, 2, generator=g, dtype=_F64)
     w = float(torch.rand(1, generator=g)) + 0.1
-    inputs = f"random x, x_hat (B={B}, 3, 4, 4), mean, logvar ({B}, 2, 2, 2), kl_weight = {w:.3f}"
+    inputs = f"random x, x_hat (B={B}, 3, 4, 6), mean, logvar ({B}, 3, 2, 2), kl_weight = {w:.3f}"
     got = c.call(autoencoder_loss, x, x_hat, mean, logvar, w, inputs=inputs)
     c.true(isinstance(got, tuple) and len(got) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
     want = ref.autoencoder_loss(x, x_hat, mean, logvar, w)
     losses = lambda f: torch.stack(list(f(x, x_hat, mean, logvar, w)))
-    c.close("(loss, rec, kl)", torch.stack([torch.as_tensor(v, dtype=_F64) for v in got]), torch.stack(list(want)),
+    parts = [c.call(torch.as_tensor, v, dtype=_F64, inputs=inputs) for v in got]
+    for part, name in zip(parts, ("loss", "rec", "kl")):
+        c.tensor(name, part, shape=(), inputs=inputs)
+    c.close("(loss, rec, kl)", torch.stack(parts), torch.stack(list(want)),
             atol=1e-9, inputs=inputs, mistakes=known_mistakes(CH, "autoencoder_loss", losses))
-    Z = float(torch.randn(1, generator=g)) + (0.5 + 3 * float(torch.rand(1, generator=g))) * \
-        torch.randn(400, 4, 3, 3, generator=g)
-    inputs = "Z (400, 4, 3, 3) with a random mean and spread"
+    # a mean clearly away from 0 (|mean| >= 1, spread <= 2.5), so that the RMS and the std differ
+    sign = 1.0 if float(torch.rand(1, generator=g)) < 0.5 else -1.0
+    # and a spread that varies from example to example, as real latents' does
+    spread = (0.5 + 2 * float(torch.rand(1, generator=g))) * (0.5 + torch.rand(400, 1, 1, 1, generator=g))
+    Z = sign * (1 + 2 * float(torch.rand(1, generator=g))) + spread * torch.randn(400, 4, 3, 3, generator=g)
+    inputs = "Z (400, 4, 3, 3) with a random mean (|mean| >= 1) and a spread varying across examples"
     s = c.call(latent_scale_factor, Z.clone(), inputs=inputs)
     c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
            got=type(s).__name__)
@@ -190,9 +200,9 @@ result = None
 def cross_attention(CrossAttention) -> None:
     c = Checks("cross_attention (hidden)")
     g = _gen("cross_attention")
-    heads, head_dim = _int(g, 1, 5), 2 * _int(g, 1, 5)
+    heads, head_dim = _int(g, 2, 5), 2 * _int(g, 1, 5)   # >= 2 heads: with one, merging skips no transpose
     dq, dc = _int(g, 3, 12), _int(g, 3, 12)
-    B, N, L = _int(g, 1, 4), _int(g, 1, 10), _int(g, 3, 10)
+    B, N, L = _int(g, 1, 4), _int(g, 2, 10), _int(g, 3, 10)   # N >= 2 queries: with one, a merge order cannot show
     inputs = f"CrossAttention({dq}, {dc}, heads={heads}, head_dim={head_dim}), x ({B}, {N}, {dq}), " \
              f"context ({B}, {L}, {dc}), weights from diffusers' Attention"
     with torch.random.fork_rng():
@@ -278,8 +288,10 @@ def cross_attn_block(CrossAttnBlock) -> None:
     c = Checks("cross_attn_block (hidden)")
     g = _gen("cross_attn_block")
     heads = _int(g, 1, 4)
-    C, groups = heads * 4 * _int(g, 1, 3), 4
-    dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 1, 6), _int(g, 1, 6), _int(g, 3, 9)
+    C, groups = heads * 4 * _int(g, 1, 3), _int(g, 1, 3)  # groups 1 or 2: neither the default nor the visible 4
+    # H >= 2: GroupNorm needs more than one value per group (B = 1, H = W = 1 and one
+    # channel per group would leave it undefined).
+    dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 2, 6), _int(g, 1, 6), _int(g, 3, 9)
     inputs = f"CrossAttnBlock({C}, {dc}, heads={heads}, groups={groups}), x ({B}, {C}, {H}, {W}), " \
              f"context ({B}, {L}, {dc}), random mask, the reference's weights"
     with torch.random.fork_rng():
@@ -336,14 +348,21 @@ class Recorder(nn.Module):
 
 
 unet = Recorder()
+given = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+before = torch.random.get_rng_state()
 loss = loss_fn(unet, *args)
+kept_rng = bool(torch.equal(before, torch.random.get_rng_state()))
 backward_error = None
 try:
     loss.backward()
 except Exception as e:
     backward_error = f"{type(e).__name__}: {e}"
-result = (loss, unet.calls, backward_error, unet.w.grad is not None)
+changed = [i for i, (a, b) in enumerate(zip(given, args))
+           if isinstance(a, torch.Tensor) and not (isinstance(b, torch.Tensor) and b.shape == a.shape
+                                                    and torch.equal(a, b.detach()))]
+result = (loss, unet.calls, backward_error, unet.w.grad is not None, kept_rng, changed)
 """
+ARG_NAMES = ("z0", "context", "mask", "null_context", "null_mask", "alpha_bars", "p_uncond", "generator")
 
 
 def training_loss(fn) -> None:
@@ -360,14 +379,22 @@ def training_loss(fn) -> None:
     p = 0.1 + 0.5 * float(torch.rand(1, generator=g))
     inputs = f"z0 ({B}, 2, 3, 3) with std 0.5, context row b filled with b + 1, empty caption filled with -1, T = {T}, " \
              f"p_uncond = {p:.3f}, a recording stand-in U-Net (0.3 z_t + 0.7 mean(context) / B + t / 50)"
-    args = (z0, context, mask, null_context, null_mask, ab, p,
-            torch.Generator().manual_seed(hidden_seed(f"{CH}/training_loss/draw")))
-    loss, calls, backward_error, has_grad = c.call(_in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn,
-                                                   args=args, inputs=inputs)
+    seed = hidden_seed(f"{CH}/training_loss/draw")
+
+    def learner(seed):
+        args = (z0, context, mask, null_context, null_mask, ab, p, torch.Generator().manual_seed(seed))
+        loss, calls, backward_error, has_grad, kept_rng, changed = c.call(
+            _in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
+        c.true(not changed, f"training_loss modified its input {', '.join(ARG_NAMES[i] for i in changed)} in place",
+               inputs=inputs, expected="the inputs unchanged", hint=ch06.DIAGNOSES["inputs_in_place"])
+        c.true(kept_rng, "the global random generator was used: every draw must come from the generator passed in",
+               inputs=inputs, hint=ch06.DIAGNOSES["global_rng"])
+        c.true(len(calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
+               got=f"{len(calls)} calls")
+        return loss, calls[0], backward_error, has_grad
+
+    loss, (z_t, t, ctx, msk), backward_error, has_grad = learner(seed)
     c.tensor("loss", loss, shape=(), inputs=inputs)
-    c.true(len(calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
-           got=f"{len(calls)} calls")
-    z_t, t, ctx, msk = calls[0]
     c.tensor("context given to the U-Net", ctx, shape=(B, L, D), inputs=inputs)
     c.tensor("mask given to the U-Net", msk, shape=(B, L), dtype=torch.bool, inputs=inputs)
     dropped = (ctx == -1).all(dim=(1, 2))
@@ -389,7 +416,7 @@ def training_loss(fn) -> None:
     eps_hat = 0.3 * z_t + 0.7 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) / B + t.view(-1, 1, 1, 1).to(z_t) / 50
     c.close("loss (the mean squared error between the U-Net's output and the noise eps in z_t)", loss,
             ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
-                "the U-Net must be trained to predict the noise eps, not the clean latents z0":
+                ch06.DIAGNOSES["predicts_z0"]:
                     ((eps_hat - z0) ** 2).mean(),
                 "the U-Net must be trained to predict the noise eps, not the noisy latents z_t":
                     ((eps_hat - z_t) ** 2).mean(),
@@ -398,6 +425,12 @@ def training_loss(fn) -> None:
     if backward_error is not None:
         c.fail(f"calling backward raised {backward_error}", inputs=inputs)
     c.true(has_grad is True, "no gradient reached the U-Net's parameters", inputs=inputs)
+    # Every draw comes from the generator: the same seed again gives the same draws.
+    _, again, _, _ = learner(seed)
+    same = all(isinstance(u, torch.Tensor) and u.shape == v.shape and torch.equal(u, v)
+               for u, v in zip(again, (z_t, t, ctx, msk)))
+    c.true(same, "two calls with generators of the same seed gave different draws", inputs=inputs + ", called twice",
+           hint=ch06.DIAGNOSES["global_rng"])
     c.done()
 
 
@@ -518,4 +551,4 @@ def generate(fn) -> None:
 
 
 def quiz(name: str, answer) -> None:
-    grade_choice(name, answer, getattr(ref, name))
+    grade_choice(name, answer, getattr(ref, name), explain=ch06.QUIZ_EXPLAIN[name])

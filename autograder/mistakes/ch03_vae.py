@@ -1,107 +1,158 @@
 """Chapter 03: realistic learner mistakes and correct alternatives."""
 from autograder.mutants import Alternative, Mistake
+from workbook import ch03
 
+D = ch03.DIAGNOSES
 _EPS = "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # (..., k)"
 _REC = 'F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="none").flatten(1).sum(1)'
+_KL = "kl = 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0).sum(dim=-1)  # (B,)"
+_LIKELIHOODS = '''elif likelihood == "gaussian":
+        # -log p(x|z) = ||x - x_hat||^2 / (2 sigma^2) + const
+        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)  # (B,)
+    else:
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")'''
+_IWAE_EPS = "eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype).to(mu.device)  # (k, B, d)"
+_IWAE_RETURN = "return torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)"
 
 MISTAKES = [
     # reparameterize
     Mistake("reparam_checks", "reparameterize", "std = torch.exp(0.5 * logvar)  # (..., k)", "std = logvar  # (..., k)",
-            "logvar was used as sigma: sigma = exp(0.5 * logvar)", expect="logvar was used as sigma"),
+            D["reparam_logvar_as_sigma"]),
     Mistake("reparam_checks", "reparameterize", "std = torch.exp(0.5 * logvar)  # (..., k)",
-            "std = torch.exp(logvar)  # (..., k)",
-            "exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)", expect="variance"),
+            "std = torch.exp(logvar)  # (..., k)", D["reparam_variance"]),
     Mistake("reparam_checks", "reparameterize",
             _EPS + "\n    # sigma = exp(logvar / 2)\n    std = torch.exp(0.5 * logvar)  # (..., k)\n"
             "    # z = mu + sigma * eps\n    z = mu + std * eps  # (..., k)",
             "std = torch.exp(0.5 * logvar)\n    z = torch.normal(mu, std, generator=generator)",
-            "sampling with torch.normal(mu, sigma, generator): no gradient reaches mu and logvar",
-            expect="no gradient reaches mu"),
+            D["reparam_no_grad"], expect="no gradient reaches mu"),
     Mistake("reparam_checks", "reparameterize", "std = torch.exp(0.5 * logvar)  # (..., k)",
-            "std = torch.exp(0.5 * logvar.detach())  # (..., k)",
-            "logvar was detached: no gradient reaches logvar", expect="no gradient reaches logvar"),
-    Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("randn", "rand"),
-            "uniform noise: eps must be standard normal (torch.randn, not torch.rand)", expect="uniform"),
+            "std = torch.exp(0.5 * logvar.detach())  # (..., k)", D["reparam_detached_logvar"],
+            expect="no gradient reaches logvar"),
+    Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("randn", "rand"), D["reparam_uniform"]),
+    Mistake("reparam_checks", "reparameterize", "z = mu + std * eps  # (..., k)", "z = std + mu * eps  # (..., k)",
+            D["reparam_swapped"]),
+    Mistake("reparam_checks", "reparameterize", _EPS, "eps = torch.randn_like(mu)  # (..., k)",
+            D["reparam_generator"]),
+    Mistake("reparam_checks", "reparameterize", _EPS,
+            "eps = torch.randn(mu.shape, generator=generator).to(mu.device)  # (..., k)", D["reparam_dtype"]),
+    Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("dtype=mu.dtype", "dtype=torch.float64"),
+            D["reparam_float64"], expect="dtype"),
+    Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("mu.shape", "mu.shape[-1]"),
+            D["reparam_shared_eps"]),
+    Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("mu.shape", "mu.shape[0], mu.shape[1]"),
+            D["reparam_shape"], expect="raised"),
     # VAE module
     Mistake("vae_checks", "VAE", "self.decoder = nn.Sequential(*layers)", "self.decoder = nn.Sequential(*layers, nn.Sigmoid())",
-            "the decoder ends with a Sigmoid: it must return logits", expect="no Sigmoid"),
+            D["vae_sigmoid"]),
     Mistake("vae_checks", "VAE", "return self.decode(z), mu, logvar", "return self.decode(mu), mu, logvar",
-            "forward decoded mu itself: decode a sample z = reparameterize(mu, logvar, generator)",
-            expect="decoded mu"),
+            D["vae_decoded_mu"]),
     Mistake("vae_checks", "VAE", "return self.mu_head(h), self.logvar_head(h)", "return self.mu_head(h), self.mu_head(h)",
-            "logvar equals mu: compute logvar with logvar_head", expect="logvar equals mu"),
+            D["vae_logvar_is_mu"], expect="logvar equals mu"),
     Mistake("vae_checks", "VAE", "self.logvar_head = nn.Linear(dims[-1], k)",
-            "self.logvar_head = nn.Sequential(nn.Linear(dims[-1], k), nn.Softplus())",
-            "an activation on logvar_head: logvar = log sigma^2 may be negative, no activation",
-            expect="no activation"),
+            "self.logvar_head = nn.Sequential(nn.Linear(dims[-1], k), nn.Softplus())", D["vae_head_activation"]),
     Mistake("vae_checks", "VAE", "layers += [nn.Linear(d_in, d_out), nn.ReLU()]", "layers += [nn.Linear(d_in, d_out)]",
-            "the encoder has no ReLUs: a ReLU after every Linear", expect="ReLU after every Linear"),
+            D["vae_no_relu"]),
+    Mistake("vae_checks", "VAE", "self.encoder = nn.Sequential(*layers)", "self.encoder = nn.Sequential(*layers[:-1])",
+            D["vae_no_relu"]),
     Mistake("vae_checks", "VAE", "z = reparameterize(mu, logvar, generator)  # (B, k)",
-            "z = reparameterize(mu, logvar)  # (B, k)",
-            "forward did not pass the generator on to reparameterize", expect="pass the generator on"),
+            "z = reparameterize(mu, logvar)  # (B, k)", D["vae_generator"]),
+    Mistake("vae_checks", "VAE", "z = reparameterize(mu, logvar, generator)  # (B, k)",
+            "z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, k)", D["vae_generator"]),
+    Mistake("vae_checks", "VAE", "return self.decode(z), mu, logvar", "return self.decode(z), mu, torch.exp(0.5 * logvar)",
+            D["vae_forward_std"]),
+    Mistake("vae_checks", "VAE", "return self.decode(z), mu, logvar", "return torch.sigmoid(self.decode(z)), mu, logvar",
+            D["vae_forward_probs"]),
     # KL
     Mistake("kl_checks", "kl_to_standard_normal", "0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0)",
-            "0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar))",
-            "the sign is flipped: 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is -KL", expect="sign is flipped"),
-    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".mean(dim=-1)",
-            "averaged over the latent dimensions: sum them", expect="averaged over the latent"),
-    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum()",
-            "summed over the batch too: one KL per example, shape (B,)", expect="one value per example"),
-    Mistake("kl_checks", "kl_to_standard_normal", "torch.exp(logvar)", "torch.exp(0.5 * logvar)",
-            "exp(0.5 * logvar) is sigma; the formula needs the variance", expect="variance"),
-    Mistake("kl_checks", "kl_to_standard_normal", "kl = 0.5 * (", "kl = (",
-            "the factor 1/2 is missing", expect="1/2 is missing"),
+            "0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar))", D["kl_sign"]),
+    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".mean(dim=-1)", D["kl_mean_latent"]),
+    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum()", D["kl_sum_batch"],
+            expect="one value per example"),
+    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum(dim=0)", D["kl_sum_batch"],
+            expect="one value per example"),
+    Mistake("kl_checks", "kl_to_standard_normal", "torch.exp(logvar)", "torch.exp(0.5 * logvar)", D["kl_std"]),
+    Mistake("kl_checks", "kl_to_standard_normal", "kl = 0.5 * (", "kl = (", D["kl_half"]),
+    Mistake("kl_checks", "kl_to_standard_normal", _KL,
+            "kl = 0.5 * (mu**2 + torch.exp(2 * logvar) - 2 * logvar - 1.0).sum(dim=-1)  # (B,)", D["kl_log_std"]),
+    Mistake("kl_checks", "kl_to_standard_normal", _KL,
+            "kl = 0.5 * torch.sum(mu**2 + torch.exp(logvar) - logvar - 1.0, dim=-1, dtype=torch.float64)",
+            D["kl_dtype"], expect="dtype"),
+    Mistake("kl_checks", "kl_to_standard_normal", _KL,
+            "kl = (0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0)).mean(dim=-1) * 2  # (B,)",
+            D["kl_half"], diagnosed=False),
     # negative ELBO
-    Mistake("elbo_checks", "negative_elbo", _REC, _REC.replace(".sum(1)", ".mean(1)"),
-            "the reconstruction term was averaged over pixels: sum it over pixels", expect="averaged over pixels"),
+    Mistake("elbo_checks", "negative_elbo", _REC, _REC.replace(".sum(1)", ".mean(1)"), D["elbo_rec_mean_pixels"]),
     Mistake("elbo_checks", "negative_elbo", "return (rec + beta * kl).mean()", "return (rec + beta * kl).sum()",
-            "the loss was summed over the batch: average it over examples", expect="summed over the batch"),
+            D["elbo_sum_batch"]),
     Mistake("elbo_checks", "negative_elbo", "return (rec + beta * kl).mean()", "return (rec - beta * kl).mean()",
-            "the KL was subtracted: -ELBO = reconstruction + beta * KL", expect="KL was subtracted"),
+            D["elbo_kl_subtracted"]),
     Mistake("elbo_checks", "negative_elbo", "return (rec + beta * kl).mean()", "return (beta * rec + kl).mean()",
-            "beta multiplied the reconstruction term: it weights the KL", expect="beta multiplied the reconstruction"),
-    Mistake("elbo_checks", "negative_elbo", "/ (2.0 * sigma**2)", "/ sigma**2",
-            "C = 1/sigma^2: the Gaussian term is ||x - x_hat||^2 / (2 sigma^2)", expect=r"C = 1/sigma\^2"),
+            D["elbo_beta_rec"]),
+    Mistake("elbo_checks", "negative_elbo", "/ (2.0 * sigma**2)", "/ sigma**2", D["elbo_c_sigma2"]),
+    Mistake("elbo_checks", "negative_elbo", "/ (2.0 * sigma**2)", "/ (2.0 * sigma)", D["elbo_c_sigma"]),
     Mistake("elbo_checks", "negative_elbo", "F.binary_cross_entropy_with_logits(x_hat_or_logits, x,",
-            "F.binary_cross_entropy_with_logits(torch.sigmoid(x_hat_or_logits), x,",
-            "probabilities were given to BCE-with-logits: pass the raw logits", expect="probabilities were given"),
+            "F.binary_cross_entropy_with_logits(torch.sigmoid(x_hat_or_logits), x,", D["elbo_probs"]),
     Mistake("elbo_checks", "negative_elbo", "- logvar - 1.0).sum(dim=-1)", "- logvar - 1.0).mean(dim=-1)",
-            "the KL was averaged over latent dimensions: sum them", expect="KL was averaged over latent"),
+            D["elbo_kl_mean"]),
+    Mistake("elbo_checks", "negative_elbo", _REC,
+            "-(x * torch.log(torch.sigmoid(x_hat_or_logits)) + (1 - x) * torch.log(1 - torch.sigmoid(x_hat_or_logits)))"
+            ".flatten(1).sum(1)", D["elbo_stable"]),
+    Mistake("elbo_checks", "negative_elbo", _REC,
+            "(torch.log(1 + torch.exp(x_hat_or_logits)) - x * x_hat_or_logits).flatten(1).sum(1)", D["elbo_stable"]),
+    Mistake("elbo_checks", "negative_elbo", _REC,
+            'F.binary_cross_entropy(torch.sigmoid(x_hat_or_logits), x, reduction="none").flatten(1).sum(1)',
+            D["elbo_clamped_bce"]),
+    Mistake("elbo_checks", "negative_elbo", _REC, _REC.replace("(x_hat_or_logits, x,", "(x_hat_or_logits.double(), x.double(),"),
+            D["elbo_dtype"], expect="dtype"),
+    Mistake("elbo_checks", "negative_elbo", _REC,
+            'F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="sum")', D["elbo_rec_sum_batch"]),
+    Mistake("elbo_checks", "negative_elbo", _LIKELIHOODS,
+            "else:\n        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)  # (B,)",
+            D["elbo_value_error"], expect="must raise ValueError"),
     # sampling and interpolation
     Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
-            "return model.decode(z)  # (n, D)",
-            "logits were returned: apply torch.sigmoid to get pixel probabilities", expect="logits were returned"),
+            "return model.decode(z)  # (n, D)", D["sample_logits"]),
     Mistake("sampling_checks", "sample_prior", "z = torch.randn(n, model.k, generator=generator).to(device)",
-            "z = torch.rand(n, model.k, generator=generator).to(device)",
-            "z must be standard normal (torch.randn), not uniform (torch.rand)", expect="uniform"),
+            "z = torch.rand(n, model.k, generator=generator).to(device)", D["sample_uniform"]),
     Mistake("sampling_checks", "sample_prior", "generator=generator).to(device)", ").to(device)",
-            "the generator was not used", expect="generator=generator"),
+            D["sample_generator"], expect="generator"),
+    Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
+            "return torch.bernoulli(torch.sigmoid(model.decode(z)), generator=generator)  # (n, D)",
+            D["sample_binary"]),
     Mistake("sampling_checks", "interpolate", "return torch.sigmoid(model.decode(z))  # (steps, D)",
-            "return (1 - t) * x_a + t * x_b  # (steps, D)",
-            "the pixels were interpolated: interpolate the latent means, then decode", expect="pixels were interpolated"),
+            "return (1 - t) * x_a + t * x_b  # (steps, D)", D["interp_pixels"]),
     Mistake("sampling_checks", "interpolate",
             "t = torch.linspace(0, 1, steps, dtype=mu_a.dtype, device=mu_a.device)[:, None]",
-            "t = (torch.arange(steps, dtype=mu_a.dtype, device=mu_a.device) / steps)[:, None]",
-            "t must run from 0 to 1 with both ends included", expect="both ends included"),
+            "t = (torch.arange(steps, dtype=mu_a.dtype, device=mu_a.device) / steps)[:, None]", D["interp_ends"]),
     Mistake("sampling_checks", "interpolate", "mu_a = model.encode(x_a[None])[0]  # (1, k)",
-            "mu_a = reparameterize(*model.encode(x_a[None]))  # (1, k)",
-            "a sample of q(z|x_a) was used: interpolate the means", expect="not a sample"),
+            "mu_a = reparameterize(*model.encode(x_a[None]))  # (1, k)", D["interp_sample"]),
+    Mistake("sampling_checks", "interpolate", "z = (1 - t) * mu_a + t * mu_b  # (steps, k)",
+            "z = t * mu_a + (1 - t) * mu_b  # (steps, k)", D["interp_backwards"]),
     # IWAE
-    Mistake("iwae_checks", "iwae_log_likelihood", "return torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)",
-            "return torch.logsumexp(log_w, dim=0)  # (B,)",
-            "log k was not subtracted: log p(x) ~= logsumexp_i log w_i - log k", expect="log k was not subtracted"),
-    Mistake("iwae_checks", "iwae_log_likelihood", "return torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)",
-            "return log_w.mean(dim=0)  # (B,)",
-            "the log-weights were averaged (that is the ELBO): use logsumexp_i log w_i - log k",
-            expect="log-weights were averaged"),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_RETURN, "return torch.logsumexp(log_w, dim=0)  # (B,)",
+            D["iwae_log_k"]),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_RETURN, "return log_w.mean(dim=0)  # (B,)",
+            D["iwae_mean_log_w"]),
     Mistake("iwae_checks", "iwae_log_likelihood", "(eps**2 + logvar + math.log(2 * math.pi))",
-            "(eps**2 + math.log(2 * math.pi))",
-            "log q(z|x) misses its -1/2 sum(logvar) term", expect="misses"),
+            "(eps**2 + math.log(2 * math.pi))", D["iwae_q_logvar"]),
     Mistake("iwae_checks", "iwae_log_likelihood", 'reduction="none").sum(-1)  # (k, B)',
-            'reduction="none").mean(-1)  # (k, B)',
-            "the log-likelihood was averaged over pixels: sum it", expect="averaged over pixels"),
+            'reduction="none").mean(-1)  # (k, B)', D["iwae_mean_pixels"]),
     Mistake("iwae_checks", "iwae_log_likelihood", "torch.logsumexp(log_w, dim=0)", "torch.logsumexp(log_w, dim=1)",
             "logsumexp over the batch: reduce over the k samples (dim 0)", diagnosed=False),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_RETURN,
+            "return torch.log(torch.exp(log_w).mean(dim=0))  # (B,)", D["iwae_overflow"]),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_RETURN,
+            "return torch.log(torch.exp(log_w).sum(dim=0) / k)  # (B,)", D["iwae_overflow"]),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_EPS,
+            "eps = torch.randn_like(mu.expand(k, B, d))  # (k, B, d)", D["iwae_generator"],
+            expect="generator passed in"),
+    Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_EPS,
+            "eps = torch.randn(k, B, d, generator=generator).to(mu.device)  # (k, B, d)", D["iwae_dtype"],
+            diagnosed=False),
+    Mistake("iwae_checks", "iwae_log_likelihood", "log_w = log_px_z + log_pz - log_qz  # (k, B)",
+            "log_w = (log_px_z + log_pz - log_qz).squeeze()  # (k, B)", D["iwae_squeeze"], expect="wrong shape"),
+    Mistake("iwae_checks", "iwae_log_likelihood", "log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)",
+            "log_pz = -0.5 * (eps**2 + math.log(2 * math.pi)).sum(-1)", D["iwae_pz_eps"], diagnosed=False),
     # quizzes
     Mistake("quiz_vae_facts", "answer_vae_facts", '{"A", "B", "C"}', '{"A", "B", "C", "D"}',
             "the ELBO is a lower bound: D is false", diagnosed=False),
@@ -109,11 +160,12 @@ MISTAKES = [
             "B is true", diagnosed=False),
     Mistake("quiz_vae_facts", "answer_vae_facts", '{"A", "B", "C"}', '{"B", "C", "E"}',
             "A is true and E is false", diagnosed=False),
-    Mistake("quiz_vi_iwae", "answer_variational_inference", '"B"', '"C"', "exact Bayes is intractable here",
+    Mistake("quiz_vi_iwae", "answer_variational_inference", '"B"', '"A"',
+            "log p(x) does not depend on the encoder", diagnosed=False),
+    Mistake("quiz_vi_iwae", "answer_variational_inference", '"B"', '"C"', "the ELBO also rewards reconstruction",
             diagnosed=False),
-    Mistake("quiz_vi_iwae", "answer_variational_inference", '"B"', '"A"', "MCMC is not variational inference",
-            diagnosed=False),
-    Mistake("quiz_vi_iwae", "answer_iwae_bound", '"B"', '"C"', "L_k is a lower bound", diagnosed=False),
+    Mistake("quiz_vi_iwae", "answer_iwae_bound", '"B"', '"C"', "L_k rises with k", diagnosed=False),
+    Mistake("quiz_vi_iwae", "answer_iwae_bound", '"B"', '"D"', "L_k is a lower bound", diagnosed=False),
 ]
 
 ALTERNATIVES = [
@@ -123,6 +175,12 @@ def reparameterize(mu, logvar, generator=None):
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
     return torch.addcmul(mu, torch.sqrt(torch.exp(logvar)), noise)
 ''', "sigma = sqrt(exp(logvar)), torch.addcmul"),
+    Alternative("reparam_checks", "reparameterize", '''
+def reparameterize(mu, logvar, generator=None):
+    """normal_ in place on an empty tensor (the same draws as randn), shape unpacked."""
+    eps = torch.empty(*mu.shape, dtype=mu.dtype).normal_(generator=generator).to(mu.device)
+    return mu + logvar.mul(0.5).exp() * eps
+''', "Tensor.normal_(generator=...), logvar.mul(0.5).exp()"),
     Alternative("vae_checks", "VAE", '''
 class VAE(nn.Module):
     """Layers listed with comprehensions; forward samples inline."""
@@ -150,6 +208,38 @@ class VAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
         return self.decode(mu + torch.exp(logvar / 2) * eps), mu, logvar
 ''', "comprehensions, sampling inlined in forward"),
+    Alternative("vae_checks", "VAE", '''
+class VAE(nn.Module):
+    """Layers appended in a loop, the decoder's last ReLU popped; forward returns a list."""
+
+    def __init__(self, D=784, k=2, hidden=(512, 256)):
+        super().__init__()
+        self.k = k
+        self.encoder = nn.Sequential()
+        prev = D
+        for h in hidden:
+            self.encoder.append(nn.Linear(prev, h))
+            self.encoder.append(nn.ReLU())
+            prev = h
+        self.mu_head, self.logvar_head = nn.Linear(prev, k), nn.Linear(prev, k)
+        layers, prev = [], k
+        for h in list(hidden[::-1]) + [D]:
+            layers += [nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        layers.pop()
+        self.decoder = nn.Sequential(*layers)
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        return [self.decode(reparameterize(mu, logvar, generator=generator)), mu, logvar]
+''', "nn.Sequential.append, a list returned"),
     Alternative("kl_checks", "kl_to_standard_normal", '''
 def kl_to_standard_normal(mu, logvar):
     """torch.distributions."""
@@ -157,6 +247,11 @@ def kl_to_standard_normal(mu, logvar):
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     return torch.distributions.kl_divergence(q, p).sum(-1)
 ''', "torch.distributions.kl_divergence"),
+    Alternative("kl_checks", "kl_to_standard_normal", '''
+def kl_to_standard_normal(mu, logvar):
+    """The usual -1/2 sum(1 + logvar - mu^2 - exp(logvar)), torch.sum with keyword dim."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+''', "-1/2 sum(1 + logvar - mu^2 - exp(logvar))"),
     Alternative("elbo_checks", "negative_elbo", '''
 def negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1.0, sigma=1.0):
     """torch.distributions for both terms."""
@@ -172,6 +267,19 @@ def negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1
     kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
     return rec.sum() / B + beta * kl.sum() / B
 ''', "Bernoulli.log_prob, kl_divergence, sums divided by B"),
+    Alternative("elbo_checks", "negative_elbo", '''
+def negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1.0, sigma=1.0):
+    """Softplus by hand (stable), reduction='sum' divided by the batch size."""
+    B = len(x)
+    if likelihood not in ("bernoulli", "gaussian"):
+        raise ValueError(f"unknown likelihood {likelihood}")
+    if likelihood == "bernoulli":
+        rec = (F.softplus(x_hat_or_logits) - x * x_hat_or_logits).sum() / B
+    else:
+        rec = F.mse_loss(x_hat_or_logits, x, reduction="sum") / (2 * sigma * sigma) / B
+    kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum() / B
+    return rec + beta * kl
+''', "softplus(l) - x l, sums over the whole batch divided by B"),
     Alternative("sampling_checks", "interpolate", '''
 @torch.no_grad()
 def interpolate(model, x_a, x_b, steps):
@@ -204,7 +312,24 @@ def iwae_log_likelihood(model, x, k, generator=None):
     log_qz = D.Normal(mu, std).log_prob(z).sum(-1)
     return torch.logsumexp(log_px_z + log_pz - log_qz, 0) - torch.log(torch.tensor(float(k), dtype=mu.dtype))
 ''', "torch.distributions"),
-    Alternative("quiz_vae_facts", "answer_vae_facts", 'answer_vae_facts = frozenset("ABC")', "a frozenset"),
+    Alternative("iwae_checks", "iwae_log_likelihood", '''
+@torch.no_grad()
+def iwae_log_likelihood(model, x, k, generator=None):
+    """One decode per sample in a loop; the log(2 pi) terms of p(z) and q(z|x) cancel."""
+    mu, logvar = model.encode(x)
+    B, d = mu.shape
+    eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype).to(mu.device)
+    log_w = []
+    for e in eps:
+        z = mu + (0.5 * logvar).exp() * e
+        logits = model.decode(z)
+        log_px_z = -(F.softplus(logits) - x * logits).sum(1)
+        log_w.append(log_px_z - 0.5 * (z**2).sum(1) + 0.5 * (e**2 + logvar).sum(1))
+    return torch.stack(log_w).logsumexp(0) - math.log(k)
+''', "a loop over the k samples, log 2 pi left out of both densities"),
+    Alternative("quiz_vae_facts", "answer_vae_facts", 'answer_vae_facts = frozenset("abc")',
+                "a frozenset of lower-case letters"),
     Alternative("quiz_vi_iwae", "answer_variational_inference", 'answer_variational_inference = {"B"}',
                 "a one-letter set"),
+    Alternative("quiz_vi_iwae", "answer_iwae_bound", 'answer_iwae_bound = "b"', "lower case"),
 ]

@@ -1,5 +1,8 @@
 """Chapter 04: realistic learner mistakes and correct alternatives."""
 from autograder.mutants import Alternative, Mistake
+from workbook import ch04
+
+D = ch04.DIAGNOSES
 
 _NORMALISE = ("I = F.normalize(image_features, dim=-1)  # (B, E)\n"
               "    T = F.normalize(text_features, dim=-1)  # (B, E)")
@@ -12,87 +15,121 @@ _RETURN = ('return {"image_to_text": (rank_i2t[:, None] < k).double().mean(dim=0
 MISTAKES = [
     # clip_loss
     Mistake("clip_loss_checks", "clip_loss", _NORMALISE, "I = image_features\n    T = text_features",
-            "features were not L2-normalised: divide each row by its norm", expect="not L2-normalised"),
+            D["clip_not_normalised"], expect="not L2-normalised"),
     Mistake("clip_loss_checks", "clip_loss", "T = F.normalize(text_features, dim=-1)", "T = text_features",
-            "the text features were not L2-normalised", expect="text features were not L2-normalised"),
+            D["clip_text_not_normalised"], expect="text features were not L2-normalised"),
     Mistake("clip_loss_checks", "clip_loss", _NORMALISE,
             "I = F.normalize(image_features, dim=0)\n    T = F.normalize(text_features, dim=0)",
-            "features were normalised along the batch (dim=0)", expect=r"dim=0\): normalise each row"),
+            D["clip_normalised_batch"], expect=r"dim=0\): normalise each row"),
     Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)", "logit_scale.clamp(max=100.0)",
-            "the temperature parameter was used without exponentiating it", expect="exponentiate"),
+            D["clip_no_exp"], expect="exponentiate"),
     Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)", "logit_scale.exp()",
-            "the scale exp(t) was not capped at 100", expect="capped at 100"),
+            D["clip_no_cap"], expect="capped at 100"),
     Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
             "logit_scale.exp().clamp(max=100.0).item()",
-            "exp(t) was turned into a Python number, so the temperature gets no gradient", expect="no gradient"),
+            D["clip_item"], expect="no gradient"),
     Mistake("clip_loss_checks", "clip_loss", "logits = scale * I @ T.T", "logits = I @ T.T / scale",
-            "the similarities were divided by the scale instead of multiplied", expect="not divided"),
+            D["clip_divided"], expect="not divided"),
     Mistake("clip_loss_checks", "clip_loss", "loss_t = F.cross_entropy(logits.T, labels)",
             "loss_t = F.cross_entropy(logits, labels)",
-            "only the image -> text direction of the loss", expect=r"only the image -> text direction"),
+            D["clip_image_only"], expect=r"only the image -> text direction"),
     Mistake("clip_loss_checks", "clip_loss", "loss_i = F.cross_entropy(logits, labels)",
             "loss_i = F.cross_entropy(logits.T, labels)",
-            "only the text -> image direction of the loss", expect=r"only the text -> image direction"),
+            D["clip_text_only"], expect=r"only the text -> image direction"),
     Mistake("clip_loss_checks", "clip_loss", "return (loss_i + loss_t) / 2", "return loss_i + loss_t",
-            "the two directions were summed, not averaged", expect="divide by 2"),
+            D["clip_summed_directions"], expect="divide by 2"),
     Mistake("clip_loss_checks", "clip_loss", _CE,
             "loss_i = F.cross_entropy(logits, labels, reduction='sum')\n"
             "    loss_t = F.cross_entropy(logits.T, labels, reduction='sum')",
-            "the cross-entropies were summed over the batch", expect=r"\(not sum\)|mean over the batch"),
+            D["clip_summed_batch"], expect=r"\(not sum\)|mean over the batch"),
     # encoders
     Mistake("encoders_checks", "ImageEncoder", "nn.Linear(16 * 4 * c, embed_dim, bias=False)",
-            "nn.Linear(16 * 4 * c, embed_dim)", "the projection W_i has a bias", expect="has no bias"),
+            "nn.Linear(16 * 4 * c, embed_dim)", D["image_bias"], expect="has no bias"),
     Mistake("encoders_checks", "ImageEncoder", "nn.BatchNorm2d(c),", "",
-            "no BatchNorm2d after the first convolution", expect="BatchNorm2d after each convolution"),
+            D["image_no_bn"], expect="BatchNorm2d after each convolution"),
     Mistake("encoders_checks", "ImageEncoder", "nn.ReLU(),  # (B, 4c, S/4, S/4)", "# (B, 4c, S/4, S/4)",
-            "no ReLU at the end of the third block", expect="third block ends with a ReLU"),
+            D["image_no_final_relu"], expect="third block ends with a ReLU"),
     Mistake("encoders_checks", "ImageEncoder", "nn.MaxPool2d(2),  # (B, c, S/2, S/2)", "# (B, c, S/2, S/2)",
-            "no MaxPool2d after the first block", expect="MaxPool2d"),
+            D["image_no_pool"], expect="MaxPool2d"),
     Mistake("encoders_checks", "TextEncoder", "x = x[torch.arange(B, device=text.device), eot]  # (B, width)",
-            "x = x[:, -1]  # (B, width)", "pooled the last position instead of the end-of-text token",
+            "x = x[:, -1]  # (B, width)", D["text_last"],
             expect="last position"),
     Mistake("encoders_checks", "TextEncoder", "x = x[torch.arange(B, device=text.device), eot]  # (B, width)",
-            "x = x[:, 0]  # (B, width)", "pooled the start-of-text token", expect="first .start-of-text"),
+            "x = x[:, 0]  # (B, width)", D["text_first"], expect="first .start-of-text"),
     Mistake("encoders_checks", "TextEncoder", "x = self.transformer(x, mask=self.attn_mask[:L, :L], is_causal=True)",
-            "x = self.transformer(x)", "no causal attention mask", expect="causal mask"),
+            "x = self.transformer(x)", D["text_no_mask"], expect="causal mask"),
     Mistake("encoders_checks", "TextEncoder", "x = self.token_embedding(text) + self.positional_embedding[:L]",
-            "x = self.token_embedding(text)", "the positional embedding was not added",
+            "x = self.token_embedding(text)", D["text_no_position"],
             expect="add the positional embedding"),
     Mistake("encoders_checks", "TextEncoder", "x = self.ln_final(x)", "x = x",
-            "the final LayerNorm was not applied", expect="ln_final was not applied"),
+            D["text_no_ln"], expect="ln_final was not applied"),
     Mistake("encoders_checks", "TextEncoder", "nn.Linear(width, embed_dim, bias=False)",
-            "nn.Linear(width, embed_dim)", "the projection W_t has a bias", expect="W_t has no bias"),
+            "nn.Linear(width, embed_dim)", D["text_bias"], expect="W_t has no bias"),
     # zero-shot
     Mistake("zero_shot_checks", "zero_shot_weights", "rows.append(F.normalize(emb.mean(dim=0), dim=-1))",
-            "rows.append(emb.mean(dim=0))", "the mean embedding was not renormalised", expect="not renormalised"),
+            "rows.append(emb.mean(dim=0))", D["zs_not_renormalised"], expect="not renormalised"),
     Mistake("zero_shot_checks", "zero_shot_weights", "emb = F.normalize(text_encoder(tokens), dim=-1)",
-            "emb = text_encoder(tokens)", "prompt embeddings were averaged before normalising them",
+            "emb = text_encoder(tokens)", D["zs_normalise_after"],
             expect="normalised before averaging"),
     Mistake("zero_shot_checks", "zero_shot_weights", "with torch.no_grad():", "if True:",
-            "the weights were computed with gradients tracked", expect="no_grad"),
+            D["zs_grad"], expect="no_grad"),
     Mistake("zero_shot_checks", "zero_shot_predict", "return logits.argmax(dim=1)", "return logits.argmin(dim=1)",
-            "argmin instead of argmax", expect="argmin"),
+            D["zs_argmin"], expect="argmin"),
     Mistake("zero_shot_checks", "zero_shot_predict", "return logits.argmax(dim=1)", "return logits.argmax(dim=0)",
-            "argmax over the images instead of the classes", expect=r"over the classes \(dim=1\)"),
+            D["zs_argmax_images"], expect=r"over the classes \(dim=1\)"),
     # recall@k
     Mistake("recall_checks", "recall_at_k", _RANKS,
             _RANKS.replace("(sim > match[None, :]).sum(dim=0)", "(sim > match[:, None]).sum(dim=1)"),
-            "text_to_image ranked the texts of each image", expect="along the columns"),
+            D["recall_columns"], expect="along the columns"),
     Mistake("recall_checks", "recall_at_k", _RETURN, _RETURN.replace("< k", "<= k"),
-            "a match of rank k counted as found at k", expect="count rank < k"),
+            D["recall_le_k"], expect="count rank < k"),
     Mistake("recall_checks", "recall_at_k", _RANKS, _RANKS.replace("(sim > ", "(sim >= "),
-            "the match counted as scoring higher than itself", expect="strictly higher"),
+            D["recall_ge"], expect="strictly higher"),
     Mistake("recall_checks", "recall_at_k",
             "I = F.normalize(image_features.double(), dim=-1)  # (N, E)\n"
             "    T = F.normalize(text_features.double(), dim=-1)  # (N, E)",
             "I = image_features.double()\n    T = text_features.double()",
-            "ranked by dot products instead of cosine similarity", expect="cosine similarity"),
+            D["recall_dot"], expect="cosine similarity"),
     Mistake("recall_checks", "recall_at_k", _RETURN,
             _RETURN.replace("(rank_i2t[", "(RANK_A[").replace("(rank_t2i[", "(rank_i2t[").replace("RANK_A", "rank_t2i"),
-            "the two directions were swapped", expect="directions are swapped"),
+            D["recall_swapped"], expect="directions are swapped"),
+    # numerically hard inputs, labels, gradients
+    Mistake("clip_loss_checks", "clip_loss", _CE,
+            "p_i = logits.exp() / logits.exp().sum(dim=1, keepdim=True)\n"
+            "    p_t = logits.exp() / logits.exp().sum(dim=0, keepdim=True)\n"
+            "    loss_i = -p_i.diag().log().mean()\n    loss_t = -p_t.diag().log().mean()", D["clip_stable"]),
+    Mistake("clip_loss_checks", "clip_loss", _CE,
+            "loss_i = -logits.softmax(dim=1).diag().log().mean()\n"
+            "    loss_t = -logits.softmax(dim=0).diag().log().mean()", D["clip_stable"]),
+    Mistake("clip_loss_checks", "clip_loss", "labels = torch.arange(logits.shape[0], device=logits.device)",
+            "labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)", D["clip_labels"],
+            diagnosed=False),
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
+            "logit_scale.exp().clamp(max=100.0).detach()", D["clip_detached_scale"], expect="gradient"),
+    Mistake("encoders_checks", "ImageEncoder", "nn.AdaptiveAvgPool2d(4),  # (B, 4c, 4, 4)",
+            "nn.AvgPool2d(2),  # (B, 4c, 4, 4)", D["image_fixed_pool"], expect="raised"),
+    Mistake("encoders_checks", "ImageEncoder", "nn.BatchNorm2d(c),\n            nn.ReLU(),\n            nn.MaxPool2d(2),  # (B, c, S/2, S/2)",
+            "nn.ReLU(),\n            nn.BatchNorm2d(c),\n            nn.MaxPool2d(2),  # (B, c, S/2, S/2)",
+            D["image_relu_before_bn"], expect="layer order"),
+    Mistake("encoders_checks", "TextEncoder", "x = self.token_embedding(text) + self.positional_embedding[:L]",
+            "x = self.token_embedding(text) + self.positional_embedding", D["text_unsliced"], expect="raised"),
+    Mistake("encoders_checks", "TextEncoder", "eot = text.argmax(dim=-1)  # (B,)", "eot = text.argmax()  # (B,)",
+            D["text_flat_argmax"]),
+    Mistake("zero_shot_checks", "zero_shot_predict", "return logits.argmax(dim=1)",
+            "return logits.squeeze().argmax(dim=-1)", D["zs_squeeze"], expect="wrong shape"),
+    Mistake("zero_shot_checks", "zero_shot_weights", "emb = F.normalize(text_encoder(tokens), dim=-1)",
+            "emb = F.normalize(text_encoder(tokens), dim=0)", D["zs_normalise_dim0"]),
+    Mistake("recall_checks", "recall_at_k", _RANKS,
+            "order = torch.arange(len(sim))[:, None]\n"
+            "    rank_i2t = (sim.argsort(dim=1, descending=True) == order).int().argmax(dim=1)\n"
+            "    rank_t2i = (sim.T.argsort(dim=1, descending=True) == order).int().argmax(dim=1)",
+            D["recall_sort_ties"]),
+    Mistake("recall_checks", "recall_at_k", _RETURN, _RETURN.replace(".double()", ".float()"), D["recall_dtype"],
+            expect="dtype"),
     # quiz
-    Mistake("quiz_encoders", "answer_image_encoder", '"C"', '"A"', "wrong answer", diagnosed=False),
-    Mistake("quiz_encoders", "answer_text_encoder", '"B"', '"D"', "wrong answer", diagnosed=False),
+    Mistake("quiz_encoders", "answer_causal_mask", '"B"', '"A"', "wrong answer", diagnosed=False),
+    Mistake("quiz_encoders", "answer_causal_mask", '"B"', '"C"', "wrong answer", diagnosed=False),
+    Mistake("quiz_encoders", "answer_normalise", '"B"', '"A"', "wrong answer", diagnosed=False),
     Mistake("quiz_clip_facts", "answer_clip_facts", '{"A", "B", "D", "F"}', '{"A", "B", "C", "D", "F"}',
             "not every statement is true", diagnosed=False),
 ]
@@ -172,13 +209,50 @@ def zero_shot_predict(image_features, weights):
 '''),
     Alternative("recall_checks", "recall_at_k", '''
 def recall_at_k(image_features, text_features, ks=(1, 5)):
-    """Position of the match in a descending sort, per row and per column."""
-    sim = F.normalize(image_features, dim=1).double() @ F.normalize(text_features, dim=1).double().T
-    n = sim.shape[0]
-    truth = torch.arange(n)[:, None]
-    pos_i2t = (sim.argsort(dim=1, descending=True) == truth).float().argmax(dim=1)
-    pos_t2i = (sim.T.argsort(dim=1, descending=True) == truth).float().argmax(dim=1)
-    return {"image_to_text": torch.tensor([(pos_i2t < k).double().mean().item() for k in ks], dtype=torch.float64),
-            "text_to_image": torch.tensor([(pos_t2i < k).double().mean().item() for k in ks], dtype=torch.float64)}
-'''),
+    """A loop over queries; einsum for the cosines."""
+    I = image_features.double() / image_features.double().norm(dim=1, keepdim=True)
+    T = text_features.double() / text_features.double().norm(dim=1, keepdim=True)
+    sim = torch.einsum("ie,je->ij", I, T)
+    n = len(sim)
+    r_i2t = torch.tensor([int(torch.gt(sim[i], sim[i, i]).sum()) for i in range(n)])
+    r_t2i = torch.tensor([int(torch.gt(sim[:, j], sim[j, j]).sum()) for j in range(n)])
+    return {"image_to_text": torch.tensor([float((r_i2t < k).sum()) / n for k in ks], dtype=torch.float64),
+            "text_to_image": torch.tensor([float((r_t2i < k).sum()) / n for k in ks], dtype=torch.float64)}
+''', "a loop over queries, einsum"),
+    Alternative("clip_loss_checks", "clip_loss", '''
+def clip_loss(image_features, text_features, logit_scale):
+    """One-hot targets (class probabilities), einsum, the second direction as T I^T."""
+    I = F.normalize(image_features, dim=1)
+    T = F.normalize(text_features, dim=1)
+    scale = torch.clamp(logit_scale.exp(), max=100)
+    targets = torch.eye(len(I), dtype=I.dtype, device=I.device)
+    return 0.5 * (F.cross_entropy(scale * torch.einsum("ie,je->ij", I, T), targets)
+                  + F.cross_entropy(scale * torch.einsum("ie,je->ij", T, I), targets))
+''', "one-hot probability targets, einsum"),
+    Alternative("encoders_checks", "ImageEncoder", '''
+class ImageEncoder(nn.Module):
+    """Blocks listed in a loop; flatten with torch.flatten in forward (features then end with nn.Flatten(1))."""
+
+    def __init__(self, embed_dim=64, c=16):
+        super().__init__()
+        layers, prev = [], 3
+        for i, ch in enumerate((c, 2 * c, 4 * c)):
+            layers += [nn.Conv2d(prev, ch, 3, 1, 1), nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+            if i < 2:
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            prev = ch
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(output_size=(4, 4)), nn.Flatten(start_dim=1))
+        self.projection = nn.Linear(16 * prev, embed_dim, bias=False)
+
+    def forward(self, x):
+        return self.projection(self.features(x))
+''', "blocks built in a loop, ReLU(inplace=True)"),
+    Alternative("zero_shot_checks", "zero_shot_predict", '''
+def zero_shot_predict(image_features, weights):
+    """cosine_similarity by broadcasting."""
+    return F.cosine_similarity(image_features[:, None, :], weights[None, :, :], dim=-1).argmax(dim=1)
+''', "F.cosine_similarity by broadcasting"),
+    Alternative("quiz_encoders", "answer_causal_mask", 'answer_causal_mask = "b"', "lower case"),
+    Alternative("quiz_clip_facts", "answer_clip_facts", 'answer_clip_facts = ["a", "b", "d", "f"]',
+                "a list of lower-case letters"),
 ]

@@ -1,5 +1,8 @@
 """Chapter 05: realistic learner mistakes and correct alternatives."""
 from autograder.mutants import Alternative, Mistake
+from workbook import ch05
+
+D = ch05.DIAGNOSES
 
 _QS = "return ab.sqrt() * x0 + (1 - ab).sqrt() * eps"
 _DDIM = "x_prev = math.sqrt(a_prev) * x0_hat + math.sqrt(1 - a_prev - sigma ** 2) * eps_hat"
@@ -132,9 +135,102 @@ MISTAKES = [
             "y[drop] = null_label\n    return y", "labels overwritten in place", expect="in place"),
     # quiz
     Mistake("quiz_predicts", "answer_predicts", '"B"', '"A"', "the misconception", diagnosed=False),
-    Mistake("quiz_predicts", "answer_guidance_w", '"B"', '"A"', "s = w", diagnosed=False),
+    Mistake("quiz_predicts", "answer_guidance_w", '"B"', '"A"', "w = 0 read as the unconditional model", diagnosed=False),
     Mistake("quiz_diffusion_facts", "answer_diffusion_facts", '{"A", "B", "D", "E"}', '{"A", "B", "D", "E", "F"}',
             "not every statement is true", diagnosed=False),
+]
+
+MISTAKES += [
+    # schedules
+    Mistake("schedules_checks", "linear_betas", "torch.linspace(beta_1, beta_T, T, dtype=torch.float64)",
+            "torch.linspace(1e-4, 0.02, T, dtype=torch.float64)", "beta_1 and beta_T hard-coded",
+            expect="use the arguments beta_1 and beta_T|from beta_1 to beta_T"),
+    Mistake("schedules_checks", "cosine_betas", ".clamp(max=max_beta)", ".clamp(max=0.999)",
+            "max_beta hard-coded", expect="use the arguments s and max_beta"),
+    Mistake("schedules_checks", "cosine_betas", "u = torch.arange(T + 1, dtype=torch.float64) / T",
+            "u = torch.arange(T + 1, dtype=torch.float64) / (T + 1)", "u = t / (T + 1): the grid misses u = 1",
+            expect="wrong values"),
+    Mistake("schedules_checks", "noise_schedule", "alphas = 1 - betas", "alphas = (1 - betas).float()",
+            "alphas in float32", expect="dtype"),
+    # q_sample
+    Mistake("q_sample_checks", "q_sample", _QS, "return x0.mul_(ab.sqrt()).add_((1 - ab).sqrt() * eps)",
+            D["inputs_in_place"], expect="in place"),
+    Mistake("q_sample_checks", "q_sample", "ab = ab.view(-1, *([1] * (x0.dim() - 1)))", "ab = ab.view(-1, 1, 1, 1)",
+            "alpha_bar reshaped for images only", expect="shape|raised"),
+    Mistake("q_sample_checks", "q_sample", "dtype=x0.dtype)[t]", "dtype=x0.dtype)[t[:1]]",
+            "one alpha_bar (of the first example) for the whole batch", expect="wrong values"),
+    # diffusion_loss
+    Mistake("diffusion_loss_checks", "diffusion_loss",
+            "eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)",
+            "eps = torch.randn_like(x0)", D["global_rng"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss",
+            "t = torch.randint(0, T, (B,), generator=generator, device=x0.device)",
+            "t = torch.randint(0, T, (B,), device=x0.device)", D["global_rng"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
+            "eps_hat = model(x_t, t)", D["labels_not_passed"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "return F.mse_loss(eps_hat, eps)",
+            "return ((eps_hat - eps) ** 2).flatten(1).sum(1).mean()", D["per_example_sum"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t]",
+            "ab = alpha_bars.to(device=x0.device)[t]", D["loss_promoted"], expect="dtype"),
+    # ddpm_step
+    Mistake("ddpm_step_checks", "ddpm_step", "return mean + math.sqrt(variance) * noise, x0_hat",
+            "return mean + noise.mul_(math.sqrt(variance)), x0_hat", D["inputs_in_place"], expect="in place"),
+    Mistake("ddpm_step_checks", "ddpm_step", "variance = beta_t * (1 - a_prev) / (1 - a_t)",
+            "variance = beta_t * (1 - a_t) / (1 - a_prev)", "the posterior variance's ratio inverted",
+            expect="wrong values"),
+    Mistake("ddpm_step_checks", "ddpm_step", "    t = int(t)\n", "    t = int(t)\n    x_t, eps_hat = x_t.double(), "
+            "eps_hat.double()\n", "float32 samples returned as float64", expect="dtype"),
+    # ddim_step
+    Mistake("ddim_step_checks", "ddim_step", "sigma = eta * math.sqrt(", "sigma = math.sqrt(",
+            "eta left out of sigma", expect="raised|wrong values"),
+    Mistake("ddim_step_checks", "ddim_step", "x_prev = x_prev + sigma * noise", "x_prev = x_prev + noise.mul_(sigma)",
+            D["inputs_in_place"], expect="in place"),
+    Mistake("ddim_step_checks", "ddim_step", "alpha_bars[int(t_prev)].item() if t_prev >= 0 else 1.0",
+            "alpha_bars[int(t_prev) + 1].item() if t_prev >= 0 else 1.0", "alpha_bar_prev taken one step late",
+            expect="t_prev|wrong values"),
+    # time embedding + residual block
+    Mistake("time_embedding_checks", "timestep_embedding", "-math.log(max_period)", "-math.log(10000)",
+            D["max_period_ignored"]),
+    Mistake("time_embedding_checks", "timestep_embedding", "torch.arange(half, dtype=torch.float32, device=t.device)",
+            "torch.arange(half, dtype=torch.float64, device=t.device)", "the embedding returned in float64",
+            expect="dtype"),
+    Mistake("time_embedding_checks", "timestep_embedding", "angles = t.float()[:, None]", "angles = t[:, None]",
+            "float64 timesteps give a float64 embedding", expect="dtype"),
+    Mistake("time_embedding_checks", "timestep_embedding", "device=t.device) / half)", "device=t.device) / dim)",
+            "frequencies spaced over dim instead of half", expect="wrong values"),
+    Mistake("time_embedding_checks", "ResBlock", "self.norm1 = nn.GroupNorm(groups, c_in)",
+            "self.norm1 = nn.GroupNorm(8, c_in)", "groups ignored in norm1", expect="vs diffusers|raised"),
+    Mistake("time_embedding_checks", "ResBlock", "self.time_proj(F.silu(emb))", "F.silu(self.time_proj(emb))",
+            "SiLU after the embedding's projection instead of before", expect="vs diffusers"),
+    Mistake("time_embedding_checks", "ResBlock", "h = self.conv2(F.silu(self.norm2(h)))", "h = self.conv2(self.norm2(h))",
+            "no SiLU before conv2", expect="vs diffusers"),
+    Mistake("time_embedding_checks", "ResBlock", "h = h + self.time_proj(F.silu(emb))[:, :, None, None]\n"
+            "        h = self.conv2(F.silu(self.norm2(h)))", "h = self.conv2(F.silu(self.norm2(h)))\n"
+            "        h = h + self.time_proj(F.silu(emb))[:, :, None, None]",
+            "the embedding added after conv2", expect="vs diffusers"),
+    # U-Net
+    Mistake("unet_checks", "UNet", "self.norm_out = nn.GroupNorm(groups, ch)", "self.norm_out = nn.GroupNorm(8, ch)",
+            "groups ignored in norm_out", expect="vs the reference|raised"),
+    Mistake("unet_checks", "UNet", "self.down_blocks.append(ResBlock(c_prev, c, emb_dim, groups))",
+            "self.down_blocks.append(ResBlock(c_prev, c, emb_dim))", "groups not passed to the encoder's blocks",
+            expect="vs the reference|raised"),
+    Mistake("unet_checks", "UNet", _UP, _UP.replace('"nearest"', '"bilinear"'), "bilinear instead of nearest upsampling",
+            expect="vs the reference"),
+    Mistake("unet_checks", "UNet", "nn.Embedding(num_classes + 1, emb_dim) if num_classes else None",
+            "nn.Embedding(num_classes, emb_dim) if num_classes else None",
+            "no row for the 'no label' id", expect="parameters|raised"),
+    # guidance
+    Mistake("guidance_checks", "drop_labels", "torch.rand(y.shape, generator=generator, device=y.device)",
+            "torch.rand(y.shape, device=y.device)", D["global_rng"]),
+    Mistake("guidance_checks", "drop_labels", "drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond",
+            "drop = torch.rand(y.shape, generator=generator, device=y.device).flip(0) < p_uncond",
+            "the draws of the stated torch.rand(B) used in another order", expect="stated draw"),
+    Mistake("guidance_checks", "drop_labels", "torch.full_like(y, null_label)", "torch.full_like(y, 10)",
+            "null_label hard-coded as 10", expect="fraction|null_label"),
+    Mistake("guidance_checks", "guided_eps", "torch.full_like(y, null_label)", "torch.full_like(y, 10)",
+            "null_label hard-coded as 10 in guided_eps", expect="wrong values"),
+    Mistake("guidance_checks", "guided_eps", "eps_c, eps_u = eps[:B], eps[B:]", "eps_u, eps_c = eps[:B], eps[B:]",
+            "the halves of the doubled batch swapped", expect="inverted"),
 ]
 
 ALTERNATIVES = [
@@ -286,4 +382,136 @@ answer_predicts = "b".upper()
     Alternative("quiz_diffusion_facts", "answer_diffusion_facts", '''
 answer_diffusion_facts = ["E", "D", "B", "A"]
 ''', "a list in any order"),
+]
+
+ALTERNATIVES += [
+    Alternative("q_sample_checks", "q_sample", '''
+def q_sample(x0, t, eps, alpha_bars):
+    """torch.addcmul, alpha_bar reshaped with reshape."""
+    ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t].reshape(len(t), *([1] * (x0.ndim - 1)))
+    return torch.addcmul(ab.sqrt() * x0, (1 - ab).sqrt(), eps)
+'''),
+    Alternative("diffusion_loss_checks", "diffusion_loss", '''
+def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
+    """Labels always passed by keyword (y=None without labels)."""
+    B, T = x0.shape[0], len(alpha_bars)
+    t = torch.randint(0, T, (B,), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    ab = alpha_bars.to(x0)[t].view(B, *([1] * (x0.dim() - 1)))
+    return F.mse_loss(model(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t, y=y), eps)
+'''),
+    Alternative("ddpm_step_checks", "ddpm_step", '''
+def ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
+    """In float64 inside, back to x_t's dtype."""
+    t = int(t)
+    ab = alpha_bars.double()
+    a_t, a_prev = ab[t], ab[t - 1] if t > 0 else torch.ones((), dtype=torch.float64)
+    x, e = x_t.double(), eps_hat.double()
+    beta = 1 - a_t / a_prev
+    mean = (x - beta / (1 - a_t).sqrt() * e) / (1 - beta).sqrt()
+    x0_hat = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+    if t > 0:
+        mean = mean + (beta * (1 - a_prev) / (1 - a_t)).sqrt() * noise.double()
+    return mean.to(x_t.dtype), x0_hat.to(x_t.dtype)
+'''),
+    Alternative("ddim_step_checks", "ddim_step", '''
+def ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
+    """Python floats and ** 0.5, the noise term only when eta > 0."""
+    a_t = float(alpha_bars[t])
+    a_prev = float(alpha_bars[t_prev]) if t_prev >= 0 else 1.0
+    x0_hat = (x_t - (1 - a_t) ** 0.5 * eps_hat) / a_t ** 0.5
+    var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    sigma = eta * var ** 0.5
+    out = a_prev ** 0.5 * x0_hat + (1 - a_prev - sigma ** 2) ** 0.5 * eps_hat
+    return (out + sigma * noise if eta > 0 else out), x0_hat
+'''),
+    Alternative("time_embedding_checks", "timestep_embedding", '''
+def timestep_embedding(t, dim, max_period=10000):
+    """In float64 inside, converted to float32 at the end."""
+    half = dim // 2
+    i = torch.arange(half, dtype=torch.float64, device=t.device)
+    w = max_period ** (-i / half)
+    angles = torch.outer(t.double(), w)
+    return torch.cat([angles.cos(), angles.sin()], dim=1).float()
+'''),
+    Alternative("time_embedding_checks", "timestep_embedding", '''
+def timestep_embedding(t, dim, max_period=10000):
+    """The docstring's formula literally, in float32: max_period ** (-i / half)."""
+    half = dim // 2
+    w = torch.tensor(float(max_period)) ** (-torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.to(torch.float32)[:, None] * w
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+'''),
+    Alternative("unet_checks", "UNet", '''
+class UNet(nn.Module):
+    """upsamples[j] as the docstring reads: nn.Sequential(nn.Upsample(nearest, x2), conv)."""
+
+    def __init__(self, in_channels=1, ch=32, mults=(1, 2, 2), num_classes=None, groups=8):
+        super().__init__()
+        self.ch, self.num_classes = ch, num_classes
+        emb_dim = 4 * ch
+        self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        chans = [ch * m for m in mults]
+        self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
+        c_prev = ch
+        for i, c in enumerate(chans):
+            self.down_blocks.append(ResBlock(c_prev, c, emb_dim, groups))
+            if i < len(chans) - 1:
+                self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+            c_prev = c
+        self.mid_blocks = nn.ModuleList([ResBlock(c_prev, c_prev, emb_dim, groups) for _ in range(2)])
+        self.up_blocks, self.upsamples = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            self.up_blocks.append(ResBlock(c_prev + chans[i], chans[i], emb_dim, groups))
+            if i > 0:
+                self.upsamples.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                                    nn.Conv2d(chans[i], chans[i], 3, padding=1)))
+            c_prev = chans[i]
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+
+    def forward(self, x, t, y=None):
+        emb = self.time_mlp(timestep_embedding(t, self.ch))
+        if self.class_embedding is not None:
+            emb = emb + self.class_embedding(torch.full_like(t, self.num_classes) if y is None else y)
+        h = self.conv_in(x)
+        skips = []
+        for i, block in enumerate(self.down_blocks):
+            h = block(h, emb)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        for block in self.mid_blocks:
+            h = block(h, emb)
+        for j, block in enumerate(self.up_blocks):
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            if j < len(self.upsamples):
+                h = self.upsamples[j](h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+'''),
+    Alternative("guidance_checks", "guided_eps", '''
+def guided_eps(model, x_t, t, y, scale, null_label):
+    """One doubled batch, split with chunk, combined with torch.lerp."""
+    null = torch.full_like(y, null_label)
+    eps_c, eps_u = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+    return torch.lerp(eps_u, eps_c, scale)
+'''),
+    Alternative("guidance_checks", "drop_labels", '''
+def drop_labels(y, p_uncond, null_label, generator=None):
+    """The stated draw, a copy changed by boolean indexing."""
+    out = y.clone()
+    out[torch.rand(len(y), generator=generator, device=y.device) < p_uncond] = null_label
+    return out
+'''),
+    Alternative("guidance_checks", "drop_labels", '''
+def drop_labels(y, p_uncond, null_label, generator=None):
+    """torch.bernoulli with the generator: the same uniform draws as torch.rand(B) < p_uncond."""
+    drop = torch.bernoulli(torch.full(y.shape, float(p_uncond)), generator=generator).bool()
+    return torch.where(drop, torch.full_like(y, null_label), y)
+''', "bernoulli draws the stated uniforms"),
+    Alternative("quiz_diffusion_facts", "answer_diffusion_facts", '''
+answer_diffusion_facts = {"a", "b", "d", "e"}
+''', "lower-case letters"),
 ]

@@ -1,5 +1,8 @@
 """Chapter 06: realistic learner mistakes and correct alternatives."""
 from autograder.mutants import Alternative, Mistake
+from workbook import ch06
+
+D = ch06.DIAGNOSES
 
 _Z = "z = mean + torch.exp(0.5 * logvar) * noise"
 _KL = "kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(dim=1).mean()"
@@ -10,11 +13,11 @@ _GUIDE = "eps_hat = eps_u + guidance_scale * (eps_c - eps_u)\n"
 MISTAKES = [
     # autoencoder
     Mistake("autoencoder_checks", "KLAutoencoder", _Z, "z = mean + torch.exp(logvar) * noise",
-            "z = mean + exp(logvar) * noise: the standard deviation is exp(logvar / 2)"),
+            D["z_exp_logvar"]),
     Mistake("autoencoder_checks", "KLAutoencoder", _Z, "z = mean + logvar * noise",
-            "z = mean + logvar * noise: the standard deviation is exp(logvar / 2)"),
+            D["z_logvar"]),
     Mistake("autoencoder_checks", "KLAutoencoder", _Z, "z = mean",
-            "the noise was not used: z = mean + exp(logvar / 2) * noise"),
+            D["noise_unused"]),
     Mistake("autoencoder_checks", "KLAutoencoder", "mean, logvar = self.encoder(x).chunk(2, dim=1)",
             "logvar, mean = self.encoder(x).chunk(2, dim=1)", "mean and log-variance channels swapped",
             expect="first latent_channels channels are the mean"),
@@ -22,35 +25,35 @@ MISTAKES = [
             "the log-variance is not clamped", expect="clamp the log-variance"),
     Mistake("autoencoder_checks", "autoencoder_loss", _KL,
             "kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean()",
-            "the KL divergence must be summed over the latent elements (then averaged over the batch), not averaged"),
+            D["kl_mean_elements"]),
     Mistake("autoencoder_checks", "autoencoder_loss", _KL,
             "kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum()",
-            "the KL divergence must be averaged over the batch, not summed"),
+            D["kl_sum_batch"]),
     Mistake("autoencoder_checks", "autoencoder_loss", _KL,
             "kl = 0.5 * (mean ** 2 + logvar.exp() - 1 + logvar).flatten(1).sum(dim=1).mean()",
             "the sign of log-variance in the KL is wrong", diagnosed=False),
     Mistake("autoencoder_checks", "autoencoder_loss", "rec = F.mse_loss(x_hat, x)",
-            "rec = F.mse_loss(x_hat, x, reduction=\"sum\")", "rec must be the mean over all elements, not the sum"),
+            "rec = F.mse_loss(x_hat, x, reduction=\"sum\")", D["rec_sum"]),
     Mistake("autoencoder_checks", "autoencoder_loss", "return rec + kl_weight * kl, rec, kl",
             "return rec + kl, rec, kl", "kl_weight ignored", expect="kl_weight"),
     Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
-            "return Z.float().std().item()", "the scale factor is 1 / std, not the std itself"),
+            "return Z.float().std().item()", D["scale_is_std"]),
     Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
-            "return 1.0 / Z.float().var().item()", "the scale factor is 1 / std, not 1 / variance"),
+            "return 1.0 / Z.float().var().item()", D["scale_inverse_variance"]),
     Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
             "return 1.0 / Z.float().pow(2).mean().sqrt().item()",
-            "the standard deviation is around the mean: Z.std(), not the root mean square of Z"),
+            D["std_vs_rms"]),
     # cross-attention
     Mistake("cross_attention_checks", "CrossAttention", _MASK, "pass",
-            "the padding mask was ignored: set the scores of padding tokens to -inf before the softmax"),
+            D["mask_ignored"]),
     Mistake("cross_attention_checks", "CrossAttention", _MASK,
             'scores = scores.masked_fill(mask.bool()[:, None, None, :], float("-inf"))',
-            "the mask is inverted: True marks real tokens, False padding"),
+            D["mask_inverted"]),
     Mistake("cross_attention_checks", "CrossAttention", _SCORES,
-            "scores = q @ k.transpose(-1, -2)  # (B, heads, N, L)", "the scores must be divided by sqrt(head_dim)"),
+            "scores = q @ k.transpose(-1, -2)  # (B, heads, N, L)", D["no_sqrt_head_dim"]),
     Mistake("cross_attention_checks", "CrossAttention", "attn = scores.softmax(dim=-1)",
             "attn = scores.softmax(dim=-2)",
-            "the softmax must run over the tokens (the last dimension), not over the image positions",
+            D["softmax_axis"],
             expect="softmax|NaN"),
     Mistake("cross_attention_checks", "CrossAttention",
             "k = self.to_k(context).view(B, L, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, L, head_dim)",
@@ -71,7 +74,7 @@ MISTAKES = [
     Mistake("cross_attn_block_checks", "CrossAttnBlock",
             "return x + self.proj_out(h).transpose(1, 2).reshape(B, C, H, W)",
             "return self.proj_out(h).transpose(1, 2).reshape(B, C, H, W)",
-            "the residual connection around the block is missing: return x + proj_out(h)"),
+            D["no_block_residual"]),
     Mistake("cross_attn_block_checks", "CrossAttnBlock", "a, self.last_attn = self.attn(self.norm_attn(h), context, mask)",
             "a, self.last_attn = self.attn(self.norm_attn(h), context)", "the mask is not passed to the attention",
             diagnosed=False),
@@ -91,7 +94,7 @@ MISTAKES = [
             "mask = mask", "the mask is not replaced with the context", expect="mask together"),
     Mistake("training_loss_checks", "training_loss", "return F.mse_loss(unet(z_t, t, context, mask), eps)",
             "return F.mse_loss(unet(z_t, t, context, mask), z0)",
-            "the U-Net must be trained to predict the noise eps, not the clean latents z0", expect="noise|not eps"),
+            D["predicts_z0"], expect="noise|not eps"),
     Mistake("training_loss_checks", "training_loss",
             "t = torch.randint(0, T, (B,), generator=generator, device=z0.device)",
             "t = torch.randint(1, T, (B,), generator=generator, device=z0.device)", "t = 0 is never drawn",
@@ -100,13 +103,13 @@ MISTAKES = [
             "z_t = ab * z0 + (1 - ab) * eps", "no square roots in z_t", expect="standard normal"),
     # generate
     Mistake("generate_checks", "generate", "return decode(latents / scale_factor)", "return decode(latents * scale_factor)",
-            "the scale factor must divide the latents before decoding (latents / scale_factor), not multiply"),
+            D["scale_multiplied"]),
     Mistake("generate_checks", "generate", "return decode(latents / scale_factor)", "return decode(latents)",
-            "divide the latents by scale_factor before decoding"),
+            D["scale_not_divided"]),
     Mistake("generate_checks", "generate", _GUIDE, "eps_hat = eps_c + guidance_scale * (eps_u - eps_c)\n",
-            "the guidance formula is inverted: eps_u + g (eps_c - eps_u), eps_u from the empty caption"),
+            D["guidance_inverted"]),
     Mistake("generate_checks", "generate", "latents = latents * scheduler.init_noise_sigma", "latents = latents",
-            "the starting latents must be multiplied by scheduler.init_noise_sigma"),
+            D["no_init_noise_sigma"]),
     Mistake("generate_checks", "generate",
             "latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), timestep)",
             "latent_input = torch.cat([latents, latents])", "scale_model_input not called",
@@ -115,6 +118,62 @@ MISTAKES = [
             "uncond, uncond_mask = encode_text([p[: len(p) // 2] for p in prompts])",
             "caption dropout applied at sampling: half of each prompt used as the unconditional branch",
             expect="empty caption"),
+]
+
+_DROP = "drop = torch.rand(B, generator=generator, device=z0.device) < p_uncond"
+MISTAKES += [
+    # autoencoder
+    Mistake("autoencoder_checks", "autoencoder_loss", "kl = 0.5 * (mean", "kl = (mean", D["kl_no_half"]),
+    Mistake("autoencoder_checks", "autoencoder_loss", "logvar.exp() - 1", "(2 * logvar).exp() - 1", D["kl_var_as_std"]),
+    Mistake("autoencoder_checks", "autoencoder_loss", "rec = F.mse_loss(x_hat, x)",
+            "rec = ((x_hat - x) ** 2).flatten(1).sum(1).mean()", D["rec_per_image"]),
+    Mistake("autoencoder_checks", "autoencoder_loss", "return rec + kl_weight * kl, rec, kl",
+            "return kl_weight * rec + kl, rec, kl", "kl_weight applied to rec", expect="wrong values|kl_weight"),
+    Mistake("autoencoder_checks", "KLAutoencoder", "logvar.clamp(-30.0, 20.0)", "logvar.clamp(-20.0, 30.0)",
+            "the clamp's bounds swapped", expect="clamp"),
+    Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
+            "return 1.0 / Z[0].float().std().item()", "the spread of the first latent only",
+            expect="wrong values"),
+    # cross-attention
+    Mistake("cross_attention_checks", "CrossAttention",
+            "q = self.to_q(x).view(B, N, self.heads, self.head_dim).transpose(1, 2)",
+            "q = self.to_q(x).view(B, self.heads, N, self.head_dim)", "queries split into heads without the transpose",
+            diagnosed=False),
+    Mistake("cross_attention_checks", "CrossAttention", "return self.to_out(out), attn", "return out, attn",
+            "to_out left out", diagnosed=False),
+    Mistake("cross_attention_checks", "CrossAttention", "if mask is not None:", "if mask is not None and mask.all():",
+            "the mask used only when no token is padding", expect="padding mask was ignored|wrong values|zero attention"),
+    # block
+    Mistake("cross_attn_block_checks", "CrossAttnBlock", "nn.GroupNorm(groups, C, eps=1e-6)",
+            "nn.GroupNorm(4, C, eps=1e-6)", "groups hard-coded", diagnosed=False),
+    Mistake("cross_attn_block_checks", "CrossAttnBlock", "a, self.last_attn = self.attn(self.norm_attn(h), context, mask)",
+            "a, _ = self.attn(self.norm_attn(h), context, mask)", "the attention maps not kept in last_attn",
+            diagnosed=False),
+    Mistake("cross_attn_block_checks", "CrossAttnBlock", "h = h + self.ff(self.norm_ff(h))", "h = h + self.ff(h)",
+            "norm_ff skipped", diagnosed=False),
+    # training loss
+    Mistake("training_loss_checks", "training_loss",
+            "mask = torch.where(drop[:, None], null_mask.expand_as(mask), mask)", "mask[drop] = null_mask[0]",
+            D["inputs_in_place"]),
+    Mistake("training_loss_checks", "training_loss",
+            "context = torch.where(drop[:, None, None], null_context.expand_as(context), context)",
+            "context[drop] = null_context[0]", D["inputs_in_place"]),
+    Mistake("training_loss_checks", "training_loss",
+            "eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)",
+            "eps = torch.randn_like(z0)", D["global_rng"]),
+    Mistake("training_loss_checks", "training_loss", _DROP,
+            "drop = torch.rand(B, device=z0.device) < p_uncond", D["global_rng"]),
+    Mistake("training_loss_checks", "training_loss", _DROP,
+            "drop = (torch.rand(1, generator=generator, device=z0.device) < p_uncond).expand(B)",
+            "one caption-dropout draw for the whole batch", expect="fraction"),
+    Mistake("training_loss_checks", "training_loss", "return F.mse_loss(unet(z_t, t, context, mask), eps)",
+            "return ((unet(z_t, t, context, mask) - eps) ** 2).flatten(1).sum(1).mean()",
+            "the squared error summed per example", expect="loss"),
+    # generate
+    Mistake("generate_checks", "generate", "torch.randn((B, *latent_shape), generator=generator)",
+            "torch.randn((B, *latent_shape))", D["global_rng"], expect="images|generator"),
+    Mistake("generate_checks", "generate", "eps_u, eps_c = unet(", "eps_c, eps_u = unet(",
+            "the halves of the doubled batch swapped", expect="inverted|images"),
 ]
 
 ALTERNATIVES = [
@@ -212,5 +271,99 @@ def generate(prompts, encode_text, unet, decode, scheduler, *, guidance_scale, n
         eps_c, eps_u = eps[:B], eps[B:]
         latents = scheduler.step(torch.lerp(eps_u, eps_c, guidance_scale), t, latents).prev_sample
     return decode(latents / scale_factor)
+'''),
+]
+
+MISTAKES += [
+    Mistake("quiz_latent", "answer_qkv", '"A"', '"B"', "queries from the text", diagnosed=False),
+    Mistake("quiz_latent_facts", "answer_latent_facts", '{"A", "C", "D"}', '{"A", "B", "C", "D"}',
+            "caption dropout at sampling time taken as true", diagnosed=False),
+]
+
+ALTERNATIVES += [
+    Alternative("quiz_latent", "answer_why_latent", """
+answer_why_latent = "c"
+""", "lower case"),
+    Alternative("quiz_latent_facts", "answer_latent_facts", """
+answer_latent_facts = ["d", "C", "a"]
+""", "a list, mixed case"),
+    Alternative("autoencoder_checks", "autoencoder_loss", '''
+def autoencoder_loss(x, x_hat, mean, logvar, kl_weight):
+    """Sums divided by counts; the KL summed over dims 1, 2, 3 by torch.sum."""
+    rec = torch.sum((x_hat - x) ** 2) / x.numel()
+    kl = torch.sum(0.5 * (mean.pow(2) + torch.exp(logvar) - 1.0 - logvar), dim=(1, 2, 3)).mean()
+    return rec + kl_weight * kl, rec, kl
+'''),
+    Alternative("autoencoder_checks", "KLAutoencoder", '''
+class KLAutoencoder(nn.Module):
+    """The stated layers; std = sqrt(exp(logvar)), clamp by torch.clamp."""
+
+    def __init__(self, in_channels=3, ch=32, latent_channels=4):
+        super().__init__()
+        self.latent_channels = latent_channels
+        c = latent_channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, ch, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 4 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(4 * ch, 2 * c, 3, padding=1))
+        self.decoder = nn.Sequential(
+            nn.Conv2d(c, 4 * ch, 3, padding=1), nn.SiLU(),
+            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1), nn.SiLU(),
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(ch, in_channels, 3, padding=1))
+
+    def encode(self, x):
+        h = self.encoder(x)
+        c = self.latent_channels
+        return h[:, :c], torch.clamp(h[:, c:], min=-30.0, max=20.0)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x, noise):
+        mean, logvar = self.encode(x)
+        return self.decode(mean + torch.sqrt(torch.exp(logvar)) * noise), mean, logvar
+'''),
+    Alternative("cross_attention_checks", "CrossAttention", '''
+class CrossAttention(nn.Module):
+    """einsum throughout; padding masked with the dtype's lowest value."""
+
+    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.to_q = nn.Linear(query_dim, heads * head_dim, bias=False)
+        self.to_k = nn.Linear(context_dim, heads * head_dim, bias=False)
+        self.to_v = nn.Linear(context_dim, heads * head_dim, bias=False)
+        self.to_out = nn.Linear(heads * head_dim, query_dim)
+
+    def forward(self, x, context, mask=None):
+        B, N, _ = x.shape
+        L = context.shape[1]
+        q = self.to_q(x).reshape(B, N, self.heads, self.head_dim)
+        k = self.to_k(context).reshape(B, L, self.heads, self.head_dim)
+        v = self.to_v(context).reshape(B, L, self.heads, self.head_dim)
+        scores = torch.einsum("bnhd,blhd->bhnl", q, k) / self.head_dim ** 0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        attn = torch.softmax(scores, dim=-1)
+        out = torch.einsum("bhnl,blhd->bnhd", attn, v).reshape(B, N, -1)
+        return self.to_out(out), attn
+'''),
+    Alternative("training_loss_checks", "training_loss", '''
+def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, p_uncond, generator=None):
+    """The U-Net called with keywords; the dropout through masks of floats."""
+    B, T = z0.shape[0], len(alpha_bars)
+    keep = (torch.rand(B, generator=generator, device=z0.device) >= p_uncond)
+    k3 = keep.to(context.dtype)[:, None, None]
+    context = k3 * context + (1 - k3) * null_context
+    mask = torch.where(keep[:, None], mask, null_mask)
+    t = torch.randint(0, T, (B,), generator=generator, device=z0.device)
+    eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+    a = alpha_bars.to(z0)[t].view(B, 1, 1, 1)
+    z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
+    return F.mse_loss(unet(z_t, t, context=context, mask=mask), eps)
 '''),
 ]

@@ -64,11 +64,14 @@ print("x_train", tuple(x_train.shape), "X_train", tuple(X_train.shape), "x_test"
 #
 # **Implement** `pca_fit(X, k) -> (mean (D,), V (D, k), S (k,))` with
 # `torch.linalg.svd(..., full_matrices=False)`, `pca_encode(X, mean, V) -> Z (N, k)` and
-# `pca_decode(Z, mean, V) -> X_hat (N, D)`. Keep the input's dtype.
+# `pca_decode(Z, mean, V) -> X_hat (N, D)`. Keep the input's dtype (float32 or float64).
+# Singular vectors are defined only up to sign: flip each column of V so that its entry of
+# largest absolute value is positive. `pca_fit` raises `ValueError` for an X that is not 2-D
+# and for a k that is not an int in [1, min(N, D)].
 #
 # **Checked:** shapes and dtypes; a cross-shaped data set whose answer is known; data lying
-# in a 2-D plane must be rebuilt exactly. Hidden: scikit-learn's `PCA` on random data, up to
-# the sign of each direction.
+# in a 2-D plane must be rebuilt exactly. Hidden: scikit-learn's `PCA` on random float32 and
+# float64 data (N > D and N < D, k from 1 to min(N, D)), the sign convention, the errors.
 
 # %% [solution id=pca]
 #| solution: pca_fit pca_encode pca_decode
@@ -119,7 +122,8 @@ print("fraction of variance kept by k = 2, 8, 32 directions:",
 #   `ConvTranspose2d(c, 1, 4, stride=2, padding=1)` → (B, 1, 28, 28), `Sigmoid`.
 #
 # **Checked:** parameter counts, output shapes, outputs in (0, 1). Hidden: with the
-# reference's weights copied in, your modules must compute the reference's outputs.
+# reference's weights copied in, your modules must compute the reference's outputs and codes
+# (several widths, `hidden=()` and three hidden layers, batches of one).
 
 # %% [solution id=autoencoders]
 #| solution: MLPAutoencoder ConvAutoencoder
@@ -139,7 +143,8 @@ _judged("ch01_autoencoders.autoencoders", MLPAutoencoder, ConvAutoencoder)
 # take one optimizer step, and return the loss *before* the step as a Python float.
 #
 # **Checked:** the returned value, that parameters move, that stale gradients are cleared.
-# Hidden: two Adam steps must match the reference step exactly.
+# Hidden: SGD steps of models whose parameters hold stale gradients, on float32 (B, D) and
+# float64 (B, 3, W) inputs, must match the reference step exactly.
 
 # %% [solution id=train_step]
 #| solution: train_step
@@ -167,7 +172,9 @@ _judged("ch01_autoencoders.train_step", train_step)
 # in the dtype of A (compute in float64).
 #
 # **Checked:** tilted planes with a known angle, non-orthonormal inputs, orthogonal
-# subspaces. Hidden: `scipy.linalg.subspace_angles` on random subspaces.
+# subspaces. Hidden: `scipy.linalg.subspace_angles` on random float32 and float64 subspaces
+# of different dimensions, some with an angle below a milliradian (where the arccos of a
+# cosine computed in float32 is off by about 1e-4).
 
 # %% [solution id=principal_angles]
 #| solution: principal_angles
@@ -290,10 +297,14 @@ plt.show()
 #
 # **Implement** `retrieval_precision(Z, y, ks) -> precision (len(ks),)` (float64): for every
 # query $i$ take its $k$ nearest *other* codes by Euclidean distance, count the fraction with
-# label $y_i$, and average over queries; one value per $k$ in `ks` (each $1 \le k \le N-1$).
+# label $y_i$, and average over queries; one value per $k$ in `ks` (each $1 \le k \le N-1$),
+# in the order of `ks` (which need not be sorted). Labels are any integers. Raise
+# `ValueError` for a Z that is not 2-D, a y that is not (N,), or a k out of range. Points at
+# exactly the same distance may be retrieved in any order.
 #
-# **Checked:** two hand-made clusters with known answers. Hidden: random clustered codes
-# against the reference.
+# **Checked:** two hand-made clusters with known answers. Hidden: random clustered float32
+# and float64 codes (no near-ties at the k-th neighbour) against the reference, unsorted ks,
+# k = N − 1, the errors.
 
 # %% [solution id=retrieval]
 #| solution: retrieval_precision
@@ -358,8 +369,10 @@ _judged("ch01_autoencoders.quiz", "answer_pca_vs_ae", answer_pca_vs_ae)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Q2.** Which loss trains an autoencoder on real-valued pixels? Set `answer_ae_loss` to one
-# letter. A: logistic loss · B: quadratic (squared) loss · C: triplet loss · D: hinge loss.
+# **Q2.** An autoencoder is trained with the quadratic loss. Among the training images whose
+# code is some z, one pixel is 0 in half of them and 1 in the other half. Which value does the
+# best decoder output for that pixel at z? Set `answer_ae_loss` to one letter.
+# A: 0 · B: 0.5 · C: 1 · D: 0 or 1, at random.
 #
 # **Q3.** For binary (0/1) pixels, which loss matches a Bernoulli likelihood? Set
 # `answer_binary_loss` to one letter. A: quadratic loss · B: cross-entropy · C: triplet loss

@@ -73,7 +73,10 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # Every random draw in this course takes an explicit `torch.Generator`: the same seed gives
 # the same corruption, so a result can be reproduced and a check can recompute your draws.
 # Each function below states its draws exactly (which function, which shape, in which
-# order); follow them to the letter. None of them may change its input `x`.
+# order); follow them to the letter, and draw nothing from the global generator
+# (`torch.randn_like`, `torch.rand_like` and calls without `generator=` use it). None of them
+# may change its input `x`, and each keeps its dtype (float32 or float64) and works for any
+# number of channels C and any size H × W.
 #
 # **Gaussian noise.** $\tilde x = x + \sigma\,\varepsilon$ with $\varepsilon \sim
 # \mathcal N(0, I)$. We do **not** clamp $\tilde x$ to [0, 1]: the noise stays exactly
@@ -84,7 +87,9 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 #
 # **Checked:** shape and dtype; x unchanged; negative values on a black image (no clamping);
 # mean ≈ 0 and standard deviation ≈ σ over 50,176 pixels; the same seed gives the same noise,
-# exactly the stated draw. Hidden: random images and levels against the reference.
+# exactly the stated draw. Hidden: random float32 and float64 images with 1 to 3 channels,
+# non-square sizes and batches of one, float and per-image levels, against the reference's
+# exact draws; the global generator must be left untouched.
 
 # %% [solution id=gaussian_noise]
 #| solution: add_gaussian_noise
@@ -104,7 +109,8 @@ _judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 # x) is True exactly where a pixel was replaced.
 #
 # **Checked:** fraction replaced ≈ p; replaced pixels are 0 or 1, about half each; the mask
-# marks exactly the changed pixels; the stated draws; p = 0 and p = 1. Hidden: the reference.
+# marks exactly the changed pixels; the stated draws; p = 0 and p = 1. Hidden: the reference's
+# exact draws on float32 and float64 images of several channels and sizes.
 
 # %% [solution id=salt_pepper]
 #| solution: salt_and_pepper
@@ -118,7 +124,8 @@ _judged("ch02_denoising.salt_pepper", salt_and_pepper)
 
 # %% [markdown]
 # **Occluding boxes.** An obstacle in front of the object: `n_boxes` squares of `size` ×
-# `size` pixels, placed uniformly at random fully inside the image, are set to 0.
+# `size` pixels, placed uniformly at random fully inside the image, are set to 0 in every
+# channel. Rows run over H and columns over W (images need not be square).
 #
 # **Implement** `occlude_boxes(x, n_boxes, size, generator) -> (x_occluded, mask)`, mask (B, 1,
 # H, W) bool, True inside the union of the boxes. Tip: a vectorised version compares
@@ -126,7 +133,8 @@ _judged("ch02_denoising.salt_pepper", salt_and_pepper)
 #
 # **Checked:** one box covers exactly size² pixels as a solid square; boxes reach every border
 # (corners range over 0 … H − size *inclusive*); 3 boxes give their union; masked pixels are
-# 0, the others unchanged; the stated draws. Hidden: the reference.
+# 0, the others unchanged; the stated draws. Hidden: the reference's exact draws on float32
+# and float64 images of 1 to 3 channels with H ≠ W, a box as large as the image.
 
 # %% [solution id=occlusion]
 #| solution: occlude_boxes
@@ -162,10 +170,12 @@ plt.show()
 # an MSE of $\sigma^2$, so PSNR $= -20\log_{10}\sigma$ with $L = 1$: 10.5 dB at σ = 0.3.
 #
 # **Implement** `psnr(x_hat, x, data_range=1.0) -> (B,)`: one value per image (the MSE of each
-# image over its own pixels), not one for the batch.
+# image over its own pixels and channels), not one for the batch, in the dtype of `x_hat`
+# (shape (B,) also when B = 1). Identical images give +inf: add no epsilon.
 #
 # **Checked:** images with known MSE (20, 40 and 23.0 dB), the same images scaled to 0…255 with
-# `data_range=255`, dtype. Hidden: random images at several noise levels against a numpy formula.
+# `data_range=255`, dtype. Hidden: random float32 and float64 images (1 to 3 channels, B = 1,
+# `data_range` 1, 255 and 2, an identical pair) against a float64 numpy formula.
 
 # %% [solution id=psnr]
 #| solution: psnr
@@ -193,12 +203,14 @@ _judged("ch02_denoising.psnr", psnr)
 # **Implement** `ssim(x_hat, x, data_range=1.0) -> (B,)` with the **11 × 11 Gaussian window of
 # standard deviation 1.5** ($w_{ij} = g_i g_j$, $g_k \propto e^{-k^2/(2\cdot 1.5^2)}$,
 # $k = -5 \dots 5$), applied with `F.conv2d` on *valid* positions only (no padding: a
-# (H − 10) × (W − 10) map), mean over the map. This is scikit-image's
+# (H − 10) × (W − 10) map), each channel with its own copy of the window, mean over the map
+# and the channels, in the dtype of `x`. This is scikit-image's
 # `structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`.
 #
 # **Checked:** SSIM(a, a) = 1, symmetry, one value per image; two constant images (closed
 # form); one bright pixel against black (closed form that depends on the window); constants
-# that scale with `data_range`. Hidden: random images against an independent scipy version.
+# that scale with `data_range`. Hidden: random float32 and float64 images (1 to 3 channels,
+# H ≠ W, B = 1) against an independent scipy version in float64.
 
 # %% [solution id=ssim]
 #| solution: ssim
@@ -275,7 +287,9 @@ _judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 #
 # **Checked** with a probe model $\hat x = a\,\tilde x + b\,\sigma$ under SGD: what the model
 # received, the returned loss, the parameters after the step (with stale gradients present).
-# Hidden: two Adam steps of a small `SigmaConditionedDenoiser` must match the reference.
+# Hidden: SGD steps of a small denoiser of the stated layout, holding stale gradients, on
+# float32 images of 3 channels (a float σ, then a (B,) tensor) and float64 images of one, must
+# match the reference.
 
 # %% [solution id=denoising_step]
 #| solution: denoising_step
@@ -386,11 +400,12 @@ for s in (0.3, 0.6):
 # To score it we look only **inside the boxes**, where the information was missing.
 #
 # **Implement** `masked_mse(x_hat, x, mask) -> 0-dim tensor`: the mean of $(\hat x - x)^2$ over
-# the pixels where `mask` is True (a (B, 1, H, W) mask covers every channel), over the whole
-# batch.
+# the pixels where `mask` is True, over the whole batch. The mask is (B, 1, H, W), covering
+# every channel of a masked pixel, or (B, C, H, W).
 #
 # **Checked:** a hand-made case with known answer (and the values of common mistakes), a
-# mask broadcast over 3 channels. Hidden: random masks against numpy's masked mean.
+# mask broadcast over 3 channels. Hidden: random masks of both shapes, float32 and float64,
+# against numpy's masked mean.
 
 # %% [solution id=masked_mse]
 #| solution: masked_mse
@@ -472,9 +487,15 @@ _judged("ch02_denoising.quiz", "answer_not_unsupervised", answer_not_unsupervise
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Q2.** Given a corrupted image, what is a denoising autoencoder trained to output? Set
-# `answer_dae_target` to one letter. A: the corrupted image itself · B: the clean image the
-# corruption was applied to · C: the class label of the image · D: a low-dimensional code only.
+# **Q2.** The denoiser of section 3 has more hidden units than an image has pixels, yet,
+# trained on noisy inputs, it does not learn to copy its input. Why? Set `answer_dae_target`
+# to one letter.
+#
+# * A: its code (B, 2c, 7, 7) is too small to hold an image.
+# * B: a copy keeps the noise, and the loss compares the output with the clean image, so
+#   copying costs about σ² per pixel.
+# * C: a network with ReLUs cannot represent the identity map.
+# * D: the noise makes the gradients vanish when the output is close to the input.
 
 # %% [solution id=quiz_q2]
 #| solution: answer_dae_target

@@ -90,12 +90,15 @@ print("X_train", tuple(X_train.shape), "X_test", tuple(X_test.shape), "fraction 
 # so $z$ has the right distribution and is a differentiable function of $\mu$ and
 # $\sigma$: $\partial z/\partial\mu = 1$, $\partial z/\partial \log\sigma^2 = \tfrac12\sigma\varepsilon$.
 #
-# **Implement** `reparameterize(mu, logvar, generator) -> z` (same shape as `mu`), drawing
-# $\varepsilon$ exactly as the docstring says so that a seeded generator reproduces it.
+# **Implement** `reparameterize(mu, logvar, generator) -> z` (same shape and dtype as `mu`,
+# any leading shape `(..., k)`, float32 or float64), drawing $\varepsilon$ exactly as the
+# docstring says so that a seeded generator reproduces it; with a generator, every draw
+# comes from it (the global generator is left untouched).
 #
-# **Checked:** the value for a known $\varepsilon$; the mean and standard deviation of
-# 20,000 samples; the gradients with respect to `mu` and `logvar`. Hidden: random inputs
-# against the reference, values and gradients.
+# **Checked:** the value for a known $\varepsilon$; the global generator untouched; the mean
+# and standard deviation of 20,000 samples; the gradients with respect to `mu` and `logvar`.
+# Hidden: random inputs in float64 and float32 (shape (2, 4, 5)) against a float64
+# computation with the same draws, values and gradients.
 
 # %% [solution id=reparameterize]
 #| solution: reparameterize
@@ -124,7 +127,9 @@ _judged("ch03_vae.reparameterize", reparameterize)
 #
 # **Checked:** attributes, parameter counts and layer types for three sizes; shapes;
 # logits (not probabilities); `forward` consistent with `encode`, `reparameterize` and
-# `decode`. Hidden: with the reference's weights loaded, the same outputs.
+# `decode` (with a stand-in for your `reparameterize`, so a mistake there costs its own
+# exercise only). Hidden: with the reference's weights loaded, the same outputs, also with
+# `hidden=()` and a batch of one.
 
 # %% [solution id=vae]
 #| solution: VAE
@@ -150,11 +155,11 @@ _judged("ch03_vae.vae", VAE, reparameterize)
 # $\sigma_j^2 - \log\sigma_j^2 - 1$ for making it narrower (or wider) than the prior.
 #
 # **Implement** `kl_to_standard_normal(mu, logvar) -> kl (B,)`, summed over the latent
-# dimensions, one value per example.
+# dimensions, one value per example, in the dtype of `mu`.
 #
 # **Checked:** values computed by hand; a 200,000-sample Monte-Carlo estimate of
-# $\mathbb E_q[\log q(z) - \log p(z)]$. Hidden: `torch.distributions.kl_divergence` on
-# random inputs.
+# $\mathbb E_q[\log q(z) - \log p(z)]$. Hidden: `torch.distributions.kl_divergence` in
+# float64 on random float64 and float32 inputs (k = 1 and k > 2, a batch of one).
 
 # %% [solution id=kl]
 #| solution: kl_to_standard_normal
@@ -194,10 +199,16 @@ _judged("ch03_vae.kl", kl_to_standard_normal)
 # the batch.
 #
 # **Implement** `negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli",
-# beta=1.0, sigma=1.0) -> loss` (a scalar tensor) as the docstring states.
+# beta=1.0, sigma=1.0) -> loss` (a scalar tensor in the input's dtype) as the docstring
+# states. It must stay finite and accurate for the logits of a confident decoder (|logit| of
+# 100 and more) in float32, where $\log\operatorname{sigmoid}(\ell)$ and $\log(1 + e^\ell)$
+# overflow: compute the Bernoulli term from the logits with
+# `F.binary_cross_entropy_with_logits`.
 #
 # **Checked:** cases computed by hand for both likelihoods, `beta`, image-shaped inputs, the
-# gradient with respect to the logits. Hidden: random inputs against the reference.
+# gradient with respect to the logits, `ValueError` for an unknown likelihood. Hidden:
+# random float64 inputs against the reference (also the default `sigma`), and float32
+# inputs with three channels and logits up to ±120 against a float64 computation.
 
 # %% [solution id=negative_elbo]
 #| solution: negative_elbo
@@ -352,7 +363,8 @@ print("autoencoder codes span", [f"[{a:.0f}, {b:.0f}]" for a, b in zip(Z_ae.min(
 #   inputs.
 #
 # **Checked:** a fixed linear model whose outputs are known; reproducibility with a seeded
-# generator. Hidden: a random model against the reference.
+# generator. Hidden: a random model against the reference (`n = 1` too; the global
+# generator untouched when a generator is given; `interpolate` in float32 and float64).
 
 # %% [solution id=sampling]
 #| solution: sample_prior interpolate
@@ -466,12 +478,16 @@ vae_big = sweep[1.0][0]
 # The test **negative log-likelihood** (NLL) $-\mathcal L_k$ is the standard figure of merit,
 # in nats per image.
 #
-# **Implement** `iwae_log_likelihood(model, x, k, generator) -> log_px (B,)`, drawing the
-# noise exactly as the docstring says.
+# **Implement** `iwae_log_likelihood(model, x, k, generator) -> log_px (B,)` in the dtype of
+# `mu`, drawing the noise exactly as the docstring says. It must stay finite when the
+# log-weights are far below 0 (hundreds or thousands of nats: $e^{\log w}$ is then 0 even in
+# float64), so $\log\frac1k\sum_i e^{\log w_i}$ must be computed with `torch.logsumexp`.
 #
 # **Checked:** a model whose weights are all equal (the estimate must be exact); a 1-D
-# latent model whose $\log p(x)$ is computed by numerical integration. Hidden: a random VAE
-# against the reference.
+# latent model whose $\log p(x)$ is computed by numerical integration. Hidden: random VAEs
+# in float64 and float32 against a float64 computation with the same draws, one with a
+# confident decoder (log-weights near $-2000$), a batch of one, the global generator
+# untouched.
 
 # %% [solution id=iwae]
 #| solution: iwae_log_likelihood
@@ -610,22 +626,24 @@ _judged("ch03_vae.quiz", "answer_vae_facts", answer_vae_facts)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Q2.** Variational inference is... Set `answer_variational_inference` to one letter.
+# **Q2.** Keep the decoder fixed and raise the ELBO of one image $x$ by changing only the
+# encoder's parameters. What happens? Set `answer_variational_inference` to one letter.
 #
-# * A: drawing exact samples of the posterior $p(z\mid x)$ by Markov chain Monte Carlo.
-# * B: choosing, within a parametrised family $q(z\mid x)$, the best approximation of the
-#   posterior $p(z\mid x)$, by optimisation (maximising the ELBO minimises
-#   $\mathrm{KL}[q\,\|\,p(z\mid x)]$).
-# * C: computing $p(z\mid x)$ exactly with Bayes' rule.
-# * D: replacing the decoder by a lookup table of training codes.
+# * A: $\log p(x)$ rises by the same amount.
+# * B: $q(z\mid x)$ moves closer to the posterior $p(z\mid x)$ (in KL) while $\log p(x)$
+#   stays as it is.
+# * C: $q(z\mid x)$ becomes the prior $\mathcal N(0, I)$.
+# * D: Nothing: the ELBO depends on the decoder only.
 #
-# **Q3.** For the importance-weighted estimate $\mathcal L_k$ with $k$ samples, which is
-# true (in expectation)? Set `answer_iwae_bound` to one letter.
+# **Q3.** On one test digit, an implementation of $\mathcal L_k$ returns $-95.1$, $-90.4$ and
+# $-89.8$ nats for $k$ = 1, 50 and 5000. Which is true? Set `answer_iwae_bound` to one
+# letter.
 #
-# * A: $\mathcal L_k \le \mathcal L_1 = \mathrm{ELBO}$: more samples give a looser bound.
-# * B: $\mathrm{ELBO} = \mathcal L_1 \le \mathcal L_k \le \log p(x)$, and $\mathcal L_k \to \log p(x)$ as $k$ grows.
-# * C: $\mathcal L_k$ is an upper bound on $\log p(x)$.
-# * D: $\mathcal L_k$ does not depend on the encoder.
+# * A: $\log p(x) \le -95.1$.
+# * B: up to the estimator's noise, $\log p(x) \ge -89.8$, and a larger $k$ would on
+#   average give a value no lower.
+# * C: a correct implementation returns the same value for every $k$: there is a bug.
+# * D: $\mathcal L_{5000}$ is an upper bound on $\log p(x)$.
 
 # %% [solution id=quiz2]
 #| solution: answer_variational_inference answer_iwae_bound

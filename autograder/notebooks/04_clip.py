@@ -112,11 +112,16 @@ plt.show()
 # feature matrices (B, E) are *not* normalised yet (they already include the projections
 # $W_i, W_t$); `logit_scale` is the scalar tensor $t$. Use the scale $\min(e^t, 100)$ and
 # the mean cross-entropy in each direction. The loss must be differentiable with respect to
-# all three inputs (the temperature is learned).
+# all three inputs (the temperature is learned), keep the dtype of the features, and stay
+# accurate in float32 at the cap, where logits reach ±100: a softmax written with `exp`
+# overflows there ($e^{89}$ exceeds float32's range), so use `F.cross_entropy` (or
+# `log_softmax`) on the logits.
 #
 # **Checked:** hand-made batches with known losses (orthogonal pairs; an asymmetric batch
 # where the two directions differ; a scale above the cap), and the gradient with respect to
-# $t$. Hidden: `open_clip`'s `ClipLoss` (values and gradients) on random batches.
+# $t$. Hidden: `open_clip`'s `ClipLoss` (values and gradients) on random float64 batches
+# (a batch of one too), and a float32 batch at scale 100 with cosines near ±1 against
+# `ClipLoss` in float64.
 
 # %% [solution id=clip_loss]
 #| solution: clip_loss
@@ -167,7 +172,8 @@ _judged("ch04_clip.clip_loss", clip_loss)
 # features, the output read at the end-of-text token, no influence of tokens after it, and
 # that word order matters. Hidden: with the reference's weights copied in, your modules
 # must compute the reference's outputs (the text encoder equals `open_clip`'s
-# `TextTransformer` with the same weights).
+# `TextTransformer` with the same weights), for images of size 32, 24 and 16 and for texts
+# of length `context_length` and shorter, a batch of one included.
 
 # %% [solution id=encoders]
 #| solution: ImageEncoder TextEncoder
@@ -283,7 +289,8 @@ log_metric("batch_diagonal_accuracy", (sim.argmax(1) == torch.arange(len(pick)))
 #
 # **Checked:** a stand-in encoder with known embeddings (two classes, two templates);
 # predictions on hand-made features. Hidden: `open_clip`'s `build_zero_shot_classifier`
-# with a random text encoder and our tokenizer; random predictions against the reference.
+# with a random text encoder and our tokenizer; random predictions against the reference,
+# for a batch of one image too.
 
 # %% [solution id=zero_shot]
 #| solution: zero_shot_weights zero_shot_predict
@@ -377,8 +384,12 @@ plt.show()
 # similarity; the rank of the partner is the number of candidates with a *strictly* higher
 # similarity (0 is best), and it counts as found at $k$ when its rank is $< k$.
 #
+# Ties count in the partner's favour: a candidate whose similarity *equals* the partner's
+# does not push it down (so ranking by a position in a sorted list is not the same).
+#
 # **Checked:** five pairs on a circle whose ranks are worked out by hand. Hidden: random
-# features against the reference.
+# float32 features against the reference, and features along the axes, whose cosines are
+# exactly $-1$, 0 or 1 (many ties).
 
 # %% [solution id=recall]
 #| solution: recall_at_k
@@ -495,24 +506,35 @@ if len(saved) == 3:
 # Answer by assigning Python values. The check cell only verifies the format; the answers
 # are graded when you submit.
 #
-# **Q1.** In CLIP, which architecture is the *image* encoder? Set `answer_image_encoder`
-# to one letter. A: the encoder of a variational autoencoder · B: an LSTM · C: a ResNet or
-# a Vision Transformer (ViT) · D: a U-Net.
+# **Q1.** Our text encoder reads its feature at the end-of-text token, with a causal mask.
+# What does the mask buy there? Set `answer_causal_mask` to one letter.
 #
-# **Q2.** Which architecture is the *text* encoder? Set `answer_text_encoder` to one
-# letter. A: a bag-of-words average of word2vec vectors · B: a Transformer · C: a
-# convolutional network over characters · D: a recurrent network (GRU).
+# * A: Nothing for the outputs: it only makes training faster.
+# * B: The end-of-text feature depends on the caption and on nothing after it, so the same
+#   caption followed by other padding or junk tokens gets the same embedding.
+# * C: The end-of-text token then sees only the first word of the caption.
+# * D: Without it the positional embedding would have no effect.
+#
+# **Q2.** `clip_loss` normalises both feature matrices before their product. Without the
+# normalisation, what would change? Set `answer_normalise` to one letter.
+#
+# * A: Nothing: a softmax does not depend on the size of its inputs.
+# * B: The logits would grow with the norms of the features, so the encoders could sharpen
+#   (or flatten) the softmax by changing norms, and exp(t) would no longer be what sets the
+#   temperature.
+# * C: The loss could not be computed for batches larger than the embedding size E.
+# * D: The two directions of the loss would become equal.
 
 # %% [solution id=quiz_encoders_answers]
-#| solution: answer_image_encoder answer_text_encoder
+#| solution: answer_causal_mask answer_normalise
 
 # %% [tests id=quiz_encoders points=1]
-ch04.check_quiz("answer_image_encoder", answer_image_encoder)
-ch04.check_quiz("answer_text_encoder", answer_text_encoder)
+ch04.check_quiz("answer_causal_mask", answer_causal_mask)
+ch04.check_quiz("answer_normalise", answer_normalise)
 ### BEGIN HIDDEN TESTS
 from autograder.remote import judged as _judged
-_judged("ch04_clip.quiz", "answer_image_encoder", answer_image_encoder)
-_judged("ch04_clip.quiz", "answer_text_encoder", answer_text_encoder)
+_judged("ch04_clip.quiz", "answer_causal_mask", answer_causal_mask)
+_judged("ch04_clip.quiz", "answer_normalise", answer_normalise)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -152,8 +152,10 @@ _judged("ch05_diffusion.q_sample", q_sample)
 # **Checked:** a stand-in model records what it is given: from its $x_t$ and $t$ the check
 # recovers the noise you drew, tests that it is standard normal, that $t$ covers
 # $\{0, \dots, T-1\}$ uniformly, and that the loss is the mean squared error against it;
-# labels are passed on. Hidden: the same on random data and schedules, and a known
-# mistake named when it matches.
+# labels are passed on (as the third argument or as `y=`); every draw comes from the
+# `generator` (the same seed gives the same draws, the global generator is left alone).
+# Hidden: the same on random data and schedules, float64 and float32 data with several
+# channels (the loss keeps the data's dtype), and a known mistake named when it matches.
 
 # %% [solution id=diffusion_loss]
 #| solution: diffusion_loss
@@ -311,7 +313,7 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # $$\mathrm{emb}(t) = [\cos(t w_0), \dots, \cos(t w_{h-1}), \sin(t w_0), \dots, \sin(t w_{h-1})].$$
 #
 # **Implement** `timestep_embedding(t, dim, max_period=10000) -> emb` (B, dim) float32, for
-# `t` (B,) and even `dim` (diffusers' `get_timestep_embedding(t, dim,
+# `t` (B,) (integer or float timesteps of any dtype) and even `dim` (diffusers' `get_timestep_embedding(t, dim,
 # flip_sin_to_cos=True, downscale_freq_shift=0)` computes the same).
 #
 # A **residual block** conditioned on the embedding (as in DDPM's and diffusers' U-Nets):
@@ -326,8 +328,10 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 #
 # **Checked:** the embedding at $t = 0$ and $t = 1$ by hand, $\cos^2 + \sin^2 = 1$; the
 # block's parameter count, and its output against diffusers' `ResnetBlock2D` given the
-# same weights. Hidden: diffusers' embedding for random $t$ and sizes; the block against
-# diffusers at random sizes.
+# same weights; a non-default `max_period`. Hidden: the formula in float64 (tolerance for
+# float32 rounding at $t \approx 1000$) for random integer and fractional $t$ (float32
+# and float64), sizes and `max_period`; the block against
+# diffusers at random sizes, with the default and another `groups`.
 
 # %% [solution id=time_embedding]
 #| solution: timestep_embedding ResBlock
@@ -355,7 +359,10 @@ _judged("ch05_diffusion.time_embedding", timestep_embedding, ResBlock)
 # equivalents while the check runs, so that a mistake in them is not counted twice): the
 # parameter count of a small U-Net (worked out layer by layer), output
 # shapes, that each example's output depends on its own $t$ and $y$ and on nothing else
-# of the batch, `y=None` as the "no label" id. Hidden: with the reference's weights
+# of the batch, `y=None` as the "no label" id. Hidden (on non-square inputs): with the
+# reference's weights (loaded by name, or by order when your layers hold the same
+# parameters under other names, e.g. an `upsamples[j]` that is
+# `nn.Sequential(nn.Upsample(...), conv)`)
 # copied in (and the reference's block and embedding), your U-Net must compute the
 # reference's output.
 
@@ -394,7 +401,9 @@ _judged("ch05_diffusion.unet", UNet)
 # doubled batch) and combine as above.
 #
 # **Checked:** dropout rates 0, 1 and 0.3, kept labels unchanged, `y` not modified; a
-# stand-in model whose output is its label, at scales 0, 1 and 3. Hidden: random labels
+# stand-in model whose output is its label, at scales 0, 1 and 3; the dropped labels are
+# exactly those of the draw `torch.rand(B, generator=generator) < p_uncond`. Hidden: random labels,
+# `null_label` and sizes
 # and scales, and a random network.
 
 # %% [solution id=guidance]
@@ -693,10 +702,11 @@ plt.show()
 # mixed into $x_0$, of which each sampling step removes only a part · C: the image
 # $x_{t-1}$ of the previous step · D: the variance $\beta_t$ of the step.
 #
-# **Q2.** Ho & Salimans write guidance as $(1 + w)\,\varepsilon_c - w\,\varepsilon_u$.
-# How is our scale $s$ in $\varepsilon_u + s(\varepsilon_c - \varepsilon_u)$ related to
-# $w$? Set `answer_guidance_w` to one letter. A: $s = w$ · B: $s = 1 + w$ · C: $s = 1 - w$
-# · D: $s = 1/w$.
+# **Q2.** Ho & Salimans write guidance as $(1 + w)\,\varepsilon_c - w\,\varepsilon_u$
+# with a weight $w$. What does their $w = 0$ sample from? Set `answer_guidance_w` to one
+# letter. A: the unconditional model · B: the conditional model, without extrapolation ·
+# C: the conditional model with guidance twice as strong as $s = 1$ · D: nothing
+# sensible, the prediction vanishes.
 
 # %% [solution id=quiz_answers]
 #| solution: answer_predicts answer_guidance_w

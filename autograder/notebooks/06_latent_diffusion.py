@@ -276,8 +276,10 @@ _judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 #
 # **Checked:** a stand-in U-Net records what it is given: the fraction of empty captions
 # at $p_{\text{uncond}} \in \{0, 1, 0.3\}$, whole rows replaced (context and mask
-# together), the inputs not modified, $t$ and the noise recovered from $z_t$, and the loss.
-# Hidden: the same on random sizes and rates.
+# together), the inputs (`context` and `mask`) not modified, every draw from the
+# `generator` (the global generator left alone), $t$ and the noise recovered from $z_t$,
+# and the loss. Hidden: the same on random sizes and rates, and the same draws again for
+# the same seed.
 
 # %% [solution id=training_loss]
 #| solution: training_loss

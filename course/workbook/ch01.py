@@ -16,6 +16,65 @@ from .checks import Checks, check_choice, count_parameters
 
 QUIZ_OPTIONS = {"answer_pca_vs_ae": "ABCDE", "answer_ae_loss": "ABCD", "answer_binary_loss": "ABCD"}
 QUIZ_SETS = {"answer_pca_vs_ae"}  # answered with a set of letters
+QUIZ_EXPLAIN = {
+    "answer_pca_vs_ae": "judge each statement on its own: what each method optimises, which of them are linear "
+                        "maps, and how each one is fitted",
+    "answer_ae_loss": "find the single value c that minimises the average of (c - target)^2 over the targets "
+                      "the decoder is asked to reproduce at z",
+    "answer_binary_loss": "write the negative log-likelihood of a 0/1 pixel under a Bernoulli with mean x_hat",
+}
+
+# One text per diagnosis: the visible checks, the hidden checks and the catalogue of known
+# mistakes all name a mistake by its key here.
+DIAGNOSES: dict[str, str] = {
+    "keep_dtype": "keep the input's dtype: avoid torch.tensor(...) copies and .float()/.double()",
+    # pca
+    "not_centred": "did you centre X (subtract the column means) before the SVD?",
+    "vh_columns": "the right singular vectors are the rows of Vh: V = Vh[:k].T (not Vh[:, :k])",
+    "variances": "you returned variances S**2/(N-1), not singular values",
+    "squared_s": "you returned the squared singular values",
+    "increasing_s": "singular values are in increasing order: sort them decreasing",
+    "first_direction": "the first column of V must be the direction of largest variance",
+    "orthonormal": "columns of V must be orthonormal: take the first k rows of Vh and transpose them",
+    "sign_convention": "flip each column of V so that its entry of largest absolute value is positive "
+                       "(the stated sign convention)",
+    "encode_mean": "codes of centred data have zero mean: subtract the mean before projecting",
+    "decode_mean": "you forgot to add the mean back in pca_decode",
+    "pca_errors": "raise ValueError for an X that is not 2-D and for a k that is not an int in [1, min(N, D)]",
+    # principal angles
+    "angles_order": "return the angles in ascending order",
+    "cosines": "you returned cosines; take arccos",
+    "cosines_sorted": "you returned cosines (sorted); take arccos",
+    "orthonormalise": "angles depend only on the subspaces: orthonormalise A and B (QR) first",
+    "float64_inside": "compute in float64 (then return A's dtype): for a small angle t, arccos of a cosine "
+                      "computed in float32 is off by about 1e-7 / t",
+    "degrees": "angles in radians, not degrees",
+    # autoencoders
+    "sigmoid_end": "end the decoder with a Sigmoid",
+    "ae_counts": "encoder Linear layers D -> h1 -> ... -> k; decoder mirrors them",
+    "conv_counts": "check kernel sizes (3 in the encoder, 4 in the decoder) and channels c, 2c",
+    "forward_is_decode_encode": "forward(x) must equal decode(encode(x))",
+    "ae_layers": "same layers but different activations or order: ReLU between layers, none on the code, "
+                 "Sigmoid at the end",
+    # train step
+    "zero_grad": "call optimizer.zero_grad() before loss.backward() (old gradients must not add up with the "
+                 "new ones)",
+    "loss_sum": "the loss is summed; use the mean squared error over all elements (F.mse_loss's default)",
+    "loss_after": "return the loss computed before optimizer.step(), not after",
+    "loss_float": "return the loss as a Python float (loss.item())",
+    "no_step": "some parameters did not change: call loss.backward() and optimizer.step()",
+    "train_loss": "use the mean over all elements (F.mse_loss), computed before optimizer.step()",
+    # retrieval
+    "self_neighbour": "each query counted itself as its own nearest neighbour: exclude i from its neighbours",
+    "farthest": "you took the k farthest points (the query itself, at distance inf, comes first): "
+                "use topk(largest=False) on distances",
+    "ks_order": "return one precision per k in the order of ks as given (they need not be sorted)",
+    "retrieval_errors": "raise ValueError for a Z that is not 2-D, a y that is not (N,), and a k outside "
+                        "1 .. N - 1",
+    "precision_dtype": "return a float64 tensor",
+    "precision_at_k": "precision@k divides the hits among the first k neighbours by k",
+    "own_label": "compare each neighbour's label with the query's own label y[i]",
+}
 
 
 def _plane_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -42,29 +101,30 @@ def check_pca(pca_fit, pca_encode, pca_decode) -> None:
     c.tensor("S", S, shape=(2,), dtype=torch.float64, inputs=inputs)
     c.close("mean", mean, torch.zeros(2), inputs=inputs)
     c.close("S", S, torch.tensor([math.sqrt(8), math.sqrt(2)]), inputs=inputs,
-            mistakes={"you returned variances S**2/(N-1), not singular values": torch.tensor([8 / 3, 2 / 3]),
-                      "you returned the squared singular values": torch.tensor([8.0, 2.0]),
-                      "singular values are in increasing order: sort them decreasing":
-                          torch.tensor([math.sqrt(2), math.sqrt(8)])})
+            mistakes={DIAGNOSES["variances"]: torch.tensor([8 / 3, 2 / 3]),
+                      DIAGNOSES["squared_s"]: torch.tensor([8.0, 2.0]),
+                      DIAGNOSES["increasing_s"]: torch.tensor([math.sqrt(2), math.sqrt(8)])})
     c.close("|V| (up to sign)", V.abs(), torch.tensor([[0.0, 1.0], [1.0, 0.0]]), inputs=inputs,
-            hint="the first column of V must be the direction of largest variance (here the y axis)")
+            hint=DIAGNOSES["first_direction"])
+    c.close("V", V, torch.tensor([[0.0, 1.0], [1.0, 0.0]]), inputs=inputs, hint=DIAGNOSES["sign_convention"])
 
     X, B, m = _plane_data()
     inputs = "X (8, 4) in a 2-D plane through m = [5, -2, 1, 0.5], k=2"
     mean, V, S = c.call(pca_fit, X, 2, inputs=inputs)
     c.tensor("V", V, shape=(4, 2), inputs=inputs)
     c.close("V^T V", V.T @ V, torch.eye(2), atol=1e-8, inputs=inputs,
-            hint="columns of V must be orthonormal: take the first k rows of Vh and transpose them")
+            hint=DIAGNOSES["orthonormal"])
+    Vh = torch.linalg.svd(X - X.mean(0), full_matrices=False)[2]
     c.close("V V^T (projector on the plane)", V @ V.T, B @ B.T, atol=1e-8, inputs=inputs,
-            hint="did you centre X (subtract the mean) before the SVD?")
+            hint=DIAGNOSES["not_centred"], mistakes={DIAGNOSES["vh_columns"]: Vh[:, :2] @ Vh[:, :2].T})
     Z = c.call(pca_encode, X, mean, V, inputs=inputs)
     c.tensor("Z = pca_encode(X, mean, V)", Z, shape=(8, 2), inputs=inputs)
     c.close("column means of Z", Z.mean(0), torch.zeros(2), atol=1e-8, inputs=inputs,
-            hint="codes of centred data have zero mean: subtract the mean before projecting")
+            hint=DIAGNOSES["encode_mean"])
     X_hat = c.call(pca_decode, Z, mean, V, inputs=inputs)
     c.tensor("X_hat = pca_decode(Z, mean, V)", X_hat, shape=(8, 4), inputs=inputs)
     c.close("X_hat", X_hat, X, atol=1e-8, inputs=inputs + " (data in the plane must be rebuilt exactly)",
-            mistakes={"you forgot to add the mean back in pca_decode": X - m})
+            mistakes={DIAGNOSES["decode_mean"]: X - m})
     c.done()
 
 
@@ -78,14 +138,14 @@ def check_principal_angles(principal_angles) -> None:
     th = c.call(principal_angles, A, B, inputs=inputs)
     c.tensor("angles", th, shape=(2,), inputs=inputs)
     c.close("angles", th, torch.tensor([0.0, a]), atol=1e-6, inputs=inputs,
-            mistakes={"return the angles in ascending order": torch.tensor([a, 0.0]),
-                      "you returned cosines; take arccos": torch.tensor([1.0, math.cos(a)]),
-                      "you returned cosines (sorted); take arccos": torch.tensor([math.cos(a), 1.0])})
+            mistakes={DIAGNOSES["angles_order"]: torch.tensor([a, 0.0]),
+                      DIAGNOSES["cosines"]: torch.tensor([1.0, math.cos(a)]),
+                      DIAGNOSES["cosines_sorted"]: torch.tensor([math.cos(a), 1.0])})
     As = A * torch.tensor([10.0, 0.1], dtype=torch.float64) + 3.0 * A[:, [1, 0]]
     inputs = "A with non-orthonormal columns spanning span(e1, e2), B as above"
     th2 = c.call(principal_angles, As, B, inputs=inputs)
     c.close("angles", th2, torch.tensor([0.0, a]), atol=1e-6, inputs=inputs,
-            hint="angles depend only on the subspaces: orthonormalise A and B (QR) first")
+            hint=DIAGNOSES["orthonormalise"])
     C = e[:, 2:3]
     th3 = c.call(principal_angles, e[:, :2], C, inputs="A = [e1, e2], B = [e3]")
     c.tensor("angles", th3, shape=(1,), inputs="A = [e1, e2], B = [e3]")
@@ -105,16 +165,16 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
             (b + 1) * a for a, b in zip(dims[:-1], dims[1:])),
             "wrong number of parameters in encoder/decoder", inputs=inputs,
             expected=f"{layers} each", got=f"encoder {count_parameters(model.encoder)}, decoder {count_parameters(model.decoder)}",
-            hint="encoder Linear layers D -> h1 -> ... -> k; decoder mirrors them")
+            hint=DIAGNOSES["ae_counts"])
         x = torch.rand(5, D)
         z = c.call(model.encode, x, inputs=inputs + ", x (5, D)")
         c.tensor("z = model.encode(x)", z, shape=(5, k), inputs=inputs)
         x_hat = c.call(model, x, inputs=inputs + ", x (5, D)")
         c.tensor("x_hat = model(x)", x_hat, shape=(5, D), inputs=inputs)
         c.true(bool(((x_hat > 0) & (x_hat < 1)).all()), "outputs must lie in (0, 1)", inputs=inputs,
-               hint="end the decoder with a Sigmoid")
+               hint=DIAGNOSES["sigmoid_end"])
         c.close("decode(encode(x))", model.decode(z), x_hat, atol=1e-6, inputs=inputs,
-                hint="forward(x) must equal decode(encode(x))")
+                hint=DIAGNOSES["forward_is_decode_encode"])
     for k, ch in [(32, 32), (2, 4)]:
         inputs = f"ConvAutoencoder(k={k}, c={ch}), x (3, 1, 28, 28)"
         model = c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs)
@@ -123,7 +183,7 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
         c.true((count_parameters(model.encoder), count_parameters(model.decoder)) == (enc, dec),
                "wrong number of parameters", inputs=inputs, expected=f"encoder {enc}, decoder {dec}",
                got=f"encoder {count_parameters(model.encoder)}, decoder {count_parameters(model.decoder)}",
-               hint="check kernel sizes (3 in the encoder, 4 in the decoder) and channels c, 2c")
+               hint=DIAGNOSES["conv_counts"])
         x = torch.rand(3, 1, 28, 28)
         z = c.call(model.encode, x, inputs=inputs)
         c.tensor("z = model.encode(x)", z, shape=(3, k), inputs=inputs)
@@ -131,7 +191,7 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
         c.tensor("x_hat = model(x)", x_hat, shape=(3, 1, 28, 28), inputs=inputs,
                  )
         c.true(bool(((x_hat > 0) & (x_hat < 1)).all()), "outputs must lie in (0, 1)", inputs=inputs,
-               hint="end the decoder with a Sigmoid")
+               hint=DIAGNOSES["sigmoid_end"])
     c.done()
 
 
@@ -145,14 +205,13 @@ def check_train_step(train_step) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     inputs = "a 6-2-6 linear model, x (4, 6), SGD(lr=0.1)"
     loss = c.call(train_step, model, x, opt, inputs=inputs)
-    c.true(isinstance(loss, float), "train_step must return the loss as a Python float (loss.item())",
+    c.true(isinstance(loss, float), "train_step must return the loss as a Python float", hint=DIAGNOSES["loss_float"],
            got=type(loss).__name__, inputs=inputs)
     c.true(abs(loss - expected) < 1e-6, "returned loss is not the mean squared error before the step",
            expected=f"{expected:.6f}", got=f"{loss:.6f}", inputs=inputs,
-           hint="use the mean over all elements (F.mse_loss), computed before optimizer.step()")
+           hint=DIAGNOSES["train_loss"])
     c.true(all(not torch.equal(a, b) for a, b in zip(before, model.parameters())),
-           "some parameters did not change: did you call loss.backward() and optimizer.step()?",
-           inputs=inputs)
+           "some parameters did not change", hint=DIAGNOSES["no_step"], inputs=inputs)
     # stale gradients: a second step must equal a fresh model's single step from the same state
     state = {k: v.clone() for k, v in model.state_dict().items()}
     twin = nn.Sequential(nn.Linear(6, 2), nn.Linear(2, 6))
@@ -164,7 +223,7 @@ def check_train_step(train_step) -> None:
     twin_opt.step()
     c.true(all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), twin.parameters())),
            "the second step used stale gradients", inputs=inputs,
-           hint="call optimizer.zero_grad() before loss.backward()")
+           hint=DIAGNOSES["zero_grad"])
     c.done()
 
 
@@ -181,17 +240,17 @@ def check_retrieval_precision(retrieval_precision) -> None:
                              (0.5 + 0.5 + 0.0 + 1 + 1 + 1) / 6,
                              (1 / 5 + 1 / 5 + 3 / 5 + 3 / 5 + 3 / 5 + 3 / 5) / 6])
     c.close("precision", p, expected, atol=1e-6, inputs=inputs,
-            mistakes={"each query counted itself as its own nearest neighbour: exclude i from its neighbours":
+            mistakes={DIAGNOSES["self_neighbour"]:
                       torch.tensor([1.0, (1 + 1 + .5 + 1 + 1 + 1) / 6, (.4 + .4 + .6 + .8 + .8 + .8) / 6]),
-                      "you took the k farthest points (the query itself, at distance inf, "
-                      "comes first): use topk(largest=False) on distances":
-                      torch.tensor([1.0, 3.5 / 6, 0.5])})
+                      DIAGNOSES["farthest"]: torch.tensor([1.0, 3.5 / 6, 0.5]),
+                      DIAGNOSES["precision_at_k"]: expected * torch.tensor([1.0, 2.0, 5.0]) / 5,
+                      DIAGNOSES["own_label"]: torch.tensor([1.0, 5 / 6, 13 / 30])})
     c.done()
 
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- plots

@@ -13,12 +13,119 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks, check_choice, count_parameters
+from .checks import Checks, check_choice, count_parameters, substituted
 
 QUIZ_OPTIONS = {"answer_vae_facts": "ABCDE", "answer_variational_inference": "ABCD",
                 "answer_iwae_bound": "ABCD"}
 QUIZ_SETS = {"answer_vae_facts"}  # answered with a set of letters
 LOG2PI = math.log(2 * math.pi)
+
+# What a check tells a learner when it recognises a mistake: one text each, used by the
+# visible checks here, the hidden checks and the catalogue of mistakes.
+DIAGNOSES: dict[str, str] = {
+    # reparameterize
+    "reparam_logvar_as_sigma": "logvar was used as sigma: sigma = exp(0.5 * logvar)",
+    "reparam_variance": "exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)",
+    "reparam_uniform": "uniform noise: eps must be standard normal (torch.randn, not torch.rand)",
+    "reparam_swapped": "mu and sigma are swapped: z = mu + sigma * eps",
+    "reparam_no_grad": "no gradient reaches mu and logvar: build z = mu + sigma * eps from mu and logvar with "
+                       "torch operations (no torch.normal, .sample(), .detach() or torch.no_grad())",
+    "reparam_detached_logvar": "logvar was detached: no gradient reaches logvar",
+    "reparam_generator": "the noise did not come from the generator passed in (torch.randn_like and "
+                         "torch.normal(mu, ...) use the global one): "
+                         "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)",
+    "reparam_dtype": "the noise was drawn in another dtype than mu's: draw eps with dtype=mu.dtype, so z "
+                     "keeps mu's dtype",
+    "reparam_float64": "the noise was drawn in float64 whatever mu's dtype: use dtype=mu.dtype, so z keeps "
+                       "mu's dtype",
+    "reparam_shared_eps": "one noise vector was shared by all rows: draw eps with the whole shape of mu",
+    "reparam_shape": "the noise was drawn for 2-D inputs only: mu may have any leading shape (..., k), "
+                     "draw eps with mu.shape",
+    "reparam_draw": "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype); "
+                    "z = mu + exp(0.5 * logvar) * eps",
+    # VAE module
+    "vae_sigmoid": "the decoder returns logits: it ends with a Linear layer, no Sigmoid",
+    "vae_decoded_mu": "forward decoded mu itself: decode a sample z = reparameterize(mu, logvar, generator)",
+    "vae_logvar_is_mu": "logvar equals mu: compute logvar with logvar_head",
+    "vae_head_activation": "no activation on the heads: mu and logvar = log sigma^2 can take any real value",
+    "vae_no_relu": "a ReLU after every Linear of the encoder; the heads have no activation",
+    "vae_generator": "sample z with reparameterize(mu, logvar, generator) and pass the generator on",
+    "vae_forward_std": "forward must return logvar (log sigma^2) as its third output, not sigma or sigma^2",
+    "vae_forward_probs": "forward must return the decoder's logits, not sigmoid(logits)",
+    "vae_names": "attributes encoder, mu_head, logvar_head, decoder as stated, with their layers in order",
+    "vae_layers": "same layers but different activations or order: a ReLU after every encoder Linear, "
+                  "no activation on the heads or at the end of the decoder",
+    "vae_forward": "forward samples z = reparameterize(mu, logvar, generator) and decodes it",
+    "vae_forward_order": "forward must return (logits, mu, logvar) in this order",
+    # KL
+    "kl_sign": "the sign is flipped: 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is -KL",
+    "kl_mean_latent": "averaged over the latent dimensions: sum them",
+    "kl_sum_batch": "summed over the batch too: one KL per example, shape (B,) (sum over dim=-1 only)",
+    "kl_std": "exp(0.5 * logvar) is sigma; the formula needs the variance sigma^2 = exp(logvar)",
+    "kl_half": "the factor 1/2 is missing",
+    "kl_log_std": "logvar was read as log sigma: it is log sigma^2, so sigma^2 = exp(logvar) and "
+                  "log sigma^2 = logvar",
+    "kl_dtype": "keep the dtype of mu: no float64 accumulation or torch.tensor(...) copies",
+    "kl_formula": "KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - logvar_j - 1), one value per example",
+    # negative ELBO
+    "elbo_rec_mean_pixels": "the reconstruction term was averaged over pixels: sum it over pixels "
+                            "(-log p(x|z) of a whole image)",
+    "elbo_sum_batch": "the loss was summed over the batch: average it over examples",
+    "elbo_kl_subtracted": "the KL was subtracted: -ELBO = reconstruction + beta * KL",
+    "elbo_beta_rec": "beta multiplied the reconstruction term: it weights the KL",
+    "elbo_beta_ignored": "beta was ignored",
+    "elbo_c_sigma2": "C = 1/sigma^2: the Gaussian term is ||x - x_hat||^2 / (2 sigma^2)",
+    "elbo_c_sigma": "sigma was used in place of sigma^2: C = 1 / (2 sigma^2)",
+    "elbo_probs": "probabilities were given to BCE-with-logits: pass the raw logits",
+    "elbo_kl_mean": "the KL was averaged over latent dimensions: sum them",
+    "elbo_sq_mean": "the squared error was averaged over pixels: sum it over pixels",
+    "elbo_sigma_ignored": "the sigma argument was ignored",
+    "elbo_stable": "log(sigmoid(logits)), log(1 - sigmoid(logits)) and log(1 + exp(logits)) overflow or "
+                   "lose everything at large logits in float32: use "
+                   "F.binary_cross_entropy_with_logits (or softplus(l) - x * l)",
+    "elbo_clamped_bce": "BCE on sigmoid probabilities is clamped at 100 nats a pixel and rounds to 0 or 1 at "
+                        "large logits: use F.binary_cross_entropy_with_logits on the logits",
+    "elbo_rec_sum_batch": "the reconstruction term was summed over the whole batch: sum it over the pixels "
+                          "of each example, then average over examples",
+    "elbo_dtype": "keep the input's dtype: no .double() or float64 constants in the loss",
+    "elbo_value_error": "raise ValueError for a likelihood other than 'bernoulli' or 'gaussian'",
+    # sampling and interpolation
+    "sample_logits": "logits were returned: apply torch.sigmoid to get pixel probabilities",
+    "sample_uniform": "z must be standard normal (torch.randn), not uniform (torch.rand)",
+    "sample_generator": "draw z = torch.randn(n, model.k, generator=generator) and return sigmoid(model.decode(z))",
+    "sample_binary": "binary pixels were drawn: return the Bernoulli means sigmoid(decode(z)), not samples",
+    "interp_pixels": "the pixels were interpolated: interpolate the latent means, then decode",
+    "interp_ends": "t must run from 0 to 1 with both ends included (torch.linspace(0, 1, steps))",
+    "interp_sample": "row 0 must decode the mean mu_a of x_a exactly: use mu from model.encode, not a sample",
+    "interp_backwards": "the interpolation runs backwards: t = 0 gives x_a",
+    # IWAE
+    "iwae_log_k": "log k was not subtracted: log p(x) ~= logsumexp_i log w_i - log k",
+    "iwae_log_k_added": "log k was added: log p(x) ~= logsumexp_i log w_i - log k",
+    "iwae_mean_log_w": "the log-weights were averaged (that is the ELBO): use logsumexp_i log w_i - log k",
+    "iwae_q_logvar": "log q(z|x) misses its -1/2 sum(logvar) term",
+    "iwae_mean_pixels": "the log-likelihood was averaged over pixels: sum it",
+    "iwae_overflow": "log(mean(exp(log w))) underflows to log 0 = -inf when the log-weights are large and "
+                     "negative: use torch.logsumexp(log_w, dim=0) - log k",
+    "iwae_generator": "the noise did not come from the generator passed in: "
+                      "eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype)",
+    "iwae_squeeze": "a batch of one lost its batch dimension: return shape (B,), no squeeze()",
+    "iwae_dtype": "draw the noise in mu's dtype: eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype)",
+    "iwae_pz_eps": "log p(z) must be evaluated at z = mu + sigma * eps, not at eps",
+    "iwae_formula": "eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype); "
+                    "log w = log p(x|z) + log p(z) - log q(z|x); logsumexp over the k samples minus log k",
+}
+
+# The idea behind each quiz question, shown with a wrong answer when grading (never the letter).
+QUIZ_EXPLAIN: dict[str, str] = {
+    "answer_vae_facts": "weigh each statement on its own: what organises an autoencoder's latent space, what "
+                        "the KL term does to the encodings, what the reparameterisation makes differentiable, "
+                        "whether a lower bound can equal log p(x) for every encoder, and what a larger beta "
+                        "trades away",
+    "answer_variational_inference": "write log p(x) = ELBO + KL[q(z|x) || p(z|x)]: with the decoder fixed, "
+                                    "which of the three terms can the encoder change?",
+    "answer_iwae_bound": "L_k averages importance weights inside the log: by Jensen's inequality it is a lower "
+                         "bound on log p(x) in expectation, and averaging more weights can only tighten it",
+}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -43,19 +150,22 @@ def check_reparameterize(reparameterize) -> None:
     mu = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=dt)
     logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), math.log(0.25)]], dtype=dt)
     inputs = "mu = [[0,0],[1,2]], logvar = [[0,0],[log 4, log 0.25]] (float64), generator seeded 0"
+    before = torch.random.get_rng_state()
     z = c.call(reparameterize, mu, logvar, _gen(0), inputs=inputs)
+    c.true(torch.equal(before, torch.random.get_rng_state()),
+           "the global random generator was used: every draw must come from the generator passed in",
+           inputs=inputs, hint=DIAGNOSES["reparam_generator"])
     c.tensor("z", z, shape=(2, 2), dtype=dt, inputs=inputs)
     eps = torch.randn((2, 2), generator=_gen(0), dtype=dt)
     std = torch.tensor([[1.0, 1.0], [2.0, 0.5]], dtype=dt)  # sigma = exp(logvar / 2)
-    c.close("z", z, mu + std * eps, atol=1e-10, inputs=inputs + "; eps = torch.randn((2, 2), generator, float64)",
-            mistakes={"logvar was used as sigma: sigma = exp(0.5 * logvar)": mu + logvar * eps,
-                      "exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)":
-                          mu + logvar.exp() * eps,
-                      "uniform noise: eps must be standard normal (torch.randn, not torch.rand)":
-                          mu + std * torch.rand((2, 2), generator=_gen(0), dtype=dt),
-                      "mu and sigma are swapped: z = mu + sigma * eps": std + mu * eps},
-            hint="draw eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype), "
-                 "then z = mu + exp(0.5 * logvar) * eps")
+    c.close("z", z, mu + std * eps, atol=1e-10, rtol=1e-12, inputs=inputs + "; eps = torch.randn((2, 2), generator, float64)",
+            mistakes={DIAGNOSES["reparam_logvar_as_sigma"]: mu + logvar * eps,
+                      DIAGNOSES["reparam_variance"]: mu + logvar.exp() * eps,
+                      DIAGNOSES["reparam_uniform"]: mu + std * torch.rand((2, 2), generator=_gen(0), dtype=dt),
+                      DIAGNOSES["reparam_swapped"]: std + mu * eps,
+                      DIAGNOSES["reparam_dtype"]: mu + std * torch.randn((2, 2), generator=_gen(0)).to(dt),
+                      DIAGNOSES["reparam_shared_eps"]: mu + std * torch.randn(2, generator=_gen(0), dtype=dt)},
+            hint=DIAGNOSES["reparam_draw"])
     # moments of many samples
     n = 20000
     mu = torch.tensor([1.0, -2.0], dtype=dt).expand(n, 2)
@@ -65,10 +175,8 @@ def check_reparameterize(reparameterize) -> None:
     c.tensor("z", z, shape=(n, 2), dtype=dt, inputs=inputs)
     c.close("sample mean of z", z.mean(0), torch.tensor([1.0, -2.0]), atol=0.06, inputs=inputs)
     c.close("sample standard deviation of z", z.std(0), torch.tensor([0.5, 2.0]), atol=0.06, inputs=inputs,
-            mistakes={"exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)":
-                          torch.tensor([0.25, 4.0]),
-                      "logvar was used as sigma: sigma = exp(0.5 * logvar)":
-                          torch.tensor([math.log(4.0), math.log(4.0)])})
+            mistakes={DIAGNOSES["reparam_variance"]: torch.tensor([0.25, 4.0]),
+                      DIAGNOSES["reparam_logvar_as_sigma"]: torch.tensor([math.log(4.0), math.log(4.0)])})
     # gradients flow to mu and logvar
     mu = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]], dtype=dt, requires_grad=True)
     logvar = torch.tensor([[0.2, -0.4, 0.0], [1.0, -1.0, 0.3]], dtype=dt, requires_grad=True)
@@ -92,7 +200,15 @@ def check_reparameterize(reparameterize) -> None:
 
 # ----------------------------------------------------------------------------- 2 VAE
 
+def _reparameterize(mu, logvar, generator=None):
+    """A stand-in for the learner's reparameterize while their VAE is checked (torch alone)."""
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
 def check_vae(VAE, reparameterize) -> None:
+    """`reparameterize` is the learner's; their VAE is checked with a stand-in for it, so a
+    mistake there costs the points of its own exercise only."""
     c = Checks("VAE")
     torch.manual_seed(0)
     for D, k, hidden in [(784, 2, (512, 256)), (20, 3, (8,)), (10, 2, ())]:
@@ -105,7 +221,7 @@ def check_vae(VAE, reparameterize) -> None:
         c.true(isinstance(model.mu_head, nn.Linear) and isinstance(model.logvar_head, nn.Linear),
                "mu_head and logvar_head must be nn.Linear layers", inputs=inputs,
                got=f"{type(model.mu_head).__name__}, {type(model.logvar_head).__name__}",
-               hint="no activation on the heads: mu and logvar = log sigma^2 can take any real value")
+               hint=DIAGNOSES["vae_head_activation"])
         dims = [D, *hidden]
         enc = sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
         head = (dims[-1] + 1) * k
@@ -120,10 +236,10 @@ def check_vae(VAE, reparameterize) -> None:
         dec_types = [type(m).__name__ for m in model.decoder]
         c.true(enc_types == ["Linear", "ReLU"] * len(hidden), "the encoder's layers are not as stated",
                inputs=inputs, expected=str(["Linear", "ReLU"] * len(hidden)), got=str(enc_types),
-               hint="a ReLU after every Linear of the encoder; the heads have no activation")
+               hint=DIAGNOSES["vae_no_relu"])
         c.true(dec_types == ["Linear"] + ["ReLU", "Linear"] * len(hidden), "the decoder's layers are not as stated",
                inputs=inputs, expected=str(["Linear"] + ["ReLU", "Linear"] * len(hidden)), got=str(dec_types),
-               hint="the decoder returns logits: it ends with a Linear layer, no Sigmoid")
+               hint=DIAGNOSES["vae_sigmoid"])
         x = torch.rand(5, D)
         out = c.call(model.encode, x, inputs=inputs + ", x (5, D)")
         c.true(isinstance(out, tuple) and len(out) == 2, "encode(x) must return a tuple (mu, logvar)",
@@ -131,29 +247,33 @@ def check_vae(VAE, reparameterize) -> None:
         mu, logvar = out
         c.tensor("mu", mu, shape=(5, k), inputs=inputs)
         c.tensor("logvar", logvar, shape=(5, k), inputs=inputs)
-        c.true(not torch.allclose(mu, logvar), "logvar equals mu: compute logvar with logvar_head",
+        c.true(not torch.allclose(mu, logvar), DIAGNOSES["vae_logvar_is_mu"],
                inputs=inputs)
         logits = c.call(model.decode, mu, inputs=inputs + ", z = mu")
         c.tensor("decode(z)", logits, shape=(5, D), inputs=inputs)
         c.true(bool(((logits <= 0) | (logits >= 1)).any()), "decode(z) must return logits, but every value "
                "lies in (0, 1)", inputs=inputs, hint="no Sigmoid at the end of the decoder: apply torch.sigmoid "
                "only when you need probabilities")
-        out = c.call(model, x, generator=_gen(3), inputs=inputs + ", model(x, generator=seeded 3)")
-        c.true(isinstance(out, tuple) and len(out) == 3, "forward must return a tuple (logits, mu, logvar)",
-               inputs=inputs, got=type(out).__name__ + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
+        with substituted(VAE, reparameterize=_reparameterize):  # one mistake, one exercise
+            out = c.call(model, x, generator=_gen(3), inputs=inputs + ", model(x, generator=seeded 3)")
+        c.true(isinstance(out, (tuple, list)) and len(out) == 3, "forward must return a tuple (logits, mu, logvar)",
+               inputs=inputs,
+               got=type(out).__name__ + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
         c.tensor("forward's logits", out[0], shape=(5, D), inputs=inputs,)
         c.close("forward's mu", out[1], mu, atol=1e-6, inputs=inputs,
-                hint="forward must return (logits, mu, logvar) in this order")
+                hint=DIAGNOSES["vae_forward_order"])
         c.close("forward's logvar", out[2], logvar, atol=1e-6, inputs=inputs,
-                hint="forward must return (logits, mu, logvar) in this order")
+                mistakes={DIAGNOSES["vae_forward_std"]: (0.5 * logvar).exp().detach()},
+                hint=DIAGNOSES["vae_forward_order"])
         with torch.no_grad():
-            want = model.decode(reparameterize(mu, logvar, _gen(3)))
+            want = model.decode(_reparameterize(mu, logvar, _gen(3)))
         c.close("forward's logits", out[0], want, atol=1e-5,
                 inputs=inputs + "; expected decode(reparameterize(mu, logvar, generator))",
-                mistakes={"forward decoded mu itself: decode a sample z = reparameterize(mu, logvar, generator)":
-                              model.decode(mu)},
-                hint="sample z with reparameterize(mu, logvar, generator) and pass the generator on")
-        c.call(model, x, inputs=inputs + ", model(x) without a generator")
+                mistakes={DIAGNOSES["vae_decoded_mu"]: model.decode(mu).detach(),
+                          DIAGNOSES["vae_forward_probs"]: torch.sigmoid(want)},
+                hint=DIAGNOSES["vae_generator"])
+        with substituted(VAE, reparameterize=_reparameterize):
+            c.call(model, x, inputs=inputs + ", model(x) without a generator")
     c.done()
 
 
@@ -178,12 +298,13 @@ def check_kl(kl_to_standard_normal) -> None:
     # by hand: 1/2 sum_j (mu^2 + s2 - log s2 - 1) with s2 = exp(logvar)
     want = torch.tensor([0.5, 0.5 * (3 - math.log(4) - 0.75 + math.log(4)), 0.5 * (4 + 2 - math.log(2))], dtype=dt)
     half_std = 0.5 * (mu**2 + (0.5 * logvar).exp() - logvar - 1).sum(-1)
+    log_std = 0.5 * (mu**2 + (2 * logvar).exp() - 2 * logvar - 1).sum(-1)
     c.close("kl", kl, want, atol=1e-8, inputs=inputs,
-            mistakes={"the sign is flipped: 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is -KL": -want,
-                      "averaged over the latent dimensions: sum them": want / 2,
-                      "the factor 1/2 is missing": 2 * want,
-                      "exp(0.5 * logvar) is sigma; the formula needs the variance sigma^2 = exp(logvar)": half_std},
-            hint="KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - logvar_j - 1)")
+            mistakes={DIAGNOSES["kl_sign"]: -want,
+                      DIAGNOSES["kl_mean_latent"]: want / 2,
+                      DIAGNOSES["kl_half"]: 2 * want,
+                      DIAGNOSES["kl_std"]: half_std, DIAGNOSES["kl_log_std"]: log_std},
+            hint=DIAGNOSES["kl_formula"])
     # Monte-Carlo: KL = E_q[log q(z) - log p(z)]
     mu = torch.tensor([[0.3, -1.2, 0.8], [1.5, 0.0, -0.4]], dtype=dt)
     logvar = torch.tensor([[-0.5, 0.4, 0.0], [0.9, -1.3, 0.2]], dtype=dt)
@@ -204,17 +325,19 @@ def check_negative_elbo(negative_elbo) -> None:
     c = Checks("negative_elbo")
     dt = torch.float64
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]], dtype=dt)
-    zeros = torch.zeros(2, 2, dtype=dt)
-    inputs = "x binary (2, 4), logits = 0, mu = logvar = 0, bernoulli"
-    loss = c.call(negative_elbo, x, torch.zeros(2, 4, dtype=dt), zeros, zeros, inputs=inputs)
+    mu0, zeros = torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=dt), torch.zeros(2, 2, dtype=dt)
+    inputs = "x binary (2, 4), logits = 0, mu = [[2, 0], [0, 0]], logvar = 0, bernoulli"
+    loss = c.call(negative_elbo, x, torch.zeros(2, 4, dtype=dt), mu0, zeros, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
-    c.close("loss", loss, torch.tensor(4 * math.log(2)), atol=1e-8,
-            inputs=inputs + " (each pixel costs log 2, KL = 0)",
-            mistakes={"the reconstruction term was averaged over pixels: sum it over pixels "
-                      "(-log p(x|z) of a whole image)": torch.tensor(math.log(2)),
-                      "the loss was summed over the batch: average it over examples": torch.tensor(8 * math.log(2)),
-                      "probabilities were given to BCE-with-logits: pass the raw logits":
-                          (F.softplus(torch.tensor(0.5)) * 4 - 0.5 * x.sum(1)).mean()})
+    # each pixel costs log 2; KL = mu^2 / 2 = 2 for the first example, 0 for the second
+    c.close("loss", loss, torch.tensor(4 * math.log(2) + 1), atol=1e-8,
+            inputs=inputs + " (each pixel costs log 2, KL = [2, 0])",
+            mistakes={DIAGNOSES["elbo_rec_mean_pixels"]: torch.tensor(math.log(2) + 1),
+                      DIAGNOSES["elbo_sum_batch"]: torch.tensor(8 * math.log(2) + 2),
+                      DIAGNOSES["elbo_rec_sum_batch"]: torch.tensor(8 * math.log(2) + 1),
+                      DIAGNOSES["elbo_kl_subtracted"]: torch.tensor(4 * math.log(2) - 1),
+                      DIAGNOSES["elbo_kl_mean"]: torch.tensor(4 * math.log(2) + 0.5),
+                      DIAGNOSES["elbo_probs"]: (F.softplus(torch.tensor(0.5)) * 4 - 0.5 * x.sum(1)).mean() + 1})
 
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0]], dtype=dt)
     logits = torch.tensor([[2.0, -1.0, 0.5, 3.0, -2.0], [-0.5, 1.5, 0.0, -3.0, 1.0], [0.3, 2.5, -1.5, -0.2, 0.7]],
@@ -227,12 +350,13 @@ def check_negative_elbo(negative_elbo) -> None:
     kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(1)
     bce_p = F.softplus(torch.sigmoid(logits)) - x * torch.sigmoid(logits)
     common = {
-        "the reconstruction term was averaged over pixels: sum it over pixels (-log p(x|z) of a whole image)":
+        DIAGNOSES["elbo_rec_mean_pixels"]:
             (bce.mean(1) + kl).mean(),
-        "the loss was summed over the batch: average it over examples": (rec + kl).sum(),
-        "the KL was subtracted: -ELBO = reconstruction + beta * KL": (rec - kl).mean(),
-        "probabilities were given to BCE-with-logits: pass the raw logits": (bce_p.sum(1) + kl).mean(),
-        "the KL was averaged over latent dimensions: sum them": (rec + kl / 2).mean(),
+        DIAGNOSES["elbo_sum_batch"]: (rec + kl).sum(),
+        DIAGNOSES["elbo_kl_subtracted"]: (rec - kl).mean(),
+        DIAGNOSES["elbo_probs"]: (bce_p.sum(1) + kl).mean(),
+        DIAGNOSES["elbo_kl_mean"]: (rec + kl / 2).mean(),
+        DIAGNOSES["elbo_rec_sum_batch"]: rec.sum() + kl.mean(),
     }
     inputs = "x binary (3, 5), fixed logits, mu, logvar (3, 2), bernoulli, beta=1"
     loss = c.call(negative_elbo, x, logits, mu, logvar, inputs=inputs)
@@ -243,8 +367,8 @@ def check_negative_elbo(negative_elbo) -> None:
     loss = c.call(negative_elbo, x, logits, mu, logvar, "bernoulli", 0.5, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
     c.close("loss", loss, (rec + 0.5 * kl).mean(), atol=1e-8, inputs=inputs,
-            mistakes={"beta multiplied the reconstruction term: it weights the KL": (0.5 * rec + kl).mean(),
-                      "beta was ignored": (rec + kl).mean()})
+            mistakes={DIAGNOSES["elbo_beta_rec"]: (0.5 * rec + kl).mean(),
+                      DIAGNOSES["elbo_beta_ignored"]: (rec + kl).mean()})
     inputs = "the same inputs as images (3, 1, 1, 5)"
     loss = c.call(negative_elbo, x.reshape(3, 1, 1, 5), logits.reshape(3, 1, 1, 5), mu, logvar, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
@@ -257,11 +381,11 @@ def check_negative_elbo(negative_elbo) -> None:
     loss = c.call(negative_elbo, x, x_hat, mu, logvar, likelihood="gaussian", sigma=0.5, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
     c.close("loss", loss, (2 * sq + kl).mean(), atol=1e-8, inputs=inputs,
-            mistakes={"C = 1/sigma^2: the Gaussian term is ||x - x_hat||^2 / (2 sigma^2)": (4 * sq + kl).mean(),
-                      "sigma was used in place of sigma^2: C = 1 / (2 sigma^2)": (sq + kl).mean(),
-                      "the squared error was averaged over pixels: sum it over pixels": (2 * sq / 5 + kl).mean(),
-                      "the sigma argument was ignored": (0.5 * sq + kl).mean(),
-                      "the loss was summed over the batch: average it over examples": (2 * sq + kl).sum()},
+            mistakes={DIAGNOSES["elbo_c_sigma2"]: (4 * sq + kl).mean(),
+                      DIAGNOSES["elbo_c_sigma"]: (sq + kl).mean(),
+                      DIAGNOSES["elbo_sq_mean"]: (2 * sq / 5 + kl).mean(),
+                      DIAGNOSES["elbo_sigma_ignored"]: (0.5 * sq + kl).mean(),
+                      DIAGNOSES["elbo_sum_batch"]: (2 * sq + kl).sum()},
             hint="-log p(x|z) = ||x - x_hat||^2 / (2 sigma^2), without the constant")
 
     logits = logits.clone().requires_grad_(True)
@@ -278,7 +402,8 @@ def check_negative_elbo(negative_elbo) -> None:
         raised = True
     except Exception:  # noqa: BLE001
         raised = False
-    c.true(raised, "an unknown likelihood must raise ValueError", inputs="likelihood='poisson'")
+    c.true(raised, "an unknown likelihood must raise ValueError", inputs="likelihood='poisson'",
+           hint=DIAGNOSES["elbo_value_error"])
     c.done()
 
 
@@ -310,12 +435,14 @@ def check_sampling(sample_prior, interpolate) -> None:
     inputs = "a fixed linear model with k=2, D=5, n=6, generator seeded 0"
     x = c.call(sample_prior, model, 6, _gen(0), inputs=inputs)
     c.tensor("sample_prior(...)", x, shape=(6, 5), inputs=inputs)
+    c.true(not bool(((x == 0) | (x == 1)).all()), "every value is 0 or 1", inputs=inputs, got=x,
+           hint=DIAGNOSES["sample_binary"])
     z = torch.randn(6, 2, generator=_gen(0))
     c.close("samples", x, torch.sigmoid(z @ W.T + b), atol=1e-6, inputs=inputs + "; z = torch.randn(6, 2, generator)",
-            mistakes={"logits were returned: apply torch.sigmoid to get pixel probabilities": z @ W.T + b,
-                      "z must be standard normal (torch.randn), not uniform (torch.rand)":
+            mistakes={DIAGNOSES["sample_logits"]: z @ W.T + b,
+                      DIAGNOSES["sample_uniform"]:
                           torch.sigmoid(torch.rand(6, 2, generator=_gen(0)) @ W.T + b)},
-            hint="draw z = torch.randn(n, model.k, generator=generator) and return sigmoid(model.decode(z))")
+            hint=DIAGNOSES["sample_generator"])
     x2 = c.call(sample_prior, model, 6, _gen(0), inputs=inputs + " (a second time)")
     c.close("samples drawn twice with the same seed", x2, x, atol=0, inputs=inputs,
             hint="use the generator you are given")
@@ -330,18 +457,18 @@ def check_sampling(sample_prior, interpolate) -> None:
     zt = (1 - t) * mu_a + t * mu_b
     want = torch.sigmoid(zt @ W.T + b)
     c.close("row 0 (t = 0)", out[0], want[0], atol=1e-6, inputs=inputs,
-            mistakes={"the pixels were interpolated: interpolate the latent means, then decode": x_a,
-                      "logits were returned: apply torch.sigmoid to get pixel probabilities": zt[0] @ W.T + b,
-                      "the interpolation runs backwards: t = 0 gives x_a": want[-1]},
-            hint="row 0 must decode the mean mu_a of x_a exactly: use mu from model.encode, not a sample")
+            mistakes={DIAGNOSES["interp_pixels"]: x_a,
+                      DIAGNOSES["sample_logits"]: zt[0] @ W.T + b,
+                      DIAGNOSES["interp_backwards"]: want[-1]},
+            hint=DIAGNOSES["interp_sample"])
     t_wrong = (torch.arange(5) / 5.0)[:, None]
     c.close("interpolate(...)", out, want, atol=1e-6, inputs=inputs,
-            mistakes={"the pixels were interpolated: interpolate the latent means, then decode":
+            mistakes={DIAGNOSES["interp_pixels"]:
                           (1 - t) * x_a + t * x_b,
-                      "logits were returned: apply torch.sigmoid to get pixel probabilities": zt @ W.T + b,
-                      "t must run from 0 to 1 with both ends included (torch.linspace(0, 1, steps))":
+                      DIAGNOSES["sample_logits"]: zt @ W.T + b,
+                      DIAGNOSES["interp_ends"]:
                           torch.sigmoid(((1 - t_wrong) * mu_a + t_wrong * mu_b) @ W.T + b),
-                      "the interpolation runs backwards: t = 0 gives x_a": want.flip(0)},
+                      DIAGNOSES["interp_backwards"]: want.flip(0)},
             hint="z_t = (1 - t) * mu_a + t * mu_b for t = torch.linspace(0, 1, steps)")
     c.done()
 
@@ -410,9 +537,9 @@ def check_iwae(iwae_log_likelihood) -> None:
     logits = model.logits.detach()
     exact = -(F.softplus(logits) - x * logits).sum(1)
     c.close("log p(x)", got, exact, atol=1e-8, inputs=inputs + " (every weight equals p(x): the estimate is exact)",
-            mistakes={"log k was not subtracted: log p(x) ~= logsumexp_i log w_i - log k": exact + math.log(k),
-                      "log k was added: log p(x) ~= logsumexp_i log w_i - log k": exact + 2 * math.log(k),
-                      "the log-likelihood was averaged over pixels: sum it": exact / 4},
+            mistakes={DIAGNOSES["iwae_log_k"]: exact + math.log(k),
+                      DIAGNOSES["iwae_log_k_added"]: exact + 2 * math.log(k),
+                      DIAGNOSES["iwae_mean_pixels"]: exact / 4},
             hint="log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); log p(x|z) = -sum of BCE-with-logits")
 
     model = _OneDimModel()
@@ -423,8 +550,8 @@ def check_iwae(iwae_log_likelihood) -> None:
               "log p(x) by numerical integration")
     got = c.call(iwae_log_likelihood, model, x, 20000, _gen(1), inputs=inputs)
     c.tensor("log p(x)", got, shape=(8,), dtype=torch.float64, inputs=inputs)
-    hint = _near(got, {"the log-weights were averaged (that is the ELBO): use logsumexp_i log w_i - log k": elbo,
-                       "log q(z|x) misses its -1/2 sum(logvar) term": log_px - 0.5 * math.log(2.0)},
+    hint = _near(got, {DIAGNOSES["iwae_mean_log_w"]: elbo,
+                       DIAGNOSES["iwae_q_logvar"]: log_px - 0.5 * math.log(2.0)},
                  atol=0.05)
     c.close("log p(x)", got, log_px, atol=0.05, rtol=0, inputs=inputs, hint=hint or (
         "log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), each log-density summed over its dimensions "

@@ -15,9 +15,84 @@ from torch import nn
 
 from .checks import Checks, check_choice
 
-QUIZ_OPTIONS = {"answer_image_encoder": "ABCD", "answer_text_encoder": "ABCD", "answer_clip_facts": "ABCDEF"}
+QUIZ_OPTIONS = {"answer_causal_mask": "ABCD", "answer_normalise": "ABCD", "answer_clip_facts": "ABCDEF"}
 QUIZ_SETS = {"answer_clip_facts"}  # answered with a set of letters
 _F64 = torch.float64
+
+# What a check tells a learner when it recognises a mistake: one text each, used by the
+# visible checks here, the hidden checks and the catalogue of mistakes.
+DIAGNOSES: dict[str, str] = {
+    # clip_loss
+    "clip_not_normalised": "features were not L2-normalised: divide each row by its norm",
+    "clip_text_not_normalised": "the text features were not L2-normalised",
+    "clip_normalised_batch": "features were normalised along the batch (dim=0)",
+    "clip_no_exp": "the temperature parameter was used without exponentiating it",
+    "clip_no_cap": "the scale exp(t) was not capped at 100",
+    "clip_item": "exp(t) was turned into a Python number, so the temperature gets no gradient",
+    "clip_divided": "the similarities were divided by the scale instead of multiplied",
+    "clip_image_only": "only the image -> text direction of the loss",
+    "clip_text_only": "only the text -> image direction of the loss",
+    "clip_summed_directions": "the two directions were summed, not averaged",
+    "clip_summed_batch": "the cross-entropies were summed over the batch",
+    "clip_stable": "a softmax written with exp overflows in float32 once logits pass about 88 (the scale is "
+                   "up to 100), and the log of a softmax underflows for a badly matched pair: use "
+                   "F.cross_entropy (or log_softmax) on the logits",
+    "clip_labels": "the targets must be the diagonal: labels = torch.arange(B), image b goes with text b",
+    "clip_detached_scale": "the scale was detached from logit_scale, so the temperature gets no gradient",
+    # encoders
+    "image_bias": "the projection W_i has a bias",
+    "image_no_bn": "no BatchNorm2d after the first convolution",
+    "image_no_final_relu": "no ReLU at the end of the third block",
+    "image_no_pool": "no MaxPool2d after the first block",
+    "image_fixed_pool": "a fixed AvgPool2d(2) gives a 4 x 4 map only for 32 x 32 images: AdaptiveAvgPool2d(4) "
+                        "gives 4 x 4 for every size S",
+    "image_relu_before_bn": "each block is Conv2d, BatchNorm2d, then ReLU (normalise before the activation)",
+    "image_layers": "same layers but a different order or activation: Conv2d, BatchNorm2d, ReLU (, MaxPool2d); "
+                    "AdaptiveAvgPool2d(4) at the end",
+    "text_last": "pooled the last position instead of the end-of-text token",
+    "text_first": "pooled the start-of-text token",
+    "text_no_mask": "no causal attention mask",
+    "text_no_position": "the positional embedding was not added",
+    "text_no_ln": "the final LayerNorm was not applied",
+    "text_bias": "the projection W_t has a bias",
+    "text_unsliced": "texts may be shorter than context_length: use positional_embedding[:L] and the "
+                     "mask's [:L, :L] block",
+    "text_flat_argmax": "text.argmax() without dim= is the position in the whole flattened batch: "
+                        "take text.argmax(dim=-1), one end-of-text position per row",
+    "text_layers": "token + position embedding, causal pre-norm Transformer, ln_final, end-of-text feature, "
+                   "projection",
+    # zero-shot
+    "zs_not_renormalised": "the mean embedding was not renormalised",
+    "zs_normalise_after": "prompt embeddings were averaged before normalising them",
+    "zs_grad": "the weights were computed with gradients tracked",
+    "zs_argmin": "argmin instead of argmax",
+    "zs_argmax_images": "argmax over the images instead of the classes",
+    "zs_normalise_dim0": "prompt embeddings were normalised along the prompts (dim=0): normalise each "
+                         "embedding (dim=-1)",
+    "zs_squeeze": "a batch of one image lost its batch dimension: return shape (N,), no squeeze()",
+    # recall@k
+    "recall_columns": "text_to_image ranked the texts of each image",
+    "recall_le_k": "a match of rank k counted as found at k",
+    "recall_ge": "the match counted as scoring higher than itself",
+    "recall_dot": "ranked by dot products instead of cosine similarity",
+    "recall_swapped": "the two directions were swapped",
+    "recall_sort_ties": "ties were broken by sort position: the rank is the number of candidates with a strictly "
+                        "higher similarity, so candidates that tie with the match do not count",
+    "recall_dtype": "return float64 fractions (.double()), as the docstring says",
+    "recall_ties": "count only candidates with a strictly higher similarity (>): a candidate that ties with "
+                   "the match does not push it down",
+}
+
+# The idea behind each quiz question, shown with a wrong answer when grading (never the letter).
+QUIZ_EXPLAIN: dict[str, str] = {
+    "answer_causal_mask": "ask what the end-of-text token has seen under a causal mask, and what the "
+                            "positions after it would add",
+    "answer_normalise": "compare the size of the similarity after normalising with its size before: "
+                           "what does the scale exp(t) then control?",
+    "answer_clip_facts": "weigh each statement on its own: what CLIP predicts, how its loss reads the "
+                         "similarity matrix, whether its temperature is learned, what zero-shot weights are, "
+                         "and what a larger batch changes",
+}
 
 
 def _t(x) -> torch.Tensor:
@@ -178,7 +253,8 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
             "you took the feature of the first (start-of-text) token: take it at the end-of-text token, "
             "x[torch.arange(B), text.argmax(dim=-1)]": h[:, 0] @ W.T,
             "you averaged over positions: take the feature at the end-of-text token, "
-            "x[torch.arange(B), text.argmax(dim=-1)]": h.mean(1) @ W.T},
+            "x[torch.arange(B), text.argmax(dim=-1)]": h.mean(1) @ W.T,
+            DIAGNOSES["text_flat_argmax"]: h[:, int(text.argmax())] @ W.T},
             hint="output = text_projection(ln_final(x)[b, position of the end-of-text token])")
         noisy = text.clone()
         after = torch.arange(L)[None, :] > text.argmax(-1)[:, None]
@@ -244,7 +320,8 @@ def check_zero_shot(zero_shot_weights, zero_shot_predict) -> None:
             torch.stack([torch.tensor([0.5, 0.5]), d]),
         "each prompt's embedding must be L2-normalised before averaging over templates":
             m_raw / m_raw.norm(dim=1, keepdim=True),
-        "embeddings were neither normalised before nor after the mean over templates": m_raw})
+        "embeddings were neither normalised before nor after the mean over templates": m_raw,
+        DIAGNOSES["zs_normalise_dim0"]: F.normalize(F.normalize(table.view(2, 2, 2), dim=1).mean(1), dim=1)})
     c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
            hint="compute them inside `with torch.no_grad():`")
 

@@ -18,7 +18,41 @@ from .checks import Checks, check_choice, substituted
 
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
 QUIZ_SETS = {"answer_diffusion_facts"}  # answered with a set of letters
+# The idea behind each question, shown with a wrong answer (it does not name the letter).
+QUIZ_EXPLAIN = {
+    "answer_predicts": "the loss compares the output with the very eps that was mixed into x_0 in one closed-form "
+                       "jump to x_t; a sampling step then removes only the share of it that belongs to one step",
+    "answer_guidance_w": "expand eps_u + s (eps_c - eps_u) and match the coefficient of eps_c with (1 + w); then put "
+                         "w = 0 and see which prediction is left",
+    "answer_diffusion_facts": "weigh each statement alone: what eta = 0 removes from DDIM's update, whether the DDPM "
+                              "loss depends on the sampler or only on q(x_t | x_0), what s = 0 leaves of the guidance "
+                              "formula, how fast each schedule's alpha_bar falls at small t, and what DDPM does at t = 0",
+}
 _F64 = torch.float64
+# What the checks say when they recognise a mistake: one text per diagnosis, used by the
+# checks here, the hidden checks and the catalogue of mistakes.
+DIAGNOSES: dict[str, str] = {
+    "global_rng": "a draw ignored the generator passed in (torch.randn_like / torch.rand_like take none, or "
+                  "generator= was left out): pass generator=generator to every torch.randn, torch.rand and "
+                  "torch.randint",
+    "inputs_in_place": "an input was changed in place (an operation ending in _, +=, or an assignment into "
+                       "an input): compute a new tensor and leave the inputs as they are",
+    "labels_in_place": "labels overwritten in place (y[drop] = null_label): return a new tensor, "
+                       "torch.where(drop, torch.full_like(y, null_label), y)",
+    "null_as_zero": "y = None treated as digit 0: it means the 'no label' id, y = torch.full_like(t, self.num_classes)",
+    "max_period_ignored": "max_period was ignored: the frequencies are w_i = max_period ** (-i / half), with the "
+                          "max_period passed in",
+    "sin_first": "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]",
+    "half_minus_one": "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)",
+    "interleaved": "the cosines and sines are interleaved: concatenate all cosines, then all sines",
+    "per_example_sum": "the squared error was summed per example and averaged over the batch: take the mean "
+                       "over all elements (F.mse_loss)",
+    "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    "loss_promoted": "float64 alpha_bars promote float32 data: convert them with alpha_bars.to(x0.dtype) "
+                     "(and draw eps in x0's dtype)",
+    "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    "stated_draw": "one draw u = torch.rand(B, generator=generator); drop where u < p_uncond",
+}
 # diffusers' ResnetBlock2D submodule names -> the chapter's ResBlock attribute names
 DIFFUSERS_RESBLOCK_NAMES = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2",
                             "conv2": "conv2", "conv_shortcut": "skip"}
@@ -26,6 +60,17 @@ DIFFUSERS_RESBLOCK_NAMES = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj":
 
 def _t(x, dtype=_F64) -> torch.Tensor:
     return torch.tensor(x, dtype=dtype)
+
+
+def _call_keeping_inputs(c: Checks, fn, *args, names: tuple, inputs: str):
+    """Call `fn(*args)` and fail if it changed one of its tensor arguments in place."""
+    saved = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+    out = c.call(fn, *args, inputs=inputs)
+    for name, before, now in zip(names, saved, args):
+        if isinstance(before, torch.Tensor):
+            c.true(torch.equal(before, now), f"{getattr(fn, '__name__', 'the function')} modified its input {name} "
+                   "in place", inputs=inputs, expected=before, got=now, hint=DIAGNOSES["inputs_in_place"])
+    return out
 
 
 def _cos2(u: float, s: float) -> float:
@@ -95,7 +140,7 @@ def check_q_sample(q_sample) -> None:
     t = torch.tensor([0, 1, 2])
     inputs = "x0 = [[1, -1], [2, .5], [1, 1]], eps = [[.5, .5], [-1, 2], [3, -3]], t = [0, 1, 2], " \
              "alpha_bars = [.64, .36, .01]"
-    x_t = c.call(q_sample, x0, t, eps, ab, inputs=inputs)
+    x_t = _call_keeping_inputs(c, q_sample, x0, t, eps, ab, names=("x0", "t", "eps", "alpha_bars"), inputs=inputs)
     c.tensor("x_t", x_t, shape=(3, 2), dtype=_F64, inputs=inputs)
     sq = [(0.8, 0.6), (0.6, 0.8), (0.1, math.sqrt(0.99))]
 
@@ -136,8 +181,8 @@ class _Recorder(nn.Module):
         self.w = nn.Parameter(torch.tensor(0.3, dtype=_F64))
         self.calls = []
 
-    def forward(self, x_t, t, *rest):
-        self.calls.append((x_t.detach().clone(), t.detach().clone(), [r.detach().clone() for r in rest]))
+    def forward(self, x_t, t, y=None):
+        self.calls.append((x_t.detach().clone(), t.detach().clone(), None if y is None else y.detach().clone()))
         shape = (-1,) + (1,) * (x_t.dim() - 1)
         return 0.5 * x_t + self.w * t.to(x_t.dtype).view(shape) / 10
 
@@ -155,7 +200,7 @@ def check_diffusion_loss(diffusion_loss) -> None:
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
            got=f"{len(model.calls)} calls")
-    x_t, t, rest = model.calls[0]
+    x_t, t, _ = model.calls[0]
     c.tensor("x_t passed to the model", x_t, shape=tuple(x0.shape), inputs=inputs)
     c.tensor("t passed to the model", t, shape=(256,), dtype=torch.int64, inputs=inputs)
     c.true(bool(((t >= 0) & (t < T)).all()), "t must lie in {0, ..., T-1}", inputs=inputs,
@@ -178,6 +223,7 @@ def check_diffusion_loss(diffusion_loss) -> None:
             ((eps_hat - eps) ** 2).sum(),
         "the squared error was averaged per example and summed over the batch: take the mean over everything":
             ((eps_hat - eps) ** 2).flatten(1).mean(1).sum(),
+        DIAGNOSES["per_example_sum"]: ((eps_hat - eps) ** 2).flatten(1).sum(1).mean(),
     })
     c.call(loss.backward, inputs=inputs)
     c.true(model.w.grad is not None, "no gradient reached the model's parameters", inputs=inputs,
@@ -190,13 +236,26 @@ def check_diffusion_loss(diffusion_loss) -> None:
            "t is not drawn uniformly from {0, ..., T-1}", inputs=inputs + ", 8 calls",
            expected=f"each of the {T} values about {len(seen) // T} times", got=f"counts {counts.tolist()}",
            hint="torch.randint(0, T, (B,)); t = 0 (the least noisy step) must be drawn too")
-    # Class labels are passed on as the third argument.
+    # Class labels are passed on to the model.
     y = torch.arange(256) % 10
     model.calls.clear()
     c.call(diffusion_loss, model, x0, ab, y=y, inputs=inputs + ", y = arange(256) % 10")
-    got_y = model.calls[0][2] if model.calls else []
-    c.true(len(got_y) == 1 and torch.equal(got_y[0], y), "the labels y must be passed to the model: model(x_t, t, y)",
-           inputs="y = arange(256) % 10", got=f"extra arguments {[tuple(r.shape) for r in got_y]}")
+    got_y = model.calls[0][2] if model.calls else None
+    c.true(got_y is not None and torch.equal(got_y, y), DIAGNOSES["labels_not_passed"],
+           inputs="y = arange(256) % 10", got="no labels" if got_y is None else f"labels {got_y[:6].tolist()}...")
+    # Every draw comes from the generator: the same seed gives the same draws, the global RNG is left alone.
+    runs = []
+    for _ in range(2):
+        model.calls.clear()
+        before = torch.random.get_rng_state()
+        c.call(diffusion_loss, model, x0, ab, generator=torch.Generator().manual_seed(11),
+               inputs=inputs + ", generator = torch.Generator().manual_seed(11)")
+        c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every "
+               "draw must come from the generator passed in", inputs="generator given", hint=DIAGNOSES["global_rng"])
+        runs.append(model.calls[0][:2])
+    c.true(torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1]),
+           "two calls with generators of the same seed gave different draws", inputs="generator given twice",
+           hint=DIAGNOSES["global_rng"])
     c.done()
 
 
@@ -213,7 +272,8 @@ def check_ddpm_step(ddpm_step) -> None:
     z = _t([[1.0, -1.0, 2.0]])
     # t = 2: a_t = .36, a_prev = .72, alpha = .5, beta = .5, variance = .5 * .28 / .64.
     inputs = "t = 2, alpha_bars = [.9, .72, .36], x_t = [[1, -2, .5]], eps_hat = [[.5, 1, -1]], noise = [[1, -1, 2]]"
-    out = c.call(ddpm_step, e, 2, x, ab, z, inputs=inputs)
+    out = _call_keeping_inputs(c, ddpm_step, e, 2, x, ab, z, names=("eps_hat", "t", "x_t", "alpha_bars", "noise"),
+                               inputs=inputs)
     c.true(isinstance(out, tuple) and len(out) == 2, "ddpm_step must return a pair (x_prev, x0_hat)", inputs=inputs,
            got=type(out).__name__)
     x_prev, x0_hat = out
@@ -289,7 +349,8 @@ def check_ddim_step(ddim_step) -> None:
         hint="when t_prev < 0, alpha_bar_prev = 1 and x_prev = x0_hat")
     # eta = 1, t -> t - 1 has DDPM's posterior variance: sigma^2 = .28/.64 * (1 - .36/.72) = .21875.
     inputs = "t = 2, t_prev = 1, eta = 1, noise = [[1, -1, 2]]"
-    out = c.call(ddim_step, e, 2, 1, x, ab, 1.0, z, inputs=inputs)
+    out = _call_keeping_inputs(c, ddim_step, e, 2, 1, x, ab, 1.0, z,
+                               names=("eps_hat", "t", "t_prev", "x_t", "alpha_bars", "eta", "noise"), inputs=inputs)
     var = 0.28 / 0.64 * 0.5
     want = math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e + math.sqrt(var) * z
     c.close("x_prev with eta = 1", out[0], want, atol=1e-12, inputs=inputs, mistakes={
@@ -318,13 +379,20 @@ def check_time_embedding(timestep_embedding, ResBlock) -> None:
     c.tensor("emb", emb, shape=(2, 4), dtype=torch.float32, inputs=inputs)
     want = _t([[1, 1, 0, 0], [math.cos(1), math.cos(0.01), math.sin(1), math.sin(0.01)]])
     c.close("emb", emb, want, atol=1e-6, inputs=inputs, mistakes={
-        "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]":
+        DIAGNOSES["sin_first"]:
             _t([[0, 0, 1, 1], [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]]),
-        "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)":
+        DIAGNOSES["half_minus_one"]:
             _t([[1, 1, 0, 0], [math.cos(1), math.cos(1e-4), math.sin(1), math.sin(1e-4)]]),
-        "the cosines and sines are interleaved: concatenate all cosines, then all sines":
+        DIAGNOSES["interleaved"]:
             _t([[1, 0, 1, 0], [math.cos(1), math.sin(1), math.cos(0.01), math.sin(0.01)]]),
     })
+    inputs = "t = [1, 2.5] (float), dim = 4, max_period = 100 (frequencies 1 and 0.1)"
+    emb = c.call(timestep_embedding, torch.tensor([1.0, 2.5]), 4, 100, inputs=inputs)
+    c.tensor("emb", emb, shape=(2, 4), dtype=torch.float32, inputs=inputs)
+    c.close("emb", emb, _t([[math.cos(a * w) for w in (1, 0.1)] + [math.sin(a * w) for w in (1, 0.1)]
+                            for a in (1.0, 2.5)]), atol=1e-6, inputs=inputs, mistakes={
+        DIAGNOSES["max_period_ignored"]: _t([[math.cos(a * w) for w in (1, 0.01)] + [math.sin(a * w) for w in (1, 0.01)]
+                                             for a in (1.0, 2.5)])})
     t = torch.tensor([5, 999, 0])
     emb = c.call(timestep_embedding, t, 32, inputs="t = [5, 999, 0], dim = 32")
     c.tensor("emb", emb, shape=(3, 32), dtype=torch.float32, inputs="t = [5, 999, 0], dim = 32")
@@ -460,14 +528,21 @@ def check_guidance(drop_labels, guided_eps) -> None:
                inputs=inputs, got=f"{int((out == 10).sum())} null labels",
                hint="drop where torch.rand(B) < p_uncond")
     g = torch.Generator().manual_seed(5)
+    before = torch.random.get_rng_state()
     out = c.call(drop_labels, y, 0.3, 10, g, inputs=f"{inputs}, p_uncond = 0.3")
+    c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every draw "
+           "must come from the generator passed in", inputs=inputs + ", a generator given", hint=DIAGNOSES["global_rng"])
     frac = (out == 10).float().mean().item()
     c.true(abs(frac - 0.3) < 0.03, "the fraction of dropped labels should be p_uncond", inputs=inputs + ", p = 0.3",
            expected="about 0.30", got=f"{frac:.3f}", hint="drop where torch.rand(B) < p_uncond, not >=")
     kept = out != 10
     c.true(torch.equal(out[kept], y[kept]), "labels that are not dropped must stay unchanged", inputs=inputs)
+    u = torch.rand(10000, generator=torch.Generator().manual_seed(5))
+    c.true(torch.equal(out, torch.where(u < 0.3, 10, y)), "the dropped labels are not those of the stated draw",
+           inputs=inputs + ", generator = torch.Generator().manual_seed(5)",
+           hint=DIAGNOSES["stated_draw"])
     c.true(torch.equal(y, torch.arange(10000) % 10), "drop_labels must not modify y in place", inputs=inputs,
-           hint="return a new tensor (torch.where)")
+           hint=DIAGNOSES["labels_in_place"])
 
     model = _LabelModel()
     x = torch.zeros(3, 1, 2, 2)
@@ -493,7 +568,7 @@ def check_guidance(drop_labels, guided_eps) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- data, models, samplers

@@ -28,6 +28,51 @@ from .checks import Checks, check_choice, substituted
 from .paths import artifacts_dir
 
 QUIZ_OPTIONS = {"answer_why_latent": "ABCD", "answer_qkv": "ABCD", "answer_latent_facts": "ABCDEF"}
+# The idea behind each question, shown with a wrong answer (it does not name the letter).
+QUIZ_EXPLAIN = {
+    "answer_why_latent": "count the elements a U-Net step works on for a 512 x 512 x 3 image and for its "
+                         "64 x 64 x 4 latent, and ask which part of the system puts the fine detail back",
+    "answer_qkv": "each output position of cross-attention is one pixel of the feature map: whatever asks the "
+                  "question (the queries) has one row per output position, and what is looked up comes from the "
+                  "other input",
+    "answer_latent_facts": "weigh each statement alone: what the scale factor does to the latents' spread, whether "
+                           "anything random happens to the caption at sampling time, what the unconditional branch "
+                           "is given, where the mask enters the softmax, what is frozen while the U-Net trains, and "
+                           "what eps_u + s (eps_c - eps_u) is at s = 0",
+}
+# What the checks say when they recognise a mistake: one text per diagnosis, used by the
+# checks here, the hidden checks and the catalogue of mistakes.
+DIAGNOSES: dict[str, str] = {
+    "global_rng": "a draw ignored the generator passed in (torch.randn_like / torch.rand_like take none, or "
+                  "generator= was left out): pass generator=generator to every torch.randn, torch.rand and "
+                  "torch.randint",
+    "inputs_in_place": "an input was changed in place (context[drop] = ..., mask[drop] = ..., an operation ending "
+                       "in _): work on new tensors (torch.where, or .clone() first) and leave the inputs as they are",
+    "kl_mean_elements": "the KL divergence must be summed over the latent elements (then averaged over the batch), "
+                        "not averaged",
+    "kl_sum_batch": "the KL divergence must be averaged over the batch, not summed",
+    "kl_no_half": "the factor 0.5 is missing from the KL divergence",
+    "kl_sign": "the KL's sign is flipped: 0.5 * sum(mean**2 + exp(logvar) - 1 - logvar) is >= 0",
+    "kl_var_as_std": "exp(logvar) is the variance: the KL uses exp(logvar), not exp(2 * logvar) or exp(logvar / 2)",
+    "rec_sum": "rec must be the mean over all elements, not the sum",
+    "rec_per_image": "rec summed per image and averaged over the batch: take the mean over all elements",
+    "scale_multiplied": "the scale factor must divide the latents before decoding (latents / scale_factor), not multiply",
+    "scale_not_divided": "divide the latents by scale_factor before decoding",
+    "predicts_z0": "the U-Net must be trained to predict the noise eps, not the clean latents z0",
+    "guidance_inverted": "the guidance formula is inverted: eps_u + g (eps_c - eps_u), eps_u from the empty caption",
+    "mask_inverted": "the mask is inverted: True marks real tokens, False padding",
+    "noise_unused": "the noise was not used: z = mean + exp(logvar / 2) * noise",
+    "mask_ignored": "the padding mask was ignored: set the scores of padding tokens to -inf before the softmax",
+    "no_block_residual": "the residual connection around the block is missing: return x + proj_out(h)",
+    "scale_inverse_variance": "the scale factor is 1 / std, not 1 / variance",
+    "scale_is_std": "the scale factor is 1 / std, not the std itself",
+    "no_sqrt_head_dim": "the scores must be divided by sqrt(head_dim)",
+    "softmax_axis": "the softmax must run over the tokens (the last dimension), not over the image positions",
+    "std_vs_rms": "the standard deviation is around the mean: Z.std(), not the root mean square of Z",
+    "no_init_noise_sigma": "the starting latents must be multiplied by scheduler.init_noise_sigma",
+    "z_exp_logvar": "z = mean + exp(logvar) * noise: the standard deviation is exp(logvar / 2)",
+    "z_logvar": "z = mean + logvar * noise: the standard deviation is exp(logvar / 2)",
+}
 QUIZ_SETS = {"answer_latent_facts"}
 _F64 = torch.float64
 # diffusers' Transformer2DModel warns about its own deprecated output class on every call
@@ -36,7 +81,7 @@ warnings.filterwarnings("ignore", message=".*Transformer2DModelOutput.*", catego
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- 1 autoencoder
@@ -100,38 +145,45 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
         std = torch.tensor([2.0, 1.0, 0.5, 1.0]).view(1, 4, 1, 1)
         z = torch.tensor([0.5, -0.5, 0.0, 1.0]).view(1, 4, 1, 1) + std * noise
         c.close("x_hat", out[0], model.decode(z), atol=1e-5, inputs=inputs, mistakes={
-            "z = mean + exp(logvar) * noise: the standard deviation is exp(logvar / 2)":
+            DIAGNOSES["z_exp_logvar"]:
                 model.decode(z - std * noise + std ** 2 * noise),
-            "z = mean + logvar * noise: the standard deviation is exp(logvar / 2)":
+            DIAGNOSES["z_logvar"]:
                 model.decode(z - std * noise + torch.log(std ** 2) * noise),
-            "the noise was not used: z = mean + exp(logvar / 2) * noise": model.decode(z - std * noise),
+            DIAGNOSES["noise_unused"]: model.decode(z - std * noise),
         }, hint="x_hat = decode(z) with z = mean + exp(logvar / 2) * noise")
 
-    # The loss, by hand: x = 0, x_hat = 1, one latent pixel with 2 channels per example.
-    x0 = torch.zeros(2, 1, 2, 2, dtype=_F64)
-    x1 = torch.ones(2, 1, 2, 2, dtype=_F64)
-    x1[1] = 3.0  # squared errors 1 (4 pixels) and 9 (4 pixels): rec = 5
-    mean = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=_F64).view(2, 2, 1, 1)
-    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]], dtype=_F64).view(2, 2, 1, 1)
-    # KL per example: 0.5 * (1 + 4) = 2.5, and 0.5 * (2 - 1 - log 2) = 0.5 - 0.5 log 2
-    kl1, kl2 = 2.5, 0.5 - 0.5 * math.log(2.0)
-    inputs = "x = 0 (2, 1, 2, 2), x_hat = 1 and 3, mean = [[1, 2], [0, 0]], logvar = [[0, 0], [log 2, 0]], " \
-             "kl_weight = 0.1"
+    # The loss, by hand: x = 0, x_hat = 1, 3 and 2, one latent pixel with 2 channels per
+    # example. Three examples: a KL summed over the batch (3x) and one without its factor
+    # 0.5 (2x) differ.
+    x0 = torch.zeros(3, 1, 2, 2, dtype=_F64)
+    x1 = torch.ones(3, 1, 2, 2, dtype=_F64)
+    x1[1], x1[2] = 3.0, 2.0  # squared errors 1, 9 and 4 (4 pixels each): rec = 14 / 3
+    mean = torch.tensor([[1.0, 2.0], [0.0, 0.0], [0.0, 1.0]], dtype=_F64).view(3, 2, 1, 1)
+    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0], [0.0, math.log(2.0)]], dtype=_F64).view(3, 2, 1, 1)
+    # KL per example: 0.5 * (1 + 4) = 2.5, 0.5 * (2 - 1 - log 2) and 0.5 * (1 + 2 - 1 - log 2)
+    kls = [2.5, 0.5 - 0.5 * math.log(2.0), 1.0 - 0.5 * math.log(2.0)]
+    kl_mean, kl_sum = sum(kls) / 3, sum(kls)
+    inputs = "x = 0 (3, 1, 2, 2), x_hat = 1, 3 and 2, mean = [[1, 2], [0, 0], [0, 1]], " \
+             "logvar = [[0, 0], [log 2, 0], [0, log 2]], kl_weight = 0.1"
+    saved = [v.clone() for v in (x0, x1, mean, logvar)]
     out = c.call(autoencoder_loss, x0, x1, mean, logvar, 0.1, inputs=inputs)
+    c.true(all(torch.equal(a, b) for a, b in zip(saved, (x0, x1, mean, logvar))),
+           "autoencoder_loss modified its inputs in place", inputs=inputs, hint=DIAGNOSES["inputs_in_place"])
     c.true(isinstance(out, tuple) and len(out) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
     loss, rec, kl = out
-    c.close("rec", rec, torch.tensor(5.0), atol=1e-9, inputs=inputs, mistakes={
-        "rec must be the mean over all elements, not the sum": torch.tensor(40.0),
-        "rec summed per image and averaged over the batch: take the mean over all elements": torch.tensor(20.0)})
-    c.close("kl", kl, torch.tensor((kl1 + kl2) / 2), atol=1e-9, inputs=inputs, mistakes={
-        "the KL divergence must be summed over the latent elements (then averaged over the batch), not averaged":
-            torch.tensor((kl1 + kl2) / 4),
-        "the KL divergence must be averaged over the batch, not summed": torch.tensor(kl1 + kl2),
-        "the factor 0.5 is missing from the KL divergence": torch.tensor(kl1 + kl2),
-        "the KL's sign is flipped: 0.5 * sum(mean**2 + exp(logvar) - 1 - logvar) is >= 0":
-            torch.tensor(-(kl1 + kl2) / 2),
+    c.close("rec", rec, torch.tensor(14.0 / 3), atol=1e-9, inputs=inputs, mistakes={
+        DIAGNOSES["rec_sum"]: torch.tensor(56.0), DIAGNOSES["rec_per_image"]: torch.tensor(56.0 / 3)})
+    ev = [(1.0, 1.0), (4.0, 1.0), (1.0, 4.0)]  # exp(2 logvar) per example, per channel
+    kl_var_as_std = sum(0.5 * (m ** 2 + e - 1 - lv) for m, e, lv in
+                        zip(mean.flatten().tolist(), [v for pair in ev for v in pair], logvar.flatten().tolist())) / 3
+    c.close("kl", kl, torch.tensor(kl_mean), atol=1e-9, inputs=inputs, mistakes={
+        DIAGNOSES["kl_mean_elements"]: torch.tensor(kl_mean / 2),
+        DIAGNOSES["kl_sum_batch"]: torch.tensor(kl_sum),
+        DIAGNOSES["kl_no_half"]: torch.tensor(2 * kl_mean),
+        DIAGNOSES["kl_sign"]: torch.tensor(-kl_mean),
+        DIAGNOSES["kl_var_as_std"]: torch.tensor(kl_var_as_std),
     })
-    c.close("loss", loss, torch.tensor(5.0 + 0.1 * (kl1 + kl2) / 2), atol=1e-9, inputs=inputs,
+    c.close("loss", loss, torch.tensor(14.0 / 3 + 0.1 * kl_mean), atol=1e-9, inputs=inputs,
             hint="loss = rec + kl_weight * kl")
 
     g = torch.Generator().manual_seed(2)
@@ -141,9 +193,9 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
     c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
            got=type(s).__name__, hint="1 / Z.std() is a 0-d tensor: use .item()")
     c.close("scale factor", torch.tensor(s), 1 / Z.std(), atol=1e-4, rtol=1e-3, inputs=inputs, mistakes={
-        "the scale factor is 1 / std, not the std itself": Z.std(),
-        "the scale factor is 1 / std, not 1 / variance": 1 / Z.var(),
-        "the standard deviation is around the mean: Z.std(), not the root mean square of Z":
+        DIAGNOSES["scale_is_std"]: Z.std(),
+        DIAGNOSES["scale_inverse_variance"]: 1 / Z.var(),
+        DIAGNOSES["std_vs_rms"]:
             1 / Z.pow(2).mean().sqrt(),
     })
     c.done()
@@ -204,12 +256,12 @@ def check_cross_attention(CrossAttention) -> None:
     c.tensor("out", out, shape=(1, 2, 2), inputs=inputs)
     want = scores.masked_fill(~mask, float("-inf")).softmax(-1)
     c.close("attn", weights[0, 0], want, atol=1e-5, inputs=inputs, mistakes={
-        "the padding mask was ignored: set the scores of padding tokens to -inf before the softmax":
+        DIAGNOSES["mask_ignored"]:
             scores.softmax(-1),
-        "the scores must be divided by sqrt(head_dim)": (scores * math.sqrt(2)).masked_fill(~mask, -1e9).softmax(-1),
-        "the softmax must run over the tokens (the last dimension), not over the image positions":
+        DIAGNOSES["no_sqrt_head_dim"]: (scores * math.sqrt(2)).masked_fill(~mask, -1e9).softmax(-1),
+        DIAGNOSES["softmax_axis"]:
             scores.masked_fill(~mask, -1e9).softmax(0),
-        "the mask is inverted: True marks real tokens, False padding": scores.masked_fill(mask, -1e9).softmax(-1),
+        DIAGNOSES["mask_inverted"]: scores.masked_fill(mask, -1e9).softmax(-1),
     })
     c.close("out", out[0], want @ context[0], atol=1e-5, inputs=inputs,
             hint="out = attn @ v: the values come from the text (context), not from the image features x")
@@ -338,7 +390,7 @@ def _check_block(CrossAttnBlock) -> None:
         c.tensor("output", out, shape=(2, 8, 3, 4), dtype=torch.float32, inputs=inputs)
         want = theirs(x, encoder_hidden_states=context, attention_mask=mask.float()).sample
         c.close("output (vs diffusers' Transformer2DModel)", out, want, atol=1e-4, inputs=inputs, mistakes={
-            "the residual connection around the block is missing: return x + proj_out(h)": want - x,
+            DIAGNOSES["no_block_residual"]: want - x,
         }, hint="norm -> tokens (B, H*W, C) -> proj_in; h + attn(norm_attn(h)); h + ff(norm_ff(h)); "
                 "proj_out; back to (B, C, H, W) with transpose(1, 2).reshape (not view on the wrong layout); + x")
         maps = getattr(block, "last_attn", None)
@@ -378,12 +430,17 @@ def check_training_loss(training_loss) -> None:
     for p in (0.0, 1.0, 0.3):
         unet = _ContextRecorder()
         inputs = f"{base}, p_uncond = {p}"
-        saved = context.clone()
+        saved, saved_mask = context.clone(), mask.clone()
+        before = torch.random.get_rng_state()
         loss = c.call(training_loss, unet, z0, context, mask, null_context, null_mask, ab, p,
                       torch.Generator().manual_seed(8), inputs=inputs)
+        c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every "
+               "draw must come from the generator passed in", inputs=inputs, hint=DIAGNOSES["global_rng"])
         c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
         c.true(torch.equal(context, saved), "training_loss must not modify context in place", inputs=inputs,
-               hint="build a new tensor with torch.where")
+               hint=DIAGNOSES["inputs_in_place"])
+        c.true(torch.equal(mask, saved_mask), "training_loss must not modify mask in place", inputs=inputs,
+               hint=DIAGNOSES["inputs_in_place"])
         c.true(len(unet.calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
                got=f"{len(unet.calls)} calls")
         z_t, t, ctx, msk = unet.calls[0]
@@ -410,7 +467,7 @@ def check_training_loss(training_loss) -> None:
                hint="z_t = sqrt(alpha_bars[t]) z0 + sqrt(1 - alpha_bars[t]) eps, eps = torch.randn_like(z0)")
         eps_hat = 0.5 * z_t + 0.3 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1)
         c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
-            "the U-Net must be trained to predict the noise eps, not the clean latents z0":
+            DIAGNOSES["predicts_z0"]:
                 ((eps_hat - z0) ** 2).mean()})
     c.call(loss.backward, inputs=inputs)
     c.true(unet.w.grad is not None, "no gradient reached the U-Net's parameters", inputs=inputs)
@@ -485,7 +542,7 @@ def check_generate(generate) -> None:
     first = scaled[0][1]
     c.tensor("the first latents given to scale_model_input", first, shape=(4, 2, 2, 2), inputs=inputs)
     c.close("the starting latents (both halves)", first, torch.cat([start, start]), atol=1e-6, inputs=inputs, mistakes={
-        "the starting latents must be multiplied by scheduler.init_noise_sigma": torch.cat([start, start]) / 2,
+        DIAGNOSES["no_init_noise_sigma"]: torch.cat([start, start]) / 2,
     }, hint="latents = torch.randn((B, *latent_shape), generator=generator) * scheduler.init_noise_sigma, "
             "the first draw from the generator")
     steps = [e for e in scheduler.log if e[0] == "step"]
@@ -509,7 +566,7 @@ def check_generate(generate) -> None:
         eps_u, eps_c = eps[empty], eps[~empty]
         want = eps_u + 3.0 * (eps_c - eps_u)
         c.close("eps_hat given to scheduler.step", steps[k][1], want, atol=1e-5, inputs=at, mistakes={
-            "the guidance formula is inverted: eps_u + g (eps_c - eps_u), eps_u from the empty caption":
+            DIAGNOSES["guidance_inverted"]:
                 eps_c + 3.0 * (eps_u - eps_c),
             "guidance must combine both halves: eps_u + g (eps_c - eps_u)": 3.0 * eps_c,
         })
@@ -519,9 +576,9 @@ def check_generate(generate) -> None:
     c.true(len(decoded) == 1, "decode must be called once, on the final latents", inputs=inputs,
            got=f"{len(decoded)} calls")
     c.close("the latents given to decode", decoded[0], sample / 0.5, atol=1e-5, inputs=inputs, mistakes={
-        "the scale factor must divide the latents before decoding (latents / scale_factor), not multiply":
+        DIAGNOSES["scale_multiplied"]:
             sample * 0.5,
-        "divide the latents by scale_factor before decoding": sample,
+        DIAGNOSES["scale_not_divided"]: sample,
     })
     c.close("generate's result", out, decoded[0] * 10, atol=1e-5, inputs=inputs, hint="return decode(...)")
     c.done()

@@ -48,18 +48,46 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def check_choice(name: str, answer: Any, options: str, many: bool = False) -> None:
+def choice_letters(answer: Any) -> list:
+    """The letters of a multiple-choice answer as written: a lone letter, or the members of
+    a set, list or tuple; letters count in either case ("b" is "B"), surrounding spaces
+    are ignored."""
+    items = list(answer) if isinstance(answer, (set, frozenset, list, tuple)) else [answer]
+    return [a.strip().upper() if isinstance(a, str) else a for a in items]
+
+
+def check_choice(name: str, answer: Any, options: str, many: bool = False, explain: str | None = None) -> None:
     """The format of a multiple-choice answer (the right letters are checked when grading):
-    one letter from `options` (a one-letter set counts as the letter), or with `many` a
-    non-empty set (or list) of such letters."""
+    one letter from `options` (a one-letter set counts as the letter; lower case counts as
+    upper case), or with `many` a non-empty set (or list) of such letters. `explain`, printed
+    once the format is right, states the idea the question is about without the answer."""
     c = Checks(name)
-    letters = list(answer) if isinstance(answer, (set, frozenset, list, tuple)) else [answer]
-    if not many and len(letters) != 1:  # one letter, possibly as a one-letter set
-        letters = [answer]
-    ok = len(letters) > 0 and all(isinstance(a, str) and len(a) == 1 and a in options for a in letters)
+    letters = choice_letters(answer)
+    ok = len(letters) == 1 or (many and len(letters) > 0)
+    ok = ok and all(isinstance(a, str) and len(a) == 1 and a in options for a in letters)
     c.true(ok, f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer),
            hint='e.g. {"A", "C"}' if many else 'e.g. "B"')
     c.done()
+    if explain:
+        print(f"  to weigh your answer: {explain}")
+
+
+def tolerance(dtype: torch.dtype, scale: float = 1.0, ops: float = 1.0) -> dict[str, float]:
+    """The course's tolerance policy for comparing a result computed in `dtype` with a
+    float64 reference (docs/AUTHORING.md, "Tolerances"):
+
+        atol = 64 * ops * eps(dtype) * scale,   rtol = 64 * ops * eps(dtype)
+
+    `scale` is the magnitude of the inputs the result is computed from (rounding of an input
+    of size s costs about eps * s in every output it reaches, e.g. sin(t * f) at t ~ 1000),
+    `ops` the condition of the computation (about the number of chained rounding steps that
+    can add up, e.g. the length of a sum, a few for exp/log chains). eps is 1.2e-7 for
+    float32 and 2.2e-16 for float64; integer and bool results compare exactly. Use as
+    `c.close("x", got, want, **tolerance(x.dtype, scale=...))`."""
+    if not dtype.is_floating_point:
+        return {"atol": 0.0, "rtol": 0.0}
+    eps = torch.finfo(dtype).eps
+    return {"atol": 64 * ops * eps * max(scale, 1.0), "rtol": 64 * ops * eps}
 
 
 @contextlib.contextmanager
@@ -81,6 +109,26 @@ def substituted(definition, **names):
                 scope[k] = saved[k]
             else:
                 scope.pop(k, None)
+
+
+def _as_float64(x: Any) -> torch.Tensor | None:
+    """A plain float64 CPU copy of a tensor or a number (bools and ints included), else None."""
+    try:
+        if isinstance(x, torch.Tensor):
+            return x.detach().to("cpu").to(torch.float64)
+        if isinstance(x, (bool, int, float)) or (isinstance(x, (list, tuple)) and len(x) < 10_000):
+            return torch.as_tensor(x, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        return None
+    return None
+
+
+def _within(got: torch.Tensor, want: torch.Tensor, atol: float, rtol: float) -> bool:
+    """|got - want| <= atol + rtol |want| everywhere; equal infinities match, NaN never does."""
+    inf = torch.isinf(got) | torch.isinf(want)
+    diff = (got - want).abs()
+    ok = torch.where(inf, got == want, diff <= atol + rtol * want.abs())
+    return bool(ok.all())
 
 
 class Checks:
@@ -109,7 +157,7 @@ class Checks:
         if not condition:
             self.fail(problem, inputs=inputs, hint=hint, expected=expected, got=got)
 
-    def call(self, fn, *args, inputs: str = "", **kwargs):
+    def call(self, fn, /, *args, inputs: str = "", **kwargs):
         """Call the learner's function, turning an exception into a readable failure."""
         try:
             return fn(*args, **kwargs)
@@ -149,20 +197,29 @@ class Checks:
     def close(self, what: str, got: torch.Tensor, expected: torch.Tensor, *, atol: float = 1e-5,
               rtol: float = 1e-4, inputs: str = "", hint: str | None = None,
               mistakes: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Stage 5: values. `mistakes` maps a diagnosis to the value that mistake produces."""
+        """Stage 5: values. `mistakes` maps a diagnosis to the value that mistake produces.
+        `got` may be a tensor or a number (anything else fails with what came back); NaN
+        never matches, inf matches only the same inf."""
         self.count += 1
-        got_t = got.detach().to("cpu", torch.float64)
-        exp_t = torch.as_tensor(expected).detach().to("cpu", torch.float64)
+        got_t = _as_float64(got)
+        if got_t is None:
+            self.fail(f"{what} should be a tensor or a number", inputs=inputs,
+                      expected=expected if isinstance(expected, torch.Tensor) else None,
+                      got=f"{type(got).__name__}: {describe(got)}")
+        exp_t = _as_float64(expected)
         if got_t.shape != exp_t.shape:
-            self.fail(f"{what} has shape {tuple(got_t.shape)}, expected {tuple(exp_t.shape)}", inputs=inputs)
-        diff = (got_t - exp_t).abs()
-        if bool((diff <= atol + rtol * exp_t.abs()).all()):
+            self.fail(f"{what} has shape {tuple(got_t.shape)}, expected {tuple(exp_t.shape)}", inputs=inputs,
+                      hint=hint)
+        if _within(got_t, exp_t, atol, rtol):
             return
         for diagnosis, wrong in (mistakes or {}).items():
-            w = torch.as_tensor(wrong).detach().to("cpu", torch.float64)
-            if w.shape == got_t.shape and bool(((got_t - w).abs() <= atol + rtol * w.abs()).all()):
+            w = _as_float64(wrong)
+            if w is not None and w.shape == got_t.shape and _within(got_t, w, atol, rtol):
                 hint = diagnosis
                 break
+        if got_t.numel() == 0:
+            self.fail(f"{what} has wrong values", inputs=inputs, expected=exp_t, got=got_t, hint=hint)
+        diff = torch.nan_to_num((got_t - exp_t).abs(), nan=math.inf)
         idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.dim() else ()
         self.fail(f"{what} has wrong values (largest error {diff.max().item():.3g} at index {idx}, "
                   f"tolerance {atol:g} + {rtol:g}*|expected|)",

@@ -1,0 +1,514 @@
+"""Harness snippets of the hidden checks, by name: public, and the kernel's own copy.
+
+A hidden check (run by the judge, `autograder.judge`) sometimes needs code to run in the
+learner's kernel next to the learner's objects: build a model, copy weights into it, read
+its parameters back. It asks with `autograder.remote.run(SNIPPET, **vars)` or
+`remote.twin(SNIPPET, **vars)`; what crosses to the kernel is the snippet's *name* in this
+registry, never source text, and the kernel runs its own copy of the code from here. So
+the kernel learns nothing of the hidden checks that this public file does not say.
+
+A check may pass the snippet's exact text (the hidden modules keep their snippets as
+constants next to the checks that use them): `name_of` finds the text here by value. A
+snippet that is not registered is refused (`UnregisteredSnippet`), so a new one fails its
+check, in fidelity and in the tests (tests/test_judge.py), instead of shipping its source.
+Add a snippet by adding its exact text here under a name `<chapter>.<what>`.
+
+Each snippet sees torch, nn, F, np and its vars (`remote.harness_scope`) and sets `result`.
+"""
+from __future__ import annotations
+
+
+class UnregisteredSnippet(LookupError):
+    """A harness snippet that is not in the registry (its text or its name)."""
+
+
+SNIPPETS: dict[str, str] = {
+    'common.parameters': """result = [p.detach() for p in model.parameters()]""",
+    'common.shapes': """result = [tuple(p.shape) for p in model.parameters()]""",
+    'common.copy_weights': """
+with torch.no_grad():
+    for p, w in zip(model.parameters(), weights):
+        p.copy_(w)
+""",
+    'common.keeps_global_rng': """
+before = torch.random.get_rng_state()
+out = fn(*args, **kwargs)
+result = (out, bool(torch.equal(before, torch.random.get_rng_state())))
+""",
+    'ch01.train_step_model': """
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    D = int(np.prod(shape))
+    model = nn.Sequential(nn.Flatten(),
+                          nn.Sequential(nn.Linear(D, h), nn.ReLU(), nn.Linear(h, k)),
+                          nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, D), nn.Sigmoid()),
+                          nn.Unflatten(1, tuple(shape))).to(dtype)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
+""",
+    'ch01.raises': """
+try:
+    fn(*args)
+    result = None
+except Exception as e:
+    result = type(e).__name__
+""",
+    'ch02.denoiser_model': """
+class Denoiser(nn.Module):
+    def __init__(self, c, C):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(C + 1, c, 3, stride=2, padding=1), nn.ReLU(),
+                                     nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU())
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
+                                     nn.ConvTranspose2d(c, C, 4, stride=2, padding=1))
+
+    def forward(self, x_noisy, sigma):
+        B, _, H, W = x_noisy.shape
+        sigma_map = sigma.to(x_noisy.dtype).view(B, 1, 1, 1).expand(B, 1, H, W)
+        return self.decoder(self.encoder(torch.cat([x_noisy, sigma_map], dim=1)))
+
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    model = Denoiser(c, C).to(dtype)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
+""",
+    'ch02.keep_x_call': """
+result = (fn(x, *args), x)
+""",
+    'ch03.random_linear_model': """
+class RandomLinearModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.k = A.shape[1]
+        self.A, self.C = A.clone(), C.clone()
+        self.W = nn.Parameter(W.clone())
+        self.b = nn.Parameter(b.clone())
+
+    def encode(self, x):
+        return x @ self.A, x @ self.C - 1
+
+    def decode(self, z):
+        return z @ self.W.T + self.b
+
+
+result = RandomLinearModel()
+""",
+    'ch03.random_vae': """
+class RandomVAE(nn.Module):
+    def __init__(self, D, k, h):
+        super().__init__()
+        self.k = k
+        self.encoder = nn.Sequential(nn.Linear(D, h), nn.ReLU())
+        self.mu_head = nn.Linear(h, k)
+        self.logvar_head = nn.Linear(h, k)
+        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, D))
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    result = RandomVAE(D, k, h).to(dtype)
+with torch.no_grad():
+    result.decoder[-1].weight.mul_(gain)
+    result.decoder[-1].bias.mul_(gain)
+""",
+    'ch03.reparam_grads': """
+mu = mu.detach().clone().requires_grad_(True)
+logvar = logvar.detach().clone().requires_grad_(True)
+z = reparameterize(mu, logvar, generator)
+(w * z).sum().backward()
+result = (mu.grad, logvar.grad)
+""",
+    'ch03.load_state': """
+try:
+    model.load_state_dict(state)
+    result = None
+except Exception as e:
+    mine = model.state_dict() if isinstance(model, nn.Module) else {}
+    result = (type(e).__name__, {n: tuple(t.shape) for n, t in mine.items()})
+""",
+    'ch03.outputs': """
+from workbook.checks import substituted
+
+
+def stand_in(mu, logvar, generator=None):
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+with torch.no_grad(), substituted(type(model), reparameterize=stand_in):
+    mu, logvar = model.encode(x)
+    out = tuple(model(x, generator=g_forward))
+    result = {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out,
+              "sampled": model.decode(stand_in(mu, logvar, g_sample))}
+""",
+    'ch03.raised': """
+try:
+    fn(*args, **kwargs)
+    result = None
+except Exception as e:
+    result = type(e).__name__
+""",
+    'ch04.named_shapes': """result = {k: tuple(v.shape) for k, v in model.named_parameters()}""",
+    'ch04.copy_by_name': """
+lp, lb = dict(model.named_parameters()), dict(model.named_buffers())
+with torch.no_grad():
+    for k, v in params.items():
+        lp[k].copy_(v)
+    for k, v in buffers.items():
+        if k in lb and lb[k].shape == v.shape:
+            lb[k].copy_(v)
+""",
+    'ch04.forward': """
+model.train(train)
+with torch.no_grad():
+    result = model(x)
+""",
+    'ch04.zero_shot_encoder': """
+from open_clip.transformer import TextTransformer
+from workbook.captions import CaptionTokenizer
+tokenizer = CaptionTokenizer()
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    encoder = TextTransformer(context_length=tokenizer.context_length, vocab_size=tokenizer.vocab_size,
+                              width=32, heads=2, layers=1, output_dim=16).eval()
+result = (encoder, tokenizer)
+""",
+    'ch04.clip_grads': """
+leaves = [v.detach().clone().requires_grad_() for v in (I, T, t)]
+loss = fn(*leaves)
+try:
+    loss.backward()
+except Exception as e:
+    result = (f"{type(e).__name__}: {e}", None)
+else:
+    result = (None, [v.grad for v in leaves])
+""",
+    'ch04.as_dict': """result = dict(out) if isinstance(out, dict) else out""",
+    'ch05.recorder': """
+class Recorder(nn.Module):
+    def __init__(self, a, b, dtype):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=dtype))
+        self.b = b
+        self.calls = []
+        self.kept = []
+
+    def forward(self, x_t, t, y=None):
+        self.calls.append((x_t.detach().clone(), t.detach().clone(), None if y is None else y.detach().clone()))
+        return self.a * x_t + self.b * torch.tanh(t.to(x_t.dtype) / 7).view(-1, *([1] * (x_t.dim() - 1)))
+
+result = Recorder(a, b, dtype)
+""",
+    'ch05.unet_stand_ins': """
+from diffusers.models.embeddings import get_timestep_embedding
+from diffusers.models.resnet import ResnetBlock2D
+from workbook.checks import substituted
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in, c_out, emb_dim, groups=8):
+        super().__init__()
+        block = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups, eps=1e-5)
+        self.norm1, self.conv1, self.time_proj = block.norm1, block.conv1, block.time_emb_proj
+        self.norm2, self.conv2 = block.norm2, block.conv2
+        self.skip = block.conv_shortcut if block.conv_shortcut is not None else nn.Identity()
+        object.__setattr__(self, "block", block)  # runs the forward, on the layers above
+
+    def forward(self, x, emb):
+        return self.block(x, emb)
+
+
+def timestep_embedding(t, dim, max_period=10000):
+    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
+
+
+result = substituted(UNet, ResBlock=ResBlock, timestep_embedding=timestep_embedding)
+result.__enter__()
+""",
+    'ch05.net': """
+class Net(nn.Module):
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+        self.calls = 0
+
+    def forward(self, x, t, y):
+        self.calls += 1
+        return torch.tanh(x * self.table[y][:, :, None, None] + t.view(-1, 1, 1, 1) / 500)
+
+result = Net(table)
+""",
+    'ch05.loss': """
+model.calls.clear()
+before = torch.random.get_rng_state()
+loss = fn(model, x0, alpha_bars, y, generator)
+model.kept[:] = [loss]
+result = (loss, bool(torch.equal(before, torch.random.get_rng_state())), list(model.calls))
+""",
+    'ch05.backward': """
+model.kept[0].backward()
+result = model.a.grad
+""",
+    'ch05.undo': """swap.__exit__(None, None, None)""",
+    'ch05.drop': """
+before = torch.random.get_rng_state()
+out = fn(y, p_uncond, null_label, generator)
+result = (out, y, bool(torch.equal(before, torch.random.get_rng_state())))
+""",
+    'ch05.named_shapes': """result = [(k, tuple(v.shape)) for k, v in model.named_parameters()]""",
+    'ch05.load_named': """
+with torch.no_grad():
+    params = dict(model.named_parameters())
+    for k, w in weights.items():
+        params[k].copy_(w)
+""",
+    'ch05.load_state': """model.load_state_dict(state)""",
+    'ch06.generate_harness': """
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+
+class EulerScheduler(EulerDiscreteScheduler):
+    # diffusers' Euler scheduler that, as DDIM does, also takes an integer timestep in step
+    def set_timesteps(self, *args, **kwargs):
+        import warnings
+        with warnings.catch_warnings():  # numpy 2's copy-keyword notice from diffusers' own code
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().set_timesteps(*args, **kwargs)
+
+    def step(self, model_output, timestep, sample, *args, **kwargs):
+        if isinstance(timestep, int) or (isinstance(timestep, torch.Tensor) and not timestep.is_floating_point()):
+            timestep = torch.as_tensor(timestep, dtype=torch.float32)
+        self.is_scale_input_called = True  # no warning: the check says what is missing
+        return super().step(model_output, timestep, sample, *args, **kwargs)
+
+
+def encode_text(prompts):
+    ids = torch.zeros(len(prompts), L, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        codes = [1] + [3 + (ord(ch_) % 60) for ch_ in p][: L - 2] + [2]
+        ids[i, : len(codes)] = torch.tensor(codes)
+    return table[ids], ids != 0
+
+
+class TinyUNet(nn.Module):
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, z, t, context, mask):
+        m = mask.to(z.dtype)[:, :, None]
+        text = (context * m).sum(1) / m.sum(1)  # (B, D) mean over real tokens
+        h = torch.einsum("bchw,cd->bdhw", z, self.a) + (text @ self.b)[:, :, None, None]
+        return torch.tanh(h + t.view(-1, 1, 1, 1).to(z) / 1000)
+
+
+def decode(z):
+    return z * 2 + 1
+
+
+def make_scheduler(kind="ddim"):
+    if kind == "euler":
+        return EulerScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", timestep_spacing="trailing")
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                         timestep_spacing="trailing")
+
+
+result = (encode_text, TinyUNet(a, b), decode, make_scheduler)
+""",
+    'ch06.load_state': """
+state = dict(state)
+if StandIn is not None:
+    for name, m in model.named_modules():
+        if isinstance(m, StandIn):
+            p = name + "." if name else ""
+            for k in ("to_q.weight", "to_k.weight", "to_v.weight"):
+                if p + k in state:
+                    state[p + "inner." + k] = state.pop(p + k)
+            for k in ("weight", "bias"):
+                if p + "to_out." + k in state:
+                    state[p + "inner.to_out.0." + k] = state.pop(p + "to_out." + k)
+with torch.no_grad():
+    model.load_state_dict(state)
+result = None
+""",
+    'ch06.copy_attention': """
+with torch.no_grad():
+    for name in ("to_q", "to_k", "to_v"):
+        getattr(model, name).weight.copy_(weights[name])
+    model.to_out.weight.copy_(weights["to_out.weight"])
+    model.to_out.bias.copy_(weights["to_out.bias"])
+result = None
+""",
+    'ch06.block_build': """
+import contextlib
+from diffusers.models.attention_processor import Attention
+
+
+class StandInAttention(nn.Module):
+    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
+        super().__init__()
+        self.inner = Attention(query_dim, cross_attention_dim=context_dim, heads=heads, dim_head=head_dim,
+                               bias=False, out_bias=True)
+
+    def forward(self, x, context, mask=None):
+        a = self.inner
+        bias = None if mask is None else a.prepare_attention_mask(
+            ((1 - mask.float()) * -10000.0)[:, None, :], context.shape[1], x.shape[0])
+        q, k, v = (a.head_to_batch_dim(p) for p in (a.to_q(x), a.to_k(context), a.to_v(context)))
+        probs = a.get_attention_scores(q, k, bias)  # (B * heads, N, L)
+        out = a.to_out[0](a.batch_to_head_dim(torch.bmm(probs, v)))
+        return out, probs.view(x.shape[0], a.heads, x.shape[1], context.shape[1])
+
+from workbook.checks import substituted as swapped
+
+with swapped(Block, CrossAttention=StandInAttention), torch.random.fork_rng():
+    torch.manual_seed(seed)
+    model = Block(*args)
+result = (model, StandInAttention)
+""",
+    'ch06.block_forward': """
+from workbook.checks import substituted as swapped
+
+with swapped(Block, CrossAttention=StandIn), torch.no_grad():
+    out = model(*args)
+result = (out, getattr(model, "last_attn", None))
+""",
+    'ch06.training_loss': """
+class Recorder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
+        self.calls = []
+
+    def forward(self, z_t, t, context, mask):
+        self.calls.append(tuple(v.detach().clone() for v in (z_t, t, context, mask)))
+        text = context.mean(dim=(1, 2)).view(-1, 1, 1, 1) / context.shape[0]  # within [-1, 1]
+        return 0.3 * z_t + self.w * text + t.view(-1, 1, 1, 1).to(z_t) / 50
+
+
+unet = Recorder()
+given = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+before = torch.random.get_rng_state()
+loss = loss_fn(unet, *args)
+kept_rng = bool(torch.equal(before, torch.random.get_rng_state()))
+backward_error = None
+try:
+    loss.backward()
+except Exception as e:
+    backward_error = f"{type(e).__name__}: {e}"
+changed = [i for i, (a, b) in enumerate(zip(given, args))
+           if isinstance(a, torch.Tensor) and not (isinstance(b, torch.Tensor) and b.shape == a.shape
+                                                    and torch.equal(a, b.detach()))]
+result = (loss, unet.calls, backward_error, unet.w.grad is not None, kept_rng, changed)
+""",
+    'ch05.keep_inputs': """
+out = fn(*args)
+result = (out, args)
+""",
+    # chapter 07 (begin)
+    'ch07.recorder': """
+class Recorder(nn.Module):
+    def __init__(self, a, b, dtype):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=dtype))
+        self.b = b
+        self.calls = []
+
+    def forward(self, x_t, t, y=None):
+        keep = lambda v: v.detach().clone(memory_format=torch.contiguous_format)
+        self.calls.append((keep(x_t), keep(t), [] if y is None else [keep(y)]))
+        return self.a * x_t + self.b * torch.tanh(3 * t.to(x_t.dtype)).view(-1, *([1] * (x_t.dim() - 1)))
+
+result = Recorder(a, b, dtype)
+""",
+    'ch07.loss': """
+model.calls.clear()
+model.a.grad = None
+before = torch.random.get_rng_state()
+loss = fn(model, x0, eps=eps, y=y, generator=generator, logit_normal=logit_normal)
+kept = bool(torch.equal(before, torch.random.get_rng_state()))
+grad = None
+if isinstance(loss, torch.Tensor) and loss.requires_grad:
+    try:
+        loss.backward()
+        grad = model.a.grad
+    except RuntimeError:
+        grad = None
+out = loss.detach() if isinstance(loss, torch.Tensor) else loss
+result = (out, model.calls, kept, grad, generator.get_state())
+""",
+    'ch07.field': """
+class Field:
+    def __init__(self, a, b, k):
+        self.a, self.b, self.k = a, b, k
+        self.calls = []
+
+    def __call__(self, x, t):
+        self.calls.append(t.detach().clone(memory_format=torch.contiguous_format))
+        tb = t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return self.a * torch.tanh(x) * (1 + tb) + self.b * tb * tb + self.k * x
+
+result = Field(a, b, k)
+""",
+    'ch07.calls': """result = field.calls""",
+    'ch07.clear': """field.calls.clear()""",
+    'ch07.net': """
+class Net(nn.Module):
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+
+    def forward(self, x, t, y):
+        w = self.table[y].view(-1, *([1] * (x.dim() - 1)))
+        return torch.tanh(x * w + t.to(x.dtype).view(-1, *([1] * (x.dim() - 1))))
+
+result = Net(table)
+""",
+    'ch07.drop': """
+before = torch.random.get_rng_state()
+out = fn(y, p_uncond, null_label, generator)
+result = (out, y, bool(torch.equal(before, torch.random.get_rng_state())))
+""",
+    'ch07.sample': """
+out = fn(field, x1, timesteps)
+result = (out, x1)
+""",
+    # chapter 07 (end)
+}
+
+_BY_TEXT = {code: name for name, code in SNIPPETS.items()}
+
+
+def name_of(code_or_name: str) -> str:
+    """The registered name of a snippet, given its name or its exact text."""
+    if type(code_or_name) is not str:
+        raise UnregisteredSnippet(f"a harness snippet is a str (its name or text), not {type(code_or_name).__name__}")
+    if code_or_name in SNIPPETS:
+        return code_or_name
+    try:
+        return _BY_TEXT[code_or_name]
+    except KeyError:
+        first = next((ln.strip() for ln in code_or_name.splitlines() if ln.strip()), "")[:60]
+        raise UnregisteredSnippet(
+            f"harness snippet not registered in autograder/harness.py (it starts {first!r}): "
+            "add its exact text to SNIPPETS under a name") from None
+
+
+def code_of(name: str) -> str:
+    """The code of the snippet registered under `name`."""
+    try:
+        return SNIPPETS[name]
+    except (KeyError, TypeError):
+        raise UnregisteredSnippet(f"no harness snippet named {str(name)[:80]!r}") from None

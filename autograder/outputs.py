@@ -1,0 +1,190 @@
+"""What the grader writes about learners, made safe for whoever opens it.
+
+- CSV: a cell starting with `=`, `+`, `-`, `@`, tab or carriage return is a formula to a
+  spreadsheet; `csv_cell` prefixes it with a single quote. Every CSV the grader writes goes
+  through `write_csv`.
+- Feedback notebooks: learner output is shown as text and pictures only. Rich outputs
+  that a browser would run or render as markup (HTML, JavaScript, SVG, Markdown, LaTeX,
+  widgets, ...) become their text (escaped when the page is made); raw HTML tags in
+  markdown cells are shown as text too.
+- HTML pages (feedback and the class report): `harden_page` re-serialises the page
+  without `<script>`, `<iframe>`, `<object>`, `<embed>`, `<base>`, `<form>`, `<meta>` refresh
+  or `<link>` elements, event-handler attributes and `javascript:`/`vbscript:`/non-image
+  `data:` URLs, and puts a strict Content-Security-Policy first in `<head>`, so that even
+  markup that slips through cannot run or load anything.
+- Leak fragments: `fragments` indexes every run of FRAGMENT characters of grader-only
+  code, `leaks_fragment` finds one anywhere inside an output (not just as a whole line).
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from pathlib import Path
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def csv_cell(value) -> str:
+    """A value as a CSV cell a spreadsheet shows as text, never runs as a formula."""
+    text = value if isinstance(value, str) else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([csv_cell(h) for h in header])
+        w.writerows([csv_cell(v) for v in row] for row in rows)
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+SHOWN_AS_IS = {"text/plain", "image/png", "image/jpeg", "image/gif"}
+
+
+def plain_outputs(nb: dict) -> int:
+    """Keep only text and raster pictures in every output of `nb` (rich outputs become
+    their source as text); returns how many outputs were changed."""
+    changed = 0
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not isinstance(data, dict) or set(data) <= SHOWN_AS_IS:
+                continue
+            rich = {k: v for k, v in data.items() if k not in SHOWN_AS_IS}
+            kept = {k: v for k, v in data.items() if k in SHOWN_AS_IS}
+            if "text/plain" not in kept:
+                kind, value = next(iter(rich.items()))
+                text = value if isinstance(value, str) else "".join(value) if isinstance(value, list) else repr(value)
+                kept["text/plain"] = f"[{kind} output shown as text]\n{text}"
+            out["data"] = kept
+            out.get("metadata", {}).pop("application/vnd.jupyter.widget-view+json", None)
+            changed += 1
+        if cell.get("cell_type") == "markdown":
+            cell["source"] = markup_as_text(cell.get("source", ""))
+        if cell.get("cell_type") == "markdown" and isinstance(cell.get("attachments"), dict):
+            for files in cell["attachments"].values():
+                if isinstance(files, dict):
+                    for kind in [k for k in files if k not in SHOWN_AS_IS - {"text/plain"}]:
+                        files.pop(kind)
+    nb.get("metadata", {}).pop("widgets", None)
+    return changed
+
+
+def markup_as_text(source) -> str:
+    """Markdown with its raw HTML tags shown as text (`<` of a tag becomes `&lt;`): a
+    learner's `<style>`, `<script>` or fake banner is not markup in feedback. The course's
+    own markdown has no raw HTML."""
+    text = "".join(source) if isinstance(source, list) else str(source)
+    return RAW_TAG.sub("&lt;", text)
+
+
+RAW_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+# ----------------------------------------------------------------------------- pages
+
+DROPPED_TAGS = ("script", "iframe", "frame", "frameset", "object", "embed", "applet", "base", "form",
+                "link", "noscript", "template", "portal")
+URL_ATTRS = ("href", "src", "action", "formaction", "xlink:href", "background", "poster", "srcset",
+             "data", "codebase", "cite", "ping", "lowsrc", "dynsrc")
+BAD_URL = re.compile(r"^\s*(javascript|vbscript|data|file|filesystem|blob)\s*:", re.I)
+DATA_IMAGE = re.compile(r"^\s*data:image/(png|jpe?g|gif);", re.I)
+
+
+def _bad_url(value: str) -> bool:
+    v = re.sub(r"[\x00-\x20]", "", value)  # browsers ignore these inside a scheme
+    return bool(BAD_URL.match(v)) and not DATA_IMAGE.match(v)
+
+
+def harden_page(page: str) -> str:
+    """The page without anything that runs or loads, and with a strict CSP first in <head>."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page, "html.parser")
+    for tag in soup.find_all(DROPPED_TAGS):
+        tag.decompose()
+    for tag in soup.find_all("meta"):
+        if tag.get("http-equiv") or tag.get("content") and not tag.get("name"):
+            tag.decompose()
+    for tag in soup.find_all(True):
+        for attr in list(tag.attrs):
+            name = attr.lower()
+            value = tag.attrs[attr]
+            value = " ".join(value) if isinstance(value, list) else str(value)
+            if name.startswith("on") or name in ("formaction", "srcdoc") \
+                    or (name in URL_ATTRS and _bad_url(value)) \
+                    or (name == "style" and re.search(r"expression\s*\(|url\s*\(|@import", value, re.I)):
+                del tag.attrs[attr]
+    head = soup.find("head")
+    csp = BeautifulSoup(CSP_META, "html.parser").meta
+    if head is None:
+        head = soup.new_tag("head")
+        (soup.find("html") or soup).insert(0, head)
+    head.insert(0, csp)
+    charset = soup.new_tag("meta", charset="utf-8")
+    head.insert(0, charset)
+    text = str(soup)
+    return text if text.lstrip().lower().startswith("<!doctype") else "<!DOCTYPE html>\n" + text
+
+
+def harden_file(path: Path) -> None:
+    path.write_text(harden_page(path.read_text(encoding="utf-8", errors="replace")), encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- leak fragments
+
+FRAGMENT = 40  # characters of a grader-only line that may not appear anywhere in an output
+STRING_LITERAL = re.compile(r"""[rbfuRBFU]{0,2}("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+
+
+def code_grams(line: str, k: int = FRAGMENT) -> set[str]:
+    """The k-character runs of a line that are not wholly inside one string literal (a
+    check's message is meant to be read by the learner; its code is not)."""
+    inside = [(m.start(1) + 1, m.end(1) - 1) for m in STRING_LITERAL.finditer(line)]
+    return {line[i:i + k] for i in range(len(line) - k + 1)
+            if not any(a <= i and i + k <= b for a, b in inside)}
+
+
+def grams(text: str, k: int = FRAGMENT) -> set[str]:
+    return {text[i:i + k] for i in range(len(text) - k + 1)}
+
+
+def fragments(protected_lines, public_text: str = "") -> frozenset[str]:
+    """Every FRAGMENT-character run of the protected lines (outside their string
+    literals) that is not also in the public text."""
+    found: set[str] = set()
+    for line in protected_lines:
+        found |= code_grams(line.strip())
+    return frozenset(found - grams(public_text)) if public_text else frozenset(found)
+
+
+STRIDE = 8  # positions of an output looked up: every 8th, through shorter grams
+
+
+@functools.lru_cache(maxsize=16)
+def _short_grams(index: frozenset[str]) -> frozenset[str]:
+    """The (FRAGMENT - STRIDE)-character runs inside the fragments: any FRAGMENT-character
+    run of a text holds one of them at a position divisible by STRIDE."""
+    k = FRAGMENT - STRIDE
+    return frozenset(g[i:i + k] for g in index for i in range(STRIDE + 1))
+
+
+def leaks_fragment(text: str, index: frozenset[str], k: int = FRAGMENT) -> bool:
+    """Whether any FRAGMENT-character run of `text` is in `index` (whitespace runs of
+    `text` are tried as they are and collapsed, since printers re-indent). Looks up every
+    STRIDE-th position in the shorter grams and confirms a hit around it exactly."""
+    if not index or len(text) < k:
+        return False
+    short, n = _short_grams(index), k - STRIDE
+    for variant in {text, re.sub(r"[ \t]+", " ", text)}:
+        for p in range(0, len(variant) - n + 1, STRIDE):
+            if variant[p:p + n] in short and any(variant[q:q + k] in index
+                                                  for q in range(max(0, p - STRIDE), p + 1)):
+                return True
+    return False
