@@ -253,6 +253,13 @@ def _run_cell(scope: dict, gid: str, src: str) -> str:
         return f"{type(e).__name__}: {e}"
 
 
+def _problem_line(msg: str) -> str:
+    """The line of a failure message that says what is wrong (the one naming the check)."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    named = [ln for ln in lines if "] " in ln and not ln.startswith(("input:", "expected:", "got:"))]
+    return ((named or lines or [""])[-1])[:200]
+
+
 def sweep_chapter(chapter: str, n_secrets: int, first: int = 0) -> dict[str, SweepRow]:
     """The hidden checks of one chapter under `n_secrets` grading secrets
     (`WORKBOOK_HIDDEN_SEED` = fidelity-sweep-<i>): the reference and every correct
@@ -292,7 +299,7 @@ def sweep_chapter(chapter: str, n_secrets: int, first: int = 0) -> dict[str, Swe
                     tally[1] += 1
                     if msg and len(row.unfair) < 5:
                         who = "reference" if item is None else f"alternative {item.target}: {item.note or ''}"
-                        row.unfair.append(f"{who}: secret {i}: {msg.splitlines()[-1][:200] if msg.strip() else msg}")
+                        row.unfair.append(f"{who}: secret {i}: {_problem_line(msg)}")
     finally:
         if saved is None:
             os.environ.pop("WORKBOOK_HIDDEN_SEED", None)

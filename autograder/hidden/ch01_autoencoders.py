@@ -95,8 +95,11 @@ def pca(pca_fit, pca_encode, pca_decode) -> None:
         scale = float(X64.abs().max())
         c.close("mean", mean, torch.from_numpy(sk.mean_.copy()), **tolerance(dtype, scale=scale, ops=N),
                 inputs=inputs, mistakes={d: m[0] for d, m in diag.items()})
-        c.close("S", S, torch.from_numpy(sk.singular_values_.copy()), **tolerance(dtype, scale=scale, ops=4 * N),
-                inputs=inputs, mistakes={d: m[2] for d, m in diag.items()})
+        # S is compared through S**2 (the variances times N): a correct eigh of the scatter
+        # matrix gets S**2 to rounding, but S itself only to sqrt(rounding) where S ~ 0
+        S_sk = torch.from_numpy(sk.singular_values_.copy())
+        c.close("S**2", S.double() ** 2, S_sk ** 2, **tolerance(dtype, scale=scale ** 2 * N, ops=4 * N),
+                inputs=inputs, mistakes={d: m[2].double() ** 2 for d, m in diag.items()})
         V_sk = torch.from_numpy(sk.components_.T.copy())
         c.close("V (up to the sign of each column)", V * _signs(V, V_sk), V_sk, **tolerance(dtype, ops=64 * Dim),
                 inputs=inputs, mistakes={d: m[1] * _signs(m[1], V_sk) for d, m in diag.items()
