@@ -376,7 +376,7 @@ def training_loss(fn) -> None:
     null_context = -torch.ones(1, L, D, dtype=_F64)
     null_mask = torch.zeros(1, L, dtype=torch.bool)
     null_mask[0, :2] = True
-    p = 0.1 + 0.5 * float(torch.rand(1, generator=g))
+    p = 0.1 + 0.25 * float(torch.rand(1, generator=g))   # <= 0.35: far from 1 - p, so a swapped probability shows
     inputs = f"z0 ({B}, 2, 3, 3) with std 0.5, context row b filled with b + 1, empty caption filled with -1, T = {T}, " \
              f"p_uncond = {p:.3f}, a recording stand-in U-Net (0.3 z_t + 0.7 mean(context) / B + t / 50)"
     seed = hidden_seed(f"{CH}/training_loss/draw")
