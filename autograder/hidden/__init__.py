@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.remote import run
+from autograder.remote import harness_scope, run
 from workbook.checks import Checks, choice_letters
 
 COPY_WEIGHTS = """
@@ -64,3 +64,20 @@ def call_keeping_global_rng(c: Checks, fn, *args, inputs: str = "", **kwargs):
            inputs=inputs, hint="pass generator=... to every torch.randn/rand/randint/randperm call "
                                "(torch.randn_like and torch.rand_like take no generator)")
     return out
+
+
+def in_kernel(name: str, code: str, **vars):
+    """A call that runs harness snippet `code` in the learner's kernel, named after the
+    learner's code it calls (`c.call` then reports its errors as that code's)."""
+    def call():
+        return run(code, **vars)
+    call.__name__ = name
+    return call
+
+
+def here(code: str, **vars):
+    """One more copy, in the judge, of what a harness snippet builds (the judge's half of
+    `remote.twin`)."""
+    scope = harness_scope(**vars)
+    exec(compile(code, "<judge harness>", "exec"), scope)
+    return scope["result"]

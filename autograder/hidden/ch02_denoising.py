@@ -14,9 +14,9 @@ import numpy as np
 import scipy.ndimage
 import torch
 
-from autograder.hidden import call_keeping_global_rng, grade_choice, load_reference_weights, parameters
+from autograder.hidden import call_keeping_global_rng, grade_choice, load_reference_weights, parameters, here as _here
 from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import harness_scope, run, twin
+from autograder.remote import run, twin
 from solutions import ch02_denoising as ref
 from workbook import ch02
 from workbook.checks import CheckFailed, Checks, tolerance
@@ -56,14 +56,6 @@ def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str):
         raise
     except Exception as e:  # the learner's code raised
         c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs, hint=hint)
-
-
-def _here(code: str, **vars):
-    """A harness snippet run in the judge only (the `here` half of `twin`): fresh copies of
-    the harness objects for the known-mistake diagnoses."""
-    scope = harness_scope(**vars)
-    exec(compile(code, "<judge harness>", "exec"), scope)
-    return scope["result"]
 
 
 # The call and the input after it: in-place effects on x happen in the kernel and do not

@@ -18,9 +18,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.resnet import ResnetBlock2D
 
-from autograder.hidden import COPY_WEIGHTS, grade_choice
+from autograder.hidden import COPY_WEIGHTS, grade_choice, in_kernel as _in_kernel, here as _here
 from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import harness_scope, run, twin
+from autograder.remote import run, twin
 from solutions import ch05_diffusion as ref
 from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES
 from workbook import ch05
@@ -38,22 +38,6 @@ def _gen(name: str) -> torch.Generator:
 
 def _int(g: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi, (1,), generator=g))
-
-
-def _in_kernel(name: str, code: str, **vars):
-    """A call that runs harness snippet `code` in the learner's kernel, named after the
-    learner's code it calls (`c.call` then reports its errors as that code's)."""
-    def call():
-        return run(code, **vars)
-    call.__name__ = name
-    return call
-
-
-def _here(code: str, **vars):
-    """One more copy, in the judge, of what a harness snippet builds."""
-    scope = harness_scope(**vars)
-    exec(compile(code, "<judge harness>", "exec"), scope)
-    return scope["result"]
 
 
 NAMED_SHAPES = "result = [(k, tuple(v.shape)) for k, v in model.named_parameters()]"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 
-from autograder.hidden import grade_choice
+from autograder.hidden import grade_choice, in_kernel as _in_kernel, here as _here
 from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import harness_scope, run, twin
+from autograder.remote import run, twin
 from solutions import ch07_flow_matching as ref
 from workbook.ch07 import DIAGNOSES
 from workbook.checks import Checks, tolerance
@@ -45,22 +45,6 @@ def _shape(g: torch.Generator, B: int, images: bool | None = None) -> tuple[int,
 
 def _scale(*xs) -> float:
     return max(float(x.abs().max()) for x in xs)
-
-
-def _in_kernel(name: str, code: str, **vars):
-    """A call that runs harness snippet `code` in the learner's kernel, named after the
-    learner's code it calls (`c.call` then reports its errors as that code's)."""
-    def call():
-        return run(code, **vars)
-    call.__name__ = name
-    return call
-
-
-def _here(code: str, **vars):
-    """One more copy, in the judge, of what a harness snippet builds."""
-    scope = harness_scope(**vars)
-    exec(compile(code, "<judge harness>", "exec"), scope)
-    return scope["result"]
 
 
 def _pair(c: Checks, out, what: str, inputs: str):
