@@ -52,7 +52,7 @@ def run_course(profile: str | None = None, only: list[str] | None = None, out: P
         results_dir = out / ch
         if (results_dir / "metrics.json").exists():
             (results_dir / "metrics.json").unlink()
-        env = tool_env({"WORKBOOK_PROFILE": profile, "WORKBOOK_RESULTS": str(results_dir),
+        env = tool_env({"WORKBOOK_PROFILE": profile, "WORKBOOK_RESULTS": str(results_dir), "WORKBOOK_PROGRESS": "0",
                         "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
         old_env = dict(os.environ)
         os.environ.update(env)  # the kernel inherits this process's environment

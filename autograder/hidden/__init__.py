@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from autograder import harness
 from autograder.remote import harness_scope, run
 from workbook.checks import Checks, choice_letters
 
-COPY_WEIGHTS = """
-with torch.no_grad():
-    for p, w in zip(model.parameters(), weights):
-        p.copy_(w)
-"""
-PARAMETERS = "result = [p.detach() for p in model.parameters()]"
-SHAPES = "result = [tuple(p.shape) for p in model.parameters()]"
+COPY_WEIGHTS = 'common.copy_weights'
+PARAMETERS = 'common.parameters'
+SHAPES = 'common.shapes'
 
 
 def grade_choice(name: str, answer, want, explain: str | None = None) -> None:
@@ -48,11 +45,7 @@ def load_reference_weights(c: Checks, model, reference: torch.nn.Module, inputs:
     c.call(run, COPY_WEIGHTS, model=model, weights=rp, inputs=inputs)
 
 
-KEEPS_GLOBAL_RNG = """
-before = torch.random.get_rng_state()
-out = fn(*args, **kwargs)
-result = (out, bool(torch.equal(before, torch.random.get_rng_state())))
-"""
+KEEPS_GLOBAL_RNG = 'common.keeps_global_rng'
 
 
 def call_keeping_global_rng(c: Checks, fn, *args, inputs: str = "", **kwargs):
@@ -75,9 +68,10 @@ def in_kernel(name: str, code: str, **vars):
     return call
 
 
-def here(code: str, **vars):
-    """One more copy, in the judge, of what a harness snippet builds (the judge's half of
-    `remote.twin`)."""
+def here(snippet: str, **vars):
+    """One more copy, in the judge, of what a harness snippet (its registered name) builds:
+    the judge's half of `remote.twin`."""
+    name = harness.name_of(snippet)
     scope = harness_scope(**vars)
-    exec(compile(code, "<judge harness>", "exec"), scope)
+    exec(compile(harness.code_of(name), f"<judge harness {name}>", "exec"), scope)
     return scope["result"]

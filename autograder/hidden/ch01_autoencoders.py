@@ -15,9 +15,11 @@ import numpy as np
 import scipy.linalg
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, strategies as st
 from sklearn.decomposition import PCA
 
 from autograder.hidden import grade_choice, load_reference_weights, parameters
+from autograder.hidden.properties import describe_tensor, dtypes, for_all, tensors
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import run, twin
 from solutions import ch01_autoencoders as ref
@@ -41,13 +43,7 @@ def _name(dtype: torch.dtype) -> str:
 
 
 # The learner's function called in the kernel on bad input: the name of what it raised.
-RAISES = """
-try:
-    fn(*args)
-    result = None
-except Exception as e:
-    result = type(e).__name__
-"""
+RAISES = 'ch01.raises'
 
 
 def _raises_value_error(c: Checks, fn, cases: list[tuple[str, tuple]], hint: str) -> None:
@@ -202,18 +198,7 @@ def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
 # A model of the reference's MLPAutoencoder(D, k, (h,)) layout for inputs (B, *shape) with
 # D = prod(shape), built from torch alone (no solution code reaches the kernel), seeded,
 # in `dtype`, holding stale gradients that a step must clear, with its SGD optimizer.
-TRAIN_STEP_MODEL = """
-with torch.random.fork_rng():
-    torch.manual_seed(seed)
-    D = int(np.prod(shape))
-    model = nn.Sequential(nn.Flatten(),
-                          nn.Sequential(nn.Linear(D, h), nn.ReLU(), nn.Linear(h, k)),
-                          nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, D), nn.Sigmoid()),
-                          nn.Unflatten(1, tuple(shape))).to(dtype)
-    for p in model.parameters():
-        p.grad = torch.randn_like(p)
-result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
-"""
+TRAIN_STEP_MODEL = 'ch01.train_step_model'
 
 
 def train_step(fn) -> None:
@@ -281,7 +266,34 @@ def retrieval(fn) -> None:
                                 ("y of shape (5,) for Z (6, 2)", (Z, y[:5], [1])),
                                 ("ks=[0]", (Z, y, [0])), ("ks=[1, 6] with N = 6", (Z, y, [1, 6]))],
                         D["retrieval_errors"])
+    for_all(c, "retrieval", _retrieval_inputs(), lambda ce, ex: _retrieval_matches(ce, fn, *ex))
     c.done()
+
+
+@st.composite
+def _retrieval_inputs(draw):
+    """(Z, y, ks): 2 to 7 codes of 1 to 3 dimensions in either dtype, any integer labels,
+    ks in any order within [1, N - 1]; no two neighbours of a query at the same distance (the
+    contract leaves the order of ties open, and float32 must not blur the order)."""
+    N, dim, dtype = draw(st.integers(2, 7)), draw(st.integers(1, 3)), draw(dtypes)
+    Z = draw(tensors((N, dim), dtype, -1.0, 1.0))
+    d = torch.cdist(Z.double(), Z.double())
+    for i in range(N):  # distances apart by more than float32 rounding can blur
+        others = torch.cat([d[i, :i], d[i, i + 1:]]).sort().values
+        assume(bool((others.diff() > 1e-3).all()))
+    y = torch.tensor(draw(st.lists(st.integers(-3, 3), min_size=N, max_size=N)))
+    ks = draw(st.lists(st.integers(1, N - 1), min_size=1, max_size=4))
+    return Z, y, ks
+
+
+def _retrieval_matches(c: Checks, fn, Z: torch.Tensor, y: torch.Tensor, ks: list[int]) -> None:
+    inputs = f"Z = {describe_tensor(Z)}, y = {y.tolist()}, ks = {ks}"
+    p = c.call(fn, Z.clone(), y.clone(), list(ks), inputs=inputs)
+    c.tensor("precision", p, shape=(len(ks),), inputs=inputs)
+    c.true(p.dtype == torch.float64, f"precision has dtype {p.dtype}, expected torch.float64", inputs=inputs,
+           hint=D["precision_dtype"])
+    c.close("precision", p, ref.retrieval_precision(Z.double(), y, ks), **tolerance(torch.float64, ops=len(y)),
+            inputs=inputs, mistakes=known_mistakes(CH, "retrieval_precision", lambda f: f(Z, y, ks)))
 
 
 def quiz(name: str, answer) -> None:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 import torch
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from autograder.hidden import call_keeping_global_rng, grade_choice, load_reference_weights, parameters, here as _here
+from autograder.hidden.properties import describe_tensor, dtypes, for_all, image_shapes, tensors
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import run, twin
 from solutions import ch02_denoising as ref
@@ -60,9 +63,7 @@ def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str):
 
 # The call and the input after it: in-place effects on x happen in the kernel and do not
 # travel back on their own (a plain `c.call` sends a copy of x and never sees it again).
-KEEP_X_CALL = """
-result = (fn(x, *args), x)
-"""
+KEEP_X_CALL = 'ch02.keep_x_call'
 
 IN_PLACE_HINT = ("work on a copy: build a new tensor (x + ..., torch.where, x.masked_fill, or x.clone() "
                  "then index it) instead of changing x (x += ..., add_, x[mask] = ..., masked_fill_)")
@@ -228,7 +229,26 @@ def psnr(fn) -> None:
             oracle = torch.from_numpy(10 * np.log10(L**2 / mse))
         c.close("psnr", out, oracle, **tolerance(dtype, ops=4), inputs=inputs,
                 mistakes=known_mistakes(CH, "psnr", lambda f: f(x_hat.clone(), x.clone(), L)))
+    for_all(c, "psnr", _image_pairs(), lambda ce, ex: _psnr_matches(ce, fn, *ex))
     c.done()
+
+
+@st.composite
+def _image_pairs(draw):
+    """(x_hat, x, data_range): 8-bit-like images of any small shape and either dtype."""
+    shape, dtype, L = draw(image_shapes()), draw(dtypes), draw(st.sampled_from([1.0, 2.0, 255.0]))
+    return draw(tensors(shape, dtype, 0.0, L)), draw(tensors(shape, dtype, 0.0, L)), L
+
+
+def _psnr_matches(c: Checks, fn, x_hat: torch.Tensor, x: torch.Tensor, L: float) -> None:
+    inputs = f"x_hat = {describe_tensor(x_hat)}, x = {describe_tensor(x)}, data_range={L:g}"
+    out = c.call(fn, x_hat.clone(), x.clone(), L, inputs=inputs)
+    _values(c, "psnr", out, (x.shape[0],), x.dtype, inputs, hint=ch02.DIAGNOSES["per_image"])
+    mse = ((x_hat.double() - x.double()) ** 2).flatten(1).mean(1).numpy()
+    with np.errstate(divide="ignore"):
+        oracle = torch.from_numpy(10 * np.log10(L**2 / mse))
+    c.close("psnr", out, oracle, **tolerance(x.dtype, ops=4), inputs=inputs,
+            mistakes=known_mistakes(CH, "psnr", lambda f: f(x_hat.clone(), x.clone(), L)))
 
 
 def _ssim_oracle(a: np.ndarray, b: np.ndarray, L: float) -> np.ndarray:
@@ -306,27 +326,7 @@ def denoiser(SigmaConditionedDenoiser) -> None:
 # built from torch alone (no solution code reaches the kernel), seeded, holding stale
 # gradients that the step must clear, with its SGD optimizer: `twin` builds one in the
 # kernel for the learner's denoising_step and an identical one here.
-DENOISER_MODEL = """
-class Denoiser(nn.Module):
-    def __init__(self, c, C):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(C + 1, c, 3, stride=2, padding=1), nn.ReLU(),
-                                     nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU())
-        self.decoder = nn.Sequential(nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
-                                     nn.ConvTranspose2d(c, C, 4, stride=2, padding=1))
-
-    def forward(self, x_noisy, sigma):
-        B, _, H, W = x_noisy.shape
-        sigma_map = sigma.to(x_noisy.dtype).view(B, 1, 1, 1).expand(B, 1, H, W)
-        return self.decoder(self.encoder(torch.cat([x_noisy, sigma_map], dim=1)))
-
-with torch.random.fork_rng():
-    torch.manual_seed(seed)
-    model = Denoiser(c, C).to(dtype)
-    for p in model.parameters():
-        p.grad = torch.randn_like(p)
-result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
-"""
+DENOISER_MODEL = 'ch02.denoiser_model'
 
 
 def denoising_step(fn) -> None:
@@ -391,7 +391,36 @@ def masked_mse(fn) -> None:
             wrong[D["mask_first_channel"]] = torch.tensor(d2[:, :1][mask.numpy()].mean())
         c.close("masked_mse", out, oracle, **tolerance(dtype, ops=16), inputs=inputs, mistakes=wrong,
                 hint=D["mask_broadcast"] if mC < C else None)
+    for_all(c, "masked_mse", _masked_pairs(), lambda ce, ex: _masked_mse_matches(ce, fn, *ex))
     c.done()
+
+
+@st.composite
+def _masked_pairs(draw):
+    """(x_hat, x, mask): any small shape and dtype, a (B, 1, H, W) or (B, C, H, W) mask with at
+    least one True."""
+    shape, dtype = draw(image_shapes()), draw(dtypes)
+    B, C, H, W = shape
+    mask_shape = (B, draw(st.sampled_from([1, C])), H, W)
+    mask = torch.from_numpy(draw(hnp.arrays(np.bool_, mask_shape, fill=st.nothing())).copy())
+    mask.view(-1)[draw(st.integers(0, mask.numel() - 1))] = True
+    return draw(tensors(shape, dtype, 0.0, 1.0)), draw(tensors(shape, dtype, 0.0, 1.0)), mask
+
+
+def _masked_mse_matches(c: Checks, fn, x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> None:
+    D = ch02.DIAGNOSES
+    inputs = f"x_hat = {describe_tensor(x_hat)}, x = {describe_tensor(x)}, mask = {describe_tensor(mask)}"
+    broadcast = mask.shape[1] < x.shape[1]
+    out = _call_hinting(c, fn, x_hat.clone(), x.clone(), mask.clone(), inputs=inputs,
+                        hint=D["mask_broadcast"] if broadcast else None)
+    c.tensor("masked_mse", out, shape=(), inputs=inputs)
+    d2 = (x_hat.double() - x.double()) ** 2
+    oracle = d2[mask.expand_as(x)].mean()
+    c.true(out.dtype == x.dtype, f"masked_mse has dtype {out.dtype}, expected {x.dtype} (the dtype of x)",
+           inputs=inputs, hint=D["keep_dtype"])
+    c.close("masked_mse", out, oracle, **tolerance(x.dtype, ops=16), inputs=inputs,
+            mistakes=known_mistakes(CH, "masked_mse", lambda f: f(x_hat, x, mask)),
+            hint=D["mask_broadcast"] if broadcast else None)
 
 
 def quiz(name: str, answer) -> None:

@@ -1,6 +1,9 @@
 # %% [markdown]
 # # 02 · Denoising autoencoders
 #
+# **Time:** about 2.5 hours of work: the exercises about 130 minutes (each says its own), the questions about 10, plus reading.
+# The `cpu` profile runs the whole notebook in about 3 minutes on 2 CPU cores.
+#
 # An autoencoder learns to copy its input. A **denoising autoencoder** (DAE) is given a
 # harder job: its input $\tilde x$ is a version of an image $x$ that was **corrupted on
 # purpose** (noise added, pixels replaced, regions hidden), while its **target stays the
@@ -82,7 +85,7 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # \mathcal N(0, I)$. We do **not** clamp $\tilde x$ to [0, 1]: the noise stays exactly
 # Gaussian, which the denoiser (and chapter 05) rely on.
 #
-# **Implement** `add_gaussian_noise(x, sigma, generator) -> x_noisy`, x (B, C, H, W); `sigma`
+# **Implement** *(about 10 min)* `add_gaussian_noise(x, sigma, generator) -> x_noisy`, x (B, C, H, W); `sigma`
 # is a float or a (B,) tensor (one level per image).
 #
 # **Checked:** shape and dtype; x unchanged; negative values on a black image (no clamping);
@@ -105,7 +108,7 @@ _judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 # **Salt-and-pepper noise.** Each pixel is, with probability $p$, replaced by 0 ("pepper")
 # or 1 ("salt"), each with probability 1/2.
 #
-# **Implement** `salt_and_pepper(x, p, generator) -> (x_noisy, mask)`; `mask` (bool, shape of
+# **Implement** *(about 15 min)* `salt_and_pepper(x, p, generator) -> (x_noisy, mask)`; `mask` (bool, shape of
 # x) is True exactly where a pixel was replaced.
 #
 # **Checked:** fraction replaced ≈ p; replaced pixels are 0 or 1, about half each; the mask
@@ -127,7 +130,7 @@ _judged("ch02_denoising.salt_pepper", salt_and_pepper)
 # `size` pixels, placed uniformly at random fully inside the image, are set to 0 in every
 # channel. Rows run over H and columns over W (images need not be square).
 #
-# **Implement** `occlude_boxes(x, n_boxes, size, generator) -> (x_occluded, mask)`, mask (B, 1,
+# **Implement** *(about 20 min)* `occlude_boxes(x, n_boxes, size, generator) -> (x_occluded, mask)`, mask (B, 1,
 # H, W) bool, True inside the union of the boxes. Tip: a vectorised version compares
 # `torch.arange(H)` with the corners (no Python loop); a loop over images and boxes is fine too.
 #
@@ -169,7 +172,7 @@ plt.show()
 # Higher is better; +10 dB means 10× smaller MSE. Adding $\mathcal N(0, \sigma^2)$ noise gives
 # an MSE of $\sigma^2$, so PSNR $= -20\log_{10}\sigma$ with $L = 1$: 10.5 dB at σ = 0.3.
 #
-# **Implement** `psnr(x_hat, x, data_range=1.0) -> (B,)`: one value per image (the MSE of each
+# **Implement** *(about 10 min)* `psnr(x_hat, x, data_range=1.0) -> (B,)`: one value per image (the MSE of each
 # image over its own pixels and channels), not one for the batch, in the dtype of `x_hat`
 # (shape (B,) also when B = 1). Identical images give +inf: add no epsilon.
 #
@@ -200,7 +203,7 @@ _judged("ch02_denoising.psnr", psnr)
 #
 # averaged over the positions. It is at most 1, reached for identical images.
 #
-# **Implement** `ssim(x_hat, x, data_range=1.0) -> (B,)` with the **11 × 11 Gaussian window of
+# **Implement** *(about 30 min)* `ssim(x_hat, x, data_range=1.0) -> (B,)` with the **11 × 11 Gaussian window of
 # standard deviation 1.5** ($w_{ij} = g_i g_j$, $g_k \propto e^{-k^2/(2\cdot 1.5^2)}$,
 # $k = -5 \dots 5$), applied with `F.conv2d` on *valid* positions only (no padding: a
 # (H − 10) × (W − 10) map), each channel with its own copy of the window, mean over the map
@@ -260,7 +263,7 @@ for name, distorted in [("noise σ=0.1", noisy_01), ("brighter by 0.1", brighter
 # The code (B, 2c, 7, 7) has 98c numbers, at least the 784 pixels once c ≥ 8. Nothing stops
 # this network from copying its input, except the noise.
 #
-# **Implement** `SigmaConditionedDenoiser(c=32)` with attributes `encoder` and `decoder`
+# **Implement** *(about 20 min)* `SigmaConditionedDenoiser(c=32)` with attributes `encoder` and `decoder`
 # (`nn.Sequential`, in this order) and `forward(x_noisy, sigma) -> x_hat`, sigma (B,).
 #
 # **Checked:** parameter counts; shape; `forward` equals
@@ -278,7 +281,7 @@ _judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Implement** `denoising_step(model, x, sigma, optimizer, generator) -> float`, one training
+# **Implement** *(about 15 min)* `denoising_step(model, x, sigma, optimizer, generator) -> float`, one training
 # step on a clean batch `x`: draw `eps = torch.randn(x.shape, generator=generator,
 # dtype=x.dtype)` (then move it to `x.device`), form `x_noisy = x + sigma * eps` (one σ per
 # image; `sigma` is a float or a (B,) tensor), compute `x_hat = model(x_noisy, sigma_b)` with
@@ -399,7 +402,7 @@ for s in (0.3, 0.6):
 # Train the same network on inputs hidden by boxes (`occlude_boxes`), target the clean digit.
 # To score it we look only **inside the boxes**, where the information was missing.
 #
-# **Implement** `masked_mse(x_hat, x, mask) -> 0-dim tensor`: the mean of $(\hat x - x)^2$ over
+# **Implement** *(about 10 min)* `masked_mse(x_hat, x, mask) -> 0-dim tensor`: the mean of $(\hat x - x)^2$ over
 # the pixels where `mask` is True, over the whole batch. The mask is (B, 1, H, W), covering
 # every channel of a masked pixel, or (B, C, H, W).
 #

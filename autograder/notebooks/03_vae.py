@@ -1,6 +1,9 @@
 # %% [markdown]
 # # 03 · Variational autoencoders
 #
+# **Time:** about 2 hours of work: the exercises about 100 minutes (each says its own), the questions about 10, plus reading.
+# The `cpu` profile runs the whole notebook in about 5 minutes on 2 CPU cores.
+#
 # Chapter 01 ended on a problem: an autoencoder compresses digits well, but its latent
 # space is **irregular**. Training places the codes of the training images wherever helps
 # reconstruction: in oddly shaped clusters with gaps between them, on a scale nothing
@@ -90,7 +93,7 @@ print("X_train", tuple(X_train.shape), "X_test", tuple(X_test.shape), "fraction 
 # so $z$ has the right distribution and is a differentiable function of $\mu$ and
 # $\sigma$: $\partial z/\partial\mu = 1$, $\partial z/\partial \log\sigma^2 = \tfrac12\sigma\varepsilon$.
 #
-# **Implement** `reparameterize(mu, logvar, generator) -> z` (same shape and dtype as `mu`,
+# **Implement** *(about 10 min)* `reparameterize(mu, logvar, generator) -> z` (same shape and dtype as `mu`,
 # any leading shape `(..., k)`, float32 or float64), drawing $\varepsilon$ exactly as the
 # docstring says so that a seeded generator reproduces it; with a generator, every draw
 # comes from it (the global generator is left untouched).
@@ -119,7 +122,7 @@ _judged("ch03_vae.reparameterize", reparameterize)
 # probability $\operatorname{sigmoid}(\ell_i)$. Keeping logits (no final `Sigmoid`) lets the
 # loss use the numerically stable `binary_cross_entropy_with_logits`.
 #
-# **Implement** `VAE(D=784, k=2, hidden=(512, 256))` with attributes `k`, `encoder`,
+# **Implement** *(about 20 min)* `VAE(D=784, k=2, hidden=(512, 256))` with attributes `k`, `encoder`,
 # `mu_head`, `logvar_head`, `decoder` (as the docstring lists them) and methods
 # `encode(x) -> (mu, logvar)`, `decode(z) -> logits`, and
 # `forward(x, generator=None) -> (logits, mu, logvar)`, which samples one
@@ -154,7 +157,7 @@ _judged("ch03_vae.vae", VAE, reparameterize)
 # It charges $\mu_j^2$ for moving an encoding away from the origin and
 # $\sigma_j^2 - \log\sigma_j^2 - 1$ for making it narrower (or wider) than the prior.
 #
-# **Implement** `kl_to_standard_normal(mu, logvar) -> kl (B,)`, summed over the latent
+# **Implement** *(about 10 min)* `kl_to_standard_normal(mu, logvar) -> kl (B,)`, summed over the latent
 # dimensions, one value per example, in the dtype of `mu`.
 #
 # **Checked:** values computed by hand; a 200,000-sample Monte-Carlo estimate of
@@ -198,7 +201,7 @@ _judged("ch03_vae.kl", kl_to_standard_normal)
 # ELBO. Reported values are **nats per image**: sum over pixels and latents, average over
 # the batch.
 #
-# **Implement** `negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli",
+# **Implement** *(about 20 min)* `negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli",
 # beta=1.0, sigma=1.0) -> loss` (a scalar tensor in the input's dtype) as the docstring
 # states. It must stay finite and accurate for the logits of a confident decoder (|logit| of
 # 100 and more) in float32, where $\log\operatorname{sigmoid}(\ell)$ and $\log(1 + e^\ell)$
@@ -353,7 +356,7 @@ print("autoencoder codes span", [f"[{a:.0f}, {b:.0f}]" for a, b in zip(Z_ae.min(
 #
 # ## 5 · Generating and interpolating
 #
-# **Implement**
+# **Implement** *(about 15 min)*
 #
 # * `sample_prior(model, n, generator) -> x (n, D)`: draw $z \sim \mathcal N(0, I)$ and return
 #   the decoded pixel probabilities $\operatorname{sigmoid}(\text{decode}(z))$ (the means
@@ -438,8 +441,8 @@ plt.show()
 # ## Rate and distortion: sweeping β
 #
 # Write the $-$ELBO as **distortion** $D = \mathbb E_q[-\log p(x\mid z)]$ plus **rate**
-# $R = \mathrm{KL}[q(z\mid x)\,\|\,p(z)]$: the rate is the number of nats the code carries
-# about $x$ beyond what the prior knows. Minimising $D + \beta R$ for several $\beta$ traces
+# $R = \mathrm{KL}[q(z\mid x)\,\|\,p(z)]$. Averaged over the data, the rate is an upper
+# bound on the mutual information $I(x; z)$, the nats the code carries about $x$. Minimising $D + \beta R$ for several $\beta$ traces
 # the trade-off: small $\beta$ buys sharper reconstructions with informative codes
 # (high rate, closer to an autoencoder), large $\beta$ forces the encodings onto the prior
 # (low rate, blurry reconstructions; at the extreme the decoder ignores $z$: *posterior
@@ -478,7 +481,7 @@ vae_big = sweep[1.0][0]
 # The test **negative log-likelihood** (NLL) $-\mathcal L_k$ is the standard figure of merit,
 # in nats per image.
 #
-# **Implement** `iwae_log_likelihood(model, x, k, generator) -> log_px (B,)` in the dtype of
+# **Implement** *(about 25 min)* `iwae_log_likelihood(model, x, k, generator) -> log_px (B,)` in the dtype of
 # `mu`, drawing the noise exactly as the docstring says. It must stay finite when the
 # log-weights are far below 0 (hundreds or thousands of nats: $e^{\log w}$ is then 0 even in
 # float64), so $\log\frac1k\sum_i e^{\log w_i}$ must be computed with `torch.logsumexp`.
@@ -596,8 +599,9 @@ for name, imgs in samples.items():
 #   and a likelihood bound to report (above). What it costs is blur: its samples are
 #   Bernoulli means of a decoder trained on noisy, overlapping codes, which averages
 #   similar digits, and the Fréchet distance, far above the real-data floor, punishes
-#   exactly that. Sharper samples with a likelihood are what the diffusion models of
-#   chapters 05 and 06 deliver; they are judged with the same measurements.
+#   exactly that. The diffusion models of chapters 05 and 06 give sharper samples; they
+#   are trained on a reweighted variational bound (DDPM's simplified loss), compute no
+#   likelihood there, and are judged with the same measurements.
 #
 # ## 7 · Concept questions
 #

@@ -1,6 +1,9 @@
 # %% [markdown]
 # # 04 · CLIP: learning images and texts together
 #
+# **Time:** about 1.5 hours of work: the exercises about 90 minutes (each says its own), the questions about 10, plus reading.
+# The `cpu` profile runs the whole notebook in about 3 minutes on 2 CPU cores.
+#
 # CLIP (Radford et al., *Learning Transferable Visual Models From Natural Language
 # Supervision*, 2021) trains two encoders at once, one for images and one for texts, so that
 # an image and a sentence describing it land close together in a shared embedding space.
@@ -37,6 +40,7 @@ from workbook.captions import (COLOUR_NAMES, COLOURS, DIGIT_WORDS, HELD_OUT, Cap
 from workbook.data import mnist_source
 from workbook.paths import artifacts_dir
 from workbook.profile import setup
+from workbook.progress import progress
 from workbook.results import log_metric, save_figure
 
 profile = setup(seed=0)
@@ -108,7 +112,7 @@ plt.show()
 # positive); CLIP starts at $\tau = 0.07$, i.e. $t = \log(1/0.07)$, and caps the scale $e^t$
 # at 100 so training stays stable.
 #
-# **Implement** `clip_loss(image_features, text_features, logit_scale) -> scalar`: both
+# **Implement** *(about 15 min)* `clip_loss(image_features, text_features, logit_scale) -> scalar`: both
 # feature matrices (B, E) are *not* normalised yet (they already include the projections
 # $W_i, W_t$); `logit_scale` is the scalar tensor $t$. Use the scale $\min(e^t, 100)$ and
 # the mean cross-entropy in each direction. The loss must be differentiable with respect to
@@ -139,7 +143,7 @@ _judged("ch04_clip.clip_loss", clip_loss)
 # CLIP's image encoder is a ResNet or a Vision Transformer; its text encoder is a
 # Transformer. Ours are the same ideas at the size of our data.
 #
-# **Implement** `ImageEncoder(embed_dim=64, c=16)` with two attributes:
+# **Implement** *(about 15 min)* `ImageEncoder(embed_dim=64, c=16)` with two attributes:
 #
 # * `features`, an `nn.Sequential` of, in this order: `Conv2d(3, c, 3, padding=1)`,
 #   `BatchNorm2d(c)`, ReLU, `MaxPool2d(2)` → (B, c, 16, 16); `Conv2d(c, 2c, 3, padding=1)`,
@@ -149,7 +153,7 @@ _judged("ch04_clip.clip_loss", clip_loss)
 #
 # and `forward(x) = projection(features(x))`, (B, embed_dim), not normalised.
 #
-# **Implement** `TextEncoder(vocab_size, embed_dim=64, width=64, layers=2, heads=4,
+# **Implement** *(about 25 min)* `TextEncoder(vocab_size, embed_dim=64, width=64, layers=2, heads=4,
 # context_length=16)`, input `text` (B, L) token ids with L ≤ context_length:
 #
 # * `token_embedding = nn.Embedding(vocab_size, width)` plus
@@ -218,7 +222,8 @@ def train_clip(model: CLIP, x, tokens, *, epochs: int, batch_size: int, lr: floa
     per_epoch = len(x) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch, pct_start=0.15)
     history = {"loss": [], "scale": []}
-    for epoch in range(epochs):
+    bar = progress(range(epochs), desc="training CLIP")
+    for epoch in bar:
         perm = torch.randperm(len(x), generator=generator)[: per_epoch * batch_size]
         for idx in perm.split(batch_size):
             I = model.image_encoder(x[idx].to(device))
@@ -230,6 +235,7 @@ def train_clip(model: CLIP, x, tokens, *, epochs: int, batch_size: int, lr: floa
             opt.step()
             sched.step()
             history["loss"].append(loss.item())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", refresh=False)
             history["scale"].append(model.logit_scale.exp().item())
     model.eval()
     return history
@@ -281,10 +287,10 @@ log_metric("batch_diagonal_accuracy", (sim.argmax(1) == torch.arange(len(pick)))
 # weights of a linear classifier: an image goes to the class with the highest cosine
 # similarity.
 #
-# **Implement** `zero_shot_weights(text_encoder, tokenizer, classnames, templates) ->
+# **Implement** *(about 15 min)* `zero_shot_weights(text_encoder, tokenizer, classnames, templates) ->
 # weights (C, E)`: `templates` are format strings such as `"a photo of a {}"`; call
 # `tokenizer` on a list of strings and move the tokens to the encoder's device; compute
-# without tracking gradients. **Implement** `zero_shot_predict(image_features, weights) ->
+# without tracking gradients. **Implement** *(about 5 min)* `zero_shot_predict(image_features, weights) ->
 # (N,)` int64 class indices.
 #
 # **Checked:** a stand-in encoder with known embeddings (two classes, two templates);
@@ -379,7 +385,7 @@ plt.show()
 # with text $n$, **recall@k** is the fraction of queries whose partner is among the $k$
 # best-ranked candidates.
 #
-# **Implement** `recall_at_k(image_features, text_features, ks) -> dict` with keys
+# **Implement** *(about 15 min)* `recall_at_k(image_features, text_features, ks) -> dict` with keys
 # `"image_to_text"` and `"text_to_image"`, each a float64 tensor (len(ks),). Rank by cosine
 # similarity; the rank of the partner is the number of candidates with a *strictly* higher
 # similarity (0 is best), and it counts as found at $k$ when its rank is $< k$.

@@ -1,11 +1,16 @@
 # %% [markdown]
 # # 05 · Diffusion: generating by removing noise
 #
+# **Time:** about 3 hours of work: the exercises about 175 minutes (each says its own), the questions about 10, plus reading.
+# The `cpu` profile runs the whole notebook in 10 to 20 minutes (its training alone 6 to 9 minutes on an idle machine) on 2 CPU cores.
+#
 # A diffusion model (Sohl-Dickstein et al. 2015; Ho, Jain & Abbeel, *Denoising Diffusion
 # Probabilistic Models*, 2020) learns to generate data by learning to *denoise* it. The
 # forward process destroys an image in $T$ small steps of Gaussian noise until nothing but
-# noise is left; a network learns to undo one step at a time; sampling starts from pure
-# noise and applies the learned reverse steps $T$ times.
+# noise is left. A network is trained to predict, from a noised image and its step, *all*
+# the noise that was added to the clean image (not the small change of one step).
+# Sampling starts from pure noise and uses that prediction $T$ times, each time moving a
+# little towards the clean image it implies and adding back a little fresh noise.
 #
 # You build every piece: the noise schedules, the forward process in closed form, the
 # training loss, the DDPM and DDIM samplers, the U-Net noise predictor with its time
@@ -14,9 +19,11 @@
 # 7 and get a 7. Your schedules and samplers are checked against the reference library,
 # diffusers (`DDPMScheduler`, `DDIMScheduler`).
 #
-# **Conventions.** Timesteps are indexed from 0, as in diffusers: $t \in \{0, \dots,
-# T-1\}$, and `alpha_bars[t]` is the paper's $\bar\alpha_{t+1}$. "Before the first step"
-# ($t = -1$) means clean data, $\bar\alpha = 1$. Images live in $[-1, 1]$ while the model
+# **Conventions.** Clean data is $x_0$ (`x0` in code), as in the papers. Timesteps of the
+# code are indexed from 0, as in diffusers: $t \in \{0, \dots, T-1\}$, `alpha_bars[t]` is
+# the paper's $\bar\alpha_{t+1}$, and `x_t` has had $t + 1$ steps of noise, so `x_t` at
+# $t = 0$ is already one step noised. Clean data has $\bar\alpha = 1$, which is no entry of
+# `alpha_bars`: the formulas below write it $a_{t-1} = 1$ at $t = 0$. Images live in $[-1, 1]$ while the model
 # works on them.
 #
 # **How this notebook works.** Each exercise states what to implement, the shapes in and
@@ -38,6 +45,7 @@ from workbook import ch05, quality
 from workbook.ch05 import EMA, ToyDenoiser, ddim_timesteps, to_images, toy_data
 from workbook.data import load_mnist, mnist_source
 from workbook.profile import setup
+from workbook.progress import progress
 from workbook.results import log_metric, save_figure
 
 profile = setup(seed=0)
@@ -69,7 +77,7 @@ device = profile.device
 #   $u = (t+1)/T$, so $\beta_t = \min\big(1 - f(\frac{t+1}{T}) / f(\frac{t}{T}),\ 0.999\big)$:
 #   the clip keeps the last steps from erasing everything at once.
 #
-# **Implement** `linear_betas(T=1000, beta_1=1e-4, beta_T=0.02)` and
+# **Implement** *(about 20 min)* `linear_betas(T=1000, beta_1=1e-4, beta_T=0.02)` and
 # `cosine_betas(T=1000, s=0.008, max_beta=0.999)`, each returning `betas` (T,) float64,
 # and `noise_schedule(betas) -> (alphas, alpha_bars)`, two (T,) tensors of the dtype of
 # `betas`.
@@ -100,15 +108,21 @@ for name, ab in schedules.items():
     half = int((ab < 0.5).nonzero()[0])
     print(f"{name:6s}: alpha_bar falls below 1/2 at t = {half}; alpha_bar_(T-1) = {ab[-1]:.2e}")
     log_metric(f"{name}_half_signal_step", half, "", "first t with alpha_bar_t < 1/2")
+    steps = [0, 50, 300, 500, 700, 900, T - 1]
+    log_snr = (ab / (1 - ab)).log()
+    print("        log-SNR at t = " + ", ".join(f"{t}: {log_snr[t]:.1f}" for t in steps))
 
 # %% [markdown]
 # The linear schedule destroys the signal quickly: $\bar\alpha$ is near 0 for the last
 # few hundred steps, which are then wasted on nearly pure noise. The cosine schedule's
-# log-SNR falls almost linearly in $t$, spending the steps more evenly.
+# $\bar\alpha$ falls roughly linearly in the middle and changes little near both ends
+# (Nichol & Dhariwal 2021), so fewer steps are spent on nearly pure noise. Its log-SNR,
+# $\log(\bar\alpha / (1 - \bar\alpha))$, is not linear: steep at both ends, flat in the
+# middle (printed below).
 #
 # ## 2 · Forward diffusion in closed form
 #
-# **Implement** `q_sample(x0, t, eps, alpha_bars) -> x_t`: `x0` (B, ...) clean data,
+# **Implement** *(about 10 min)* `q_sample(x0, t, eps, alpha_bars) -> x_t`: `x0` (B, ...) clean data,
 # `t` (B,) int64 timesteps (one per example), `eps` (B, ...) standard normal noise,
 # `alpha_bars` (T,) of any float dtype. Return
 # $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \varepsilon$ with the dtype
@@ -143,7 +157,7 @@ _judged("ch05_diffusion.q_sample", q_sample)
 # "which noise, added to a clean image, gives $x_t$?"; the sampler then removes only the
 # part of it that belongs to one step.
 #
-# **Implement** `diffusion_loss(model, x0, alpha_bars, y=None, generator=None) -> loss`:
+# **Implement** *(about 15 min)* `diffusion_loss(model, x0, alpha_bars, y=None, generator=None) -> loss`:
 # `model(x_t, t)` (or `model(x_t, t, y)` when labels `y` (B,) are given) returns
 # `eps_hat` shaped like `x0`. Draw one $t$ (B,) and one $\varepsilon$ per example with
 # `generator`, compute $x_t$ in closed form (your `q_sample` formula), and return the mean
@@ -180,12 +194,14 @@ _judged("ch05_diffusion.diffusion_loss", diffusion_loss)
 # \hat\varepsilon\Big), \qquad \sigma_t^2 = \beta_t\, \frac{1 - a_{t-1}}{1 - a_t},
 # \qquad x_{t-1} = \mu + \sigma_t z,\ z \sim \mathcal N(0, I),$$
 #
-# and at the last step ($t = 0$) the sample is $\mu$ itself, with no noise. Only the
-# fraction $\beta_t / \sqrt{1 - a_t}$ of the predicted noise is removed per step. The
+# and at the last step ($t = 0$) the sample is $\mu$ itself, with no noise. One step
+# subtracts $\beta_t / \sqrt{1 - a_t}$ times the predicted noise (a small multiple: $\hat
+# \varepsilon$ estimates all the noise in $x_t$), rescales by $1 / \sqrt{\alpha_t}$ and
+# adds fresh noise $\sigma_t z$ back, so $x_{t-1}$ is only slightly cleaner than $x_t$. The
 # model's current guess of the clean data, useful to watch, is
 # $\hat x_0 = (x_t - \sqrt{1 - a_t}\, \hat\varepsilon) / \sqrt{a_t}$.
 #
-# **Implement** `ddpm_step(eps_hat, t, x_t, alpha_bars, noise) -> (x_prev, x0_hat)`:
+# **Implement** *(about 20 min)* `ddpm_step(eps_hat, t, x_t, alpha_bars, noise) -> (x_prev, x0_hat)`:
 # `t` a Python int (or 0-d tensor), the three tensors (B, ...); `noise` is $z$, used only
 # when $t > 0$. Both outputs are shaped like `x_t`, in its dtype.
 #
@@ -255,11 +271,13 @@ toy = ToyDenoiser(toy_cfg["T"])
 opt = torch.optim.Adam(toy.parameters(), lr=2e-3)
 g = profile.generator(20)
 t0 = time.time()
-for step in range(toy_cfg["steps"]):
+bar = progress(range(toy_cfg["steps"]), desc="training the toy denoiser")
+for step in bar:
     loss = diffusion_loss(toy, toy_data(512, g), toy_ab, generator=g)
     opt.zero_grad()
     loss.backward()
     opt.step()
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
 print(f"toy model: {toy_cfg['steps']} steps in {time.time() - t0:.1f} s, last loss {loss.item():.3f}")
 
 
@@ -269,7 +287,7 @@ def sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=()) -> tuple[torch.Te
     eps_fn(x_t, t (B,)) -> eps_hat. Returns the samples and {t: (x_t, x0_hat)} for t in keep."""
     x = torch.randn(shape, generator=generator).to(device)
     kept = {}
-    for t in reversed(range(len(alpha_bars))):
+    for t in progress(reversed(range(len(alpha_bars))), desc="DDPM sampling", total=len(alpha_bars)):
         t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps_hat = eps_fn(x, t_batch)
         x_next, x0_hat = ddpm_step(eps_hat, t, x, alpha_bars, torch.randn(shape, generator=generator).to(device))
@@ -312,7 +330,7 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 #
 # $$\mathrm{emb}(t) = [\cos(t w_0), \dots, \cos(t w_{h-1}), \sin(t w_0), \dots, \sin(t w_{h-1})].$$
 #
-# **Implement** `timestep_embedding(t, dim, max_period=10000) -> emb` (B, dim) float32, for
+# **Implement** *(about 15 min)* `timestep_embedding(t, dim, max_period=10000) -> emb` (B, dim) float32, for
 # `t` (B,) (integer or float timesteps of any dtype) and even `dim` (diffusers' `get_timestep_embedding(t, dim,
 # flip_sin_to_cos=True, downscale_freq_shift=0)` computes the same).
 #
@@ -322,7 +340,7 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # \quad\text{(one shift per channel)},\qquad
 # \mathrm{out} = \mathrm{conv}_2(\mathrm{SiLU}(\mathrm{GN}_2(h))) + \mathrm{skip}(x).$$
 #
-# **Implement** `ResBlock(c_in, c_out, emb_dim, groups=8)` with the attributes of its
+# **Implement** *(about 20 min)* `ResBlock(c_in, c_out, emb_dim, groups=8)` with the attributes of its
 # docstring (`norm1`, `conv1`, `time_proj`, `norm2`, `conv2`, `skip`) and
 # `forward(x (B, c_in, H, W), emb (B, emb_dim)) -> (B, c_out, H, W)`.
 #
@@ -351,7 +369,7 @@ _judged("ch05_diffusion.time_embedding", timestep_embedding, ResBlock)
 # generation. A reserved label id, `num_classes`, means "no label": the same network then
 # also learns the unconditional model, which classifier-free guidance needs.
 #
-# **Implement** `UNet(in_channels=1, ch=32, mults=(1, 2, 2), num_classes=None, groups=8)`
+# **Implement** *(about 35 min)* `UNet(in_channels=1, ch=32, mults=(1, 2, 2), num_classes=None, groups=8)`
 # exactly as its docstring states (levels, attribute names, order of the skips), with
 # `forward(x (B, C, H, W), t (B,), y (B,) or None) -> eps_hat (B, C, H, W)`.
 #
@@ -394,9 +412,9 @@ _judged("ch05_diffusion.unet", UNet)
 # Ho & Salimans write the same thing as $(1 + w)\,\varepsilon_c - w\,\varepsilon_u$ with a
 # guidance *weight* $w$: $s = 1 + w$. Stable Diffusion's `guidance_scale` is our $s$.
 #
-# **Implement** `drop_labels(y, p_uncond, null_label, generator=None)`: a new (B,) int64
+# **Implement** *(about 10 min)* `drop_labels(y, p_uncond, null_label, generator=None)`: a new (B,) int64
 # tensor where each label independently becomes `null_label` when `torch.rand` $<$
-# `p_uncond`. **Implement** `guided_eps(model, x_t, t, y, scale, null_label) -> eps`
+# `p_uncond`. **Implement** *(about 10 min)* `guided_eps(model, x_t, t, y, scale, null_label) -> eps`
 # (B, ...): run the model on the conditional and the unconditional inputs (best as one
 # doubled batch) and combine as above.
 #
@@ -459,7 +477,8 @@ def train_diffusion(model, x, y, *, steps, batch_size, lr, p_uncond=0.1, generat
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"loss": []}
     t0 = time.time()
-    for step in range(steps):
+    bar = progress(range(steps), desc="training the U-Net")
+    for step in bar:
         idx = torch.randint(0, len(x), (batch_size,), generator=generator)
         labels = drop_labels(y[idx], p_uncond, NULL, generator).to(device)
         for group in opt.param_groups:
@@ -471,6 +490,7 @@ def train_diffusion(model, x, y, *, steps, batch_size, lr, p_uncond=0.1, generat
         opt.step()
         ema.update(model)
         history["loss"].append(loss.item())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)
     history["seconds"] = time.time() - t0
     history["ema"] = ema.model.eval()
     return history
@@ -555,7 +575,7 @@ plt.show()
 # is `ddim_timesteps(T, n)` (given): $n$ evenly spaced steps starting at $T-1$ (diffusers'
 # "trailing" spacing), the last step going to $t' = -1$.
 #
-# **Implement** `ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None) ->
+# **Implement** *(about 20 min)* `ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None) ->
 # (x_prev, x0_hat)`, shaped like `x_t`; `noise` is only used when $\sigma > 0$.
 #
 # **Checked:** a step $t = 2 \to 0$, the last step $t \to -1$ (note: `alpha_bars[-1]` in

@@ -1,6 +1,9 @@
 # %% [markdown]
 # # 06 · Text to image: a latent diffusion model you build yourself
 #
+# **Time:** about 2 hours of work: the exercises about 115 minutes (each says its own), the questions about 10, plus reading.
+# The `cpu` profile runs the whole notebook in about 7 minutes (its two trainings about 5 minutes) on 2 CPU cores.
+#
 # Stable Diffusion (Rombach et al., *High-Resolution Image Synthesis with Latent Diffusion
 # Models*, 2022) is three parts you already know, put together:
 #
@@ -46,6 +49,7 @@ from workbook.ch05 import EMA
 from workbook.ch06 import TextUNet, make_scheduler, prompt, to_images, to_model
 from workbook.data import mnist_source
 from workbook.profile import setup
+from workbook.progress import progress
 from workbook.results import log_metric, save_figure
 
 profile = setup(seed=0)
@@ -98,7 +102,7 @@ plt.show()
 # once on training latents: that is where its 0.18215 comes from. Sampling divides by it
 # again before decoding.
 #
-# **Implement**
+# **Implement** *(about 20 min)*
 # * `KLAutoencoder(in_channels=3, ch=32, latent_channels=4)` with the layers of its
 #   docstring: `encode(x) -> (mean, logvar)`, each (B, 4, H/4, W/4), the first
 #   `latent_channels` channels of the encoder's output being the mean, the log-variance
@@ -132,7 +136,8 @@ def train_autoencoder(model, forward_loss, steps, batch_size, lr, generator) -> 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"rec": [], "kl": []}
     t0 = time.time()
-    for step in range(steps):
+    bar = progress(range(steps), desc="training the autoencoder")
+    for step in bar:
         idx = torch.randint(0, len(x_train), (batch_size,), generator=generator)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 50)
@@ -142,6 +147,7 @@ def train_autoencoder(model, forward_loss, steps, batch_size, lr, generator) -> 
         opt.step()
         history["rec"].append(rec.item())
         history["kl"].append(kl.item())
+        bar.set_postfix(rec=f"{history['rec'][-1]:.4f}", refresh=False)
     history["seconds"] = time.time() - t0
     model.eval()
     return history
@@ -209,7 +215,7 @@ plt.show()
 # the softmax, so they get zero weight. The attention maps (which pixels listen to which
 # word) are worth returning: we will plot them.
 #
-# **Implement** `CrossAttention(query_dim, context_dim, heads=4, head_dim=16)` with
+# **Implement** *(about 30 min)* `CrossAttention(query_dim, context_dim, heads=4, head_dim=16)` with
 # `to_q`, `to_k`, `to_v` (no bias) and `to_out` (with bias) as in its docstring, and
 # `forward(x (B, N, query_dim), context (B, L, context_dim), mask (B, L) bool or None)
 # -> (out (B, N, query_dim), attn (B, heads, N, L))`.
@@ -239,7 +245,7 @@ _judged("ch06_latent_diffusion.cross_attention", CrossAttention)
 # (diffusers' `Transformer2DModel`; ours has no self-attention, which tiny images do not
 # need).
 #
-# **Implement** `CrossAttnBlock(channels, context_dim, heads=4, groups=8)` as in its
+# **Implement** *(about 20 min)* `CrossAttnBlock(channels, context_dim, heads=4, groups=8)` as in its
 # docstring, `forward(x (B, C, H, W), context, mask) -> (B, C, H, W)`, keeping the
 # attention maps of the last call in `self.last_attn` (B, heads, H·W, L).
 #
@@ -268,7 +274,7 @@ _judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 # Diffusion: 0.1). At sampling time nothing is dropped; the empty caption is the
 # unconditional branch.
 #
-# **Implement** `training_loss(unet, z0, context, mask, null_context, null_mask,
+# **Implement** *(about 20 min)* `training_loss(unet, z0, context, mask, null_context, null_mask,
 # alpha_bars, p_uncond, generator=None) -> loss` as in its docstring: replace each row of
 # `context` and `mask` by the empty caption's (`null_context` (1, L, D), `null_mask` (1, L))
 # where `torch.rand(B) < p_uncond`; draw $t$ and $\varepsilon$; form $z_t$; return the mean
@@ -319,7 +325,8 @@ def train_text_to_image(unet, z, steps, batch_size, lr, generator, p_uncond=0.1)
     opt = torch.optim.Adam(params, lr=lr)
     history = {"loss": []}
     t0 = time.time()
-    for step in range(steps):
+    bar = progress(range(steps), desc="training the text-conditioned U-Net")
+    for step in bar:
         idx = torch.randint(0, len(z), (batch_size,), generator=generator)
         if text.trainable:
             context = text(tokens_train[idx].to(device))
@@ -336,6 +343,7 @@ def train_text_to_image(unet, z, steps, batch_size, lr, generator, p_uncond=0.1)
         opt.step()
         ema.update(unet)
         history["loss"].append(loss.item())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)
     history["seconds"] = time.time() - t0
     history["ema"] = ema.model.eval()
     return history
@@ -377,7 +385,7 @@ plt.show()
 # image = vae.decode(latents / 0.18215).sample
 # ```
 #
-# **Implement** `generate(prompts, encode_text, unet, decode, scheduler, *, guidance_scale,
+# **Implement** *(about 25 min)* `generate(prompts, encode_text, unet, decode, scheduler, *, guidance_scale,
 # num_steps, latent_shape, scale_factor, generator=None)` exactly in that shape, with our
 # interfaces: `encode_text(list of str) -> (context, mask)`, `unet(latent_input, t (2B,),
 # context, mask) -> eps`, `decode(latents) -> images`; the first random draw is the

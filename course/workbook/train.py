@@ -5,6 +5,8 @@ import time
 
 import torch
 
+from .progress import progress
+
 
 def fit(model: torch.nn.Module, x: torch.Tensor, step, *, epochs: int, batch_size: int, lr: float,
         generator: torch.Generator, device: torch.device) -> list[float]:
@@ -16,10 +18,12 @@ def fit(model: torch.nn.Module, x: torch.Tensor, step, *, epochs: int, batch_siz
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     t0 = time.time()
-    for epoch in range(epochs):
+    bar = progress(range(epochs), desc=f"training {type(model).__name__}")
+    for epoch in bar:
         perm = torch.randperm(len(x), generator=generator)
         losses = [step(model, x[idx].to(device), opt) for idx in perm.split(batch_size)]
         history.append(sum(losses) / len(losses))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
     model.eval()
     print(f"  trained {type(model).__name__} for {epochs} epoch(s) in {time.time() - t0:.1f} s, "
           f"final loss {history[-1]:.4f}")
