@@ -78,13 +78,7 @@ def _f32_close(c: Checks, what: str, got, want64: torch.Tensor, dtype: torch.dty
 
 # The gradients of (w * z).sum() with respect to mu and logvar, z = reparameterize(mu, logvar, generator),
 # computed in the kernel (gradients do not cross the boundary).
-REPARAM_GRADS = """
-mu = mu.detach().clone().requires_grad_(True)
-logvar = logvar.detach().clone().requires_grad_(True)
-z = reparameterize(mu, logvar, generator)
-(w * z).sum().backward()
-result = (mu.grad, logvar.grad)
-"""
+REPARAM_GRADS = 'ch03.reparam_grads'
 
 
 def _z64(mu: torch.Tensor, logvar: torch.Tensor, seed: int) -> torch.Tensor:
@@ -146,32 +140,11 @@ def _outputs(model: nn.Module, x: torch.Tensor, z0: torch.Tensor, reparameterize
 
 # The reference's weights into the learner's model, by name (strict), in the kernel; on a
 # mismatch, the learner's parameter names and shapes.
-LOAD_STATE = """
-try:
-    model.load_state_dict(state)
-    result = None
-except Exception as e:
-    mine = model.state_dict() if isinstance(model, nn.Module) else {}
-    result = (type(e).__name__, {n: tuple(t.shape) for n, t in mine.items()})
-"""
+LOAD_STATE = 'ch03.load_state'
 # `_outputs` of the learner's model, in the kernel (generators travel as their states), with
 # a stand-in (torch alone) for the learner's reparameterize: a mistake there costs the points
 # of its own exercise only.
-OUTPUTS = """
-from workbook.checks import substituted
-
-
-def stand_in(mu, logvar, generator=None):
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
-with torch.no_grad(), substituted(type(model), reparameterize=stand_in):
-    mu, logvar = model.encode(x)
-    out = tuple(model(x, generator=g_forward))
-    result = {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out,
-              "sampled": model.decode(stand_in(mu, logvar, g_sample))}
-"""
+OUTPUTS = 'ch03.outputs'
 
 
 def vae(VAE, reparameterize) -> None:
@@ -254,13 +227,7 @@ def kl(fn) -> None:
 # ----------------------------------------------------------------------------- negative ELBO
 
 # `fn(*args, **kwargs)` in the kernel: the name of the exception it raised, or None.
-RAISED = """
-try:
-    fn(*args, **kwargs)
-    result = None
-except Exception as e:
-    result = type(e).__name__
-"""
+RAISED = 'ch03.raised'
 
 
 def _elbo64(args, kwargs) -> torch.Tensor:
@@ -322,24 +289,7 @@ def negative_elbo(fn) -> None:
 
 # encode(x) = (x A, x C - 1); decode(z) = z W^T + b, with the given (random) weights: built
 # from torch alone in the judge and in the kernel (`twin`).
-RANDOM_LINEAR_MODEL = """
-class RandomLinearModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.k = A.shape[1]
-        self.A, self.C = A.clone(), C.clone()
-        self.W = nn.Parameter(W.clone())
-        self.b = nn.Parameter(b.clone())
-
-    def encode(self, x):
-        return x @ self.A, x @ self.C - 1
-
-    def decode(self, z):
-        return z @ self.W.T + self.b
-
-
-result = RandomLinearModel()
-"""
+RANDOM_LINEAR_MODEL = 'ch03.random_linear_model'
 
 
 def sampling(sample_prior, interpolate) -> None:
@@ -375,31 +325,7 @@ def sampling(sample_prior, interpolate) -> None:
 # scaled by `gain` (a confident decoder: large logits, log-weights far below 0), built from
 # torch alone in the judge and in the kernel (`twin`), its weights seeded without touching
 # the global RNG.
-RANDOM_VAE = """
-class RandomVAE(nn.Module):
-    def __init__(self, D, k, h):
-        super().__init__()
-        self.k = k
-        self.encoder = nn.Sequential(nn.Linear(D, h), nn.ReLU())
-        self.mu_head = nn.Linear(h, k)
-        self.logvar_head = nn.Linear(h, k)
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.ReLU(), nn.Linear(h, D))
-
-    def encode(self, x):
-        h = self.encoder(x)
-        return self.mu_head(h), self.logvar_head(h)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-
-with torch.random.fork_rng():
-    torch.manual_seed(seed)
-    result = RandomVAE(D, k, h).to(dtype)
-with torch.no_grad():
-    result.decoder[-1].weight.mul_(gain)
-    result.decoder[-1].bias.mul_(gain)
-"""
+RANDOM_VAE = 'ch03.random_vae'
 
 
 def _iwae64(model: nn.Module, x: torch.Tensor, k: int, seed: int) -> torch.Tensor:

@@ -51,16 +51,7 @@ def _open_clip_loss(I, T, t):
 
 # The learner's loss on fresh leaves, and backward, in the kernel: the gradients come back
 # (or the error of backward, as `c.call(loss.backward)` would have reported it).
-CLIP_GRADS = """
-leaves = [v.detach().clone().requires_grad_() for v in (I, T, t)]
-loss = fn(*leaves)
-try:
-    loss.backward()
-except Exception as e:
-    result = (f"{type(e).__name__}: {e}", None)
-else:
-    result = (None, [v.grad for v in leaves])
-"""
+CLIP_GRADS = 'ch04.clip_grads'
 
 
 def clip_loss(fn) -> None:
@@ -88,11 +79,11 @@ def clip_loss(fn) -> None:
         want.backward()
         for name, mine, theirs in zip(("image_features", "text_features"), grads[:2], oracle[:2]):
             c.true(mine is not None, f"no gradient reached {name}", inputs=inputs,
-                   hint="compute the loss from the features with differentiable torch operations")
+                   hint=DIAG["clip_graph"])
             c.close(f"d loss / d {name} (vs open_clip)", mine, theirs.grad, atol=1e-8, inputs=inputs)
         g_t = grads[2] if grads[2] is not None else torch.zeros((), dtype=torch.float64)
         c.close("d loss / d logit_scale (vs open_clip)", g_t, oracle[2].grad, atol=1e-8, inputs=inputs,
-                hint="the scale is exp(logit_scale) capped at 100, and must stay in the graph")
+                hint=DIAG["clip_scale_graph"])
     # float32 at the cap: logits up to +-100, the softmax by exp overflows (e^89 > float32's
     # largest value) and a badly matched pair has a log-probability near -200 (underflow)
     B, E = 6, 8
@@ -116,21 +107,9 @@ def clip_loss(fn) -> None:
 
 # The learner's module in the kernel: its parameter names and shapes; the reference's
 # parameters and buffers copied in by name; its output in a given mode, without gradients.
-NAMED_SHAPES = "result = {k: tuple(v.shape) for k, v in model.named_parameters()}"
-COPY_BY_NAME = """
-lp, lb = dict(model.named_parameters()), dict(model.named_buffers())
-with torch.no_grad():
-    for k, v in params.items():
-        lp[k].copy_(v)
-    for k, v in buffers.items():
-        if k in lb and lb[k].shape == v.shape:
-            lb[k].copy_(v)
-"""
-FORWARD = """
-model.train(train)
-with torch.no_grad():
-    result = model(x)
-"""
+NAMED_SHAPES = 'ch04.named_shapes'
+COPY_BY_NAME = 'ch04.copy_by_name'
+FORWARD = 'ch04.forward'
 
 
 def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, inputs: str) -> None:
@@ -145,7 +124,7 @@ def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, 
         c.fail("the parameters (names or shapes) differ from the stated architecture", inputs=inputs,
                expected=f"{len(rp)} parameters, e.g. {sorted(rp)[:3]}",
                got=f"missing {missing}, unexpected {extra}, wrong shapes {wrong}",
-               hint="keep the attribute names of the docstring and the layer order of the chapter")
+               hint=DIAG["encoder_names"])
     _in_kernel(c, name, COPY_BY_NAME, inputs=inputs, model=learner,
                params={k: v.detach() for k, v in reference.named_parameters()},
                buffers={k: v.detach() for k, v in reference.named_buffers()})
@@ -235,16 +214,7 @@ def encoders(ImageEncoder, TextEncoder) -> None:
 # A random text encoder (open_clip's TextTransformer: token + position embedding, causal
 # pre-norm Transformer, ln_final, end-of-text feature, projection) and the course's
 # tokenizer, built identically in the judge and in the kernel (no solution code).
-ZERO_SHOT_ENCODER = """
-from open_clip.transformer import TextTransformer
-from workbook.captions import CaptionTokenizer
-tokenizer = CaptionTokenizer()
-with torch.random.fork_rng():
-    torch.manual_seed(seed)
-    encoder = TextTransformer(context_length=tokenizer.context_length, vocab_size=tokenizer.vocab_size,
-                              width=32, heads=2, layers=1, output_dim=16).eval()
-result = (encoder, tokenizer)
-"""
+ZERO_SHOT_ENCODER = 'ch04.zero_shot_encoder'
 
 
 def zero_shot(zero_shot_weights, zero_shot_predict) -> None:
@@ -264,7 +234,7 @@ def zero_shot(zero_shot_weights, zero_shot_predict) -> None:
     c.close("weights (vs open_clip's build_zero_shot_classifier)", W, oracle, atol=1e-5, inputs=inputs,
             mistakes=known_mistakes(CH, "zero_shot_weights", lambda f: f(enc, tok, classnames, templates)))
     c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
-           hint="compute them inside `with torch.no_grad():`")
+           hint=DIAG["zs_grad"])
     C, E = 7, 5
     Wc = F.normalize(torch.randn(C, E, generator=g), dim=1)
     for N in (40, 1):  # and a batch of one image
@@ -290,7 +260,7 @@ class _EncodeText(torch.nn.Module):
 
 
 # A dict subclass (OrderedDict, defaultdict) crosses as a handle: read it as a plain dict.
-AS_DICT = "result = dict(out) if isinstance(out, dict) else out"
+AS_DICT = 'ch04.as_dict'
 
 
 def _paired(g: torch.Generator, N: int, E: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ def _int(g: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi, (1,), generator=g))
 
 
-NAMED_SHAPES = "result = [(k, tuple(v.shape)) for k, v in model.named_parameters()]"
+NAMED_SHAPES = 'ch05.named_shapes'
 
 
 def schedules(linear_betas, cosine_betas, noise_schedule) -> None:
@@ -69,21 +69,18 @@ def schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     inputs = f"linear_betas(T=50, beta_1={beta_1:.6f}, beta_T={beta_T:.6f})"
     betas = c.call(linear_betas, 50, beta_1, beta_T, inputs=inputs)
     c.close("betas", betas, ref.linear_betas(50, beta_1, beta_T), atol=1e-12, inputs=inputs,
-            hint="use the arguments beta_1 and beta_T, not the default values")
+            hint=ch05.DIAGNOSES["linear_args"])
     s = 0.001 + 0.02 * torch.rand(1, generator=g).item()
     inputs = f"cosine_betas(T=64, s={s:.5f}, max_beta=0.5)"
     betas = c.call(cosine_betas, 64, s, 0.5, inputs=inputs)
     c.close("betas", betas, ref.cosine_betas(64, s, 0.5), atol=1e-12, inputs=inputs,
-            hint="use the arguments s and max_beta, not the default values")
+            hint=ch05.DIAGNOSES["cosine_args"])
     c.done()
 
 
 # The learner's function called in the kernel, bringing back its arguments as they are
 # after the call (an in-place change of an input would not travel back otherwise).
-KEEP_INPUTS = """
-out = fn(*args)
-result = (out, args)
-"""
+KEEP_INPUTS = 'ch05.keep_inputs'
 
 
 def _call_keeping_inputs(c: Checks, name: str, fn, args: tuple, names: tuple, inputs: str):
@@ -133,34 +130,11 @@ def q_sample(fn) -> None:
 # The loss's stand-in noise predictor, built in the kernel (and in the judge) from torch
 # alone: eps_hat = a x_t + b tanh(t / 7), recording what it is called with (labels given
 # as the third argument or as y=...).
-RECORDER = """
-class Recorder(nn.Module):
-    def __init__(self, a, b, dtype):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a, dtype=dtype))
-        self.b = b
-        self.calls = []
-        self.kept = []
-
-    def forward(self, x_t, t, y=None):
-        self.calls.append((x_t.detach().clone(), t.detach().clone(), None if y is None else y.detach().clone()))
-        return self.a * x_t + self.b * torch.tanh(t.to(x_t.dtype) / 7).view(-1, *([1] * (x_t.dim() - 1)))
-
-result = Recorder(a, b, dtype)
-"""
+RECORDER = 'ch05.recorder'
 # The learner's loss on the stand-in, kept in the kernel for the backward pass; whether
 # the global random generator was left alone, and what the stand-in was called with.
-LOSS = """
-model.calls.clear()
-before = torch.random.get_rng_state()
-loss = fn(model, x0, alpha_bars, y, generator)
-model.kept[:] = [loss]
-result = (loss, bool(torch.equal(before, torch.random.get_rng_state())), list(model.calls))
-"""
-BACKWARD = """
-model.kept[0].backward()
-result = model.a.grad
-"""
+LOSS = 'ch05.loss'
+BACKWARD = 'ch05.backward'
 
 
 def diffusion_loss(fn) -> None:
@@ -196,7 +170,7 @@ def diffusion_loss(fn) -> None:
         counts = torch.bincount(t, minlength=T).double()
         chi2 = (((counts - B / T) ** 2) / (B / T)).sum().item()
         c.true(bool((counts > 0).all()) and chi2 < T + 6 * (2 * T) ** 0.5, "t is not drawn uniformly from "
-               "{0, ..., T-1}", inputs=inputs, got=f"counts {counts.long().tolist()}", hint="torch.randint(0, T, (B,))")
+               "{0, ..., T-1}", inputs=inputs, got=f"counts {counts.long().tolist()}", hint=ch05.DIAGNOSES["t_uniform"])
         c.tensor("x_t passed to the model", x_t, shape=shape, dtype=dtype, inputs=inputs)
         if labels is None:
             c.true(y_seen is None, "without labels the model must get none", inputs=inputs, got=describe(y_seen))
@@ -209,7 +183,7 @@ def diffusion_loss(fn) -> None:
         m, s = eps.mean().item(), eps.std().item()
         c.true(abs(m) < 0.08 and abs(s - 1) < 0.08, "the noise implied by x_t is not standard normal",
                inputs=inputs, got=f"mean {m:.3f}, std {s:.3f}",
-               hint="x_t = sqrt(alpha_bars[t]) x0 + sqrt(1 - alpha_bars[t]) eps with eps drawn by torch.randn")
+               hint=ch05.DIAGNOSES["implied_noise"])
         eps_hat = a * x_t.double() + b * torch.tanh(t.double() / 7).view(-1, *([1] * (len(shape) - 1)))
 
         def mutant_value(f):  # a mutant's value on the same draws
@@ -330,12 +304,7 @@ def ddim_step(fn) -> None:
 
 
 # Copy weights, by name, into a model of the kernel.
-LOAD_NAMED = """
-with torch.no_grad():
-    params = dict(model.named_parameters())
-    for k, w in weights.items():
-        params[k].copy_(w)
-"""
+LOAD_NAMED = 'ch05.load_named'
 
 
 def _embedding64(t: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
@@ -417,34 +386,9 @@ def _block_with(cls, theirs, names, c_in, c_out, emb_dim, groups, x, emb):
 # (they have their own check), built in the kernel from diffusers: its ResnetBlock2D with
 # its layers registered under the contract's names (so the reference's weights load by
 # name) and its get_timestep_embedding. `result` is the context that undoes the swap.
-UNET_STAND_INS = """
-from diffusers.models.embeddings import get_timestep_embedding
-from diffusers.models.resnet import ResnetBlock2D
-from workbook.checks import substituted
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c_in, c_out, emb_dim, groups=8):
-        super().__init__()
-        block = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups, eps=1e-5)
-        self.norm1, self.conv1, self.time_proj = block.norm1, block.conv1, block.time_emb_proj
-        self.norm2, self.conv2 = block.norm2, block.conv2
-        self.skip = block.conv_shortcut if block.conv_shortcut is not None else nn.Identity()
-        object.__setattr__(self, "block", block)  # runs the forward, on the layers above
-
-    def forward(self, x, emb):
-        return self.block(x, emb)
-
-
-def timestep_embedding(t, dim, max_period=10000):
-    return get_timestep_embedding(t, dim, flip_sin_to_cos=True, downscale_freq_shift=0, max_period=max_period)
-
-
-result = substituted(UNet, ResBlock=ResBlock, timestep_embedding=timestep_embedding)
-result.__enter__()
-"""
-UNDO = "swap.__exit__(None, None, None)"
-LOAD_STATE = "model.load_state_dict(state)"
+UNET_STAND_INS = 'ch05.unet_stand_ins'
+UNDO = 'ch05.undo'
+LOAD_STATE = 'ch05.load_state'
 
 
 def unet(UNet) -> None:
@@ -478,8 +422,7 @@ def _unet(UNet) -> None:
             want = reference(x, t, y)
         c.tensor("output", out, shape=tuple(want.shape), inputs=inputs)
         c.close("output (vs the reference with the same weights)", out, want, atol=1e-4, inputs=inputs,
-                hint="same parameters but a different computation (output vs the reference with the same weights): "
-                     "the order of skips, where the embedding is added, nearest-neighbour upsampling before the conv")
+                hint=ch05.DIAGNOSES["unet_computation"])
         if kw["num_classes"]:
             inputs_null = inputs + ", y = None (the 'no label' id num_classes)"
             out = c.call(model, x, t, None, inputs=inputs_null)
@@ -492,8 +435,7 @@ def _unet(UNet) -> None:
             c.tensor("output with y = None", out, shape=tuple(want.shape), inputs=inputs_null)
             c.close("output with y = None (vs the reference with the same weights and y = None)", out, want,
                     atol=1e-4, inputs=inputs_null,
-                    hint="y = None means the 'no label' id: y = torch.full_like(t, self.num_classes), the last row "
-                         "of class_embedding",
+                    hint=ch05.DIAGNOSES["null_label_id"],
                     mistakes={ch05.DIAGNOSES["null_as_zero"]: as_zero, **as_other})
     c.done()
 
@@ -518,35 +460,19 @@ def _load_unet(c: Checks, model, reference: torch.nn.Module, inputs: str) -> Non
            got=f"{len(lp)} tensors, {sum(math.prod(v) for _, v in lp)} parameters; missing "
                f"{sorted(set(rd) - set(ld))[:3]}, unexpected {sorted(set(ld) - set(rd))[:3]}, wrong shapes "
                f"{[k for k in set(rd) & set(ld) if rd[k] != ld[k]][:3]}",
-           hint="keep the layers, their sizes and the order of the levels of the docstring")
+           hint=ch05.DIAGNOSES["unet_layers"])
 
 
 # A random network of (x, t, y) whose outputs depend on all three, per example: built in
 # the kernel (for the learner's guided_eps) and in the judge (for the reference's) from
 # the same random table.
-NET = """
-class Net(nn.Module):
-    def __init__(self, table):
-        super().__init__()
-        self.table = table
-        self.calls = 0
-
-    def forward(self, x, t, y):
-        self.calls += 1
-        return torch.tanh(x * self.table[y][:, :, None, None] + t.view(-1, 1, 1, 1) / 500)
-
-result = Net(table)
-"""
+NET = 'ch05.net'
 
 
 # The learner's drop_labels, called in the kernel, bringing back the labels it was given
 # as they are after the call (an in-place change of y would not travel back otherwise),
 # and whether the global random generator was left alone.
-DROP = """
-before = torch.random.get_rng_state()
-out = fn(y, p_uncond, null_label, generator)
-result = (out, y, bool(torch.equal(before, torch.random.get_rng_state())))
-"""
+DROP = 'ch05.drop'
 
 
 def guidance(drop_labels, guided_eps) -> None:
@@ -571,7 +497,7 @@ def guidance(drop_labels, guided_eps) -> None:
     frac = (out == null).double().mean().item()
     c.true(abs(frac - p) < 0.05, "the fraction of dropped labels should be p_uncond", inputs=inputs,
            expected=f"{p:.3f}", got=f"{frac:.3f}",
-           hint="drop where torch.rand(B) < p_uncond (not >=), and use null_label, not a fixed id")
+           hint=ch05.DIAGNOSES["drop_below"])
     keep = out != null
     c.true(torch.equal(out[keep], y[keep]), "labels that are not dropped must stay unchanged", inputs=inputs)
     u = torch.rand(n, generator=torch.Generator().manual_seed(seed))

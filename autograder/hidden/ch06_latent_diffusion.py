@@ -66,22 +66,7 @@ def _in_kernel(name: str, code: str):
 # The reference's state dict (names and shapes) into the learner's model, in the kernel.
 # With `StandIn` given, the keys of a CrossAttention (to_q, to_k, to_v, to_out) are moved
 # to the diffusers Attention inside each stand-in that replaced the learner's CrossAttention.
-LOAD_STATE = """
-state = dict(state)
-if StandIn is not None:
-    for name, m in model.named_modules():
-        if isinstance(m, StandIn):
-            p = name + "." if name else ""
-            for k in ("to_q.weight", "to_k.weight", "to_v.weight"):
-                if p + k in state:
-                    state[p + "inner." + k] = state.pop(p + k)
-            for k in ("weight", "bias"):
-                if p + "to_out." + k in state:
-                    state[p + "inner.to_out.0." + k] = state.pop(p + "to_out." + k)
-with torch.no_grad():
-    model.load_state_dict(state)
-result = None
-"""
+LOAD_STATE = 'ch06.load_state'
 
 
 def _load(c: Checks, mine, theirs: nn.Module, inputs: str, stand_in=None) -> None:
@@ -90,7 +75,7 @@ def _load(c: Checks, mine, theirs: nn.Module, inputs: str, stand_in=None) -> Non
     except (RemoteError, NotImplementedError) as err:
         c.fail("the reference's weights do not fit your model: the layers differ from the stated ones",
                inputs=inputs, got=str(err).splitlines()[0][:300] if str(err) else type(err).__name__,
-               hint="use exactly the stated layers, in the stated order, with the stated attribute names")
+               hint=ch06.DIAGNOSES["layers_fit"])
 
 
 # ----------------------------------------------------------------------------- 1 autoencoder
@@ -139,7 +124,7 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c.true(isinstance(got, tuple) and len(got) == 2, "encode must return (mean, logvar)", inputs=what)
     c.tensor("logvar", got[1], shape=tuple(want[1].shape), inputs=what)
     c.close("logvar", got[1], want[1], atol=1e-5, inputs=what,
-            hint="clamp the log-variance to [-30, 20], as diffusers does: logvar.clamp(-30.0, 20.0)")
+            hint=ch06.DIAGNOSES["clamp"])
     # B >= 3 and 12 latent elements per example: a KL summed over the batch (B times the
     # mean), one without its factor 0.5 (twice) and one averaged over the elements (1/12)
     # give distinct values.
@@ -187,14 +172,7 @@ def _ae_args(model):
 # ----------------------------------------------------------------------------- 2 cross-attention
 
 # diffusers' Attention weights (to_q, to_k, to_v, to_out[0]) into the learner's CrossAttention.
-COPY_ATTENTION = """
-with torch.no_grad():
-    for name in ("to_q", "to_k", "to_v"):
-        getattr(model, name).weight.copy_(weights[name])
-    model.to_out.weight.copy_(weights["to_out.weight"])
-    model.to_out.bias.copy_(weights["to_out.bias"])
-result = None
-"""
+COPY_ATTENTION = 'ch06.copy_attention'
 
 
 def cross_attention(CrossAttention) -> None:
@@ -248,40 +226,8 @@ def cross_attention(CrossAttention) -> None:
 # In the kernel: diffusers' Attention with the chapter's CrossAttention signature (maps
 # returned too), and the learner's block built while it replaces their CrossAttention
 # (as the visible check does), so a mistake in CrossAttention is not counted twice here.
-_STAND_IN = """
-import contextlib
-from diffusers.models.attention_processor import Attention
-
-
-class StandInAttention(nn.Module):
-    def __init__(self, query_dim, context_dim, heads=4, head_dim=16):
-        super().__init__()
-        self.inner = Attention(query_dim, cross_attention_dim=context_dim, heads=heads, dim_head=head_dim,
-                               bias=False, out_bias=True)
-
-    def forward(self, x, context, mask=None):
-        a = self.inner
-        bias = None if mask is None else a.prepare_attention_mask(
-            ((1 - mask.float()) * -10000.0)[:, None, :], context.shape[1], x.shape[0])
-        q, k, v = (a.head_to_batch_dim(p) for p in (a.to_q(x), a.to_k(context), a.to_v(context)))
-        probs = a.get_attention_scores(q, k, bias)  # (B * heads, N, L)
-        out = a.to_out[0](a.batch_to_head_dim(torch.bmm(probs, v)))
-        return out, probs.view(x.shape[0], a.heads, x.shape[1], context.shape[1])
-"""
-_SWAPPED = """
-from workbook.checks import substituted as swapped
-"""
-BLOCK_BUILD = _STAND_IN + _SWAPPED + """
-with swapped(Block, CrossAttention=StandInAttention), torch.random.fork_rng():
-    torch.manual_seed(seed)
-    model = Block(*args)
-result = (model, StandInAttention)
-"""
-BLOCK_FORWARD = _SWAPPED + """
-with swapped(Block, CrossAttention=StandIn), torch.no_grad():
-    out = model(*args)
-result = (out, getattr(model, "last_attn", None))
-"""
+BLOCK_BUILD = 'ch06.block_build'
+BLOCK_FORWARD = 'ch06.block_forward'
 
 
 def cross_attn_block(CrossAttnBlock) -> None:
@@ -316,7 +262,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
         c.true(leak < 1e-6, "padding tokens get attention in the block (last_attn): the mask does not reach "
                "the cross-attention", inputs=inputs, expected="0 on every padding token",
                got=f"up to {leak:.3g} on padding tokens",
-               hint="pass the mask on to the attention: self.attn(self.norm_attn(h), context, mask)")
+               hint=ch06.DIAGNOSES["block_mask"])
     with torch.no_grad():
         def mutant_out(cls):
             mutant = cls(C, dc, heads, groups)
@@ -334,34 +280,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
 
 # In the kernel: a stand-in U-Net that records its inputs, the learner's loss on it, then
 # backward (its error, if any, comes back as text) and whether a gradient reached it.
-TRAINING_LOSS = """
-class Recorder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
-        self.calls = []
-
-    def forward(self, z_t, t, context, mask):
-        self.calls.append(tuple(v.detach().clone() for v in (z_t, t, context, mask)))
-        text = context.mean(dim=(1, 2)).view(-1, 1, 1, 1) / context.shape[0]  # within [-1, 1]
-        return 0.3 * z_t + self.w * text + t.view(-1, 1, 1, 1).to(z_t) / 50
-
-
-unet = Recorder()
-given = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-before = torch.random.get_rng_state()
-loss = loss_fn(unet, *args)
-kept_rng = bool(torch.equal(before, torch.random.get_rng_state()))
-backward_error = None
-try:
-    loss.backward()
-except Exception as e:
-    backward_error = f"{type(e).__name__}: {e}"
-changed = [i for i, (a, b) in enumerate(zip(given, args))
-           if isinstance(a, torch.Tensor) and not (isinstance(b, torch.Tensor) and b.shape == a.shape
-                                                    and torch.equal(a, b.detach()))]
-result = (loss, unet.calls, backward_error, unet.w.grad is not None, kept_rng, changed)
-"""
+TRAINING_LOSS = 'ch06.training_loss'
 ARG_NAMES = ("z0", "context", "mask", "null_context", "null_mask", "alpha_bars", "p_uncond", "generator")
 
 
@@ -418,10 +337,8 @@ def training_loss(fn) -> None:
             ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
                 ch06.DIAGNOSES["predicts_z0"]:
                     ((eps_hat - z0) ** 2).mean(),
-                "the U-Net must be trained to predict the noise eps, not the noisy latents z_t":
-                    ((eps_hat - z_t) ** 2).mean(),
-            }, hint="loss = mean over all elements of (unet(z_t, t, context, mask) - eps) ** 2, "
-                    "with the same eps that made z_t")
+                ch06.DIAGNOSES["predicts_zt"]: ((eps_hat - z_t) ** 2).mean(),
+            }, hint=ch06.DIAGNOSES["loss_eps"])
     if backward_error is not None:
         c.fail(f"calling backward raised {backward_error}", inputs=inputs)
     c.true(has_grad is True, "no gradient reached the U-Net's parameters", inputs=inputs)
@@ -440,60 +357,7 @@ def training_loss(fn) -> None:
 # a decoder, and diffusers' DDIMScheduler with Stable Diffusion v1's schedule (as
 # workbook.ch06.make_scheduler) or its EulerDiscreteScheduler (init_noise_sigma far from 1,
 # scale_model_input not the identity), all from torch and diffusers and the judge's random tables.
-GENERATE_HARNESS = """
-from diffusers import DDIMScheduler, EulerDiscreteScheduler
-
-
-class EulerScheduler(EulerDiscreteScheduler):
-    # diffusers' Euler scheduler that, as DDIM does, also takes an integer timestep in step
-    def set_timesteps(self, *args, **kwargs):
-        import warnings
-        with warnings.catch_warnings():  # numpy 2's copy-keyword notice from diffusers' own code
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return super().set_timesteps(*args, **kwargs)
-
-    def step(self, model_output, timestep, sample, *args, **kwargs):
-        if isinstance(timestep, int) or (isinstance(timestep, torch.Tensor) and not timestep.is_floating_point()):
-            timestep = torch.as_tensor(timestep, dtype=torch.float32)
-        self.is_scale_input_called = True  # no warning: the check says what is missing
-        return super().step(model_output, timestep, sample, *args, **kwargs)
-
-
-def encode_text(prompts):
-    ids = torch.zeros(len(prompts), L, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        codes = [1] + [3 + (ord(ch_) % 60) for ch_ in p][: L - 2] + [2]
-        ids[i, : len(codes)] = torch.tensor(codes)
-    return table[ids], ids != 0
-
-
-class TinyUNet(nn.Module):
-    def __init__(self, a, b):
-        super().__init__()
-        self.a, self.b = a, b
-
-    def forward(self, z, t, context, mask):
-        m = mask.to(z.dtype)[:, :, None]
-        text = (context * m).sum(1) / m.sum(1)  # (B, D) mean over real tokens
-        h = torch.einsum("bchw,cd->bdhw", z, self.a) + (text @ self.b)[:, :, None, None]
-        return torch.tanh(h + t.view(-1, 1, 1, 1).to(z) / 1000)
-
-
-def decode(z):
-    return z * 2 + 1
-
-
-def make_scheduler(kind="ddim"):
-    if kind == "euler":
-        return EulerScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                              beta_schedule="scaled_linear", timestep_spacing="trailing")
-    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                         timestep_spacing="trailing")
-
-
-result = (encode_text, TinyUNet(a, b), decode, make_scheduler)
-"""
+GENERATE_HARNESS = 'ch06.generate_harness'
 
 
 def generate(fn) -> None:
@@ -544,9 +408,7 @@ def generate(fn) -> None:
                  generator=torch.Generator().manual_seed(seed))
 
     c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "generate", mutant_euler),
-            hint="use the scheduler's scalings: latents = torch.randn((B, *latent_shape), generator=generator) * "
-                 "scheduler.init_noise_sigma, and latent_input = scheduler.scale_model_input(torch.cat([latents, "
-                 "latents]), t) at every step")
+            hint=ch06.DIAGNOSES["scheduler_scalings"])
     c.done()
 
 

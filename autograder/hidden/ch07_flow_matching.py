@@ -16,7 +16,7 @@ from autograder.hidden import grade_choice, in_kernel as _in_kernel, here as _he
 from autograder.mutants import hidden_seed, known_mistakes
 from autograder.remote import run, twin
 from solutions import ch07_flow_matching as ref
-from workbook.ch07 import DIAGNOSES
+from workbook.ch07 import DIAGNOSES, QUIZ_EXPLAIN
 from workbook.checks import Checks, tolerance
 
 CH = "07_flow_matching"
@@ -89,39 +89,10 @@ def path(flow_path, velocity_target) -> None:
 
 # A stand-in velocity model, in the kernel and in the judge: v_hat = a x_t + b tanh(3 t),
 # recording what it is called with.
-RECORDER = """
-class Recorder(nn.Module):
-    def __init__(self, a, b, dtype):
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a, dtype=dtype))
-        self.b = b
-        self.calls = []
-
-    def forward(self, x_t, t, y=None):
-        keep = lambda v: v.detach().clone(memory_format=torch.contiguous_format)
-        self.calls.append((keep(x_t), keep(t), [] if y is None else [keep(y)]))
-        return self.a * x_t + self.b * torch.tanh(3 * t.to(x_t.dtype)).view(-1, *([1] * (x_t.dim() - 1)))
-
-result = Recorder(a, b, dtype)
-"""
+RECORDER = 'ch07.recorder'
 # The learner's loss on the stand-in, in the kernel: the loss, the model's calls, whether
 # the global RNG was left alone, the gradient, the generator's state after the call.
-LOSS = """
-model.calls.clear()
-model.a.grad = None
-before = torch.random.get_rng_state()
-loss = fn(model, x0, eps=eps, y=y, generator=generator, logit_normal=logit_normal)
-kept = bool(torch.equal(before, torch.random.get_rng_state()))
-grad = None
-if isinstance(loss, torch.Tensor) and loss.requires_grad:
-    try:
-        loss.backward()
-        grad = model.a.grad
-    except RuntimeError:
-        grad = None
-out = loss.detach() if isinstance(loss, torch.Tensor) else loss
-result = (out, model.calls, kept, grad, generator.get_state())
-"""
+LOSS = 'ch07.loss'
 
 
 def _replay(state, B, shape, dtype, logit, draw_eps):
@@ -172,8 +143,8 @@ def flow_matching_loss(fn) -> None:
                inputs=inputs, expected="t drawn first, then eps only when eps is None, nothing else",
                hint=DIAGNOSES["eps_given"] if given else DIAGNOSES["draws"])
         if labels:
-            c.true(len(rest) == 1 and torch.equal(rest[0], y), "the labels y must be passed to the model: "
-                   "model(x_t, t, y)", inputs=inputs, got=f"{len(rest)} extra arguments")
+            c.true(len(rest) == 1 and torch.equal(rest[0], y), DIAGNOSES["labels_not_passed"],
+                   inputs=inputs, got=f"{len(rest)} extra arguments")
         else:
             c.true(len(rest) == 0, "with y = None the model is called as model(x_t, t)", inputs=inputs,
                    got=f"{len(rest)} extra arguments")
@@ -187,7 +158,7 @@ def flow_matching_loss(fn) -> None:
         c.close("loss", loss, want, **tolerance(dtype, float(want) + _scale(x0, e) ** 2, 16), inputs=inputs,
                 mistakes=known_mistakes(CH, "flow_matching_loss", mutant_value))
         c.true(isinstance(grad, torch.Tensor) and bool(grad.abs() > 0), "no gradient reached the model's parameters",
-               inputs=inputs, hint="compute the loss from the model's output with torch operations")
+               inputs=inputs, hint=DIAGNOSES["loss_graph"])
     c.done()
 
 
@@ -195,26 +166,11 @@ def flow_matching_loss(fn) -> None:
 
 # A nonlinear velocity field, elementwise in x: v = a tanh(x) (1 + t) + b t^2 + k x; it
 # records each call.
-FIELD = """
-class Field:
-    def __init__(self, a, b, k):
-        self.a, self.b, self.k = a, b, k
-        self.calls = []
-
-    def __call__(self, x, t):
-        self.calls.append(t.detach().clone(memory_format=torch.contiguous_format))
-        tb = t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-        return self.a * torch.tanh(x) * (1 + tb) + self.b * tb * tb + self.k * x
-
-result = Field(a, b, k)
-"""
-CALLS = "result = field.calls"
+FIELD = 'ch07.field'
+CALLS = 'ch07.calls'
 # The learner's sampler called in the kernel, bringing back x1 as it is after the call.
-SAMPLE = """
-out = fn(field, x1, timesteps)
-result = (out, x1)
-"""
-CLEAR = "field.calls.clear()"
+SAMPLE = 'ch07.sample'
+CLEAR = 'ch07.clear'
 
 
 def _lib_sample(lib, field, x):
@@ -232,7 +188,7 @@ def _check_calls(c: Checks, field, times: torch.Tensor, want_n: int, B: int, dty
     c.true(isinstance(calls, list) and len(calls) == want_n,
            f"{name} should evaluate the velocity {want_n} times for {len(times) - 1} steps",
            inputs=inputs, expected=want_n, got=len(calls) if isinstance(calls, list) else calls,
-           hint=DIAGNOSES["heun_last"] if heun else None)
+           hint=DIAGNOSES["heun_last"] if heun else DIAGNOSES["euler_calls"])
     starts = times[:-1].double()
     want = torch.stack([starts, torch.cat([times[1:-1].double(), starts[-1:]])], 1).flatten()[:-1] if heun else starts
     for k, (t, w) in enumerate(zip(calls, want.tolist())):
@@ -351,25 +307,10 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
 # ----------------------------------------------------------------------------- 5 guidance
 
 # A random network of (x, t, y), per example: in the kernel and in the judge.
-NET = """
-class Net(nn.Module):
-    def __init__(self, table):
-        super().__init__()
-        self.table = table
-
-    def forward(self, x, t, y):
-        w = self.table[y].view(-1, *([1] * (x.dim() - 1)))
-        return torch.tanh(x * w + t.to(x.dtype).view(-1, *([1] * (x.dim() - 1))))
-
-result = Net(table)
-"""
+NET = 'ch07.net'
 # The learner's drop_labels in the kernel: its output, y after the call (an in-place change
 # would not travel back otherwise), whether the global RNG was left alone.
-DROP = """
-before = torch.random.get_rng_state()
-out = fn(y, p_uncond, null_label, generator)
-result = (out, y, bool(torch.equal(before, torch.random.get_rng_state())))
-"""
+DROP = 'ch05.drop'
 
 
 def guidance(drop_labels, guided_velocity) -> None:
@@ -449,15 +390,7 @@ def straightness(fn) -> None:
 
 # ----------------------------------------------------------------------------- quiz
 
-EXPLAIN = {
-    "answer_ddpm_time": "divide the DDPM point by s = sqrt(a) + sqrt(1 - a) so that the two coefficients sum to 1; "
-                        "the noise's coefficient is then t = sqrt(1 - a) / s",
-    "answer_flow_facts": "weigh each statement against the definitions: the path's derivative, what an Euler step "
-                         "does on a straight path, how many evaluations a Heun step takes, what reflow is meant to "
-                         "keep, what s = 1 leaves of v_u + s (v_c - v_u), and where the logit-normal density puts "
-                         "its mass",
-}
 
 
 def quiz(name: str, answer) -> None:
-    grade_choice(name, answer, getattr(ref, name), explain=EXPLAIN[name])
+    grade_choice(name, answer, getattr(ref, name), explain=QUIZ_EXPLAIN[name])

@@ -1,8 +1,17 @@
-"""Chapter 03: realistic learner mistakes and correct alternatives."""
+"""Chapter 03: realistic learner mistakes and correct alternatives. Every diagnosis is the
+chapter's own text (`workbook.ch03.DIAGNOSES`), shared with the visible and hidden checks."""
 from autograder.mutants import Alternative, Mistake
 from workbook import ch03
 
 D = ch03.DIAGNOSES
+# Checks.tensor reports a wrong dtype in its own words ("... has dtype torch.float64, expected
+# torch.float32"), and a mistake that breaks the shapes is reported where it breaks them:
+DTYPE = r"has dtype torch\.\w+, expected"
+RAISED = r"raised \w+Error"
+SHAPE = "has the wrong shape"
+# The hidden checks' shared guard (autograder.hidden.call_keeping_global_rng) catches a draw from
+# the global generator first, in its own words:
+GLOBAL_RNG = "every draw must come from the generator passed in"
 _EPS = "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # (..., k)"
 _REC = 'F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="none").flatten(1).sum(1)'
 _KL = "kl = 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0).sum(dim=-1)  # (B,)"
@@ -24,10 +33,9 @@ MISTAKES = [
             _EPS + "\n    # sigma = exp(logvar / 2)\n    std = torch.exp(0.5 * logvar)  # (..., k)\n"
             "    # z = mu + sigma * eps\n    z = mu + std * eps  # (..., k)",
             "std = torch.exp(0.5 * logvar)\n    z = torch.normal(mu, std, generator=generator)",
-            D["reparam_no_grad"], expect="no gradient reaches mu"),
+            D["reparam_grad"]),
     Mistake("reparam_checks", "reparameterize", "std = torch.exp(0.5 * logvar)  # (..., k)",
-            "std = torch.exp(0.5 * logvar.detach())  # (..., k)", D["reparam_detached_logvar"],
-            expect="no gradient reaches logvar"),
+            "std = torch.exp(0.5 * logvar.detach())  # (..., k)", D["reparam_detached_logvar"]),
     Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("randn", "rand"), D["reparam_uniform"]),
     Mistake("reparam_checks", "reparameterize", "z = mu + std * eps  # (..., k)", "z = std + mu * eps  # (..., k)",
             D["reparam_swapped"]),
@@ -36,18 +44,18 @@ MISTAKES = [
     Mistake("reparam_checks", "reparameterize", _EPS,
             "eps = torch.randn(mu.shape, generator=generator).to(mu.device)  # (..., k)", D["reparam_dtype"]),
     Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("dtype=mu.dtype", "dtype=torch.float64"),
-            D["reparam_float64"], expect="dtype"),
+            D["reparam_float64"], expect=DTYPE),
     Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("mu.shape", "mu.shape[-1]"),
             D["reparam_shared_eps"]),
     Mistake("reparam_checks", "reparameterize", _EPS, _EPS.replace("mu.shape", "mu.shape[0], mu.shape[1]"),
-            D["reparam_shape"], expect="raised"),
+            D["reparam_shape"], expect=RAISED),
     # VAE module
     Mistake("vae_checks", "VAE", "self.decoder = nn.Sequential(*layers)", "self.decoder = nn.Sequential(*layers, nn.Sigmoid())",
             D["vae_sigmoid"]),
     Mistake("vae_checks", "VAE", "return self.decode(z), mu, logvar", "return self.decode(mu), mu, logvar",
             D["vae_decoded_mu"]),
     Mistake("vae_checks", "VAE", "return self.mu_head(h), self.logvar_head(h)", "return self.mu_head(h), self.mu_head(h)",
-            D["vae_logvar_is_mu"], expect="logvar equals mu"),
+            D["vae_logvar_is_mu"]),
     Mistake("vae_checks", "VAE", "self.logvar_head = nn.Linear(dims[-1], k)",
             "self.logvar_head = nn.Sequential(nn.Linear(dims[-1], k), nn.Softplus())", D["vae_head_activation"]),
     Mistake("vae_checks", "VAE", "layers += [nn.Linear(d_in, d_out), nn.ReLU()]", "layers += [nn.Linear(d_in, d_out)]",
@@ -66,17 +74,15 @@ MISTAKES = [
     Mistake("kl_checks", "kl_to_standard_normal", "0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0)",
             "0.5 * (1.0 + logvar - mu**2 - torch.exp(logvar))", D["kl_sign"]),
     Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".mean(dim=-1)", D["kl_mean_latent"]),
-    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum()", D["kl_sum_batch"],
-            expect="one value per example"),
-    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum(dim=0)", D["kl_sum_batch"],
-            expect="one value per example"),
+    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum()", D["kl_sum_batch"]),
+    Mistake("kl_checks", "kl_to_standard_normal", ".sum(dim=-1)", ".sum(dim=0)", D["kl_sum_batch"]),
     Mistake("kl_checks", "kl_to_standard_normal", "torch.exp(logvar)", "torch.exp(0.5 * logvar)", D["kl_std"]),
     Mistake("kl_checks", "kl_to_standard_normal", "kl = 0.5 * (", "kl = (", D["kl_half"]),
     Mistake("kl_checks", "kl_to_standard_normal", _KL,
             "kl = 0.5 * (mu**2 + torch.exp(2 * logvar) - 2 * logvar - 1.0).sum(dim=-1)  # (B,)", D["kl_log_std"]),
     Mistake("kl_checks", "kl_to_standard_normal", _KL,
             "kl = 0.5 * torch.sum(mu**2 + torch.exp(logvar) - logvar - 1.0, dim=-1, dtype=torch.float64)",
-            D["kl_dtype"], expect="dtype"),
+            D["kl_dtype"], expect=DTYPE),
     Mistake("kl_checks", "kl_to_standard_normal", _KL,
             "kl = (0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0)).mean(dim=-1) * 2  # (B,)",
             D["kl_half"], diagnosed=False),
@@ -103,19 +109,19 @@ MISTAKES = [
             'F.binary_cross_entropy(torch.sigmoid(x_hat_or_logits), x, reduction="none").flatten(1).sum(1)',
             D["elbo_clamped_bce"]),
     Mistake("elbo_checks", "negative_elbo", _REC, _REC.replace("(x_hat_or_logits, x,", "(x_hat_or_logits.double(), x.double(),"),
-            D["elbo_dtype"], expect="dtype"),
+            D["elbo_dtype"], expect=DTYPE),
     Mistake("elbo_checks", "negative_elbo", _REC,
             'F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="sum")', D["elbo_rec_sum_batch"]),
     Mistake("elbo_checks", "negative_elbo", _LIKELIHOODS,
             "else:\n        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)  # (B,)",
-            D["elbo_value_error"], expect="must raise ValueError"),
+            D["elbo_value_error"]),
     # sampling and interpolation
     Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
             "return model.decode(z)  # (n, D)", D["sample_logits"]),
     Mistake("sampling_checks", "sample_prior", "z = torch.randn(n, model.k, generator=generator).to(device)",
             "z = torch.rand(n, model.k, generator=generator).to(device)", D["sample_uniform"]),
     Mistake("sampling_checks", "sample_prior", "generator=generator).to(device)", ").to(device)",
-            D["sample_generator"], expect="generator"),
+            D["sample_generator"]),
     Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
             "return torch.bernoulli(torch.sigmoid(model.decode(z)), generator=generator)  # (n, D)",
             D["sample_binary"]),
@@ -145,12 +151,12 @@ MISTAKES = [
             "return torch.log(torch.exp(log_w).sum(dim=0) / k)  # (B,)", D["iwae_overflow"]),
     Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_EPS,
             "eps = torch.randn_like(mu.expand(k, B, d))  # (k, B, d)", D["iwae_generator"],
-            expect="generator passed in"),
+            expect=GLOBAL_RNG),
     Mistake("iwae_checks", "iwae_log_likelihood", _IWAE_EPS,
             "eps = torch.randn(k, B, d, generator=generator).to(mu.device)  # (k, B, d)", D["iwae_dtype"],
             diagnosed=False),
     Mistake("iwae_checks", "iwae_log_likelihood", "log_w = log_px_z + log_pz - log_qz  # (k, B)",
-            "log_w = (log_px_z + log_pz - log_qz).squeeze()  # (k, B)", D["iwae_squeeze"], expect="wrong shape"),
+            "log_w = (log_px_z + log_pz - log_qz).squeeze()  # (k, B)", D["iwae_squeeze"], expect=SHAPE),
     Mistake("iwae_checks", "iwae_log_likelihood", "log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)",
             "log_pz = -0.5 * (eps**2 + math.log(2 * math.pi)).sum(-1)", D["iwae_pz_eps"], diagnosed=False),
     # quizzes

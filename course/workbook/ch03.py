@@ -28,9 +28,10 @@ DIAGNOSES: dict[str, str] = {
     "reparam_variance": "exp(logvar) is the variance sigma^2, not sigma: use sigma = exp(0.5 * logvar)",
     "reparam_uniform": "uniform noise: eps must be standard normal (torch.randn, not torch.rand)",
     "reparam_swapped": "mu and sigma are swapped: z = mu + sigma * eps",
-    "reparam_no_grad": "no gradient reaches mu and logvar: build z = mu + sigma * eps from mu and logvar with "
-                       "torch operations (no torch.normal, .sample(), .detach() or torch.no_grad())",
-    "reparam_detached_logvar": "logvar was detached: no gradient reaches logvar",
+    "reparam_no_grad": "build z = mu + sigma * eps from mu and logvar themselves (no torch.normal, no .sample(), no "
+                       ".detach(), no torch.no_grad())",
+    "reparam_detached_logvar": "logvar was detached (or not used): compute z = mu + exp(0.5 * logvar) * eps from "
+                               "logvar itself",
     "reparam_generator": "the noise did not come from the generator passed in (torch.randn_like and "
                          "torch.normal(mu, ...) use the global one): "
                          "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)",
@@ -60,7 +61,7 @@ DIAGNOSES: dict[str, str] = {
     # KL
     "kl_sign": "the sign is flipped: 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is -KL",
     "kl_mean_latent": "averaged over the latent dimensions: sum them",
-    "kl_sum_batch": "summed over the batch too: one KL per example, shape (B,) (sum over dim=-1 only)",
+    "kl_sum_batch": "sum over the latent dimension only (dim=-1), not over the batch",
     "kl_std": "exp(0.5 * logvar) is sigma; the formula needs the variance sigma^2 = exp(logvar)",
     "kl_half": "the factor 1/2 is missing",
     "kl_log_std": "logvar was read as log sigma: it is log sigma^2, so sigma^2 = exp(logvar) and "
@@ -113,6 +114,19 @@ DIAGNOSES: dict[str, str] = {
     "iwae_pz_eps": "log p(z) must be evaluated at z = mu + sigma * eps, not at eps",
     "iwae_formula": "eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype); "
                     "log w = log p(x|z) + log p(z) - log q(z|x); logsumexp over the k samples minus log k",
+    "reparam_grad": "torch.normal(mu, sigma) and Normal(...).sample() give no gradient; compute z = mu + exp(0.5 * "
+                    "logvar) * eps with torch operations",
+    "reparam_derivatives": "dz/dmu = 1 and dz/dlogvar = 0.5 * sigma * eps",
+    "vae_counts": "encoder Linear layers D -> h1 -> ... -> hL, two heads hL -> k, decoder k -> hL -> ... -> D",
+    "vae_logits": "no Sigmoid at the end of the decoder: apply torch.sigmoid only when you need probabilities",
+    "kl_minus_one": "KL = 1/2 sum (mu^2 + sigma^2 - log sigma^2 - 1): the -1 makes it 0 when q = N(0, I)",
+    "elbo_mean_batch": "mean over the batch of [sum over pixels of BCE-with-logits + KL]",
+    "elbo_flatten": "flatten every dimension but the batch one before summing over pixels",
+    "elbo_gaussian": "-log p(x|z) = ||x - x_hat||^2 / (2 sigma^2), without the constant",
+    "elbo_graph": "no .item(), no torch.no_grad()",
+    "sample_given_generator": "use the generator you are given",
+    "interp_formula": "z_t = (1 - t) * mu_a + t * mu_b for t = torch.linspace(0, 1, steps)",
+    "iwae_log_w": "log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); log p(x|z) = -sum of BCE-with-logits",
 }
 
 # The idea behind each quiz question, shown with a wrong answer when grading (never the letter).
@@ -185,16 +199,15 @@ def check_reparameterize(reparameterize) -> None:
     z = c.call(reparameterize, mu, logvar, _gen(2), inputs=inputs)
     c.tensor("z", z, shape=(2, 3), dtype=dt, inputs=inputs)
     c.true(z.requires_grad, "no gradient reaches mu and logvar: z does not depend on them differentiably",
-           inputs=inputs, hint="build z = mu + sigma * eps from mu and logvar themselves (no torch.normal, "
-                               "no .sample(), no .detach(), no torch.no_grad())")
+           inputs=inputs, hint=DIAGNOSES["reparam_no_grad"])
     c.call((w * z).sum().backward, inputs=inputs)
     eps = torch.randn((2, 3), generator=_gen(2), dtype=dt)
     for name, t, want in [("mu", mu, w), ("logvar", logvar, w * 0.5 * (0.5 * logvar.detach()).exp() * eps)]:
         c.true(t.grad is not None and bool(t.grad.abs().sum() > 0), f"no gradient reaches {name}",
-               inputs=inputs, hint="torch.normal(mu, sigma) and Normal(...).sample() give no gradient; "
-                                   "compute z = mu + exp(0.5 * logvar) * eps with torch operations")
+               inputs=inputs,
+               hint=DIAGNOSES["reparam_detached_logvar"] if name == "logvar" else DIAGNOSES["reparam_grad"])
         c.close(f"d loss / d {name}", t.grad, want, atol=1e-8, inputs=inputs,
-                hint="dz/dmu = 1 and dz/dlogvar = 0.5 * sigma * eps")
+                hint=DIAGNOSES["reparam_derivatives"])
     c.done()
 
 
@@ -231,7 +244,7 @@ def check_vae(VAE, reparameterize) -> None:
         c.true(got == (enc, head, head, dec), "wrong number of parameters", inputs=inputs,
                expected=f"encoder {enc}, mu_head {head}, logvar_head {head}, decoder {dec}",
                got=f"encoder {got[0]}, mu_head {got[1]}, logvar_head {got[2]}, decoder {got[3]}",
-               hint="encoder Linear layers D -> h1 -> ... -> hL, two heads hL -> k, decoder k -> hL -> ... -> D")
+               hint=DIAGNOSES["vae_counts"])
         enc_types = [type(m).__name__ for m in model.encoder]
         dec_types = [type(m).__name__ for m in model.decoder]
         c.true(enc_types == ["Linear", "ReLU"] * len(hidden), "the encoder's layers are not as stated",
@@ -252,8 +265,7 @@ def check_vae(VAE, reparameterize) -> None:
         logits = c.call(model.decode, mu, inputs=inputs + ", z = mu")
         c.tensor("decode(z)", logits, shape=(5, D), inputs=inputs)
         c.true(bool(((logits <= 0) | (logits >= 1)).any()), "decode(z) must return logits, but every value "
-               "lies in (0, 1)", inputs=inputs, hint="no Sigmoid at the end of the decoder: apply torch.sigmoid "
-               "only when you need probabilities")
+               "lies in (0, 1)", inputs=inputs, hint=DIAGNOSES["vae_logits"])
         with substituted(VAE, reparameterize=_reparameterize):  # one mistake, one exercise
             out = c.call(model, x, generator=_gen(3), inputs=inputs + ", model(x, generator=seeded 3)")
         c.true(isinstance(out, (tuple, list)) and len(out) == 3, "forward must return a tuple (logits, mu, logvar)",
@@ -286,10 +298,10 @@ def check_kl(kl_to_standard_normal) -> None:
     kl = c.call(kl_to_standard_normal, torch.zeros(3, 2, dtype=dt), torch.zeros(3, 2, dtype=dt), inputs=inputs)
     c.true(isinstance(kl, torch.Tensor) and kl.shape == (3,), "the KL must have one value per example, shape (B,)",
            inputs=inputs, expected="shape (3,)", got=f"shape {tuple(kl.shape)}" if isinstance(kl, torch.Tensor) else kl,
-           hint="sum over the latent dimension only (dim=-1), not over the batch")
+           hint=DIAGNOSES["kl_sum_batch"])
     c.tensor("kl", kl, shape=(3,), dtype=dt, inputs=inputs)
     c.close("kl", kl, torch.zeros(3), atol=1e-10, inputs=inputs + " (q = p, so KL = 0)",
-            hint="KL = 1/2 sum (mu^2 + sigma^2 - log sigma^2 - 1): the -1 makes it 0 when q = N(0, I)")
+            hint=DIAGNOSES["kl_minus_one"])
     mu = torch.tensor([[1.0, 0.0], [0.0, 0.0], [2.0, -1.0]], dtype=dt)
     logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), math.log(0.25)], [0.0, math.log(2.0)]], dtype=dt)
     inputs = "mu = [[1,0],[0,0],[2,-1]], logvar = [[0,0],[log 4, log 1/4],[0, log 2]]"
@@ -362,7 +374,7 @@ def check_negative_elbo(negative_elbo) -> None:
     loss = c.call(negative_elbo, x, logits, mu, logvar, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
     c.close("loss", loss, (rec + kl).mean(), atol=1e-8, inputs=inputs, mistakes=common,
-            hint="mean over the batch of [sum over pixels of BCE-with-logits + KL]")
+            hint=DIAGNOSES["elbo_mean_batch"])
     inputs = "the same inputs with beta=0.5"
     loss = c.call(negative_elbo, x, logits, mu, logvar, "bernoulli", 0.5, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
@@ -373,7 +385,7 @@ def check_negative_elbo(negative_elbo) -> None:
     loss = c.call(negative_elbo, x.reshape(3, 1, 1, 5), logits.reshape(3, 1, 1, 5), mu, logvar, inputs=inputs)
     c.tensor("loss", loss, shape=(), inputs=inputs)
     c.close("loss", loss, (rec + kl).mean(), atol=1e-8, inputs=inputs,
-            hint="flatten every dimension but the batch one before summing over pixels")
+            hint=DIAGNOSES["elbo_flatten"])
 
     x_hat = torch.tensor([[0.9, 0.1, 0.7, 0.6, 0.2], [0.2, 0.8, 0.5, 0.1, 0.3], [0.6, 0.4, 0.2, 0.3, 0.9]], dtype=dt)
     sq = ((x - x_hat) ** 2).sum(1)
@@ -386,13 +398,13 @@ def check_negative_elbo(negative_elbo) -> None:
                       DIAGNOSES["elbo_sq_mean"]: (2 * sq / 5 + kl).mean(),
                       DIAGNOSES["elbo_sigma_ignored"]: (0.5 * sq + kl).mean(),
                       DIAGNOSES["elbo_sum_batch"]: (2 * sq + kl).sum()},
-            hint="-log p(x|z) = ||x - x_hat||^2 / (2 sigma^2), without the constant")
+            hint=DIAGNOSES["elbo_gaussian"])
 
     logits = logits.clone().requires_grad_(True)
     inputs = "bernoulli, logits with requires_grad=True"
     loss = c.call(negative_elbo, x, logits, mu, logvar, inputs=inputs)
     c.true(loss.requires_grad, "the loss must be differentiable: return a tensor, not a float", inputs=inputs,
-           hint="no .item(), no torch.no_grad()")
+           hint=DIAGNOSES["elbo_graph"])
     loss.backward()
     c.close("d loss / d logits", logits.grad, (torch.sigmoid(logits) - x).detach() / 3, atol=1e-8, inputs=inputs)
     try:
@@ -445,7 +457,7 @@ def check_sampling(sample_prior, interpolate) -> None:
             hint=DIAGNOSES["sample_generator"])
     x2 = c.call(sample_prior, model, 6, _gen(0), inputs=inputs + " (a second time)")
     c.close("samples drawn twice with the same seed", x2, x, atol=0, inputs=inputs,
-            hint="use the generator you are given")
+            hint=DIAGNOSES["sample_given_generator"])
 
     x_a = torch.tensor([0.5, -0.5, 1.0, 1.2, 0.0])
     x_b = torch.tensor([-1.0, 1.0, 0.5, 0.8, 0.3])
@@ -469,7 +481,7 @@ def check_sampling(sample_prior, interpolate) -> None:
                       DIAGNOSES["interp_ends"]:
                           torch.sigmoid(((1 - t_wrong) * mu_a + t_wrong * mu_b) @ W.T + b),
                       DIAGNOSES["interp_backwards"]: want.flip(0)},
-            hint="z_t = (1 - t) * mu_a + t * mu_b for t = torch.linspace(0, 1, steps)")
+            hint=DIAGNOSES["interp_formula"])
     c.done()
 
 
@@ -540,7 +552,7 @@ def check_iwae(iwae_log_likelihood) -> None:
             mistakes={DIAGNOSES["iwae_log_k"]: exact + math.log(k),
                       DIAGNOSES["iwae_log_k_added"]: exact + 2 * math.log(k),
                       DIAGNOSES["iwae_mean_pixels"]: exact / 4},
-            hint="log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x); log p(x|z) = -sum of BCE-with-logits")
+            hint=DIAGNOSES["iwae_log_w"])
 
     model = _OneDimModel()
     x = torch.tensor([[a, b_, c_] for a in (0.0, 1.0) for b_ in (0.0, 1.0) for c_ in (0.0, 1.0)],
@@ -564,7 +576,7 @@ def check_iwae(iwae_log_likelihood) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- plots

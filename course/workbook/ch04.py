@@ -23,38 +23,43 @@ _F64 = torch.float64
 # visible checks here, the hidden checks and the catalogue of mistakes.
 DIAGNOSES: dict[str, str] = {
     # clip_loss
-    "clip_not_normalised": "features were not L2-normalised: divide each row by its norm",
-    "clip_text_not_normalised": "the text features were not L2-normalised",
-    "clip_normalised_batch": "features were normalised along the batch (dim=0)",
-    "clip_no_exp": "the temperature parameter was used without exponentiating it",
-    "clip_no_cap": "the scale exp(t) was not capped at 100",
-    "clip_item": "exp(t) was turned into a Python number, so the temperature gets no gradient",
-    "clip_divided": "the similarities were divided by the scale instead of multiplied",
-    "clip_image_only": "only the image -> text direction of the loss",
-    "clip_text_only": "only the text -> image direction of the loss",
-    "clip_summed_directions": "the two directions were summed, not averaged",
-    "clip_summed_batch": "the cross-entropies were summed over the batch",
+    "clip_not_normalised": "features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))",
+    "clip_text_not_normalised": "the text features were not L2-normalised: divide each row by its norm "
+                                "(F.normalize(x, dim=-1))",
+    "clip_normalised_batch": "features were normalised along the batch (dim=0): normalise each row (dim=-1)",
+    "clip_no_exp": "the scale is exp(logit_scale), not logit_scale itself: exponentiate it",
+    "clip_no_cap": "exp(logit_scale) must be capped at 100 (logit_scale.exp().clamp(max=100))",
+    "clip_item": "keep exp(logit_scale) a tensor in the graph: no .item(), .detach(), float() or math.exp",
+    "clip_divided": "the cosine similarities must be multiplied by exp(logit_scale), not divided",
+    "clip_image_only": "only the image -> text direction (cross-entropy over the rows of the logits): average it with "
+                       "the cross-entropy over the columns (logits.T)",
+    "clip_text_only": "only the text -> image direction (cross-entropy over the columns of the logits): average it "
+                      "with the cross-entropy over the rows",
+    "clip_summed_directions": "the two directions were summed: take their mean (divide by 2)",
+    "clip_summed_batch": "each cross-entropy was summed over the batch: use the mean over the batch",
     "clip_stable": "a softmax written with exp overflows in float32 once logits pass about 88 (the scale is "
                    "up to 100), and the log of a softmax underflows for a badly matched pair: use "
                    "F.cross_entropy (or log_softmax) on the logits",
     "clip_labels": "the targets must be the diagonal: labels = torch.arange(B), image b goes with text b",
-    "clip_detached_scale": "the scale was detached from logit_scale, so the temperature gets no gradient",
     # encoders
-    "image_bias": "the projection W_i has a bias",
-    "image_no_bn": "no BatchNorm2d after the first convolution",
-    "image_no_final_relu": "no ReLU at the end of the third block",
-    "image_no_pool": "no MaxPool2d after the first block",
+    "image_bias": "the projection W_i has no bias: nn.Linear(16 * 4 * c, embed_dim, bias=False)",
+    "image_no_bn": "put a BatchNorm2d after each convolution",
+    "image_no_final_relu": "the third block ends with a ReLU too (Conv2d, BatchNorm2d, ReLU), before the pooling",
+    "image_no_pool": "each of the first two blocks is Conv2d, BatchNorm2d, ReLU, MaxPool2d(2)",
     "image_fixed_pool": "a fixed AvgPool2d(2) gives a 4 x 4 map only for 32 x 32 images: AdaptiveAvgPool2d(4) "
                         "gives 4 x 4 for every size S",
-    "image_relu_before_bn": "each block is Conv2d, BatchNorm2d, then ReLU (normalise before the activation)",
     "image_layers": "same layers but a different order or activation: Conv2d, BatchNorm2d, ReLU (, MaxPool2d); "
                     "AdaptiveAvgPool2d(4) at the end",
-    "text_last": "pooled the last position instead of the end-of-text token",
-    "text_first": "pooled the start-of-text token",
-    "text_no_mask": "no causal attention mask",
-    "text_no_position": "the positional embedding was not added",
-    "text_no_ln": "the final LayerNorm was not applied",
-    "text_bias": "the projection W_t has a bias",
+    "text_last": "you took the feature at the last position: take it at the end-of-text token, x[torch.arange(B), "
+                 "text.argmax(dim=-1)]",
+    "text_first": "you took the feature of the first (start-of-text) token: take it at the end-of-text token, "
+                  "x[torch.arange(B), text.argmax(dim=-1)]",
+    "text_no_mask": "without a causal mask, later tokens leak into the end-of-text feature: pass "
+                    "mask=self.attn_mask[:L, :L] (-inf above the diagonal) and is_causal=True",
+    "text_no_position": "add the positional embedding to the token embeddings: x = token_embedding(text) + "
+                        "positional_embedding[:L]",
+    "text_no_ln": "x = self.ln_final(x) after the Transformer, before picking the end-of-text feature",
+    "text_bias": "the projection W_t has no bias: nn.Linear(width, embed_dim, bias=False)",
     "text_unsliced": "texts may be shorter than context_length: use positional_embedding[:L] and the "
                      "mask's [:L, :L] block",
     "text_flat_argmax": "text.argmax() without dim= is the position in the whole flattened batch: "
@@ -62,25 +67,45 @@ DIAGNOSES: dict[str, str] = {
     "text_layers": "token + position embedding, causal pre-norm Transformer, ln_final, end-of-text feature, "
                    "projection",
     # zero-shot
-    "zs_not_renormalised": "the mean embedding was not renormalised",
-    "zs_normalise_after": "prompt embeddings were averaged before normalising them",
-    "zs_grad": "the weights were computed with gradients tracked",
-    "zs_argmin": "argmin instead of argmax",
-    "zs_argmax_images": "argmax over the images instead of the classes",
+    "zs_not_renormalised": "the mean of the unit embeddings was not renormalised: normalise each class row again",
+    "zs_normalise_after": "each prompt's embedding must be L2-normalised before averaging over templates",
+    "zs_grad": "compute them inside `with torch.no_grad():`",
+    "zs_argmin": "you took the least similar class (argmin): take the argmax of the similarities",
+    "zs_argmax_images": "take the argmax over the classes (dim=1), not over the images (dim=0)",
     "zs_normalise_dim0": "prompt embeddings were normalised along the prompts (dim=0): normalise each "
                          "embedding (dim=-1)",
     "zs_squeeze": "a batch of one image lost its batch dimension: return shape (N,), no squeeze()",
     # recall@k
-    "recall_columns": "text_to_image ranked the texts of each image",
-    "recall_le_k": "a match of rank k counted as found at k",
-    "recall_ge": "the match counted as scoring higher than itself",
-    "recall_dot": "ranked by dot products instead of cosine similarity",
-    "recall_swapped": "the two directions were swapped",
+    "recall_columns": "text_to_image ranked the texts of each image again: rank the images for each text, i.e. along "
+                      "the columns of the similarity matrix (or use sim.T)",
+    "recall_le_k": "a match of rank k was counted as found at k: the best rank is 0, so count rank < k",
+    "recall_ge": "the match was counted among the candidates scoring higher than itself: count only strictly higher "
+                 "scores (>)",
+    "recall_dot": "you ranked by dot products: rank by cosine similarity (normalise the features)",
+    "recall_swapped": "the two directions are swapped: image_to_text ranks the texts for each image (a row of the "
+                      "similarity matrix), text_to_image the images for each text (a column)",
     "recall_sort_ties": "ties were broken by sort position: the rank is the number of candidates with a strictly "
                         "higher similarity, so candidates that tie with the match do not count",
     "recall_dtype": "return float64 fractions (.double()), as the docstring says",
     "recall_ties": "count only candidates with a strictly higher similarity (>): a candidate that ties with "
                    "the match does not push it down",
+    "clip_image_not_normalised": "the image features were not L2-normalised: divide each row by its norm "
+                                 "(F.normalize(x, dim=-1))",
+    "clip_twice": "the loss is twice too large: average the two directions (divide by 2), and average (not sum) each "
+                  "cross-entropy over the batch",
+    "clip_scale_grad": "the scale multiplying the logits must be exp(logit_scale)",
+    "clip_graph": "compute the loss from the features with differentiable torch operations",
+    "clip_scale_graph": "the scale is exp(logit_scale) capped at 100, and must stay in the graph",
+    "image_pool_size": "pool to a 4 x 4 map (AdaptiveAvgPool2d(4)): the projection takes 16 * 4c features",
+    "image_forward": "forward(x) = projection(features(x)), nothing else",
+    "encoder_names": "keep the attribute names of the docstring and the layer order of the chapter",
+    "text_position_param": "the positional embedding is a (context_length, width) nn.Parameter",
+    "text_ln_param": "a final LayerNorm (ln_final) follows the Transformer",
+    "text_layer_sizes": "dim_feedforward = 4 * width; one TransformerEncoderLayer per layer",
+    "text_mean": "you averaged over positions: take the feature at the end-of-text token, x[torch.arange(B), "
+                 "text.argmax(dim=-1)]",
+    "text_eot": "output = text_projection(ln_final(x)[b, position of the end-of-text token])",
+    "zs_never_normalised": "embeddings were neither normalised before nor after the mean over templates",
 }
 
 # The idea behind each quiz question, shown with a wrong answer when grading (never the letter).
@@ -112,18 +137,17 @@ def check_clip_loss(clip_loss) -> None:
     loss = c.call(clip_loss, _t([[3.0, 0.0], [0.0, 0.5]]), _t([[2.0, 0.0], [0.0, 4.0]]), t, inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.close("loss", loss, _t(_softplus(-2.0)), inputs=inputs, mistakes={
-        "features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+        DIAGNOSES["clip_not_normalised"]:
             _t((_softplus(-12.0) + _softplus(-4.0)) / 2),
-        "the image features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+        DIAGNOSES["clip_image_not_normalised"]:
             _t((_softplus(-6.0) + _softplus(-1.0)) / 2),
-        "the text features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+        DIAGNOSES["clip_text_not_normalised"]:
             _t((_softplus(-4.0) + _softplus(-8.0)) / 2),
-        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it":
+        DIAGNOSES["clip_no_exp"]:
             _t(_softplus(-math.log(2.0))),
-        "the cosine similarities must be multiplied by exp(logit_scale), not divided":
+        DIAGNOSES["clip_divided"]:
             _t(_softplus(-0.5)),
-        "the loss is twice too large: average the two directions (divide by 2), and average "
-        "(not sum) each cross-entropy over the batch": _t(2 * _softplus(-2.0)),
+        DIAGNOSES["clip_twice"]: _t(2 * _softplus(-2.0)),
     })
     # 2. Three pairs with asymmetric similarities: rows (image -> text) and columns differ.
     I = _t([[1.0, 2.0], [3.0, -1.0], [-2.0, 0.5]])
@@ -134,23 +158,21 @@ def check_clip_loss(clip_loss) -> None:
     loss = c.call(clip_loss, I.clone().requires_grad_(), T.clone().requires_grad_(), t, inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.close("loss", loss, _t(0.2564985895), atol=1e-8, inputs=inputs, mistakes={
-        "only the image -> text direction (cross-entropy over the rows of the logits): "
-        "average it with the cross-entropy over the columns (logits.T)": _t(0.2719642665),
-        "only the text -> image direction (cross-entropy over the columns of the logits): "
-        "average it with the cross-entropy over the rows": _t(0.2410329126),
-        "the two directions were summed: take their mean (divide by 2)": _t(0.5129971791),
-        "features were normalised along the batch (dim=0): normalise each row (dim=-1)": _t(0.3716486147),
-        "each cross-entropy was summed over the batch: use the mean over the batch": _t(0.7694957686),
-        "features were not L2-normalised: divide each row by its norm (F.normalize(x, dim=-1))":
+        DIAGNOSES["clip_image_only"]: _t(0.2719642665),
+        DIAGNOSES["clip_text_only"]: _t(0.2410329126),
+        DIAGNOSES["clip_summed_directions"]: _t(0.5129971791),
+        DIAGNOSES["clip_normalised_batch"]: _t(0.3716486147),
+        DIAGNOSES["clip_summed_batch"]: _t(0.7694957686),
+        DIAGNOSES["clip_not_normalised"]:
             _t(0.5792359879),
-        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it": _t(0.5516500989),
-        "the cosine similarities must be multiplied by exp(logit_scale), not divided": _t(0.8510911357),
+        DIAGNOSES["clip_no_exp"]: _t(0.5516500989),
+        DIAGNOSES["clip_divided"]: _t(0.8510911357),
     })
     c.call(loss.backward, inputs=inputs)
     c.true(t.grad is not None, "logit_scale received no gradient, so the temperature cannot be learned",
-           inputs=inputs, hint="keep exp(logit_scale) a tensor in the graph: no .item(), float() or math.exp")
+           inputs=inputs, hint=DIAGNOSES["clip_item"])
     c.close("d loss / d logit_scale", t.grad, _t(-0.1641718721), atol=1e-8, inputs=inputs,
-            hint="the scale multiplying the logits must be exp(logit_scale)")
+            hint=DIAGNOSES["clip_scale_grad"])
     # 3. A large logit_scale: the scale exp(t) = 200 is capped at 100, so t gets no gradient.
     I3 = _t([[1.0, 0.02], [1.0, -0.01], [1.0, 0.005]])
     T3 = _t([[2.0, 0.03], [2.0, -0.03], [2.0, 0.0]])
@@ -159,10 +181,10 @@ def check_clip_loss(clip_loss) -> None:
     t = torch.tensor(math.log(200.0), dtype=_F64, requires_grad=True)
     loss = c.call(clip_loss, I3, T3, t, inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
-    cap = "exp(logit_scale) must be capped at 100 (logit_scale.exp().clamp(max=100))"
+    cap = DIAGNOSES["clip_no_cap"]
     c.close("loss", loss, _t(1.0837606907), atol=1e-8, inputs=inputs, mistakes={
         cap: _t(1.0691965851),
-        "the scale is exp(logit_scale), not logit_scale itself: exponentiate it": _t(1.0978181423)})
+        DIAGNOSES["clip_no_exp"]: _t(1.0978181423)})
     if loss.requires_grad:
         loss.backward()
     c.true(t.grad is None or t.grad.abs().item() == 0.0, "logit_scale still gets a gradient above log(100)",
@@ -187,16 +209,16 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
         feats, proj = _count(model.features), _count(model.projection)
         hint = None
         if proj == 64 * ch * E + E:
-            hint = "the projection W_i has no bias: nn.Linear(16 * 4 * c, embed_dim, bias=False)"
+            hint = DIAGNOSES["image_bias"]
         elif proj == 64 * ch * E and 0 < convs + norms - feats <= norms and (convs + norms - feats) % (2 * ch) == 0:
-            hint = "put a BatchNorm2d after each convolution"
+            hint = DIAGNOSES["image_no_bn"]
         elif proj == 4 * ch * E:
-            hint = "pool to a 4 x 4 map (AdaptiveAvgPool2d(4)): the projection takes 16 * 4c features"
+            hint = DIAGNOSES["image_pool_size"]
         c.true((feats, proj) == (convs + norms, 64 * ch * E), "wrong number of parameters", inputs=inputs,
                expected=f"features {convs + norms}, projection {64 * ch * E}",
                got=f"features {feats}, projection {proj}", hint=hint)
         x = torch.rand(3, 3, 32, 32)
-        pool_hint = "each of the first two blocks is Conv2d, BatchNorm2d, ReLU, MaxPool2d(2)"
+        pool_hint = DIAGNOSES["image_no_pool"]
         for k, shape in [(4, (3, ch, 16, 16)), (8, (3, 2 * ch, 8, 8))]:
             h = c.call(model.features[:k], x, inputs=inputs + f", features[:{k}]")
             c.true(isinstance(h, torch.Tensor) and tuple(h.shape) == shape,
@@ -206,11 +228,11 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
         f = c.call(model.features, x, inputs=inputs)
         c.tensor("features(x)", f, shape=(3, 64 * ch), inputs=inputs)
         c.true(bool((f >= 0).all()), "features(x) has negative entries", inputs=inputs,
-               hint="the third block ends with a ReLU too (Conv2d, BatchNorm2d, ReLU), before the pooling")
+               hint=DIAGNOSES["image_no_final_relu"])
         out = c.call(model, x, inputs=inputs)
         c.tensor("model(x)", out, shape=(3, E), inputs=inputs)
         c.close("model(x)", out, f @ model.projection.weight.T, atol=1e-5, inputs=inputs,
-                hint="forward(x) = projection(features(x)), nothing else")
+                hint=DIAGNOSES["image_forward"])
 
     vocab, E, width, L = 30, 8, 32, 12
     for layers in (2, 1):
@@ -221,11 +243,11 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
         block = 12 * width**2 + 13 * width  # attention (4 w^2 + 4 w), MLP (8 w^2 + 5 w), 2 LayerNorms
         expected = vocab * width + L * width + layers * block + 2 * width + width * E
         got = _count(model)
-        hint = {E: "the projection W_t has no bias: nn.Linear(width, embed_dim, bias=False)",
-                -L * width: "the positional embedding is a (context_length, width) nn.Parameter",
-                -2 * width: "a final LayerNorm (ln_final) follows the Transformer"}.get(got - expected)
+        hint = {E: DIAGNOSES["text_bias"],
+                -L * width: DIAGNOSES["text_position_param"],
+                -2 * width: DIAGNOSES["text_ln_param"]}.get(got - expected)
         c.true(got == expected, "wrong number of parameters", inputs=inputs, expected=str(expected),
-               got=str(got), hint=hint or "dim_feedforward = 4 * width; one TransformerEncoderLayer per layer")
+               got=str(got), hint=hint or DIAGNOSES["text_layer_sizes"])
         c.tensor("positional_embedding", getattr(model, "positional_embedding", None), shape=(L, width),
                  inputs=inputs)
         model.eval()
@@ -245,17 +267,14 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
         c.tensor("model(text)", out, shape=(4, E), inputs=tin)
         c.true(len(seen) == 1 and tuple(seen[0].shape) == (4, L, width),
                "ln_final was not applied (once) to the Transformer's output (B, L, width)", inputs=tin,
-               hint="x = self.ln_final(x) after the Transformer, before picking the end-of-text feature")
+               hint=DIAGNOSES["text_no_ln"])
         h, W = seen[0], model.text_projection.weight
         c.close("model(text)", out, h[torch.arange(4), text.argmax(-1)] @ W.T, atol=1e-5, inputs=tin, mistakes={
-            "you took the feature at the last position: take it at the end-of-text token, "
-            "x[torch.arange(B), text.argmax(dim=-1)]": h[:, -1] @ W.T,
-            "you took the feature of the first (start-of-text) token: take it at the end-of-text token, "
-            "x[torch.arange(B), text.argmax(dim=-1)]": h[:, 0] @ W.T,
-            "you averaged over positions: take the feature at the end-of-text token, "
-            "x[torch.arange(B), text.argmax(dim=-1)]": h.mean(1) @ W.T,
+            DIAGNOSES["text_last"]: h[:, -1] @ W.T,
+            DIAGNOSES["text_first"]: h[:, 0] @ W.T,
+            DIAGNOSES["text_mean"]: h.mean(1) @ W.T,
             DIAGNOSES["text_flat_argmax"]: h[:, int(text.argmax())] @ W.T},
-            hint="output = text_projection(ln_final(x)[b, position of the end-of-text token])")
+            hint=DIAGNOSES["text_eot"])
         noisy = text.clone()
         after = torch.arange(L)[None, :] > text.argmax(-1)[:, None]
         noisy[after] = 17
@@ -263,8 +282,7 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
             out2 = c.call(model, noisy, inputs=tin)
         c.close("model(text) after changing the tokens that follow the end-of-text token", out2, out,
                 atol=1e-5, inputs=tin,
-                hint="without a causal mask, later tokens leak into the end-of-text feature: pass "
-                     "mask=self.attn_mask[:L, :L] (-inf above the diagonal) and is_causal=True")
+                hint=DIAGNOSES["text_no_mask"])
     # 1 layer: without position information, swapping two words leaves the end-of-text feature unchanged
     swapped = text.clone()
     swapped[:, [1, 3]] = swapped[:, [3, 1]]
@@ -272,8 +290,7 @@ def check_encoders(ImageEncoder, TextEncoder) -> None:
         out3 = c.call(model, swapped, inputs=tin + ", words 1 and 3 swapped")
     change = (out3 - out).abs().amax(dim=1)
     c.true(bool((change > 1e-4).all()), "swapping two words did not change the output", inputs=tin,
-           got=change, hint="add the positional embedding to the token embeddings: "
-                            "x = token_embedding(text) + positional_embedding[:L]")
+           got=change, hint=DIAGNOSES["text_no_position"])
     c.done()
 
 
@@ -316,14 +333,14 @@ def check_zero_shot(zero_shot_weights, zero_shot_predict) -> None:
     expected = torch.stack([torch.tensor([s, s]), d / d.norm()])
     m_raw = torch.tensor([[1.5, 0.5], [s / 2, (s - 2) / 2]])
     c.close("weights", W, expected, atol=1e-5, inputs=inputs, mistakes={
-        "the mean of the unit embeddings was not renormalised: normalise each class row again":
+        DIAGNOSES["zs_not_renormalised"]:
             torch.stack([torch.tensor([0.5, 0.5]), d]),
-        "each prompt's embedding must be L2-normalised before averaging over templates":
+        DIAGNOSES["zs_normalise_after"]:
             m_raw / m_raw.norm(dim=1, keepdim=True),
-        "embeddings were neither normalised before nor after the mean over templates": m_raw,
+        DIAGNOSES["zs_never_normalised"]: m_raw,
         DIAGNOSES["zs_normalise_dim0"]: F.normalize(F.normalize(table.view(2, 2, 2), dim=1).mean(1), dim=1)})
     c.true(not W.requires_grad, "weights should carry no gradient", inputs=inputs,
-           hint="compute them inside `with torch.no_grad():`")
+           hint=DIAGNOSES["zs_grad"])
 
     W3 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-s, s]])
     X = torch.tensor([[5.0, 1.0], [0.1, 0.3], [-2.0, 1.5], [-3.0, -0.1]])
@@ -331,10 +348,10 @@ def check_zero_shot(zero_shot_weights, zero_shot_predict) -> None:
     pred = c.call(zero_shot_predict, X, W3, inputs=inputs)
     c.true(not (isinstance(pred, torch.Tensor) and tuple(pred.shape) == (3,)),
            "the prediction has one entry per class, not one per image", inputs=inputs,
-           got=pred, hint="take the argmax over the classes (dim=1), not over the images (dim=0)")
+           got=pred, hint=DIAGNOSES["zs_argmax_images"])
     c.tensor("prediction", pred, shape=(4,), dtype=torch.int64, inputs=inputs)
     c.close("prediction", pred, torch.tensor([0, 1, 2, 2]), atol=0, rtol=0, inputs=inputs, mistakes={
-        "you took the least similar class (argmin): take the argmax of the similarities":
+        DIAGNOSES["zs_argmin"]:
             torch.tensor([2, 0, 0, 0])})
     c.done()
 
@@ -362,15 +379,12 @@ def check_recall_at_k(recall_at_k) -> None:
         c.tensor(f'out["{key}"]', out[key], shape=(2,), dtype=_F64, inputs=inputs)
     i2t, t2i = _t([0.2, 0.4]), _t([0.2, 0.6])
     mistakes = {
-        "the two directions are swapped: image_to_text ranks the texts for each image (a row of the "
-        "similarity matrix), text_to_image the images for each text (a column)": (t2i, i2t),
-        "text_to_image ranked the texts of each image again: rank the images for each text, "
-        "i.e. along the columns of the similarity matrix (or use sim.T)": (i2t, i2t),
-        "a match of rank k was counted as found at k: the best rank is 0, so count rank < k":
+        DIAGNOSES["recall_swapped"]: (t2i, i2t),
+        DIAGNOSES["recall_columns"]: (i2t, i2t),
+        DIAGNOSES["recall_le_k"]:
             (_t([0.4, 0.8]), _t([0.6, 0.8])),
-        "the match was counted among the candidates scoring higher than itself: count only "
-        "strictly higher scores (>)": (_t([0.0, 0.2]), _t([0.0, 0.2])),
-        "you ranked by dot products: rank by cosine similarity (normalise the features)":
+        DIAGNOSES["recall_ge"]: (_t([0.0, 0.2]), _t([0.0, 0.2])),
+        DIAGNOSES["recall_dot"]:
             (_t([0.4, 0.4]), _t([0.2, 0.4])),
     }
     got = torch.stack([out["image_to_text"], out["text_to_image"]])
@@ -381,7 +395,7 @@ def check_recall_at_k(recall_at_k) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- helpers and plots

@@ -32,26 +32,113 @@ _F64 = torch.float64
 # What the checks say when they recognise a mistake: one text per diagnosis, used by the
 # checks here, the hidden checks and the catalogue of mistakes.
 DIAGNOSES: dict[str, str] = {
+    "keep_dtype": "keep the input's dtype: avoid torch.tensor(...) copies and .float()/.double()",
     "global_rng": "a draw ignored the generator passed in (torch.randn_like / torch.rand_like take none, or "
                   "generator= was left out): pass generator=generator to every torch.randn, torch.rand and "
                   "torch.randint",
     "inputs_in_place": "an input was changed in place (an operation ending in _, +=, or an assignment into "
                        "an input): compute a new tensor and leave the inputs as they are",
-    "labels_in_place": "labels overwritten in place (y[drop] = null_label): return a new tensor, "
-                       "torch.where(drop, torch.full_like(y, null_label), y)",
-    "null_as_zero": "y = None treated as digit 0: it means the 'no label' id, y = torch.full_like(t, self.num_classes)",
-    "max_period_ignored": "max_period was ignored: the frequencies are w_i = max_period ** (-i / half), with the "
-                          "max_period passed in",
-    "sin_first": "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]",
-    "half_minus_one": "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)",
-    "interleaved": "the cosines and sines are interleaved: concatenate all cosines, then all sines",
+    # schedules
+    "linspace": "T values evenly spaced from beta_1 to beta_T, both included (torch.linspace)",
+    "linear_args": "use the arguments beta_1 and beta_T, not the default values",
+    "cosine_args": "use the arguments s and max_beta, not the default values",
+    "not_clipped": "beta_t was not clipped at max_beta (the last beta is 1: the data would vanish at once)",
+    "ratio_inverted": "the ratio is inverted: beta_t = 1 - f((t+1)/T) / f(t/T), the later f in the numerator",
+    "cosine_offset": "u = (t + s) / (1 + s) inside the cosine, with s = 0.008",
+    "cosine_grid": "the grid misses u = 1: u = t / T for t = 0, ..., T (not t / (T + 1))",
+    "alphas": "alpha_t = 1 - beta_t",
+    "cumprod_betas": "alpha_bars is the cumulative product of the betas; it is the product of the alphas = 1 - betas",
+    "cumsum": "alpha_bars is a cumulative product (torch.cumprod), not a sum",
+    "ab_shifted": "alpha_bars is shifted by one step (starts at 1): alpha_bars[0] = alpha_0 already",
+    # q_sample
+    "no_sqrt": "no square roots: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps",
+    "sqrt_noise": "the square root is missing on (1 - alpha_bar)",
+    "sqrt_signal": "the square root is missing on alpha_bar",
+    "swapped": "x0 and eps are swapped: the signal keeps sqrt(alpha_bar), the noise sqrt(1 - alpha_bar)",
+    "ab_t_minus_one": "alpha_bar is taken at t - 1: use alpha_bars[t] (timesteps are indexed from 0)",
+    "per_example_ab": "one alpha_bar per example: index alpha_bars with t, then reshape it to (B, 1, 1, 1) "
+                      "so it broadcasts over channels and pixels",
+    "first_ab": "one alpha_bar (of the first example) was used for the whole batch: index alpha_bars with all of t",
+    # diffusion_loss
+    "t_range": "torch.randint(0, T, (B,)): the upper bound is excluded",
+    "t_per_example": "draw B timesteps, shape (B,), not one for the whole batch",
+    "t_uniform": "torch.randint(0, T, (B,)); t = 0 (the least noisy step) must be drawn too",
+    "implied_noise": "eps must be standard normal, drawn by torch.randn (not torch.rand), and x_t = "
+                     "sqrt(alpha_bars[t]) x0 + sqrt(1 - alpha_bars[t]) eps, with the square roots",
+    "predict_noise": "the model must be trained to predict the noise eps, not the clean image x0",
+    "loss_summed": "the squared error must be averaged over all elements (F.mse_loss), not summed",
+    "per_example_mean": "the squared error was averaged per example and summed over the batch: take the mean "
+                        "over everything",
     "per_example_sum": "the squared error was summed per example and averaged over the batch: take the mean "
                        "over all elements (F.mse_loss)",
+    "loss_graph": "compute the loss from the model's output with torch operations (no .item() or .detach())",
     "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
-    "loss_promoted": "float64 alpha_bars promote float32 data: convert them with alpha_bars.to(x0.dtype) "
-                     "(and draw eps in x0's dtype)",
-    "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    # ddpm_step
+    "noise_by_variance": "the noise was scaled by the variance: multiply it by the standard deviation sqrt(variance)",
+    "beta_variance": "the variance is beta_t here; the posterior's is beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)",
+    "posterior_ratio": "the posterior variance's ratio is inverted: beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)",
+    "mean_denominator": "the mean uses beta_t / (1 - alpha_bar_t): the denominator is sqrt(1 - alpha_bar_t)",
+    "mean_alpha": "the mean divides by alpha_t: divide by sqrt(alpha_t)",
+    "whole_noise": "the mean subtracts the whole noise sqrt(1 - alpha_bar_t) eps_hat: the network predicts the whole "
+                   "noise, and one step removes only beta_t / sqrt(1 - alpha_bar_t) of it",
+    "ddpm_shifted": "alpha_bar_{t-1} was taken at t (or alpha_bar_t at t - 1): a_t = alpha_bars[t], "
+                    "a_prev = alpha_bars[t - 1]",
+    "x0_hat": "x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)",
+    "noise_last_step": "noise was added at the last step (t = 0): return the mean there",
+    "last_step": "at t = 0, alpha_bar_{t-1} = 1 (no alpha_bars[-1]: that is the last entry) and no noise is added",
+    # ddim_step
+    "direction_ab_t": "the direction to x_t uses sqrt(1 - alpha_bar_t): it is sqrt(1 - alpha_bar_prev) eps_hat",
+    "ddim_no_sqrt": "the square roots are missing: x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps_hat",
+    "ab_prev_late": "alpha_bar_prev was taken at t_prev + 1 (or t): it is alpha_bars[t_prev]",
+    "ab_minus_one": "t_prev = -1 read alpha_bars[-1], the LAST entry: before the first step alpha_bar = 1, "
+                    "so x_prev = x0_hat",
+    "t_prev_negative": "when t_prev < 0, alpha_bar_prev = 1 and x_prev = x0_hat",
+    "eta_ignored": "eta was ignored: sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev)",
+    "sigma_direction": "sigma^2 must also be taken out of the direction term: sqrt(1 - a_prev - sigma^2) eps_hat",
+    "noise_missing": "the noise term sigma * noise is missing",
+    "noise_sigma2": "the noise was scaled by sigma^2: multiply it by sigma",
+    # timestep embedding
+    "sin_first": "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]",
+    "half_minus_one": "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)",
+    "over_dim": "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not dim)",
+    "interleaved": "the cosines and sines are interleaved: concatenate all cosines, then all sines",
+    "max_period_ignored": "max_period was ignored: the frequencies are w_i = max_period ** (-i / half), with the "
+                          "max_period passed in",
+    # ResBlock
+    "resblock_params": "norm1, conv1 (3x3), time_proj (Linear), norm2, conv2 (3x3) and a 1x1 skip conv when "
+                       "c_in != c_out",
+    "resblock_names": "use the attribute names of the docstring: norm1, conv1, time_proj, norm2, conv2, skip",
+    "resblock_order": "norm -> SiLU -> conv, add the projected SiLU(emb) per channel, norm -> SiLU -> conv, "
+                      "add skip(x)",
+    "norm1_groups": "norm1 ignored groups: nn.GroupNorm(groups, c_in)",
+    "silu_emb": "the embedding is projected after a SiLU: time_proj(F.silu(emb)), neither time_proj(emb) nor "
+                "F.silu(time_proj(emb))",
+    "silu_conv2": "no SiLU before conv2: conv2(SiLU(norm2(h)))",
+    "emb_after_conv2": "the embedding is added after conv1, before norm2 and conv2 (not after conv2)",
+    # U-Net
+    "unet_params": "follow the stated architecture: one ResBlock per level on the way down, two in the middle, "
+                   "one per level on the way up (its input has the skip concatenated), emb_dim = 4 * ch",
+    "unet_layers": "keep the layers, their sizes and the order of the levels of the docstring",
+    "unet_timestep": "add the embedding of t to every ResBlock; no mixing across the batch",
+    "unet_label": "add class_embedding(y) to the time embedding",
+    "null_label_id": "y = None means the 'no label' id: y = torch.full_like(t, self.num_classes), the last row "
+                     "of class_embedding",
+    "null_as_zero": "y = None treated as digit 0: it means the 'no label' id, y = torch.full_like(t, self.num_classes)",
+    "unet_computation": "same parameters but a different computation (output vs the reference with the same "
+                        "weights): the order of skips, where the embedding is added, nearest-neighbour "
+                        "upsampling before the conv",
+    "skips_order": "the skips are taken in the wrong order: each up level takes the last skip pushed (skips.pop())",
+    # guidance
+    "drop_below": "drop where torch.rand(B) < p_uncond (not >=), and use null_label, not a fixed id",
     "stated_draw": "one draw u = torch.rand(B, generator=generator); drop where u < p_uncond",
+    "labels_in_place": "labels overwritten in place (y[drop] = null_label): return a new tensor, "
+                       "torch.where(drop, torch.full_like(y, null_label), y)",
+    "guidance_inverted": "the formula is inverted: eps_u + s (eps_c - eps_u), with eps_c conditional, eps_u "
+                         "unconditional",
+    "scale_as_w": "the scale was used as Ho & Salimans' w: with scale s, eps = eps_u + s (eps_c - eps_u) = "
+                  "(1 + w) eps_c - w eps_u for s = 1 + w",
+    "null_not_zero": "the unconditional prediction must use null_label, not label 0",
+    "guided_null_label": "use the null_label passed in for the unconditional half, not a fixed id",
 }
 # diffusers' ResnetBlock2D submodule names -> the chapter's ResBlock attribute names
 DIFFUSERS_RESBLOCK_NAMES = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "time_proj", "norm2": "norm2",
@@ -85,7 +172,8 @@ def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     b = c.call(linear_betas, T=5, beta_1=0.1, beta_T=0.5, inputs=inputs)
     c.tensor("betas", b, shape=(5,), dtype=_F64, inputs=inputs)
     c.close("betas", b, _t([0.1, 0.2, 0.3, 0.4, 0.5]), atol=1e-12, inputs=inputs,
-            hint="T values evenly spaced from beta_1 to beta_T, both included (torch.linspace)")
+            mistakes={DIAGNOSES["linear_args"]: torch.linspace(1e-4, 0.02, 5, dtype=_F64)},
+            hint=DIAGNOSES["linspace"])
     b = c.call(linear_betas, inputs="linear_betas() with the defaults")
     c.tensor("betas", b, shape=(1000,), dtype=_F64, inputs="linear_betas()")
     c.close("betas[[0, 1, 999]]", b[[0, 1, 999]], _t([1e-4, 1e-4 + 0.0199 / 999, 0.02]), atol=1e-12,
@@ -98,11 +186,10 @@ def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     b = c.call(cosine_betas, T=4, s=0.0, inputs=inputs)
     c.tensor("betas", b, shape=(4,), dtype=_F64, inputs=inputs)
     c.true(bool(((b > 0) & (b <= 1)).all()), "every beta must lie in (0, 1]", inputs=inputs, got=b,
-           hint="the ratio is inverted? beta_t = 1 - f((t+1)/T) / f(t/T): the later f goes in the numerator")
+           hint=DIAGNOSES["ratio_inverted"])
     c.close("betas", b, _t(want), atol=1e-12, inputs=inputs, mistakes={
-        "beta_t was not clipped at max_beta (the last beta is 1: the data would vanish at once)":
-            _t(want[:3] + [1.0]),
-        "the ratio is inverted: beta_t = 1 - f((t+1)/T) / f(t/T)": _t([min(1 - f[k] / f[k + 1], 0.999)
+        DIAGNOSES["not_clipped"]: _t(want[:3] + [1.0]),
+        DIAGNOSES["ratio_inverted"]: _t([min(1 - f[k] / f[k + 1], 0.999)
                                                                       for k in range(3)] + [0.999]),
     })
     b = c.call(cosine_betas, inputs="cosine_betas() with the defaults")
@@ -111,7 +198,7 @@ def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     want = _t([min(1 - _cos2((k + 1) / 1000, s) / _cos2(k / 1000, s), 0.999) for k in (0, 500, 999)])
     c.close("betas[[0, 500, 999]]", b[[0, 500, 999]], want, atol=1e-12,
             inputs="cosine_betas(): defaults T=1000, s=0.008, max_beta=0.999",
-            hint="u = (t + s) / (1 + s) inside the cosine, with s = 0.008")
+            hint=DIAGNOSES["cosine_offset"])
 
     inputs = "noise_schedule(betas = [0.1, 0.2, 0.5])"
     out = c.call(noise_schedule, _t([0.1, 0.2, 0.5]), inputs=inputs)
@@ -119,13 +206,12 @@ def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
            inputs=inputs, got=type(out).__name__)
     alphas, alpha_bars = out
     c.tensor("alphas", alphas, shape=(3,), dtype=_F64, inputs=inputs)
-    c.close("alphas", alphas, _t([0.9, 0.8, 0.5]), atol=1e-12, inputs=inputs, hint="alpha_t = 1 - beta_t")
+    c.close("alphas", alphas, _t([0.9, 0.8, 0.5]), atol=1e-12, inputs=inputs, hint=DIAGNOSES["alphas"])
     c.tensor("alpha_bars", alpha_bars, shape=(3,), dtype=_F64, inputs=inputs)
     c.close("alpha_bars", alpha_bars, _t([0.9, 0.72, 0.36]), atol=1e-12, inputs=inputs, mistakes={
-        "alpha_bars is the cumulative product of the betas; it is the product of the alphas = 1 - betas":
-            _t([0.1, 0.02, 0.01]),
-        "alpha_bars is a cumulative product (torch.cumprod), not a sum": _t([0.9, 1.7, 2.2]),
-        "alpha_bars is shifted by one step (starts at 1): alpha_bars[0] = alpha_0 already": _t([1.0, 0.9, 0.72]),
+        DIAGNOSES["cumprod_betas"]: _t([0.1, 0.02, 0.01]),
+        DIAGNOSES["cumsum"]: _t([0.9, 1.7, 2.2]),
+        DIAGNOSES["ab_shifted"]: _t([1.0, 0.9, 0.72]),
     })
     c.done()
 
@@ -148,14 +234,11 @@ def check_q_sample(q_sample) -> None:
         return _t([[a * x + b * e for x, e in zip(x0[i].tolist(), eps[i].tolist())] for i, (a, b) in enumerate(coef)])
 
     c.close("x_t", x_t, mix(sq), atol=1e-12, inputs=inputs, mistakes={
-        "no square roots: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps":
-            mix([(a, 1 - a) for a in (0.64, 0.36, 0.01)]),
-        "the square root is missing on (1 - alpha_bar)": mix([(a, 1 - a * a) for a, _ in sq]),
-        "the square root is missing on alpha_bar": mix([(a * a, b) for a, b in sq]),
-        "x0 and eps are swapped: the signal keeps sqrt(alpha_bar), the noise sqrt(1 - alpha_bar)":
-            mix([(b, a) for a, b in sq]),
-        "alpha_bar is taken at t - 1: use alpha_bars[t] (timesteps are indexed from 0)":
-            mix([sq[2], sq[0], sq[1]]),
+        DIAGNOSES["no_sqrt"]: mix([(a, 1 - a) for a in (0.64, 0.36, 0.01)]),
+        DIAGNOSES["sqrt_noise"]: mix([(a, 1 - a * a) for a, _ in sq]),
+        DIAGNOSES["sqrt_signal"]: mix([(a * a, b) for a, b in sq]),
+        DIAGNOSES["swapped"]: mix([(b, a) for a, b in sq]),
+        DIAGNOSES["ab_t_minus_one"]: mix([sq[2], sq[0], sq[1]]),
     })
     # Images, float32 data with float64 alpha_bars: x_t keeps the data's dtype and shape.
     x0 = torch.linspace(-1, 1, 2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
@@ -166,8 +249,7 @@ def check_q_sample(q_sample) -> None:
     c.tensor("x_t", x_t, shape=(2, 1, 4, 4), dtype=torch.float32, inputs=inputs)
     want = torch.cat([0.6 * x0[:1] + 0.8 * eps[:1], 0.8 * x0[1:] + 0.6 * eps[1:]])
     c.close("x_t", x_t, want, atol=1e-6, inputs=inputs,
-            hint="one alpha_bar per example: index alpha_bars with t, then reshape it to (B, 1, 1, 1) "
-                 "so it broadcasts over channels and pixels")
+            hint=DIAGNOSES["per_example_ab"])
     c.done()
 
 
@@ -204,9 +286,9 @@ def check_diffusion_loss(diffusion_loss) -> None:
     c.tensor("x_t passed to the model", x_t, shape=tuple(x0.shape), inputs=inputs)
     c.tensor("t passed to the model", t, shape=(256,), dtype=torch.int64, inputs=inputs)
     c.true(bool(((t >= 0) & (t < T)).all()), "t must lie in {0, ..., T-1}", inputs=inputs,
-           got=f"t from {int(t.min())} to {int(t.max())}", hint="torch.randint(0, T, (B,)): the upper bound is excluded")
+           got=f"t from {int(t.min())} to {int(t.max())}", hint=DIAGNOSES["t_range"])
     c.true(len(t.unique()) > 1, "every example needs its own t", inputs=inputs, got=f"all t = {int(t[0])}",
-           hint="draw B timesteps, shape (B,), not one for the whole batch")
+           hint=DIAGNOSES["t_per_example"])
     a = ab[t].view(-1, 1, 1, 1)
     eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()  # the noise implied by x_t
     m, s = eps.mean().item(), eps.std().item()
@@ -214,20 +296,17 @@ def check_diffusion_loss(diffusion_loss) -> None:
            expected="x_t = sqrt(alpha_bars[t]) x0 + sqrt(1 - alpha_bars[t]) eps with eps ~ N(0, I): "
                     "implied eps with mean 0, std 1",
            got=f"implied eps with mean {m:.3f}, std {s:.3f}",
-           hint="eps = torch.randn_like(x0) (not torch.rand), and x_t in closed form with the square roots")
+           hint=DIAGNOSES["implied_noise"])
     eps_hat = 0.5 * x_t + 0.03 * t.to(_F64).view(-1, 1, 1, 1)
     c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
-        "the model must be trained to predict the noise eps, not the clean image x0":
-            ((eps_hat - x0) ** 2).mean(),
-        "the squared error must be averaged over all elements (F.mse_loss), not summed":
-            ((eps_hat - eps) ** 2).sum(),
-        "the squared error was averaged per example and summed over the batch: take the mean over everything":
-            ((eps_hat - eps) ** 2).flatten(1).mean(1).sum(),
+        DIAGNOSES["predict_noise"]: ((eps_hat - x0) ** 2).mean(),
+        DIAGNOSES["loss_summed"]: ((eps_hat - eps) ** 2).sum(),
+        DIAGNOSES["per_example_mean"]: ((eps_hat - eps) ** 2).flatten(1).mean(1).sum(),
         DIAGNOSES["per_example_sum"]: ((eps_hat - eps) ** 2).flatten(1).sum(1).mean(),
     })
     c.call(loss.backward, inputs=inputs)
     c.true(model.w.grad is not None, "no gradient reached the model's parameters", inputs=inputs,
-           hint="compute the loss from the model's output with torch operations (no .item() or .detach())")
+           hint=DIAGNOSES["loss_graph"])
     # Every t in {0, ..., T-1} is drawn, uniformly.
     seen = torch.cat([t] + [c.call(lambda: (diffusion_loss(model, x0, ab), model.calls[-1][1])[1],
                                    inputs=inputs) for _ in range(7)])
@@ -235,7 +314,7 @@ def check_diffusion_loss(diffusion_loss) -> None:
     c.true(bool((counts > 0).all()) and counts.max() < 2.0 * counts.float().mean(),
            "t is not drawn uniformly from {0, ..., T-1}", inputs=inputs + ", 8 calls",
            expected=f"each of the {T} values about {len(seen) // T} times", got=f"counts {counts.tolist()}",
-           hint="torch.randint(0, T, (B,)); t = 0 (the least noisy step) must be drawn too")
+           hint=DIAGNOSES["t_uniform"])
     # Class labels are passed on to the model.
     y = torch.arange(256) % 10
     model.calls.clear()
@@ -282,22 +361,16 @@ def check_ddpm_step(ddpm_step) -> None:
     mean = (x - 0.5 / 0.8 * e) / math.sqrt(0.5)
     var = 0.5 * 0.28 / 0.64
     c.close("x_prev", x_prev, mean + math.sqrt(var) * z, atol=1e-12, inputs=inputs, mistakes={
-        "the noise was scaled by the variance: multiply it by the standard deviation sqrt(variance)":
-            mean + var * z,
-        "the variance is beta_t here; the posterior's is beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)":
-            mean + math.sqrt(0.5) * z,
-        "the mean uses beta_t / (1 - alpha_bar_t): the denominator is sqrt(1 - alpha_bar_t)":
-            (x - 0.5 / 0.64 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
-        "the mean divides by alpha_t: divide by sqrt(alpha_t)": (x - 0.5 / 0.8 * e) / 0.5 + math.sqrt(var) * z,
-        "the mean subtracts the whole noise sqrt(1 - alpha_bar_t) eps_hat: the network predicts the whole "
-        "noise, and one step removes only beta_t / sqrt(1 - alpha_bar_t) of it":
-            (x - 0.8 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
-        "alpha_bar_{t-1} was taken at t (or alpha_bar_t at t - 1): a_t = alpha_bars[t], a_prev = alpha_bars[t - 1]":
-            (x - (1 - 0.72 / 0.9) / math.sqrt(0.28) * e) / math.sqrt(0.72 / 0.9)
+        DIAGNOSES["noise_by_variance"]: mean + var * z,
+        DIAGNOSES["beta_variance"]: mean + math.sqrt(0.5) * z,
+        DIAGNOSES["mean_denominator"]: (x - 0.5 / 0.64 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
+        DIAGNOSES["mean_alpha"]: (x - 0.5 / 0.8 * e) / 0.5 + math.sqrt(var) * z,
+        DIAGNOSES["whole_noise"]: (x - 0.8 * e) / math.sqrt(0.5) + math.sqrt(var) * z,
+        DIAGNOSES["ddpm_shifted"]: (x - (1 - 0.72 / 0.9) / math.sqrt(0.28) * e) / math.sqrt(0.72 / 0.9)
             + math.sqrt((1 - 0.72 / 0.9) * 0.1 / 0.28) * z,
     })
     c.close("x0_hat", x0_hat, (x - 0.8 * e) / 0.6, atol=1e-12, inputs=inputs,
-            hint="x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t)")
+            hint=DIAGNOSES["x0_hat"])
     # t = 0: the last step returns the mean, no noise; a_prev = 1.
     inputs = "t = 0 (the last step), alpha_bars = [.9, .72, .36], same x_t, eps_hat, noise"
     out = c.call(ddpm_step, e, 0, x, ab, z, inputs=inputs)
@@ -305,8 +378,8 @@ def check_ddpm_step(ddpm_step) -> None:
     x_prev, x0_hat = out
     mean0 = (x - 0.1 / math.sqrt(0.1) * e) / math.sqrt(0.9)
     c.close("x_prev at t = 0", x_prev, mean0, atol=1e-12, inputs=inputs, mistakes={
-        "noise was added at the last step (t = 0): return the mean there": mean0 + math.sqrt(0.1) * z,
-    }, hint="at t = 0, alpha_bar_{t-1} = 1 (no alpha_bars[-1]: that is the last entry) and no noise is added")
+        DIAGNOSES["noise_last_step"]: mean0 + math.sqrt(0.1) * z,
+    }, hint=DIAGNOSES["last_step"])
     c.close("x0_hat at t = 0", x0_hat, (x - math.sqrt(0.1) * e) / math.sqrt(0.9), atol=1e-12, inputs=inputs)
     # Image batches, float32.
     g = torch.Generator().manual_seed(1)
@@ -334,19 +407,15 @@ def check_ddim_step(ddim_step) -> None:
     c.tensor("x_prev", x_prev, shape=(1, 3), dtype=_F64, inputs=inputs)
     c.close("x0_hat", x0_hat, x0, atol=1e-12, inputs=inputs)
     c.close("x_prev", x_prev, math.sqrt(0.9) * x0 + math.sqrt(0.1) * e, atol=1e-12, inputs=inputs, mistakes={
-        "the direction to x_t uses sqrt(1 - alpha_bar_t): it is sqrt(1 - alpha_bar_prev) eps_hat":
-            math.sqrt(0.9) * x0 + 0.8 * e,
-        "the square roots are missing: x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps_hat":
-            0.9 * x0 + 0.1 * e,
-        "alpha_bar_prev was taken at t_prev + 1 (or t): it is alpha_bars[t_prev]":
-            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
+        DIAGNOSES["direction_ab_t"]: math.sqrt(0.9) * x0 + 0.8 * e,
+        DIAGNOSES["ddim_no_sqrt"]: 0.9 * x0 + 0.1 * e,
+        DIAGNOSES["ab_prev_late"]: math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
     })
     inputs = "t = 2, t_prev = -1 (the last step), eta = 0, same inputs"
     out = c.call(ddim_step, e, 2, -1, x, ab, inputs=inputs)
     c.close("x_prev at t_prev = -1", out[0], x0, atol=1e-12, inputs=inputs, mistakes={
-        "t_prev = -1 read alpha_bars[-1], the LAST entry: before the first step alpha_bar = 1, so x_prev = x0_hat":
-            math.sqrt(0.36) * x0 + 0.8 * e},
-        hint="when t_prev < 0, alpha_bar_prev = 1 and x_prev = x0_hat")
+        DIAGNOSES["ab_minus_one"]: math.sqrt(0.36) * x0 + 0.8 * e},
+        hint=DIAGNOSES["t_prev_negative"])
     # eta = 1, t -> t - 1 has DDPM's posterior variance: sigma^2 = .28/.64 * (1 - .36/.72) = .21875.
     inputs = "t = 2, t_prev = 1, eta = 1, noise = [[1, -1, 2]]"
     out = _call_keeping_inputs(c, ddim_step, e, 2, 1, x, ab, 1.0, z,
@@ -354,12 +423,10 @@ def check_ddim_step(ddim_step) -> None:
     var = 0.28 / 0.64 * 0.5
     want = math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e + math.sqrt(var) * z
     c.close("x_prev with eta = 1", out[0], want, atol=1e-12, inputs=inputs, mistakes={
-        "eta was ignored: sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev)":
-            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
-        "sigma^2 must also be taken out of the direction term: sqrt(1 - a_prev - sigma^2) eps_hat":
-            math.sqrt(0.72) * x0 + math.sqrt(0.28) * e + math.sqrt(var) * z,
-        "the noise term sigma * noise is missing": math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e,
-        "the noise was scaled by sigma^2: multiply it by sigma": math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e
+        DIAGNOSES["eta_ignored"]: math.sqrt(0.72) * x0 + math.sqrt(0.28) * e,
+        DIAGNOSES["sigma_direction"]: math.sqrt(0.72) * x0 + math.sqrt(0.28) * e + math.sqrt(var) * z,
+        DIAGNOSES["noise_missing"]: math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e,
+        DIAGNOSES["noise_sigma2"]: math.sqrt(0.72) * x0 + math.sqrt(0.28 - var) * e
         + var * z,
     })
     inputs = "t = 2, t_prev = 0, eta = 0, noise=None (eta = 0 must not need noise); (2, 1, 3, 3) float32"
@@ -406,7 +473,7 @@ def check_time_embedding(timestep_embedding, ResBlock) -> None:
     n = sum(p.numel() for p in block.parameters())
     want_n = 2 * 16 + (16 * 32 * 9 + 32) + (64 * 32 + 32) + 2 * 32 + (32 * 32 * 9 + 32) + (16 * 32 + 32)
     c.true(n == want_n, "wrong number of parameters", inputs=inputs, expected=want_n, got=n,
-           hint="norm1, conv1 (3x3), time_proj (Linear), norm2, conv2 (3x3) and a 1x1 skip conv when c_in != c_out")
+           hint=DIAGNOSES["resblock_params"])
     same = c.call(ResBlock, 32, 32, 64, inputs="ResBlock(32, 32, 64)")
     n_same = sum(p.numel() for p in same.parameters())
     c.true(n_same == want_n - (16 * 32 + 32) + 2 * 16 + (32 * 32 * 9 - 16 * 32 * 9),
@@ -426,7 +493,7 @@ def check_time_embedding(timestep_embedding, ResBlock) -> None:
             c.true(key in mine and mine[key].shape == p.shape, f"parameter {key} missing or of the wrong shape",
                    inputs=inputs, expected=f"{key} of shape {tuple(p.shape)}",
                    got=str(tuple(mine[key].shape)) if key in mine else "missing",
-                   hint="use the attribute names of the docstring: norm1, conv1, time_proj, norm2, conv2, skip")
+                   hint=DIAGNOSES["resblock_names"])
             mine[key].copy_(p)
     x = torch.randn(2, 16, 6, 6, generator=g)
     emb = torch.randn(2, 64, generator=g)
@@ -436,7 +503,7 @@ def check_time_embedding(timestep_embedding, ResBlock) -> None:
         want = theirs(x, emb)
     c.tensor("block(x, emb)", out, shape=(2, 32, 6, 6), inputs=inputs)
     c.close("block(x, emb) (vs diffusers' ResnetBlock2D with the same weights)", out, want, atol=1e-4, inputs=inputs,
-            hint="norm -> SiLU -> conv, add the projected SiLU(emb) per channel, norm -> SiLU -> conv, add skip(x)")
+            hint=DIAGNOSES["resblock_order"])
     c.done()
 
 
@@ -473,8 +540,7 @@ def _check_unet(UNet) -> None:
     # time_mlp 1,344 + class_embedding 128 + conv_in 80 + down ResBlocks 1,464 + 4,208 + downsample 584
     # + mid 2 x 5,232 + up ResBlocks 8,096 + 2,848 + upsample 2,320 + norm_out 16 + conv_out 73
     c.true(n == 31_625, "wrong number of parameters", inputs=inputs, expected=31_625, got=n,
-           hint="follow the stated architecture: one ResBlock per level on the way down, two in the middle, "
-                "one per level on the way up (its input has the skip concatenated), emb_dim = 4 * ch")
+           hint=DIAGNOSES["unet_params"])
     g = torch.Generator().manual_seed(4)
     x = torch.randn(3, 1, 8, 8, generator=g)
     t = torch.tensor([0, 10, 500])
@@ -488,12 +554,12 @@ def _check_unet(UNet) -> None:
         out_3 = model(x, t, torch.tensor([3, 3, 3]))
     c.true((out_t[0] - out[0]).abs().max() > 1e-6 and (out_t[1:] - out[1:]).abs().max() < 1e-5,
            "the output must depend on each example's own timestep (and only on it)", inputs="t[0] changed to 999",
-           hint="add the embedding of t to every ResBlock; no mixing across the batch")
+           hint=DIAGNOSES["unet_timestep"])
     c.true((out_y[0] - out[0]).abs().max() > 1e-6 and (out_y[1:] - out[1:]).abs().max() < 1e-5,
            "the output must depend on each example's own label", inputs="y[0] changed from 0 to 1",
-           hint="add class_embedding(y) to the time embedding")
+           hint=DIAGNOSES["unet_label"])
     c.close("model(x, t) with y = None", out_null, out_3, atol=1e-5, inputs="y = None vs y = num_classes = 3",
-            hint="y = None means the 'no label' id num_classes")
+            hint=DIAGNOSES["null_label_id"])
     x16 = torch.randn(2, 1, 16, 16, generator=g)
     with torch.no_grad():
         out = c.call(UNet(1, 8, (1, 2, 2), None, 4), x16, torch.tensor([1, 2]),
@@ -526,7 +592,7 @@ def check_guidance(drop_labels, guided_eps) -> None:
         c.true(torch.equal(out, y if p == 0 else torch.full_like(y, 10)),
                f"with p_uncond = {p:g}, {'no' if p == 0 else 'every'} label should become null_label",
                inputs=inputs, got=f"{int((out == 10).sum())} null labels",
-               hint="drop where torch.rand(B) < p_uncond")
+               hint=DIAGNOSES["drop_below"])
     g = torch.Generator().manual_seed(5)
     before = torch.random.get_rng_state()
     out = c.call(drop_labels, y, 0.3, 10, g, inputs=f"{inputs}, p_uncond = 0.3")
@@ -534,7 +600,7 @@ def check_guidance(drop_labels, guided_eps) -> None:
            "must come from the generator passed in", inputs=inputs + ", a generator given", hint=DIAGNOSES["global_rng"])
     frac = (out == 10).float().mean().item()
     c.true(abs(frac - 0.3) < 0.03, "the fraction of dropped labels should be p_uncond", inputs=inputs + ", p = 0.3",
-           expected="about 0.30", got=f"{frac:.3f}", hint="drop where torch.rand(B) < p_uncond, not >=")
+           expected="about 0.30", got=f"{frac:.3f}", hint=DIAGNOSES["drop_below"])
     kept = out != 10
     c.true(torch.equal(out[kept], y[kept]), "labels that are not dropped must stay unchanged", inputs=inputs)
     u = torch.rand(10000, generator=torch.Generator().manual_seed(5))
@@ -555,13 +621,10 @@ def check_guidance(drop_labels, guided_eps) -> None:
         c.tensor("eps", out, shape=(3, 1, 2, 2), dtype=torch.float32, inputs=inputs)
         want = (10 + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2)
         c.close(f"eps at scale {s:g}", out, want, atol=1e-5, inputs=inputs, mistakes={
-            "the formula is inverted: eps_u + s (eps_c - eps_u), with eps_c conditional, eps_u unconditional":
+            DIAGNOSES["guidance_inverted"]:
                 (y.double() + s * (10 - y.double()) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
-            "the scale was used as Ho & Salimans' w: with scale s, eps = eps_u + s (eps_c - eps_u) = "
-            "(1 + w) eps_c - w eps_u for s = 1 + w":
-                (y.double() + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
-            "the unconditional prediction must use null_label, not label 0":
-                (0 + s * y.double() + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+            DIAGNOSES["scale_as_w"]: (y.double() + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
+            DIAGNOSES["null_not_zero"]: (0 + s * y.double() + base).view(3, 1, 1, 1).expand(3, 1, 2, 2),
         })
     c.done()
 

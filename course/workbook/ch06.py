@@ -72,6 +72,50 @@ DIAGNOSES: dict[str, str] = {
     "no_init_noise_sigma": "the starting latents must be multiplied by scheduler.init_noise_sigma",
     "z_exp_logvar": "z = mean + exp(logvar) * noise: the standard deviation is exp(logvar / 2)",
     "z_logvar": "z = mean + logvar * noise: the standard deviation is exp(logvar / 2)",
+    # autoencoder
+    "ae_params": "follow the stated layers: 5 convolutions each way, the encoder ending in 2 * latent_channels "
+                 "channels (mean and log-variance), kernel 4 with stride 2 to halve the size",
+    "mean_first": "the first latent_channels channels are the mean: encoder(x).chunk(2, dim=1)",
+    "clamp": "clamp the log-variance to [-30, 20], as diffusers does: logvar.clamp(-30.0, 20.0)",
+    "layers_fit": "use exactly the stated layers, in the stated order, with the stated attribute names",
+    "decode_z": "x_hat = decode(z) with z = mean + exp(logvar / 2) * noise",
+    "loss_formula": "loss = rec + kl_weight * kl",
+    "scale_item": "1 / Z.std() is a 0-d tensor: use .item()",
+    "first_latent_spread": "the spread of one latent is not the spread of all: 1 / Z.std() over the whole Z",
+    # cross-attention
+    "attn_params": "to_q, to_k, to_v without bias (keys and values from the text: context_dim inputs), to_out with "
+                   "bias",
+    "values_from_text": "out = attn @ v: the values come from the text (context), not from the image features x",
+    "heads_split": "split the heads with view(B, n, heads, head_dim).transpose(1, 2) and merge them back the same "
+                   "way; scale by 1 / sqrt(head_dim), not 1 / sqrt(heads * head_dim)",
+    "padding_ignored": "what sits in padding positions must not matter",
+    # block
+    "block_params": "norm, proj_in, norm_attn, attn = CrossAttention(C, context_dim, heads, C // heads), norm_ff, "
+                    "ff with a 4C hidden layer, proj_out, as stated",
+    "block_order": "norm -> tokens (B, H*W, C) -> proj_in; h + attn(norm_attn(h)); h + ff(norm_ff(h)); proj_out; "
+                   "back to (B, C, H, W) with transpose(1, 2).reshape (not view on the wrong layout); + x",
+    "block_mask": "pass the mask on to the attention: self.attn(self.norm_attn(h), context, mask)",
+    # training loss
+    "drop_rows": "replace whole rows, the mask together with the context",
+    "drop_below": "drop where torch.rand(B) < p_uncond, one draw per example",
+    "t_uniform": "torch.randint(0, T, (B,))",
+    "implied_noise": "z_t = sqrt(alpha_bars[t]) z0 + sqrt(1 - alpha_bars[t]) eps, eps = torch.randn_like(z0)",
+    "predicts_zt": "the U-Net must be trained to predict the noise eps, not the noisy latents z_t",
+    "loss_eps": "loss = mean over all elements of (unet(z_t, t, context, mask) - eps) ** 2, with the same eps that "
+                "made z_t",
+    "loss_per_example": "the squared error was summed per example: take the mean over all elements (F.mse_loss)",
+    # generate
+    "empty_caption": "the unconditional branch uses the empty caption [''] * B",
+    "start_latents": "latents = torch.randn((B, *latent_shape), generator=generator) * scheduler.init_noise_sigma, "
+                     "the first draw from the generator",
+    "scale_model_input": "latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)",
+    "doubled_batch": "torch.cat([uncond, cond]) and the masks the same way; no caption dropout when sampling",
+    "both_halves": "guidance must combine both halves: eps_u + g (eps_c - eps_u)",
+    "scheduler_scalings": "use the scheduler's scalings: latents = torch.randn((B, *latent_shape), "
+                          "generator=generator) * scheduler.init_noise_sigma, and latent_input = "
+                          "scheduler.scale_model_input(torch.cat([latents, latents]), t) at every step",
+    "step_latents": "step the latents themselves (not the scaled, doubled input): scheduler.step(eps_hat, t, latents)",
+    "return_decoded": "return decode(...)",
 }
 QUIZ_SETS = {"answer_latent_facts"}
 _F64 = torch.float64
@@ -107,8 +151,7 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
     n = sum(p.numel() for p in model.parameters())
     want = autoencoder_parameters(3, 8, 4)
     c.true(n == want, "wrong number of parameters", inputs=inputs, expected=want, got=n,
-           hint="follow the stated layers: 5 convolutions each way, the encoder ending in 2 * latent_channels "
-                "channels (mean and log-variance), kernel 4 with stride 2 to halve the size")
+hint=DIAGNOSES["ae_params"])
     c.true(isinstance(getattr(model, "encoder", None), nn.Sequential) and isinstance(model.encoder[-1], nn.Conv2d),
            "model.encoder must be an nn.Sequential ending in the Conv2d that outputs mean and log-variance",
            inputs=inputs)
@@ -131,12 +174,12 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
         mean, logvar = model.encode(x)
         inputs = "the encoder's last conv set to output 1 on channels 0-3 and -2 on channels 4-7"
         c.close("mean", mean, torch.ones(2, 4, 4, 4), atol=1e-6, inputs=inputs,
-                hint="the first latent_channels channels are the mean: encoder(x).chunk(2, dim=1)")
+                hint=DIAGNOSES["mean_first"])
         c.close("logvar", logvar, torch.full((2, 4, 4, 4), -2.0), atol=1e-6, inputs=inputs)
         last.bias.copy_(torch.tensor([0.0, 0, 0, 0, 50, -50, 10, 0]))
         _, logvar = model.encode(x)
         c.close("logvar", logvar[:, :, 0, 0], torch.tensor([[20.0, -30, 10, 0]] * 2), atol=1e-6,
-                inputs="log-variance outputs 50, -50, 10, 0", hint="clamp the log-variance to [-30, 20]")
+                inputs="log-variance outputs 50, -50, 10, 0", hint=DIAGNOSES["clamp"])
         last.bias.copy_(torch.tensor([0.5, -0.5, 0, 1, math.log(4.0), 0, math.log(0.25), 0]))
         noise = torch.randn(2, 4, 4, 4, generator=g)
         inputs = "mean = [0.5, -0.5, 0, 1], logvar = [log 4, 0, log 1/4, 0] per channel, noise (2, 4, 4, 4)"
@@ -150,7 +193,7 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
             DIAGNOSES["z_logvar"]:
                 model.decode(z - std * noise + torch.log(std ** 2) * noise),
             DIAGNOSES["noise_unused"]: model.decode(z - std * noise),
-        }, hint="x_hat = decode(z) with z = mean + exp(logvar / 2) * noise")
+        }, hint=DIAGNOSES["decode_z"])
 
     # The loss, by hand: x = 0, x_hat = 1, 3 and 2, one latent pixel with 2 channels per
     # example. Three examples: a KL summed over the batch (3x) and one without its factor
@@ -184,19 +227,20 @@ def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> N
         DIAGNOSES["kl_var_as_std"]: torch.tensor(kl_var_as_std),
     })
     c.close("loss", loss, torch.tensor(14.0 / 3 + 0.1 * kl_mean), atol=1e-9, inputs=inputs,
-            hint="loss = rec + kl_weight * kl")
+            hint=DIAGNOSES["loss_formula"])
 
     g = torch.Generator().manual_seed(2)
     Z = 2.0 + 3.0 * torch.randn(500, 4, 4, 4, generator=g)
     inputs = "Z (500, 4, 4, 4) with mean 2 and standard deviation 3"
     s = c.call(latent_scale_factor, Z, inputs=inputs)
     c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
-           got=type(s).__name__, hint="1 / Z.std() is a 0-d tensor: use .item()")
+           got=type(s).__name__, hint=DIAGNOSES["scale_item"])
     c.close("scale factor", torch.tensor(s), 1 / Z.std(), atol=1e-4, rtol=1e-3, inputs=inputs, mistakes={
         DIAGNOSES["scale_is_std"]: Z.std(),
         DIAGNOSES["scale_inverse_variance"]: 1 / Z.var(),
         DIAGNOSES["std_vs_rms"]:
             1 / Z.pow(2).mean().sqrt(),
+        DIAGNOSES["first_latent_spread"]: 1 / Z[0].std(),
     })
     c.done()
 
@@ -234,7 +278,7 @@ def check_cross_attention(CrossAttention) -> None:
     n = sum(p.numel() for p in attn.parameters())
     # to_q 8*8, to_k 6*8, to_v 6*8 (no biases), to_out 8*8 + 8
     c.true(n == 232, "wrong number of parameters", inputs=inputs, expected=232, got=n,
-           hint="to_q, to_k, to_v without bias (keys and values from the text: context_dim inputs), to_out with bias")
+           hint=DIAGNOSES["attn_params"])
 
     # By hand: one head, identity projections: queries attend to the most similar token.
     one = c.call(CrossAttention, 2, 2, 1, 2, inputs="CrossAttention(2, 2, heads=1, head_dim=2)")
@@ -264,7 +308,7 @@ def check_cross_attention(CrossAttention) -> None:
         DIAGNOSES["mask_inverted"]: scores.masked_fill(mask, -1e9).softmax(-1),
     })
     c.close("out", out[0], want @ context[0], atol=1e-5, inputs=inputs,
-            hint="out = attn @ v: the values come from the text (context), not from the image features x")
+            hint=DIAGNOSES["values_from_text"])
 
     # Against diffusers' Attention with the same weights, several heads, with and without a mask.
     torch.manual_seed(3)
@@ -287,8 +331,7 @@ def check_cross_attention(CrossAttention) -> None:
             c.tensor("out", out[0], shape=(3, 5, 8), inputs=what)
             c.tensor("attn", out[1], shape=(3, 2, 5, 7), inputs=what)
             c.close("out (vs diffusers' Attention)", out[0], want, atol=1e-5, inputs=what,
-                    hint="split the heads with view(B, n, heads, head_dim).transpose(1, 2) and merge them back "
-                         "the same way; scale by 1 / sqrt(head_dim), not 1 / sqrt(heads * head_dim)")
+hint=DIAGNOSES["heads_split"])
             c.close("attn rows sum to 1", out[1].sum(-1), torch.ones(3, 2, 5), atol=1e-5, inputs=what)
         masked = out[1][1, :, :, 4:].abs().max() + out[1][2, :, :, 2:].abs().max()
         c.true(float(masked) < 1e-6, "padding tokens must get zero attention", inputs=inputs, got=f"{float(masked):.3g}")
@@ -296,7 +339,7 @@ def check_cross_attention(CrossAttention) -> None:
         changed[1, 4:] = 100.0
         out2 = attn(x, changed, mask)[0]
         c.close("out with the padding tokens' features changed", out2, out[0], atol=1e-5, inputs=inputs,
-                hint="what sits in padding positions must not matter")
+                hint=DIAGNOSES["padding_ignored"])
     c.done()
 
 
@@ -365,8 +408,7 @@ def _check_block(CrossAttnBlock) -> None:
     # norm 16, proj_in 72, norm_attn 16, attn 8*8 + 6*8 + 6*8 + 72, norm_ff 16, ff 8*32+32 + 32*8+8, proj_out 72
     want = 16 + 72 + 16 + (64 + 48 + 48 + 72) + 16 + (288 + 264) + 72
     c.true(n == want, "wrong number of parameters", inputs=inputs, expected=want, got=n,
-           hint="norm, proj_in, norm_attn, attn = CrossAttention(C, context_dim, heads, C // heads), norm_ff, "
-                "ff with a 4C hidden layer, proj_out, as stated")
+           hint=DIAGNOSES["block_params"])
     for name, kind in (("norm", nn.GroupNorm), ("proj_in", nn.Linear), ("norm_attn", nn.LayerNorm),
                        ("norm_ff", nn.LayerNorm), ("proj_out", nn.Linear), ("ff", nn.Sequential)):
         c.true(isinstance(getattr(block, name, None), kind), f"block.{name} should be an nn.{kind.__name__}",
@@ -391,12 +433,11 @@ def _check_block(CrossAttnBlock) -> None:
         want = theirs(x, encoder_hidden_states=context, attention_mask=mask.float()).sample
         c.close("output (vs diffusers' Transformer2DModel)", out, want, atol=1e-4, inputs=inputs, mistakes={
             DIAGNOSES["no_block_residual"]: want - x,
-        }, hint="norm -> tokens (B, H*W, C) -> proj_in; h + attn(norm_attn(h)); h + ff(norm_ff(h)); "
-                "proj_out; back to (B, C, H, W) with transpose(1, 2).reshape (not view on the wrong layout); + x")
+        }, hint=DIAGNOSES["block_order"])
         maps = getattr(block, "last_attn", None)
         c.tensor("block.last_attn", maps, shape=(2, 2, 12, 5), inputs=inputs)
         c.close("block.last_attn in row 1, padding tokens", maps[1, :, :, 3:], torch.zeros(2, 12, 2), atol=1e-6,
-                inputs=inputs, hint="pass the mask on to the attention")
+                inputs=inputs, hint=DIAGNOSES["block_mask"])
     c.done()
 
 
@@ -450,25 +491,25 @@ def check_training_loss(training_loss) -> None:
         kept_ok = torch.equal(ctx[~dropped], context[~dropped])
         c.true(kept_ok and bool((msk[dropped] == null_mask).all()) and bool(msk[~dropped].all()),
                "each row must be either its own caption (context and mask) or the empty caption (null_context and "
-               "null_mask)", inputs=inputs, hint="replace whole rows, the mask together with the context")
+               "null_mask)", inputs=inputs, hint=DIAGNOSES["drop_rows"])
         frac = dropped.double().mean().item()
         c.true(abs(frac - p) < 0.04, "the fraction of captions replaced by the empty caption should be p_uncond",
                inputs=inputs, expected=f"about {p:.2f}", got=f"{frac:.3f}",
-               hint="drop where torch.rand(B) < p_uncond, one draw per example")
+               hint=DIAGNOSES["drop_below"])
         c.tensor("t", t, shape=(B,), dtype=torch.int64, inputs=inputs)
         c.true(bool(((t >= 0) & (t < T)).all()) and len(t.unique()) == T, "t must cover {0, ..., T-1}", inputs=inputs,
                got=f"{len(t.unique())} distinct values from {int(t.min())} to {int(t.max())}",
-               hint="torch.randint(0, T, (B,))")
+               hint=DIAGNOSES["t_uniform"])
         a = ab[t].view(-1, 1, 1, 1)
         eps = (z_t - a.sqrt() * z0) / (1 - a).sqrt()
         m, s = eps.mean().item(), eps.std().item()
         c.true(abs(m) < 0.05 and abs(s - 1) < 0.05, "the noise in z_t is not standard normal", inputs=inputs,
                got=f"implied eps with mean {m:.3f}, std {s:.3f}",
-               hint="z_t = sqrt(alpha_bars[t]) z0 + sqrt(1 - alpha_bars[t]) eps, eps = torch.randn_like(z0)")
+               hint=DIAGNOSES["implied_noise"])
         eps_hat = 0.5 * z_t + 0.3 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1)
         c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), atol=1e-9, inputs=inputs, mistakes={
-            DIAGNOSES["predicts_z0"]:
-                ((eps_hat - z0) ** 2).mean()})
+            DIAGNOSES["predicts_z0"]: ((eps_hat - z0) ** 2).mean(),
+            DIAGNOSES["loss_per_example"]: ((eps_hat - eps) ** 2).flatten(1).sum(1).mean()})
     c.call(loss.backward, inputs=inputs)
     c.true(unet.w.grad is not None, "no gradient reached the U-Net's parameters", inputs=inputs)
     c.done()
@@ -531,20 +572,19 @@ def check_generate(generate) -> None:
                  latent_shape=(2, 2, 2), scale_factor=0.5, generator=g, inputs=inputs)
     c.true(sorted(map(tuple, texts)) == sorted([tuple(prompts), ("", "")]),
            "encode_text must be called on the prompts and on as many empty captions", inputs=inputs,
-           got=f"calls with {texts}", hint="the unconditional branch uses the empty caption [''] * B")
+           got=f"calls with {texts}", hint=DIAGNOSES["empty_caption"])
     c.true(("set_timesteps", 3) in scheduler.log, "call scheduler.set_timesteps with num_steps first", inputs=inputs)
     c.true(len(unet_calls) == 3, "the U-Net must be called once per timestep, on the doubled batch", inputs=inputs,
            got=f"{len(unet_calls)} calls")
     scaled = [e for e in scheduler.log if e[0] == "scale_model_input"]
     c.true(len(scaled) == 3, "call scheduler.scale_model_input on the latents at every step", inputs=inputs,
-           got=f"{len(scaled)} calls")
+           got=f"{len(scaled)} calls", hint=DIAGNOSES["scale_model_input"])
     start = torch.randn((2, 2, 2, 2), generator=torch.Generator().manual_seed(9)) * 2.0
     first = scaled[0][1]
     c.tensor("the first latents given to scale_model_input", first, shape=(4, 2, 2, 2), inputs=inputs)
     c.close("the starting latents (both halves)", first, torch.cat([start, start]), atol=1e-6, inputs=inputs, mistakes={
         DIAGNOSES["no_init_noise_sigma"]: torch.cat([start, start]) / 2,
-    }, hint="latents = torch.randn((B, *latent_shape), generator=generator) * scheduler.init_noise_sigma, "
-            "the first draw from the generator")
+    }, hint=DIAGNOSES["start_latents"])
     steps = [e for e in scheduler.log if e[0] == "step"]
     c.true([e[2] for e in steps] == [9, 5, 1], "call scheduler.step once per timestep, in scheduler.timesteps' order",
            inputs=inputs, got=[e[2] for e in steps])
@@ -555,12 +595,12 @@ def check_generate(generate) -> None:
         c.true(bool((t == [9, 5, 1][k]).all()), "the U-Net must get the current timestep for all 2B rows", inputs=at,
                got=t.tolist())
         c.close("the U-Net's latent input", latent_input, 0.5 * torch.cat([sample, sample]), atol=1e-5, inputs=at,
-                hint="latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)")
+                hint=DIAGNOSES["scale_model_input"])
         lengths = context[:, 0, 0].tolist()
         c.true(sorted(lengths) == sorted([0.0, 0.0, 11.0, 10.0]) and torch.equal(mask, mask[:1].expand(4, 4)),
                "the U-Net must see the unconditional (empty caption) and conditional contexts together, 2B rows",
                inputs=at, got=f"contexts of prompt lengths {lengths}",
-               hint="torch.cat([uncond, cond]) and the masks the same way; no caption dropout when sampling")
+               hint=DIAGNOSES["doubled_batch"])
         eps = latent_input + context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 100
         empty = context[:, 0, 0] == 0
         eps_u, eps_c = eps[empty], eps[~empty]
@@ -568,10 +608,10 @@ def check_generate(generate) -> None:
         c.close("eps_hat given to scheduler.step", steps[k][1], want, atol=1e-5, inputs=at, mistakes={
             DIAGNOSES["guidance_inverted"]:
                 eps_c + 3.0 * (eps_u - eps_c),
-            "guidance must combine both halves: eps_u + g (eps_c - eps_u)": 3.0 * eps_c,
+            DIAGNOSES["both_halves"]: 3.0 * eps_c,
         })
         c.close("sample given to scheduler.step", steps[k][3], sample, atol=1e-5, inputs=at,
-                hint="step the latents themselves (not the scaled, doubled input): scheduler.step(eps_hat, t, latents)")
+                hint=DIAGNOSES["step_latents"])
         sample = steps[k][3] - 0.1 * steps[k][1]
     c.true(len(decoded) == 1, "decode must be called once, on the final latents", inputs=inputs,
            got=f"{len(decoded)} calls")
@@ -580,7 +620,7 @@ def check_generate(generate) -> None:
             sample * 0.5,
         DIAGNOSES["scale_not_divided"]: sample,
     })
-    c.close("generate's result", out, decoded[0] * 10, atol=1e-5, inputs=inputs, hint="return decode(...)")
+    c.close("generate's result", out, decoded[0] * 10, atol=1e-5, inputs=inputs, hint=DIAGNOSES["return_decoded"])
     c.done()
 
 

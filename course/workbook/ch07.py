@@ -17,10 +17,25 @@ from .checks import Checks, check_choice, tolerance
 
 QUIZ_OPTIONS = {"answer_ddpm_time": "ABCD", "answer_flow_facts": "ABCDEF"}
 QUIZ_SETS = {"answer_flow_facts"}
+# The idea behind each question, shown with a wrong answer (it does not name the letter).
+QUIZ_EXPLAIN = {
+    "answer_ddpm_time": "divide the DDPM point by s = sqrt(a) + sqrt(1 - a) so that the two coefficients sum to 1; "
+                        "the noise's coefficient is then t = sqrt(1 - a) / s",
+    "answer_flow_facts": "weigh each statement against the definitions: the path's derivative, what an Euler step "
+                         "does on a straight path, how many evaluations a Heun step takes, what reflow is meant to "
+                         "keep, what s = 1 leaves of v_u + s (v_c - v_u), and where the logit-normal density puts "
+                         "its mass",
+}
 _F64 = torch.float64
 
 # Each diagnosis once; the visible checks, the hidden checks and the catalogue use them by key.
 DIAGNOSES: dict[str, str] = {
+    "keep_dtype": "keep the input's dtype: avoid torch.tensor(...) copies and .float()/.double()",
+    "t_per_example": "one t per example: reshape t to (B, 1, ...) so it broadcasts over the other dimensions",
+    "path_dtype": "keep x0's dtype (cast t to x0.dtype) and give each example its own t",
+    "loss_graph": "compute the loss from the model's output with torch operations (no .item() or .detach())",
+    "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    "euler_calls": "one velocity evaluation per step: n steps for the n + 1 timesteps, from the first to the last",
     "path_swapped": "the ends are swapped: t = 0 is data and t = 1 is noise, x_t = (1 - t) x0 + t eps",
     "path_sqrt": "these are DDPM's coefficients sqrt(1 - t), sqrt(t): the flow path is straight, (1 - t) x0 + t eps",
     "velocity_sign": "the velocity points from noise to data; with t = 1 at the noise, v = dx_t/dt = eps - x0",
@@ -85,7 +100,7 @@ def check_path(flow_path, velocity_target) -> None:
     c.close("x_t", x_t, _t([[1.0, -1.0], [1.25, 0.875], [3.0, -3.0]]), **tolerance(_F64, 3), inputs=inputs, mistakes={
         DIAGNOSES["path_swapped"]: tb * x0 + (1 - tb) * eps,
         DIAGNOSES["path_sqrt"]: (1 - tb).sqrt() * x0 + tb.sqrt() * eps,
-    }, hint="one t per example: reshape t to (B, 1, ...) so it broadcasts over the other dimensions")
+    }, hint=DIAGNOSES["t_per_example"])
     # images: float32 data, float64 t, three channels, non-square
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 3, 4, 5, generator=g)
@@ -96,7 +111,7 @@ def check_path(flow_path, velocity_target) -> None:
     c.tensor("x_t", x_t, shape=(2, 3, 4, 5), dtype=torch.float32, inputs=inputs)
     want = torch.cat([0.25 * x0[:1].double() + 0.75 * eps[:1].double(), 0.5 * x0[1:].double() + 0.5 * eps[1:].double()])
     c.close("x_t", x_t, want, **tolerance(torch.float32, 4), inputs=inputs,
-            hint="keep x0's dtype (cast t to x0.dtype) and give each example its own t")
+            hint=DIAGNOSES["path_dtype"])
     inputs = "x0 = [[1, -1]], eps = [[.5, .5]]"
     v = c.call(velocity_target, _t([[1.0, -1.0]]), _t([[0.5, 0.5]]), inputs=inputs)
     c.tensor("v", v, shape=(1, 2), dtype=_F64, inputs=inputs)
@@ -164,7 +179,7 @@ def check_flow_matching_loss(flow_matching_loss) -> None:
                           DIAGNOSES["loss_sum"]: ((v_hat - (epsd - x0d)) ** 2).sum()})
         c.call(loss.backward, inputs=inputs)
         c.true(model.w.grad is not None, "no gradient reached the model's parameters", inputs=inputs,
-               hint="compute the loss from the model's output with torch operations (no .item() or .detach())")
+               hint=DIAGNOSES["loss_graph"])
     # reflow pairs: the given eps is used, only t is drawn
     model = _Recorder()
     g = torch.Generator().manual_seed(8)
@@ -181,7 +196,7 @@ def check_flow_matching_loss(flow_matching_loss) -> None:
             hint=DIAGNOSES["eps_given"])
     c.true(torch.equal(g.get_state(), _state_after(state, B)), "only t may be drawn when eps is given",
            inputs=inputs, hint=DIAGNOSES["eps_given"])
-    c.true(len(rest) == 1 and torch.equal(rest[0], y), "the labels y must be passed to the model: model(x_t, t, y)",
+    c.true(len(rest) == 1 and torch.equal(rest[0], y), DIAGNOSES["labels_not_passed"],
            inputs=inputs, got=f"extra arguments {[tuple(r.shape) for r in rest]}")
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.done()
@@ -209,7 +224,7 @@ class _Field:
 def _check_times(c: Checks, field: _Field, want: list[float], B: int, dtype, inputs: str, name: str) -> None:
     c.true(len(field.calls) == len(want), f"{name} should call the velocity {len(want)} times",
            inputs=inputs, expected=len(want), got=len(field.calls),
-           hint=DIAGNOSES["heun_last"] if name == "heun_sample" else None)
+           hint=DIAGNOSES["heun_last"] if name == "heun_sample" else DIAGNOSES["euler_calls"])
     for k, ((_, t), w) in enumerate(zip(field.calls, want)):
         c.tensor(f"t of velocity call {k}", t, shape=(B,), dtype=dtype, inputs=inputs)
         c.close(f"t of velocity call {k}", t, torch.full((B,), w, dtype=_F64), **tolerance(dtype), inputs=inputs,
@@ -380,7 +395,7 @@ def check_straightness(straightness) -> None:
 
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
-    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS)
+    check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
 
 
 # ----------------------------------------------------------------------------- data, model, measures
