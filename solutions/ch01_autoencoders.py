@@ -10,7 +10,7 @@ def pca_fit(X, k):
 
     Args:
         X: float tensor (N, D), one sample per row (float32 or float64).
-        k: int, number of components, 1 <= k <= min(N, D).
+        k: int, number of components, 1 <= k <= min(N, D) (a bool is not an int here).
 
     Returns:
         mean: (D,) column means of X. All three results in the dtype of X.
@@ -23,7 +23,7 @@ def pca_fit(X, k):
     positive. This makes the result deterministic.
 
     Raises:
-        ValueError: if X is not 2-D or k is not an int in [1, min(N, D)].
+        ValueError: if X is not 2-D or k is not an int in [1, min(N, D)] (also for k=True).
     """
     if X.dim() != 2:
         raise ValueError(f"X must be 2-D (N, D), got shape {tuple(X.shape)}")
@@ -86,8 +86,9 @@ def principal_angles(A, B):
             The columns need not be orthonormal.
 
     Returns:
-        angles: (min(p, q),) angles in radians, ascending, in [0, pi/2],
-            with the dtype of A. Computed in float64 internally.
+        angles: (min(p, q),) angles in radians, ascending, in [0, pi/2] (never NaN;
+            all 0 when one subspace contains the other), with the dtype of A.
+            Computed in float64 internally.
     """
     if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[0]:
         raise ValueError(f"A and B must be 2-D with the same number of rows, got {tuple(A.shape)} and {tuple(B.shape)}")
@@ -263,7 +264,8 @@ def retrieval_precision(Z, y, ks):
     """Precision@k of k-nearest-neighbour retrieval in code space.
 
     For every query i, the k nearest other points (Euclidean distance,
-    i itself excluded) are retrieved; precision@k is the fraction of them
+    i itself excluded by index; an exact copy of z_i is another point, at
+    distance 0) are retrieved; precision@k is the fraction of them
     with label y[i], averaged over all N queries. Points at exactly the same
     distance may be retrieved in any order.
 

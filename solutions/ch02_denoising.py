@@ -17,11 +17,11 @@ def add_gaussian_noise(x, sigma, generator):
     Args:
         x: (B, C, H, W) clean images. Not modified.
         sigma: noise standard deviation, a float (same for every image) or a
-            tensor of shape (B,) (one level per image).
+            tensor of shape (B,) (one level per image) of any float dtype.
         generator: torch.Generator (CPU) for the draw.
 
     Returns:
-        x_noisy: (B, C, H, W), same dtype and device as x.
+        x_noisy: (B, C, H, W), same dtype and device as x (whatever sigma's dtype).
     """
     # one sigma per image, broadcast over (C, H, W)
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, *[1] * (x.dim() - 1))
@@ -48,7 +48,8 @@ def salt_and_pepper(x, p, generator):
 
     Returns:
         x_noisy: (B, C, H, W), same dtype as x.
-        mask: (B, C, H, W) bool, True exactly where a pixel was replaced.
+        mask: (B, C, H, W) bool, True exactly where a pixel was replaced (u < p), also
+            where its new value equals its old one (a 0 pixel that got pepper).
     """
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     v = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -216,7 +217,8 @@ def denoising_step(model, x, sigma, optimizer, generator):
     Corrupt the input, keep the target clean:
         eps = torch.randn(x.shape, generator=generator, dtype=x.dtype), moved to x.device
         x_noisy = x + sigma * eps              (one sigma per image)
-        model(x_noisy, sigma_b) -> x_hat       (sigma_b: the (B,) tensor of levels, on x.device)
+        model(x_noisy, sigma_b) -> x_hat       (sigma_b: the (B,) tensor of levels, on x.device,
+                                                also for a float sigma)
         loss = mean over all elements of (x_hat - x)^2   (against the CLEAN x)
     then clear old gradients, backpropagate and take one optimizer step.
 

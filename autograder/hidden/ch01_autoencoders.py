@@ -122,6 +122,7 @@ def pca(pca_fit, pca_encode, pca_decode) -> None:
                                      ("X of shape (2, 3, 4) (not 2-D)", (X.reshape(2, 3, 4), 1)),
                                      ("k=0", (X, 0)), ("k=5 > min(N, D) = 4", (X, 5)), ("k=2.5", (X, 2.5))],
                         D["pca_errors"])
+    _raises_value_error(c, pca_fit, [("k=True (a bool)", (X, True)), ("k=False (a bool)", (X, False))], D["bool_k"])
     c.done()
 
 
@@ -161,19 +162,56 @@ def principal_angles(fn) -> None:
         c.close("angles", th, oracle, atol=1e-6, rtol=tolerance(dtype)["rtol"], inputs=inputs,
                 mistakes=known_mistakes(CH, "principal_angles", lambda f: f(A, B)),
                 hint=D["float64_inside"] if dtype == torch.float32 and shared else None)
+    # the same subspace from two bases (integer entries: B = A @ R exactly, in either dtype);
+    # (D, p) against (D, q >= p) with span(A) inside span(B): all angles 0, cosines 1 up to rounding
+    for dtype, p, extra in [(torch.float64, 3, 0), (torch.float32, 4, 0), (torch.float64, 5, 0),
+                            (torch.float32, 3, 1), (torch.float64, 4, 2)]:
+        A, B = _same_subspace(g, _size(g, p + 2, p + 6), p, extra)
+        A, B = A.to(dtype), B.to(dtype)
+        inputs = f"A ({A.shape[0]}, {p}) {_name(dtype)} with integer entries, B = A @ R for an invertible " \
+                 f"integer R" + (f" and {extra} more columns (span(A) inside span(B))" if extra else " (equal spans)")
+        th = c.call(fn, A.clone(), B.clone(), inputs=inputs)
+        c.tensor("angles", th, shape=(p,), finite=False, inputs=inputs)
+        c.true(bool(torch.isfinite(th).all()), "angles contain NaN or inf", inputs=inputs, got=th,
+               hint=D["clamp_cos"])
+        c.close("angles", th, torch.zeros(p, dtype=torch.float64), atol=1e-6, rtol=0, inputs=inputs,
+                mistakes=known_mistakes(CH, "principal_angles", lambda f: f(A, B)), hint=D["orthonormalise"])
     c.done()
+
+
+def _same_subspace(g: torch.Generator, Dim: int, p: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (Dim, p) of full rank and B = [A @ R, C] (Dim, p + extra) of full rank, all entries
+    small integers (so B = A @ R holds exactly in float32 too), float64."""
+    while True:
+        A = torch.randint(-4, 5, (Dim, p), generator=g).double()
+        R = torch.randint(-2, 3, (p, p), generator=g).double()
+        B = torch.cat([A @ R, torch.randint(-4, 5, (Dim, extra), generator=g).double()], dim=1)
+        if torch.linalg.matrix_rank(A) == p and torch.linalg.matrix_rank(B) == p + extra:
+            return A, B
 
 
 def _same_outputs(c: Checks, learner, reference: torch.nn.Module, x, inputs: str):
     """The learner's model (in the kernel) with the reference's weights copied in, in
     order, gives the reference's outputs."""
+    inputs += ", the reference's weights (outputs on both sides of 0.5)"
     load_reference_weights(c, learner, reference, inputs)
     out, want = c.call(learner, x, inputs=inputs), reference(x)
     c.tensor("model(x)", out, shape=tuple(want.shape), inputs=inputs)
-    c.close("model(x) with the reference's weights", out, want, atol=1e-5, inputs=inputs, hint=D["ae_layers"])
+    never_below_half = bool((out >= 0.5).all()) and bool((want < 0.5).any())
+    c.close("model(x) with the reference's weights", out, want, atol=1e-5, inputs=inputs,
+            hint=D["relu_before_sigmoid"] if never_below_half else D["ae_layers"])
     z, z_want = c.call(learner.encode, x, inputs=inputs + ", encode"), reference.encode(x)
     c.tensor("model.encode(x)", z, shape=tuple(z_want.shape), inputs=inputs)
     c.close("model.encode(x) with the reference's weights", z, z_want, atol=1e-5, inputs=inputs, hint=D["ae_layers"])
+
+
+def _outputs_of_both_signs(reference: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """The reference with the bias of its last layer (before the Sigmoid) shifted so that half
+    of its pre-Sigmoid outputs on x are negative: an activation before the Sigmoid shows."""
+    with torch.no_grad():
+        pre = torch.logit(reference(x))
+        reference.decoder[-2].bias -= pre.median()
+    return reference
 
 
 def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
@@ -187,11 +225,12 @@ def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
         x = torch.rand(B, Dim, generator=g)
         inputs = f"MLPAutoencoder(D={Dim}, k={k}, hidden={hidden}), x ({B}, {Dim})"
         _same_outputs(c, c.call(MLPAutoencoder, D=Dim, k=k, hidden=hidden, inputs=inputs),
-                      ref.MLPAutoencoder(D=Dim, k=k, hidden=hidden), x, inputs)
+                      _outputs_of_both_signs(ref.MLPAutoencoder(D=Dim, k=k, hidden=hidden), x), x, inputs)
     k, ch = _size(g, 4, 6), _size(g, 3, 6)
     x = torch.rand(6, 1, 28, 28, generator=g)
     inputs = f"ConvAutoencoder(k={k}, c={ch}), x (6, 1, 28, 28)"
-    _same_outputs(c, c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs), ref.ConvAutoencoder(k=k, c=ch), x, inputs)
+    _same_outputs(c, c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs),
+                  _outputs_of_both_signs(ref.ConvAutoencoder(k=k, c=ch), x), x, inputs)
     c.done()
 
 
@@ -240,6 +279,25 @@ def _clustered_codes(g: torch.Generator, N: int, dim: int, labels: torch.Tensor,
     return Z, y
 
 
+def _duplicate_pairs(g: torch.Generator, M: int, dim: int, labels: torch.Tensor, dtype):
+    """Z (2M, dim): M distinct codes, each twice, rows shuffled; y: the two codes of a pair get
+    different labels. The M codes lie at clearly different distances from one another, so the
+    k nearest others of a query are unambiguous for k = 1 (its twin) and every odd k (whole pairs)."""
+    for _ in range(50):
+        centres = (torch.randn(M, dim, generator=g, dtype=torch.float64) * 3).to(dtype).double()
+        d = torch.cdist(centres, centres)
+        d.fill_diagonal_(float("inf"))
+        srt = d.sort(dim=1).values[:, :M - 1]
+        if bool((srt[:, 0] > 0.1).all()) and (M < 3 or bool((srt.diff(dim=1) > 1e-2).all())):
+            break
+    first = torch.randint(0, len(labels), (M,), generator=g)
+    second = (first + torch.randint(1, len(labels), (M,), generator=g)) % len(labels)
+    order = torch.randperm(2 * M, generator=g)
+    Z = centres.repeat_interleave(2, dim=0)[order].to(dtype)
+    y = labels[torch.stack([first, second], dim=1).flatten()][order]
+    return Z, y
+
+
 def retrieval(fn) -> None:
     c = Checks("retrieval_precision (hidden)")
     g = _gen("retrieval")
@@ -260,6 +318,17 @@ def retrieval(fn) -> None:
         c.close("precision", p, want, **tolerance(torch.float64, ops=N), inputs=inputs,
                 mistakes={**known_mistakes(CH, "retrieval_precision", lambda f: f(Z, y, ks)),
                           D["ks_order"]: want[order]})
+    for dtype, dim in [(torch.float32, 2), (torch.float64, 1)]:
+        M = _size(g, 3, 6)
+        Z, y = _duplicate_pairs(g, M, dim, labels, dtype)
+        ks = [2 * M - 1, 1, 3]
+        inputs = f"{M} pairs of equal codes Z ({2 * M}, {dim}) {_name(dtype)} (shuffled), the two codes of a pair " \
+                 f"with different labels in {labels.tolist()}, ks={ks}"
+        p = c.call(fn, Z.clone(), y.clone(), list(ks), inputs=inputs)
+        c.tensor("precision", p, shape=(len(ks),), inputs=inputs)
+        c.close("precision", p, ref.retrieval_precision(Z.double(), y, ks), **tolerance(torch.float64, ops=2 * M),
+                inputs=inputs, mistakes=known_mistakes(CH, "retrieval_precision", lambda f: f(Z, y, ks)),
+                hint=D["self_by_position"])
     Z = torch.randn(6, 2, generator=g)
     y = torch.tensor([0, 0, 1, 1, 2, 2])
     _raises_value_error(c, fn, [("Z of shape (6,) (not 2-D)", (Z[:, 0], y, [1])),

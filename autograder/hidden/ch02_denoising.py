@@ -99,14 +99,15 @@ def _describe(shape, dtype: torch.dtype) -> str:
     return f"random x {tuple(shape)} {str(dtype).replace('torch.', '')}"
 
 
-def _values(c: Checks, what: str, out, shape, dtype: torch.dtype, inputs: str, hint: str | None = None) -> None:
+def _values(c: Checks, what: str, out, shape, dtype: torch.dtype, inputs: str, hint: str | None = None,
+            dtype_hint: str = ch02.DIAGNOSES["keep_dtype"]) -> None:
     """A returned tensor of this shape and of the input's dtype."""
     c.true(isinstance(out, torch.Tensor), f"{what} should be a torch.Tensor", inputs=inputs,
            got=f"{type(out).__name__}")
     c.true(tuple(out.shape) == tuple(shape), f"{what} has the wrong shape", inputs=inputs,
            expected=f"shape {tuple(shape)}", got=f"shape {tuple(out.shape)}", hint=hint)
     c.true(out.dtype == dtype, f"{what} has dtype {out.dtype}, expected {dtype} (the dtype of x)",
-           inputs=inputs, hint=ch02.DIAGNOSES["keep_dtype"])
+           inputs=inputs, hint=dtype_hint)
 
 
 def _pair(c: Checks, out, name: str, inputs: str):
@@ -122,20 +123,22 @@ def gaussian_noise(fn) -> None:
     cases = [(torch.float32, "float", _shape(g, _size(g, 2, 5), 3)),
              (torch.float64, "tensor", _shape(g, _size(g, 2, 5), 2)),
              (torch.float32, "tensor", _shape(g, 1, 1)),
-             (torch.float64, "float", _shape(g, _size(g, 2, 5), 1))]
+             (torch.float64, "float", _shape(g, _size(g, 2, 5), 1)),
+             (torch.float32, "float64 tensor", _shape(g, _size(g, 1, 4), 2))]
     for i, (dtype, kind, shape) in enumerate(cases):
         B = shape[0]
         x = torch.rand(shape, generator=g, dtype=dtype) * 2 - 0.5
         sigma = 0.05 + float(torch.rand(1, generator=g)) if kind == "float" \
-            else 0.05 + torch.rand(B, generator=g, dtype=dtype)
+            else 0.05 + torch.rand(B, generator=g, dtype=torch.float64 if kind == "float64 tensor" else dtype)
         seed = _seed(g)
         inputs = f"{_describe(shape, dtype)}, sigma " + \
-                 (f"= {sigma:.3f} (a float)" if kind == "float" else f"a random ({B},) tensor") + ", a seeded generator"
+                 (f"= {sigma:.3f} (a float)" if kind == "float" else f"a random ({B},) {kind}") + ", a seeded generator"
         if i == 0:  # every draw from the generator passed in, none from the global one
             out = call_keeping_global_rng(c, fn, x, sigma, _fresh(seed), inputs=inputs)
         else:
             out = _call_keeping_x(c, fn, x, sigma, _fresh(seed), inputs=inputs)
-        _values(c, "x_noisy", out, shape, dtype, inputs)
+        _values(c, "x_noisy", out, shape, dtype, inputs,
+                dtype_hint=ch02.DIAGNOSES["sigma_dtype" if kind == "float64 tensor" else "keep_dtype"])
         want = ref.add_gaussian_noise(x, sigma, _fresh(seed))
         # float32 tolerance in both dtypes: a float sigma may be rounded to float32 on its way
         c.close("x_noisy", out, want, **tolerance(torch.float32, scale=4.0), inputs=inputs,
@@ -147,13 +150,17 @@ def gaussian_noise(fn) -> None:
 def salt_pepper(fn) -> None:
     c = Checks("salt_and_pepper (hidden)")
     g = _gen("salt_pepper")
-    cases = [(torch.float32, _shape(g, _size(g, 2, 5), 3)), (torch.float64, _shape(g, _size(g, 2, 5), 1)),
-             (torch.float32, _shape(g, 1, 2))]
-    for i, (dtype, shape) in enumerate(cases):
+    # (dtype, shape, black-and-white): a 0/1 image has pixels replaced by their own value
+    cases = [(torch.float32, _shape(g, _size(g, 2, 5), 3), False), (torch.float64, _shape(g, _size(g, 2, 5), 1), False),
+             (torch.float32, _shape(g, 1, 2), False), (torch.float64, _shape(g, _size(g, 2, 4), 2), True)]
+    for i, (dtype, shape, binary) in enumerate(cases):
         x = torch.rand(shape, generator=g, dtype=dtype)
-        p = 0.05 + 0.6 * float(torch.rand(1, generator=g))
+        if binary:
+            x = (x < 0.3).to(dtype)  # mostly black, some white, as MNIST
+        p = (0.3 if binary else 0.05) + 0.6 * float(torch.rand(1, generator=g))
         seed = _seed(g)
-        inputs = f"{_describe(shape, dtype)}, p={p:.3f}, a seeded generator"
+        inputs = ("black-and-white (0/1) " if binary else "") + f"{_describe(shape, dtype)}, p={p:.3f}, " \
+                 "a seeded generator"
         if i == 0:
             out = call_keeping_global_rng(c, fn, x, p, _fresh(seed), inputs=inputs)
         else:
@@ -329,6 +336,22 @@ def denoiser(SigmaConditionedDenoiser) -> None:
 DENOISER_MODEL = 'ch02.denoiser_model'
 
 
+def _call_step(c: Checks, fn, *args, inputs: str):
+    """Like `c.call`; where the stated model (built by the harness) raised on what the learner's
+    denoising_step gave it, says so and how the model must be called."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        c.fail(f"{getattr(fn, '__name__', 'denoising_step')} is not implemented yet", inputs=inputs)
+    except CheckFailed:
+        raise
+    except Exception as e:  # the learner's code raised, or the model it called did
+        if f"<harness {DENOISER_MODEL}>" in str(getattr(e, "where", "")):
+            c.fail(f"the model raised {type(e).__name__}: {e}, called from your denoising_step", inputs=inputs,
+                   hint=ch02.DIAGNOSES["step_sigma_b"])
+        c.fail(f"calling {getattr(fn, '__name__', 'denoising_step')} raised {type(e).__name__}: {e}", inputs=inputs)
+
+
 def denoising_step(fn) -> None:
     c = Checks("denoising_step (hidden)")
     g = _gen("denoising_step")
@@ -352,7 +375,7 @@ def denoising_step(fn) -> None:
 
         for step, (sigma, seed) in enumerate(zip(sigmas, seeds)):
             expected = ref.denoising_step(twin_model, x, sigma, opt_t, _fresh(seed))
-            got = c.call(fn, model, x.clone(), sigma, opt, _fresh(seed), inputs=inputs)
+            got = _call_step(c, fn, model, x.clone(), sigma, opt, _fresh(seed), inputs=inputs)
             c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
                    got=type(got).__name__, hint=ch02.DIAGNOSES["loss_float"])
             c.close(f"loss returned at step {step + 1}", got, expected, **tolerance(dtype, ops=8), inputs=inputs,

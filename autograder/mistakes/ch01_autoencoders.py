@@ -24,6 +24,8 @@ MISTAKES = [
             "    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(N, D):\n"
             "        raise ValueError(f\"k must be an int with 1 <= k <= min(N, D) = {min(N, D)}, got {k!r}\")\n",
             "", D["pca_errors"]),
+    Mistake("pca_checks", "pca_fit", "isinstance(k, bool) or not isinstance(k, int)", "not isinstance(k, int)",
+            D["bool_k"]),
     Mistake("pca_checks", "pca_fit", "U, S, Vh = torch.linalg.svd(Xc, full_matrices=False)",
             "U, S, Vh = torch.linalg.svd(Xc.float(), full_matrices=False)", D["keep_dtype"],
             expect="dtype|wrong values"),
@@ -45,7 +47,13 @@ MISTAKES = [
             D["keep_dtype"], expect="dtype"),
     Mistake("principal_angles_checks", "principal_angles", "angles = torch.arccos(cos).sort().values",
             "angles = torch.rad2deg(torch.arccos(cos)).sort().values", D["degrees"], expect="degrees|wrong values"),
+    Mistake("principal_angles_checks", "principal_angles", "torch.linalg.svdvals(Qa.T @ Qb).clamp(0.0, 1.0)",
+            "torch.linalg.svdvals(Qa.T @ Qb)", D["clamp_cos"]),
     # autoencoders
+    Mistake("autoencoder_checks", "ConvAutoencoder", "nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)",
+            "nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1), nn.ReLU(),", D["relu_before_sigmoid"]),
+    Mistake("autoencoder_checks", "MLPAutoencoder", "layers.append(nn.Sigmoid())",
+            "layers.append(nn.ReLU())\n        layers.append(nn.Sigmoid())", D["relu_before_sigmoid"]),
     Mistake("autoencoder_checks", "MLPAutoencoder", "layers.append(nn.Sigmoid())", "pass",
             D["sigmoid_end"], diagnosed=False),
     Mistake("autoencoder_checks", "ConvAutoencoder", "nn.ConvTranspose2d(c, 1, 4, stride=2, padding=1)",
@@ -94,6 +102,9 @@ MISTAKES = [
             "return cum[k_t - 1] / max(ks)", D["precision_at_k"]),
     Mistake("retrieval_checks", "retrieval_precision", "hits = (y[idx] == y[:, None]).to(torch.float64)",
             "hits = (y[idx] == y[idx[:, :1]]).to(torch.float64)", D["own_label"]),
+    Mistake("retrieval_checks", "retrieval_precision",
+            "dist.fill_diagonal_(float(\"inf\"))\n    idx = dist.topk(max(ks), dim=1, largest=False).indices",
+            "idx = dist.topk(max(ks) + 1, dim=1, largest=False).indices[:, 1:]", D["self_by_position"]),
     # quiz
     Mistake("quiz_pca_vs_ae", "answer_pca_vs_ae", '{"A", "C", "D"}', '{"A", "B", "C", "D"}',
             "not every statement is true", diagnosed=False),
@@ -108,7 +119,7 @@ ALTERNATIVES = [
 def pca_fit(X, k):
     """PCA by the eigendecomposition of the scatter matrix (same subspace, other route), with
     the stated sign convention and errors."""
-    if X.dim() != 2 or not isinstance(k, int) or not 1 <= k <= min(X.shape):
+    if X.dim() != 2 or isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(X.shape):
         raise ValueError("X must be 2-D and 1 <= k <= min(N, D)")
     mean = X.mean(0)
     Xc = X - mean

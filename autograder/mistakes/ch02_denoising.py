@@ -32,6 +32,8 @@ MISTAKES = [
             "torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, dtype=x.dtype).to(", D["noise_channels"]),
     Mistake("noise_checks", "add_gaussian_noise", "x_noisy = x + sigma * eps", "x_noisy = (x + sigma * eps).float()",
             D["keep_dtype"], expect="dtype"),
+    Mistake("noise_checks", "add_gaussian_noise", "torch.as_tensor(sigma, dtype=x.dtype, device=x.device)",
+            "torch.as_tensor(sigma, device=x.device)", D["sigma_dtype"]),
     # salt_and_pepper
     Mistake("salt_pepper_checks", "salt_and_pepper", "mask = u < p", "mask = u > p", D["u_greater"]),
     Mistake("salt_pepper_checks", "salt_and_pepper", "torch.where(mask, salt.to(x.dtype), x)",
@@ -42,6 +44,8 @@ MISTAKES = [
             D["salt_value"]),
     Mistake("salt_pepper_checks", "salt_and_pepper", "return x_noisy, mask", "return x_noisy, mask.float()",
             D["mask_bool"]),
+    Mistake("salt_pepper_checks", "salt_and_pepper", "return x_noisy, mask", "return x_noisy, x_noisy != x",
+            D["mask_replaced"]),
     Mistake("salt_pepper_checks", "salt_and_pepper", RAND_U, "u = torch.rand(x.shape, generator=generator).to(x.device)",
             D["draw_dtype"]),
     Mistake("salt_pepper_checks", "salt_and_pepper", "mask = u < p  # (B, C, H, W) bool", "mask = v < p",
@@ -148,6 +152,8 @@ MISTAKES = [
             D["input_clean"]),
     Mistake("denoising_step_checks", "denoising_step", "x_hat = model(x_noisy, sigma_b)",
             "x_hat = model(x_noisy, torch.zeros_like(sigma_b))", D["step_sigma_ignored"]),
+    Mistake("denoising_step_checks", "denoising_step", "x_hat = model(x_noisy, sigma_b)",
+            "x_hat = model(x_noisy, sigma)", D["step_sigma_b"]),
     Mistake("denoising_step_checks", "denoising_step", "optimizer.zero_grad()\n", "\n", D["zero_grad"]),
     Mistake("denoising_step_checks", "denoising_step", "return loss.item()",
             "return F.mse_loss(model(x_noisy, sigma_b), x).item()", D["loss_after"]),
@@ -203,8 +209,8 @@ def add_gaussian_noise(x, sigma, generator):
 ''', "normal_ instead of randn"),
     Alternative("noise_checks", "add_gaussian_noise", '''
 def add_gaussian_noise(x, sigma, generator):
-    """A float32 sigma tensor whatever x's dtype, a clone updated in place."""
-    sigma = torch.as_tensor(sigma).view(-1, 1, 1, 1)
+    """A float32 sigma tensor whatever x's and sigma's dtype, a clone updated in place."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).view(-1, 1, 1, 1)
     eps = torch.randn(*x.shape, generator=generator, dtype=x.dtype)
     out = x.clone()
     out += sigma * eps

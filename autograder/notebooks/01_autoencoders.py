@@ -70,11 +70,12 @@ print("x_train", tuple(x_train.shape), "X_train", tuple(X_train.shape), "x_test"
 # `pca_decode(Z, mean, V) -> X_hat (N, D)`. Keep the input's dtype (float32 or float64).
 # Singular vectors are defined only up to sign: flip each column of V so that its entry of
 # largest absolute value is positive. `pca_fit` raises `ValueError` for an X that is not 2-D
-# and for a k that is not an int in [1, min(N, D)].
+# and for a k that is not an int in [1, min(N, D)] (a bool such as `True` is not).
 #
 # **Checked:** shapes and dtypes; a cross-shaped data set whose answer is known; data lying
 # in a 2-D plane must be rebuilt exactly. Hidden: scikit-learn's `PCA` on random float32 and
-# float64 data (N > D and N < D, k from 1 to min(N, D)), the sign convention, the errors.
+# float64 data (N > D and N < D, k from 1 to min(N, D)), the sign convention, the errors
+# (k=True included).
 
 # %% [solution id=pca]
 #| solution: pca_fit pca_encode pca_decode
@@ -124,9 +125,10 @@ print("fraction of variance kept by k = 2, 8, 32 directions:",
 #   `ConvTranspose2d(2c, c, 4, stride=2, padding=1)`, ReLU → (B, c, 14, 14),
 #   `ConvTranspose2d(c, 1, 4, stride=2, padding=1)` → (B, 1, 28, 28), `Sigmoid`.
 #
-# **Checked:** parameter counts, output shapes, outputs in (0, 1). Hidden: with the
-# reference's weights copied in, your modules must compute the reference's outputs and codes
-# (several widths, `hidden=()` and three hidden layers, batches of one).
+# **Checked:** parameter counts, output shapes, outputs in (0, 1), outputs below 0.5 once
+# the last layer's bias is lowered. Hidden: with the reference's weights copied in (outputs on
+# both sides of 0.5), your modules must compute the reference's outputs and codes (several
+# widths, `hidden=()` and three hidden layers, batches of one).
 
 # %% [solution id=autoencoders]
 #| solution: MLPAutoencoder ConvAutoencoder
@@ -171,13 +173,14 @@ _judged("ch01_autoencoders.train_step", train_step)
 # $\cos\theta_1 \ge \dots \ge \cos\theta_k$. All angles are 0 exactly when the subspaces are equal.
 #
 # **Implement** *(about 20 min)* `principal_angles(A, B) -> angles (min(p, q),)`, A (D, p), B (D, q) with
-# linearly independent (not necessarily orthonormal) columns; angles in radians, ascending,
+# linearly independent (not necessarily orthonormal) columns; angles in radians in [0, π/2], ascending,
 # in the dtype of A (compute in float64).
 #
 # **Checked:** tilted planes with a known angle, non-orthonormal inputs, orthogonal
-# subspaces. Hidden: `scipy.linalg.subspace_angles` on random float32 and float64 subspaces
-# of different dimensions, some with an angle below a milliradian (where the arccos of a
-# cosine computed in float32 is off by about 1e-4).
+# subspaces, one subspace from two bases (all angles 0, no NaN). Hidden:
+# `scipy.linalg.subspace_angles` on random float32 and float64 subspaces of different
+# dimensions, some with an angle below a milliradian (where the arccos of a cosine computed
+# in float32 is off by about 1e-4); equal and nested subspaces (angles 0).
 
 # %% [solution id=principal_angles]
 #| solution: principal_angles
@@ -306,9 +309,10 @@ plt.show()
 # `ValueError` for a Z that is not 2-D, a y that is not (N,), or a k out of range. Points at
 # exactly the same distance may be retrieved in any order.
 #
-# **Checked:** two hand-made clusters with known answers. Hidden: random clustered float32
-# and float64 codes (no near-ties at the k-th neighbour) against the reference, unsorted ks,
-# k = N − 1, the errors.
+# **Checked:** two hand-made clusters with known answers; pairs of equal codes. Hidden:
+# random clustered float32 and float64 codes (no near-ties at the k-th neighbour) against the
+# reference, unsorted ks, k = N − 1, exact duplicates with other labels (a query's twin is
+# another point), the errors.
 
 # %% [solution id=retrieval]
 #| solution: retrieval_precision
@@ -346,6 +350,47 @@ ax.set(xscale="log", xlabel="number retrieved", ylabel="fraction in the query's 
 ax.legend()
 save_figure(fig, "retrieval_precision")
 plt.show()
+
+# %% [markdown]
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** A linear autoencoder trained with the squared error reaches PCA's
+# subspace (the principal angles above are near 0°) but not PCA's basis: its code directions
+# are neither orthogonal nor ordered. Why does the loss not care about the basis, and what
+# does PCA add that pins it down?
+
+# %% [written id=written_linear_basis points=2]
+# **Model answer.** The reconstruction $W_d W_e x$ depends on the encoder and decoder only
+# through their product: for any invertible $k \times k$ matrix $A$, the pair $(A W_e, W_d
+# A^{-1})$ gives the same reconstructions and the same loss. So the loss determines the
+# subspace spanned by the decoder's columns (the best rank-$k$ projection, the top-$k$
+# principal subspace) and nothing else. PCA adds constraints that the loss does not:
+# orthonormal directions, ordered by the variance they explain (the SVD's ordering of singular
+# values), with a sign convention.
+#
+# **Rubric.** 1 point: the loss depends only on the product / invariance under an invertible
+# change of code basis. 1 point: PCA's orthonormality and variance ordering (or the SVD) are
+# extra constraints that fix the basis.
+
+# %% [markdown]
+# **W2 (2 points).** Your run printed, for k = 2, each autoencoder's error relative to PCA and
+# whether it collapsed. Explain why a non-linear autoencoder can end up *worse* than PCA
+# although it can represent every linear map PCA uses, and why PCA cannot fail that way.
+
+# %% [written id=written_collapse points=2]
+# **Model answer.** The autoencoder is fitted by gradient descent on a non-convex loss: it can
+# stop in a poor local optimum or a dead state (ReLUs feeding a 2-unit code that never
+# activate give every input the same code and output, the mean image), or simply be under-
+# trained. Being able to represent PCA's solution does not mean finding it. PCA is computed in
+# closed form by the SVD, the global optimum among linear maps, so with the same k it cannot
+# do worse than the best linear reconstruction.
+#
+# **Rubric.** 1 point: non-convex optimisation / dead units / under-training, so the optimum
+# is not found. 1 point: PCA is the exact closed-form (global) optimum of the linear problem.
 
 # %% [markdown]
 # ## 6 · Concept questions

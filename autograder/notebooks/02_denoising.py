@@ -86,13 +86,13 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # Gaussian, which the denoiser (and chapter 05) rely on.
 #
 # **Implement** *(about 10 min)* `add_gaussian_noise(x, sigma, generator) -> x_noisy`, x (B, C, H, W); `sigma`
-# is a float or a (B,) tensor (one level per image).
+# is a float or a (B,) tensor (one level per image, of any float dtype: x_noisy keeps x's).
 #
 # **Checked:** shape and dtype; x unchanged; negative values on a black image (no clamping);
 # mean ≈ 0 and standard deviation ≈ σ over 50,176 pixels; the same seed gives the same noise,
 # exactly the stated draw. Hidden: random float32 and float64 images with 1 to 3 channels,
-# non-square sizes and batches of one, float and per-image levels, against the reference's
-# exact draws; the global generator must be left untouched.
+# non-square sizes and batches of one, float and per-image levels (also a float64 sigma for a
+# float32 x), against the reference's exact draws; the global generator must be left untouched.
 
 # %% [solution id=gaussian_noise]
 #| solution: add_gaussian_noise
@@ -109,11 +109,12 @@ _judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 # or 1 ("salt"), each with probability 1/2.
 #
 # **Implement** *(about 15 min)* `salt_and_pepper(x, p, generator) -> (x_noisy, mask)`; `mask` (bool, shape of
-# x) is True exactly where a pixel was replaced.
+# x) is True exactly where a pixel was replaced, also where the new value equals the old one.
 #
-# **Checked:** fraction replaced ≈ p; replaced pixels are 0 or 1, about half each; the mask
-# marks exactly the changed pixels; the stated draws; p = 0 and p = 1. Hidden: the reference's
-# exact draws on float32 and float64 images of several channels and sizes.
+# **Checked:** fraction replaced ≈ p; replaced pixels are 0 or 1, about half each; on a grey
+# image the mask marks exactly the changed pixels, on a black one also the pixels that got
+# pepper; the stated draws; p = 0 and p = 1. Hidden: the reference's exact draws on float32
+# and float64 images of several channels and sizes, black-and-white ones included.
 
 # %% [solution id=salt_pepper]
 #| solution: salt_and_pepper
@@ -285,7 +286,8 @@ _judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 # step on a clean batch `x`: draw `eps = torch.randn(x.shape, generator=generator,
 # dtype=x.dtype)` (then move it to `x.device`), form `x_noisy = x + sigma * eps` (one σ per
 # image; `sigma` is a float or a (B,) tensor), compute `x_hat = model(x_noisy, sigma_b)` with
-# `sigma_b` the (B,) tensor of levels, the mean squared error **against the clean `x`**, clear
+# `sigma_b` the (B,) tensor of levels (also for a float `sigma`), the mean squared error
+# **against the clean `x`**, clear
 # old gradients, backpropagate, step, and return the loss before the step as a Python float.
 #
 # **Checked** with a probe model $\hat x = a\,\tilde x + b\,\sigma$ under SGD: what the model
@@ -470,6 +472,44 @@ plt.show()
 # where several completions are plausible: under the squared error the best guess is their
 # average.
 #
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** The denoiser has more hidden units than an image has pixels. Trained on
+# clean inputs it could learn to copy; trained on noisy inputs towards clean targets it does
+# not. Why, and what does it learn instead?
+
+# %% [written id=written_no_identity points=2]
+# **Model answer.** Copying the noisy input would reproduce the noise, which costs exactly the
+# noise's variance in the loss: the identity is no longer a minimiser. The loss is minimised
+# by the conditional mean of the clean image given the noisy one, so the network must learn
+# which images are likely (the structure of digits) to remove what does not fit: a denoiser
+# learns about the data distribution, not a copy.
+#
+# **Rubric.** 1 point: the identity keeps the noise and is penalised by the loss. 1 point: the
+# optimum is E[clean | noisy], which requires learning the data's structure.
+
+# %% [markdown]
+# **W2 (2 points).** Give an example of two restorations of the same image where the one with
+# the higher PSNR looks worse, and say what SSIM measures that PSNR does not.
+
+# %% [written id=written_psnr_ssim points=2]
+# **Model answer.** PSNR is a function of the mean squared error only: a slightly blurred
+# restoration (small errors everywhere at edges) can have a lower MSE than one that is sharp
+# but shifted by a pixel, or one whose brightness is offset, though the blurred one looks
+# worse to a viewer (or: a small error spread as structured blur vs. the same MSE as fine
+# noise). SSIM compares local means, contrasts and correlations of windows, so it rewards
+# preserved local structure (edges, texture) and is less sensitive to a uniform change of
+# luminance or contrast.
+#
+# **Rubric.** 1 point: a concrete pair (blur vs shift/brightness/noise) with the same or
+# higher PSNR but worse look. 1 point: SSIM compares local luminance, contrast and structure
+# (correlation) in windows.
+
+# %% [markdown]
 # ## 5 · Concept questions
 #
 # Answer by assigning Python values. The check cell only verifies the format; the answers

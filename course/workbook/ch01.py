@@ -41,6 +41,8 @@ DIAGNOSES: dict[str, str] = {
     "encode_mean": "codes of centred data have zero mean: subtract the mean before projecting",
     "decode_mean": "you forgot to add the mean back in pca_decode",
     "pca_errors": "raise ValueError for an X that is not 2-D and for a k that is not an int in [1, min(N, D)]",
+    "bool_k": "k=True is a bool, not a number of components (isinstance(True, int) is True in Python): "
+              "reject a bool k before testing for an int",
     # principal angles
     "angles_order": "return the angles in ascending order",
     "cosines": "you returned cosines; take arccos",
@@ -49,11 +51,15 @@ DIAGNOSES: dict[str, str] = {
     "float64_inside": "compute in float64 (then return A's dtype): for a small angle t, arccos of a cosine "
                       "computed in float32 is off by about 1e-7 / t",
     "degrees": "angles in radians, not degrees",
+    "clamp_cos": "for equal subspaces a cosine can come out a rounding error above 1, and its arccos is NaN: "
+                 "clamp the cosines to [0, 1] before arccos",
     # autoencoders
     "sigmoid_end": "end the decoder with a Sigmoid",
     "ae_counts": "encoder Linear layers D -> h1 -> ... -> k; decoder mirrors them",
     "conv_counts": "check kernel sizes (3 in the encoder, 4 in the decoder) and channels c, 2c",
     "forward_is_decode_encode": "forward(x) must equal decode(encode(x))",
+    "relu_before_sigmoid": "no activation between the decoder's last layer and its Sigmoid: a ReLU there keeps "
+                           "every output at 0.5 or above",
     "ae_layers": "same layers but different activations or order: ReLU between layers, none on the code, "
                  "Sigmoid at the end",
     # train step
@@ -65,6 +71,8 @@ DIAGNOSES: dict[str, str] = {
     "no_step": "some parameters did not change: call loss.backward() and optimizer.step()",
     "train_loss": "use the mean over all elements (F.mse_loss), computed before optimizer.step()",
     # retrieval
+    "self_by_position": "exclude the query i itself by its index (its distance to itself set to inf), not by "
+                        "dropping the first neighbour found: a duplicate of i is at distance 0 too and may come first",
     "self_neighbour": "each query counted itself as its own nearest neighbour: exclude i from its neighbours",
     "farthest": "you took the k farthest points (the query itself, at distance inf, comes first): "
                 "use topk(largest=False) on distances",
@@ -150,6 +158,15 @@ def check_principal_angles(principal_angles) -> None:
     th3 = c.call(principal_angles, e[:, :2], C, inputs="A = [e1, e2], B = [e3]")
     c.tensor("angles", th3, shape=(1,), inputs="A = [e1, e2], B = [e3]")
     c.close("angles", th3, torch.tensor([math.pi / 2]), atol=1e-6, inputs="A = [e1, e2], B = [e3]")
+    # the same subspace from two bases: every cosine is 1 up to rounding (some land above 1)
+    A = torch.tensor([[1.0, 2, 0], [0, 1, 1], [3, -1, 2], [1, 1, -1], [2, 0, 1]], dtype=torch.float64)
+    R = torch.tensor([[2.0, 1, 0], [1, 1, 0], [0, 1, 3]], dtype=torch.float64)
+    inputs = "A (5, 3) with integer entries, B = A @ R for an invertible R (the same subspace)"
+    th4 = c.call(principal_angles, A, A @ R, inputs=inputs)
+    c.tensor("angles", th4, shape=(3,), finite=False, inputs=inputs)
+    c.true(bool(torch.isfinite(th4).all()), "angles contain NaN or inf", inputs=inputs, got=th4,
+           hint=DIAGNOSES["clamp_cos"])
+    c.close("angles", th4, torch.zeros(3), atol=1e-6, inputs=inputs, hint=DIAGNOSES["orthonormalise"])
     c.done()
 
 
@@ -175,6 +192,7 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
                hint=DIAGNOSES["sigmoid_end"])
         c.close("decode(encode(x))", model.decode(z), x_hat, atol=1e-6, inputs=inputs,
                 hint=DIAGNOSES["forward_is_decode_encode"])
+        _outputs_below_half(c, model, nn.Linear, x, inputs)
     for k, ch in [(32, 32), (2, 4)]:
         inputs = f"ConvAutoencoder(k={k}, c={ch}), x (3, 1, 28, 28)"
         model = c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs)
@@ -192,7 +210,22 @@ def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
                  )
         c.true(bool(((x_hat > 0) & (x_hat < 1)).all()), "outputs must lie in (0, 1)", inputs=inputs,
                hint=DIAGNOSES["sigmoid_end"])
+        _outputs_below_half(c, model, nn.ConvTranspose2d, x, inputs)
     c.done()
+
+
+def _outputs_below_half(c: Checks, model: nn.Module, last: type, x: torch.Tensor, inputs: str) -> None:
+    """With the bias of the decoder's last `last` layer lowered by 10, the Sigmoid's inputs are
+    negative and every output must drop below 0.5 (changes the model)."""
+    layers = [m for m in model.decoder.modules() if isinstance(m, last)]
+    c.true(bool(layers) and layers[-1].bias is not None, f"the decoder should end with a {last.__name__} "
+           "(with a bias) followed by the Sigmoid", inputs=inputs, hint=DIAGNOSES["ae_layers"])
+    with torch.no_grad():
+        layers[-1].bias -= 10.0
+        x_hat = model(x)
+    c.true(bool((x_hat < 0.5).all()), f"with the bias of the decoder's last {last.__name__} lowered by 10, "
+           "every output should be below 0.5", inputs=inputs, got=f"smallest output {x_hat.min().item():.4f}",
+           hint=DIAGNOSES["relu_before_sigmoid"])
 
 
 def check_train_step(train_step) -> None:
@@ -245,6 +278,13 @@ def check_retrieval_precision(retrieval_precision) -> None:
                       DIAGNOSES["farthest"]: torch.tensor([1.0, 3.5 / 6, 0.5]),
                       DIAGNOSES["precision_at_k"]: expected * torch.tensor([1.0, 2.0, 5.0]) / 5,
                       DIAGNOSES["own_label"]: torch.tensor([1.0, 5 / 6, 13 / 30])})
+    # exact duplicates with other labels: each query's nearest other point is its twin, a miss
+    Z = torch.tensor([[0.0], [3.0], [0.0], [3.0], [7.0], [7.0]])
+    y = torch.tensor([0, 1, 1, 0, 2, 0])
+    inputs = "Z = [[0],[3],[0],[3],[7],[7]] (three pairs of equal codes), y = [0,1,1,0,2,0], ks = [1]"
+    p = c.call(retrieval_precision, Z, y, [1], inputs=inputs)
+    c.tensor("precision", p, shape=(1,), inputs=inputs)
+    c.close("precision", p, torch.zeros(1), atol=1e-6, inputs=inputs, hint=DIAGNOSES["self_by_position"])
     c.done()
 
 

@@ -45,6 +45,8 @@ DIAGNOSES: dict[str, str] = {
     "noise_channels": "draw one eps per channel too: torch.randn(x.shape, ...), not one (B, 1, H, W) draw "
                       "shared by the channels",
     "sigma_per_image": "a (B,) sigma gives one level per image: reshape it to (B, 1, 1, 1) before multiplying",
+    "sigma_dtype": "convert sigma to x's dtype (torch.as_tensor(sigma, dtype=x.dtype, device=x.device)): a float64 "
+                   "sigma tensor times a float32 x gives a float64 result",
     "same_seed_differs": "draw the noise from the generator you are given: torch.randn(x.shape, "
                          "generator=generator, dtype=x.dtype)",
     # salt_and_pepper
@@ -53,6 +55,8 @@ DIAGNOSES: dict[str, str] = {
     "pepper_only": "salt AND pepper: replaced pixels must become 1 or 0 with probability 1/2 each "
                    "(you only used 0)",
     "salt_value": "a replaced pixel becomes exactly 1 (salt) where v < 0.5, else 0 (pepper); not a random value",
+    "mask_replaced": "the mask marks every replaced pixel (u < p), also one whose new value equals its old one "
+                     "(a black pixel that gets pepper): not x_noisy != x",
     "mask_bool": "return the comparison u < p itself as the mask (a bool tensor), not a float or int copy",
     "sp_draws": "draw u = torch.rand(x.shape, generator=generator, dtype=x.dtype) first, then v likewise; "
                 "mask = u < p, salt where v < 0.5",
@@ -114,7 +118,8 @@ DIAGNOSES: dict[str, str] = {
     "loss_float": "return the loss as a Python float (loss.item())",
     "step_loss": "loss = mean over all elements of (model(x_noisy, sigma_b) - x)^2, with the clean x",
     "step_noise": "eps = torch.randn(x.shape, generator=generator, dtype=x.dtype); x_noisy = x + sigma * eps",
-    "step_sigma_b": "call the model as model(x_noisy, sigma_b) with sigma_b a (B,) tensor of levels",
+    "step_sigma_b": "call the model as model(x_noisy, sigma_b) with sigma_b the (B,) tensor of levels, also when "
+                    "sigma is given as a float (one level for every image)",
     # masked_mse
     "mask_inverted": "the mask is inverted: score the pixels where mask is True",
     "mask_all_pixels": "divide by the number of masked pixels, not by all pixels",
@@ -190,6 +195,12 @@ def check_gaussian_noise(add_gaussian_noise) -> None:
             mistakes={DIAGNOSES["draw_dtype"]: x + sigma.view(3, 1, 1, 1) * eps32,
                       DIAGNOSES["noise_shape"]: x + sigma.view(3, 1, 1, 1)
                       * torch.randn(x.shape[1:], generator=_gen(3), dtype=torch.float64)})
+
+    inputs = "x random (3, 1, 28, 28) float32, sigma = tensor([0.0, 0.1, 0.5]) float64, generator seeded 3"
+    out = c.call(add_gaussian_noise, x.float(), sigma, _gen(3), inputs=inputs)
+    c.tensor("x_noisy", out, shape=(3, 1, 28, 28), inputs=inputs)
+    c.true(out.dtype == torch.float32, f"x_noisy has dtype {out.dtype}, expected torch.float32 (the dtype of x)",
+           inputs=inputs, hint=DIAGNOSES["sigma_dtype"])
     c.done()
 
 
@@ -236,6 +247,17 @@ def check_salt_and_pepper(salt_and_pepper) -> None:
             inputs=inputs,
             mistakes={DIAGNOSES["salt_only"]: torch.tensor(1.0), DIAGNOSES["pepper_only"]: torch.tensor(0.0)})
 
+    x = torch.zeros(2, 1, 28, 28)
+    inputs = "x = 0 everywhere (a black image, 2, 1, 28, 28), p=0.3, generator seeded 5"
+    x_noisy, mask = c.call(salt_and_pepper, x.clone(), 0.3, _gen(5), inputs=inputs)
+    c.tensor("mask", mask, shape=(2, 1, 28, 28), inputs=inputs)
+    g = _gen(5)
+    u = torch.rand(x.shape, generator=g)
+    v = torch.rand(x.shape, generator=g)
+    c.close("mask", mask, u < 0.3, atol=0, rtol=0, inputs=inputs + " (pixels set to 0 by pepper were replaced too)",
+            mistakes={DIAGNOSES["mask_replaced"]: (u < 0.3) & (v < 0.5)}, hint=DIAGNOSES["sp_draws"])
+
+    x = torch.full((64, 1, 28, 28), 0.5)
     for p in (0.0, 1.0):
         x_noisy, mask = c.call(salt_and_pepper, x.clone(), p, _gen(6), inputs=f"x random, p={p}")
         c.true(int(mask.sum()) == (0 if p == 0 else x.numel()), f"with p={p} the mask must be all "
@@ -461,7 +483,10 @@ class _Probe(nn.Module):
 
     def forward(self, x_noisy, sigma):
         self.calls.append((x_noisy.detach().clone(), sigma.detach().clone() if torch.is_tensor(sigma) else sigma))
-        return self.a * x_noisy + self.b * sigma.view(-1, 1, 1, 1)
+        # any sigma is taken (a float, a 0-d tensor), so that the check says what it should have been
+        s = torch.as_tensor(sigma).to(x_noisy.dtype).flatten()
+        s = s if s.numel() == x_noisy.shape[0] else s[:1]
+        return self.a * x_noisy + self.b * s.view(-1, 1, 1, 1)
 
 
 def check_denoising_step(denoising_step) -> None:
@@ -483,7 +508,8 @@ def check_denoising_step(denoising_step) -> None:
         x_in, s_in = model.calls[0]
         c.true(torch.is_tensor(s_in) and tuple(s_in.shape) == (4,),
                "the model was not called with a (B,) tensor of levels", hint=DIAGNOSES["step_sigma_b"], inputs=inputs,
-               got=repr(s_in) if not torch.is_tensor(s_in) else f"sigma of shape {tuple(s_in.shape)}")
+               got=f"the model's sigma = {s_in!r} (a {type(s_in).__name__})" if not torch.is_tensor(s_in)
+               else f"the model's sigma of shape {tuple(s_in.shape)}")
         c.close("sigma passed to the model", s_in, s_b, atol=1e-7, inputs=inputs,
                 mistakes={DIAGNOSES["step_sigma_ignored"]: torch.zeros(4)})
         g = _gen(5)
