@@ -3,12 +3,25 @@
     python -m autograder build [--check] [--only 02]     regenerate (or check) derived notebooks
     python -m autograder run [--profile P] [--only 01]   execute the course, write results
     python -m autograder grade SUBMISSIONS --out DIR     grade a folder of submissions
+    python -m autograder grade SUBMISSIONS --out DIR --only ada bob   regrade these students in place
+    python -m autograder grade SUBMISSIONS --out DIR --changed        regrade what changed since the last run
     python -m autograder export DIR --format canvas      grades for Canvas, Moodle or a wide CSV
-    python -m autograder bench-grading --students 40 --jobs 1,2   grading throughput and speedup
+    python -m autograder bench-grading --students 40 --jobs 1,2 [--chapters 01 02]
+                                                         seconds per submission by stage, speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
     python -m autograder fidelity --pipeline [--limit K] the same through the real grading pipeline
     python -m autograder fidelity --hidden-only          what the hidden checks catch without the visible ones
     python -m autograder fidelity --secrets 200          verdicts that do not depend on the grading secret
+
+Grading into an --out folder that holds an earlier run resumes it: the run secret is read
+from OUT/.secret, and a notebook whose key is unchanged (a hash of the submitted notebook,
+of the course version: instructor sources, hidden checks, solutions, the workbook package;
+of the settings and the secret) keeps its row; the rest is graded (after a fix to the
+grader's own code, regrade with --fresh). `--only STUDENT ...` regrades those students whatever their keys,
+`--changed` insists on an earlier run and lists what changed, `--fresh` starts over with
+a new secret. grades.csv, cells.csv, timings.csv, the class report and the feedback pages
+end as a full run would leave them. A progress bar (rate, ETA) shows on a terminal, one
+line per finished notebook otherwise; OUT/timings.csv has the seconds of every stage.
 """
 from __future__ import annotations
 
@@ -45,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="dask scheduler address (default: a local cluster of --jobs workers)")
     g.add_argument("--no-preflight", action="store_true",
                    help="skip grading the instructor notebook (full marks) and the blank one (zero) first")
+    g.add_argument("--only", nargs="+", default=None, metavar="STUDENT",
+                   help="regrade these students (their outputs in OUT are replaced; the others' are kept)")
+    g.add_argument("--changed", action="store_true",
+                   help="regrade only notebooks whose content (or the course) changed since the run in OUT")
+    g.add_argument("--fresh", action="store_true",
+                   help="forget the run in OUT (and its secret): grade everything anew")
     ex = sub.add_parser("export", help="grades of a grading run for an LMS (Canvas, Moodle) or a wide CSV")
     ex.add_argument("run", type=Path, help="the --out folder of a grading run")
     ex.add_argument("--format", choices=["wide", "canvas", "moodle"], default="wide")
@@ -54,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     bg = sub.add_parser("bench-grading", help="grade a generated class serially and in parallel")
     bg.add_argument("--students", type=int, default=40)
     bg.add_argument("--jobs", default="1,2", help="comma-separated worker counts, the first is the baseline")
-    bg.add_argument("--backend", choices=["threads", "dask"], default="threads")
+    bg.add_argument("--backend", choices=["threads", "dask"], default="threads",
+                    help="dask: --jobs is the number of workers of a local cluster")
+    bg.add_argument("--chapters", nargs="+", default=["01"], help="chapter numbers or names (default: 01)")
     bg.add_argument("--out", type=Path, default=None)
     f = sub.add_parser("fidelity", help="run the mistake and alternative catalogues against the checks")
     f.add_argument("--only", nargs="*", default=None, help="chapter names")
@@ -81,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         from .grade import PreflightError, grade
         try:
             grade(a.submissions, a.out, jobs=a.jobs, chapters=a.notebooks, timeout=a.timeout,
-                  backend=a.backend, scheduler=a.scheduler, secret=a.secret, preflight=not a.no_preflight)
+                  backend=a.backend, scheduler=a.scheduler, secret=a.secret, preflight=not a.no_preflight,
+                  only=a.only, changed=a.changed, fresh=a.fresh)
         except (FileNotFoundError, ValueError, PreflightError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -96,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.cmd == "bench-grading":
         from .bench import bench
-        return bench(a.students, [int(j) for j in a.jobs.split(",")], a.backend, a.out)
+        try:
+            return bench(a.students, [int(j) for j in a.jobs.split(",")], a.backend, a.out, chapters=a.chapters)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if a.cmd == "fidelity":
         if a.pipeline:
             from .fidelity import pipeline_report

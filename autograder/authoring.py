@@ -11,6 +11,9 @@ This module joins the two:
                                            definitions copied from the solutions module,
                                            bodies wrapped in BEGIN/END SOLUTION markers
     # %% [tests id=pca_checks points=3] -> nbgrader graded test cell (locked)
+    # %% [written id=why_kl points=2]   -> nbgrader manually graded answer cell (markdown):
+                                           its text is the model answer and rubric, which
+                                           learners never receive ("YOUR ANSWER HERE")
 
 Only the bodies are hidden from learners: the `def`/`class` line, the signature and
 the docstring (the exercise's contract) stay visible in the student notebook.
@@ -40,7 +43,7 @@ class AuthoringError(ValueError):
 
 @dataclass
 class Cell:
-    kind: str                      # "markdown" | "code" | "solution" | "tests"
+    kind: str                      # "markdown" | "code" | "solution" | "tests" | "written"
     lines: list[str]
     line_no: int                   # 1-based line of the `# %%` header
     opts: dict[str, str] = field(default_factory=dict)
@@ -61,7 +64,7 @@ def parse_cells(text: str, source: str = "<chapter>") -> list[Cell]:
         m = HEADER.match(line)
         if m:
             kind = m["kind"] or "code"
-            if kind not in {"code", "markdown", "solution", "tests"}:
+            if kind not in {"code", "markdown", "solution", "tests", "written"}:
                 raise AuthoringError(f"{source}:{i}: unknown cell kind [{kind}]")
             opts = dict(o.split("=", 1) for o in m["opts"].split()) if m["opts"] else {}
             cells.append(Cell(kind, [], i, opts))
@@ -193,6 +196,20 @@ def build_instructor_notebook(chapter: str, solutions_text: str | None = None) -
                 raise AuthoringError(f"{where}: [{c.kind}] cells need a unique id=..., got {grade_id!r}")
             seen_ids.add(grade_id)
             cell_id = grade_id.replace("_", "-")
+            if c.kind == "written":
+                points = c.opts.get("points")
+                if points is None or not points.replace(".", "", 1).isdigit():
+                    raise AuthoringError(f"{where}: [written] cell {grade_id!r} needs points=N")
+                text = _markdown(c.lines, where)
+                if "**Model answer.**" not in text or "**Rubric.**" not in text:
+                    raise AuthoringError(f"{where}: [written] cell {grade_id!r} needs a **Model answer.** and a "
+                                         "**Rubric.**")
+                cell = nbformat.v4.new_markdown_cell(text)
+                cell.metadata["nbgrader"] = {"grade": True, "solution": True, "locked": False,
+                                             "points": float(points), "grade_id": grade_id, "schema_version": 3}
+                cell.id = cell_id
+                nb.cells.append(cell)
+                continue
             if c.kind == "solution":
                 if solutions is None:
                     raise AuthoringError(f"{where}: solution cell but {sol_path} does not exist")

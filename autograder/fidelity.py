@@ -44,7 +44,7 @@ def _cells(chapter: str, hidden_only: bool = False):
     nb = authoring.build_instructor_notebook(chapter)
     setup = next(c.source for c in nb.cells if c.cell_type == "code" and "nbgrader" not in c.metadata)
     tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-             if c.metadata.get("nbgrader", {}).get("grade")}
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
     if hidden_only:
         tests = {gid: src[src.index(HIDDEN):] if HIDDEN in src else "" for gid, src in tests.items()}
     return setup, tests

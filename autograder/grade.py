@@ -18,9 +18,13 @@ student. Every stage of one submission is guarded: it can cost that submission's
 never the run.
 
 Writes DIR/grades.csv (student, notebook, score, max_score, status, detail), DIR/cells.csv
-(one row per graded cell), DIR/feedback/<student>/<notebook>.html and prints a summary;
-all of it first into the run's private folder, moved to DIR at the end (autograder/outputs.py
-makes CSV cells and HTML pages safe to open). Exit code 0 when every submission was graded,
+(one row per graded cell), DIR/timings.csv (seconds per stage, autograder/ledger.py),
+DIR/feedback/<student>/<notebook>.html and prints a summary; all of it first into the run's
+private folder: a student's pages, logs and state (DIR/.state) are copied to DIR when that
+student is done, the CSVs and the class report at the end (autograder/outputs.py makes CSV
+cells and HTML pages safe to open). A later run into the same DIR resumes it: rows whose
+key (submission content, course version, settings, secret) is unchanged are kept
+(`--only`, `--changed`, `--fresh`: `grade`). Exit code 0 when every submission was graded,
 whatever the scores.
 """
 from __future__ import annotations
@@ -45,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import authoring, integrity, outputs, sandbox
+from . import authoring, integrity, ledger, outputs, sandbox
 from .build import REPO, make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -63,6 +67,10 @@ class Result:
     cells: list[tuple[str, float, float]] = field(default_factory=list)  # (grade_id, score, max)
     diagnoses: list[tuple[str, str]] = field(default_factory=list)  # (grade_id, likely mistake)
     messages: dict[str, str] = field(default_factory=dict)  # grade_id -> its first error, short
+    timings: dict[str, float] = field(default_factory=dict)  # stage (ledger.STAGES) -> seconds
+    where: dict = field(default_factory=dict)  # host, pid (the grading process), uid (the kernel's), confined
+    reused: bool = False  # kept from an earlier run into the same OUT (its key unchanged)
+    written: list[tuple[str, float, str]] = field(default_factory=list)  # (grade_id, points, the answer)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -81,7 +89,8 @@ def make_template(root: Path, chapters: list[str]) -> dict[str, "Chapter"]:
     make_course_root(root, chapters)
     known = {}
     for ch in chapters:
-        known[ch] = Chapter(ch, add_seals(root / "source" / ch / f"{ch}.ipynb"))
+        known[ch] = Chapter(ch, add_seals(root / "source" / ch / f"{ch}.ipynb"),
+                            written=written_cells(root / "source" / ch / f"{ch}.ipynb"))
         r = nbgrader(["generate_assignment", ch, "--force"], cwd=root)
         if r.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment {ch} failed:\n{r.stderr[-3000:]}")
@@ -94,12 +103,24 @@ def make_template(root: Path, chapters: list[str]) -> dict[str, "Chapter"]:
     return known
 
 
+def written_cells(path: Path) -> dict[str, tuple[float, str]]:
+    """The manually graded (written) answer cells of a notebook: grade_id -> (points, text).
+    In the instructor notebook the text is the model answer and rubric."""
+    out = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") == "markdown" and meta.get("grade") and meta.get("solution") and meta.get("grade_id"):
+            out[meta["grade_id"]] = (float(meta.get("points", 0)), _source(cell))
+    return out
+
+
 @dataclass
 class Chapter:
     name: str
     locked: dict[str, tuple[str, str]]         # graded cell -> (locked source, seal nonce)
     protected: frozenset[str] = frozenset()     # lines that must never reach feedback
     fragments: frozenset[str] = frozenset()     # ... nor any 40-character run of their code
+    written: dict[str, tuple[float, str]] = field(default_factory=dict)  # written answer cell -> (points, model answer)
 
     @property
     def judged(self) -> dict[str, list[str]]:
@@ -152,12 +173,16 @@ def token_call(token: str) -> str:
     return f'from autograder.remote import cell_token as _wb_token; _wb_token("{token}")'
 
 
-def student_secret(run_secret: str, sid: str, notebook: str) -> str:
+def student_secret(run_secret: str, sid: str, notebook: str, content: bytes = b"") -> str:
     """The grading secret of one student's notebook: the hidden inputs differ per student,
-    notebook and run, and are reproduced by the same run secret (`grade --secret`)."""
+    notebook and run, and are reproduced by the same run secret (`grade --secret`, a
+    resumed run). With `content` (the notebook as handed in) they differ per version of
+    the notebook too: a resubmission regraded under the run's secret (`--changed`, `--only`)
+    meets inputs other than those the feedback of the earlier version showed."""
     if len(run_secret) < 32:
         raise ValueError("no run secret: grading needs one (new_run_secret)")
-    return hmac.new(bytes.fromhex(run_secret), f"{sid}/{notebook}".encode(), hashlib.sha256).hexdigest()
+    message = f"{sid}/{notebook}" + (f"/{hashlib.sha256(content).hexdigest()}" if content else "")
+    return hmac.new(bytes.fromhex(run_secret), message.encode(), hashlib.sha256).hexdigest()
 
 
 def new_run_secret(given: str | None) -> str:
@@ -397,6 +422,8 @@ class Job:
     timeout: float
     secret: str = ""   # the run's grading secret (grader only; the judge gets student_secret of it)
     private: tuple = ()  # the grader's folders (submissions, outputs) covered in the kernel's view
+    course: str = ""     # the grader's ledger.code_version(): a worker with other course or code refuses
+    grader: str = ""     # host:pid of the grader (its own threads need no check)
 
 
 FEEDBACK_TIMEOUT = 300.0  # seconds for one notebook's generate_feedback
@@ -407,29 +434,47 @@ def grade_student(job: Job) -> list[Result]:
     (intake checks, grading, scores, verdict, feedback) of every notebook is guarded, so a
     failure costs that notebook (status `crashed`, the traceback in the log), never the run."""
     results = [Result(job.sid, ch) for ch in job.chapters]
+    watch = {res.notebook: ledger.Stopwatch() for res in results}
     try:
+        if job.course and job.grader != f"{os.uname().nodename}:{os.getpid()}" and ledger.code_version() != job.course:
+            raise RuntimeError(f"this worker ({os.uname().nodename}) has another version of the course than the "
+                               "grader (instructor sources, hidden checks, solutions or grader code differ)")
         root = job.work / job.sid
-        shutil.copytree(job.template, root)
+        with _shared(watch, "setup"):
+            shutil.copytree(job.template, root)
         verdicts = {}
         for res in results:
             src = None
-            with _guard(job, res, "checking the notebook"):
+            with _guard(job, res, "checking the notebook"), watch[res.notebook]("intake"):
                 src = _intake_row(job.submission, res, job.chapters)
             if src is not None:
                 with _guard(job, res, "grading"):
-                    verdicts[res.notebook] = autograde(job, root, res, src)
-        with _guard(job, None, "reading the scores", results):
-            _read_scores(root, results)
+                    verdicts[res.notebook] = autograde(job, root, res, src, watch[res.notebook])
+        with _guard(job, None, "reading the scores", results), _shared(watch, "scores"):
+            _read_scores(root, results, {ch: set(c.written) for ch, c in job.chapters.items()})
         for res in results:
             if res.notebook in verdicts:
-                with _guard(job, res, "checking the verdict"):
+                with _guard(job, res, "checking the verdict"), watch[res.notebook]("integrity"):
                     enforce_verdict(root, res, verdicts[res.notebook])
-        write_feedback(job, root, results)
+        write_feedback(job, root, results, watch)
     except Exception:  # noqa: BLE001 - the last net: the row says so, the run goes on
         _grader_failed(job, results, "grading this submission")
     for res in results:
         res.detail = learner_text(res.detail, 2000)
+        res.timings = watch[res.notebook].seconds
+        res.where = {"host": os.uname().nodename, "pid": os.getpid(), **res.where}
     return results
+
+
+@contextmanager
+def _shared(watch: dict[str, "ledger.Stopwatch"], stage: str):
+    """A stage done once for all of a student's notebooks: its seconds split evenly."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        for w in watch.values():
+            w.add(stage, (time.perf_counter() - t0) / max(1, len(watch)))
 
 
 def _intake_row(sub: Submission, res: Result, chapters) -> Path | None:
@@ -476,22 +521,29 @@ def _grader_failed(job: Job, results: list[Result], stage: str) -> None:
             res.detail = f"the grader failed while {stage}; see logs/{job.sid}/grader-error.log"
 
 
-def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict:
+def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopwatch | None" = None) -> integrity.Verdict:
     """Run nbgrader autograde on one notebook in a sandbox slot, then check and clean the
-    autograded notebook. Sets status and detail; returns the integrity verdict."""
+    autograded notebook. Sets status and detail (and where it ran); returns the integrity
+    verdict. `watch` gets the seconds of its stages (ledger.STAGES)."""
+    watch = watch or ledger.Stopwatch()
     sid, ch = job.sid, res.notebook
+    t_intake = time.perf_counter()
     dst = root / "submitted" / sid / ch
     dst.mkdir(parents=True)
-    nb_in, notes = drop_duplicated_locked_cells(parse_notebook(read_regular(src))[0])
+    handed_in = read_regular(src)
+    nb_in, notes = drop_duplicated_locked_cells(parse_notebook(handed_in)[0])
     (dst / f"{ch}.ipynb").write_text(json.dumps(nb_in))
     key, context = secrets.token_bytes(32), f"{sid}/{ch}"
     key_file = root / f".seal-{ch}"
     key_file.touch(mode=0o600)
     key_file.write_bytes(key)
     t0 = time.time()
+    watch.add("intake", time.perf_counter() - t_intake)
     judged = job.chapters[ch].judged
     with sandbox.slot() as slot, judge_for(slot, job.chapters[ch], job.env_extra,
-                                           student_secret(job.secret, sid, ch)) as judge:
+                                           student_secret(job.secret, sid, ch, handed_in)) as judge:
+        watch.add("judge_start", judge.started)
+        res.where = {"uid": slot.uid, "confined": int(slot.confined)}
         extra = dict(job.env_extra)
         extra.pop("WORKBOOK_HIDDEN_SEED", None)  # the hidden inputs' secret stays with the judge
         env = tool_env({**extra, **sandbox.kernel_env(slot, key_file, context,
@@ -501,7 +553,10 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
         env.pop("WORKBOOK_HIDDEN_SEED", None)
         cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
                f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
+        t_run = time.perf_counter()
         code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
+        t_done = time.perf_counter()
+    t_check = time.perf_counter()
     key_file.unlink(missing_ok=True)
     (private_dir(job.out / "logs" / sid) / f"{ch}.log").write_text(log)
     graded = root / "autograded" / sid / ch / f"{ch}.ipynb"
@@ -513,8 +568,10 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
         res.status = "crashed"
         res.detail = "the notebook stopped the grader: " + (learner_text(errors[0][-200:], 200) if errors else "no log")
     if not graded.exists():
+        watch.add("nbgrader_start", t_done - t_run)
         return verdict
     nb = json.loads(graded.read_text())
+    split_autograde(watch, nb, t_run, t_done)
     if res.status == "graded" and (code < 0 or not any(c.get("execution_count") for c in nb["cells"])):
         res.status = "crashed"
         res.detail = (f"the grader was killed (signal {-code})" if code < 0 else "the notebook was not executed")
@@ -526,11 +583,42 @@ def autograde(job: Job, root: Path, res: Result, src: Path) -> integrity.Verdict
         notes.append(f"{leaks} output(s) with grader-only material removed")
     res.diagnoses = _diagnoses(nb)
     res.messages = _messages(nb)
+    answers = written_cells_of(nb)
+    res.written = [(gid, points, learner_text(answers.get(gid, ""), 10_000))
+                   for gid, (points, _) in job.chapters[ch].written.items()]
     graded.write_text(json.dumps(nb))
     sanitize_for_feedback(graded)
     res.detail = "; ".join([d for d in [res.detail, *notes, *describe_errors(nb, res)] if d]
                            + [f"graded in {time.time() - t0:.1f} s"])
+    watch.add("integrity", time.perf_counter() - t_check)
     return verdict
+
+
+def split_autograde(watch: "ledger.Stopwatch", nb: dict, t_run: float, t_done: float) -> None:
+    """`nbgrader autograde`'s seconds as nbgrader_start (to the first cell's execution, the
+    kernel's start included), kernel (first cell to last reply, from nbclient's timing
+    metadata) and nbgrader_finish; all of it nbgrader_start when the notebook has no timing."""
+    from datetime import datetime
+
+    stamps = []
+    for cell in nb.get("cells", []):
+        ex = cell.get("metadata", {}).get("execution", {})
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            stamps += [datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp() for k, v in ex.items()
+                       if k in ("iopub.execute_input", "shell.execute_reply")]
+    total = t_done - t_run
+    # perf_counter and the wall clock differ by a constant: map the cells' span onto the run's;
+    # a stamp from outside it (a cell not run now keeps what the submission had) does not count
+    started = time.time() - (time.perf_counter() - t_run)
+    stamps = [t for t in stamps if started - 1.0 <= t <= started + total + 1.0]
+    if not stamps:
+        watch.add("nbgrader_start", total)
+        return
+    kernel = min(max(0.0, max(stamps) - min(stamps)), total)
+    before = min(max(0.0, min(stamps) - started), total - kernel)
+    watch.add("nbgrader_start", before)
+    watch.add("kernel", kernel)
+    watch.add("nbgrader_finish", total - kernel - before)
 
 
 @dataclass
@@ -540,6 +628,7 @@ class JudgeRun:
     reports: list = field(default_factory=list)    # {cell, check, passed, report}: the full reports
     evidence: list = field(default_factory=list)   # requests the judge refused
     log: str = ""
+    started: float = 0.0                           # seconds until it said `ready`
 
 
 @contextmanager
@@ -551,6 +640,7 @@ def judge_for(slot, chapter: "Chapter", env_extra: dict, secret: str):
     full reports, refused requests) is read from a grader-only file and it is stopped.
     Yields a JudgeRun that fills in on exit."""
     run = JudgeRun()
+    t0 = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="workbook-judge-"))
     os.chmod(folder, 0o711)
     run.socket = folder / "judge.sock"
@@ -570,6 +660,7 @@ def judge_for(slot, chapter: "Chapter", env_extra: dict, secret: str):
         ready = proc.stdout.readline().strip()  # after its imports (a few seconds)
         if ready != "ready":
             raise RuntimeError(f"the judge did not start: {proc.stderr.read()[-2000:]}")
+        run.started = time.perf_counter() - t0
         yield run
     finally:
         try:
@@ -686,45 +777,144 @@ def zero_grades(root: Path, res: Result) -> None:
         gb.db.commit()
 
 
-def write_feedback(job: Job, root: Path, results: list[Result]) -> None:
+def write_feedback(job: Job, root: Path, results: list[Result], watch: dict | None = None) -> None:
     """Feedback pages, hardened (`outputs.harden_page`: nothing in them runs or loads),
     into the run's private output folder; a failure or time-out costs only the page."""
     for res in results:
         if not (root / "autograded" / job.sid / res.notebook).exists():
             continue
-        try:
-            nbgrader(["generate_feedback", res.notebook, "--student", job.sid, "--force"], cwd=root,
-                     timeout=FEEDBACK_TIMEOUT)
-            fb = root / "feedback" / job.sid / res.notebook / f"{res.notebook}.html"
-            if fb.exists():
-                dest = private_dir(job.out / "feedback" / job.sid) / f"{res.notebook}.html"
-                dest.write_text(outputs.harden_page(fb.read_text(encoding="utf-8", errors="replace")))
-        except Exception:  # noqa: BLE001 - no page, a note; the grade stands
-            res.detail = "; ".join(d for d in [res.detail, "no feedback page (the feedback step failed)"] if d)
-            with contextlib.suppress(OSError):
-                with open(private_dir(job.out / "logs" / job.sid) / "grader-error.log", "a") as f:
-                    import traceback
-                    f.write(f"--- feedback {res.notebook}\n{traceback.format_exc()}\n")
+        with (watch[res.notebook]("feedback") if watch else contextlib.nullcontext()):
+            _feedback_page(job, root, res)
 
 
-def _read_scores(root: Path, results: list[Result]) -> None:
+def _feedback_page(job: Job, root: Path, res: Result) -> None:
+    """One notebook's page; a failure or time-out costs only the page (a note in its row)."""
+    try:
+        add_model_answers(root / "autograded" / job.sid / res.notebook / f"{res.notebook}.ipynb",
+                          job.chapters[res.notebook].written)
+        generate_feedback(root, res.notebook, job.sid)
+        fb = root / "feedback" / job.sid / res.notebook / f"{res.notebook}.html"
+        if fb.exists():
+            dest = private_dir(job.out / "feedback" / job.sid) / f"{res.notebook}.html"
+            dest.write_text(outputs.harden_page(fb.read_text(encoding="utf-8", errors="replace")))
+    except Exception:  # noqa: BLE001 - no page, a note; the grade stands
+        res.detail = "; ".join(d for d in [res.detail, "no feedback page (the feedback step failed)"] if d)
+        with contextlib.suppress(OSError):
+            with open(private_dir(job.out / "logs" / job.sid) / "grader-error.log", "a") as f:
+                import traceback
+                f.write(f"--- feedback {res.notebook}\n{traceback.format_exc()}\n")
+
+
+def written_cells_of(nb: dict) -> dict[str, str]:
+    """grade_id -> text of each markdown answer cell of a submitted notebook."""
+    return {meta["grade_id"]: _source(c) for c in nb.get("cells", [])
+            if c.get("cell_type") == "markdown" and (meta := c.get("metadata", {}).get("nbgrader", {})).get("grade_id")}
+
+
+def add_model_answers(graded: Path, written: dict[str, tuple[float, str]]) -> None:
+    """After each written answer of the graded notebook, the model answer and rubric (for the
+    feedback page only: the learner has handed in and is shown them after grading)."""
+    if not written or not graded.exists():
+        return
+    nb = json.loads(graded.read_text())
+    cells = []
+    for c in nb["cells"]:
+        cells.append(c)
+        gid = c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if c.get("cell_type") == "markdown" and gid in written:
+            cells.append({"cell_type": "markdown", "metadata": {}, "id": f"model-{gid}"[:64].replace("_", "-"),
+                          "source": f"> **After grading: the model answer** (graded by your instructor, "
+                                    f"{written[gid][0]:g} points)\n>\n" +
+                                    "\n".join("> " + ln for ln in written[gid][1].splitlines())})
+    nb["cells"] = cells
+    graded.write_text(json.dumps(nb))
+
+
+def generate_feedback(root: Path, notebook: str, sid: str, timeout: float = FEEDBACK_TIMEOUT) -> None:
+    """`nbgrader generate_feedback` for one notebook, in a process of its own that is killed
+    after `timeout`. The process is forked from a server that has imported nbgrader and
+    nbconvert once per run and never sees a submission (`_feedback_server`), so each page
+    starts from the same clean state without paying those imports again; where a process
+    cannot have children of its own (a daemonic dask worker) it is `python -m nbgrader`."""
+    ctx = _feedback_server()
+    if ctx is None:
+        nbgrader(["generate_feedback", notebook, "--student", sid, "--force"], cwd=root, timeout=timeout)
+        return
+    proc = ctx.Process(target=_feedback_child, args=(str(root), notebook, sid, tool_env()), daemon=True)
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        raise TimeoutError(f"generate_feedback took more than {timeout:.0f} s")
+
+
+FEEDBACK_PRELOAD = ["autograder.grade", "nbgrader.apps.nbgraderapp", "nbgrader.apps.generatefeedbackapp",
+                    "nbgrader.converters.generate_feedback", "nbconvert.exporters.html"]
+_feedback_lock = __import__("threading").Lock()
+_feedback_ctx: list = []
+
+
+def _feedback_server():
+    """The run's forkserver context for feedback pages (None: use a plain subprocess)."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon or os.environ.get("WORKBOOK_FEEDBACK_FORK") == "0":
+        return None
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if getattr(main, "__file__", None) and not (spec and spec.name.endswith("__main__")):
+        return None   # a script (or -m module) as main: multiprocessing would import it again in every child
+    with _feedback_lock:
+        if not _feedback_ctx:
+            try:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(FEEDBACK_PRELOAD)
+            except ValueError:
+                ctx = None
+            _feedback_ctx.append(ctx)
+    return _feedback_ctx[0]
+
+
+def _feedback_child(root: str, notebook: str, sid: str, env: dict) -> None:
+    """In the forked process: nbgrader's own command line, from the course root (where it
+    finds its config), its log discarded as the subprocess's was."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.chdir(root)
+    os.environ.clear()
+    os.environ.update(env)
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    sys.argv = ["nbgrader", "generate_feedback", notebook, "--student", sid, "--force"]
+    NbGraderApp.launch_instance(argv=sys.argv[1:])
+
+
+def _read_scores(root: Path, results: list[Result], written: dict[str, set[str]] | None = None) -> None:
+    """Scores of the automatically graded cells. Written answers (manually graded cells) are
+    left out of score and max_score: they are listed in written.csv for the instructor, and
+    `export` adds the points awarded there."""
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for res in results:
+            manual = (written or {}).get(res.notebook, set())
             nb = gb.find_notebook(res.notebook, res.notebook)
-            res.max_score = float(nb.max_score)
+            res.max_score = float(nb.max_score) - sum(float(c.max_score) for c in nb.grade_cells if c.name in manual)
             try:
                 sub = gb.find_submission_notebook(res.notebook, res.notebook, res.student)
             except MissingEntry:
                 continue
-            res.score = float(sub.score)  # partial credit survives a timed-out cell
-            res.cells = [(g.name, float(g.score), float(g.max_score)) for g in sub.grades]
+            auto = [g for g in sub.grades if g.name not in manual]
+            res.score = float(sum(g.score for g in auto))  # partial credit survives a timed-out cell
+            res.cells = [(g.name, float(g.score), float(g.max_score)) for g in auto]
 
 
 def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | None = None,
           timeout: float = 900.0, secret: str | None = None, backend: str = "threads",
-          scheduler: str | None = None, quiet: bool = False, preflight: bool = True) -> list[Result]:
+          scheduler: str | None = None, quiet: bool = False, preflight: bool = True,
+          only: list[str] | None = None, changed: bool = False, fresh: bool = False) -> list[Result]:
     """Grade every submission; `backend` "threads" runs `jobs` students at once here,
     "dask" sends one task per student to a dask.distributed cluster (a local one with
     `jobs` workers, or the scheduler at `scheduler`; workers must see the same files).
@@ -733,12 +923,31 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
     for that notebook's judge only (student_secret).
     With `preflight`, the instructor notebook and the blank student notebook are graded
     first in the same sandbox: PreflightError unless they score full marks and zero.
-    Outputs are written into the run's private (0700) scratch folder and moved to `out`
-    once no kernel runs any more."""
-    run_secret = new_run_secret(secret)
+
+    Resume and regrade: into an OUT that holds an earlier run (OUT/.state), the run secret
+    is OUT/.secret's (unless `secret` is given) and a row whose key (`ledger.row_key`: the
+    submission's content, the course version, the settings, the secret) is unchanged is
+    kept, not graded again; `only` (student ids) regrades those students whatever their
+    keys; `changed` insists on an earlier run and lists what changed; `fresh` forgets the
+    earlier run (and its secret). Either way OUT ends as a full run would leave it.
+    Each student's outputs are written into the run's private (0700) scratch folder and
+    copied into `out` (0700) when that student is done, with its state, so an interrupted
+    run loses only the students in progress; grades.csv, cells.csv, timings.csv and the
+    class report are written at the end."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store_run_secret(out, run_secret)
+    state = ledger.State(out)
+    if fresh:
+        shutil.rmtree(state.folder, ignore_errors=True)
+    earlier = state.students()
+    if changed and not earlier:
+        raise ValueError(f"--changed: {out} holds no earlier run to compare with")
+    stored_secret = out / ".secret"
+    if secret is None and earlier and stored_secret.exists():
+        secret = stored_secret.read_text().strip()
+    run_secret = new_run_secret(secret)
+    if not stored_secret.exists() or stored_secret.read_text().strip() != run_secret:
+        store_run_secret(out, run_secret)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="workbook-grade-") as tmp:
         scratch = Path(tmp)
@@ -746,38 +955,149 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
         staged_out = private_dir(scratch / "out")
         _warn_if_readable(Path(submissions), quiet)
         students = collect(Path(submissions), scratch)
+        if unknown := sorted(set(only or ()) - set(students)):
+            raise ValueError(f"--only: no submission of {', '.join(map(learner_text, unknown))} in {submissions}")
         if chapters is None:  # the chapters anybody handed in
             names = {n[:-len(".ipynb")] for sub in students.values() for n in [*sub.notebooks, *sub.refused]
                      if n.endswith(".ipynb")}
             chapters = [c for c in authoring.chapter_names() if c in names] or authoring.chapter_names()
-        template = scratch / "template"
-        known = make_template(template, chapters)
         # PYTHONWARNINGS: nbgrader scores a test cell 0 for any stderr, and a library
         # warning is not a learner's mistake.
-        env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1",
+        env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1", "WORKBOOK_PROGRESS": "0",
                      "MPLBACKEND": "Agg",
                      "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1",
                      "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))}
-        if preflight:
-            run_preflight(known, template, scratch, env_extra, timeout, jobs, backend, scheduler, out, quiet,
-                          run_secret)
-        results: list[Result] = []
         bad_ids = {s for s in students if not STUDENT_ID.match(s)}
+        plan = plan_rows({s: sub for s, sub in students.items() if s not in bad_ids}, chapters, state,
+                         settings={"timeout": timeout, "profile": env_extra["WORKBOOK_PROFILE"],
+                                   "secret": ledger.secret_fingerprint(run_secret)},
+                         force=set(only or ()))
+        if changed and not quiet:
+            print(describe_plan(plan), file=sys.stderr)
+        todo = sorted({ch for p in plan.values() for ch in p.todo}, key=chapters.index)
+        results: list[Result] = []
         for sid in bad_ids:
             results += [Result(learner_text(sid, 64), ch, status="unreadable",
                                detail="student folder name must be letters, digits, '.', '_' or '-'")
                         for ch in chapters]
-        hidden = tuple(str(p.resolve()) for p in (Path(submissions), out))
-        work = [Job(sid, sub, known, template, private_dir(scratch / "students"), staged_out, env_extra, timeout,
-                    run_secret, hidden) for sid, sub in students.items() if sid not in bad_ids]
-        for batch in run_jobs(work, jobs, backend, scheduler):
-            results += batch
+        if todo:
+            template = scratch / "template"
+            known = make_template(template, todo)
+            if preflight:
+                run_preflight(known, template, scratch, env_extra, timeout, jobs, backend, scheduler, out, quiet,
+                              run_secret)
+            hidden = tuple(str(p.resolve()) for p in (Path(submissions), out))
+            version = ledger.code_version()
+            work = [Job(sid, students[sid], {ch: known[ch] for ch in p.todo}, template,
+                        private_dir(scratch / "students"), staged_out, env_extra, timeout, run_secret, hidden,
+                        version, f"{os.uname().nodename}:{os.getpid()}") for sid, p in plan.items() if p.todo]
+            progress = ledger.Progress(len(work), quiet)
+
+            def done(batch: list[Result]) -> None:
+                sid = batch[0].student
+                publish_student(staged_out, out, sid, plan[sid].todo, whole=not plan[sid].kept)
+                record_student(state, plan[sid], batch)
+                progress.finished(batch)
+
+            try:
+                batches = run_jobs(work, jobs, backend, scheduler, on_done=done)
+            finally:
+                progress.close()
+            graded_now = {b[0].student: b for b in batches if b}
+        else:
+            graded_now = {}
+        for sid, p in plan.items():
+            results += sorted([*p.kept.values(), *graded_now.get(sid, [])], key=lambda r: chapters.index(r.notebook))
         results.sort(key=lambda r: (r.student, r.notebook))
-        write_reports(results, staged_out)
-        publish(staged_out, out)
+        forget_students(out, state, set(earlier) - set(plan))
+        t_report = time.perf_counter()
+        write_reports(results, staged_out, earlier=out)
+        share = (time.perf_counter() - t_report) / max(1, len(results))
+        for r in results:
+            if not r.reused:
+                r.timings["report"] = share
+        ledger.write_timings(results, staged_out / "timings.csv")
+        for name in ("grades.csv", "cells.csv", "written.csv", "report.html", "report.csv", "timings.csv"):
+            if (staged_out / name).exists():
+                shutil.copyfile(staged_out / name, out / name)
     if not quiet:
         print_summary(results, time.time() - t0)
     return results
+
+
+@dataclass
+class Plan:
+    """One student's rows in this run: kept from the earlier run, or to grade now."""
+    keys: dict[str, str]                                  # notebook -> row key
+    kept: dict[str, Result] = field(default_factory=dict)  # notebook -> the stored row
+    todo: list[str] = field(default_factory=list)          # notebooks to grade
+    why: dict[str, str] = field(default_factory=dict)      # notebook -> new, changed, forced
+
+
+def plan_rows(students: dict[str, Submission], chapters: list[str], state: "ledger.State", settings: dict,
+              force: set[str] = frozenset()) -> dict[str, Plan]:
+    """Which rows an earlier run into the same OUT already holds (same key) and which to grade."""
+    version = ledger.course_version()
+    plans = {}
+    for sid, sub in students.items():
+        plan = plans[sid] = Plan({ch: ledger.row_key(sub, ch, chapters, version, settings) for ch in chapters})
+        rows = state.load(sid)
+        for ch in chapters:
+            row = rows.get(ch) if isinstance(rows.get(ch), dict) else None
+            if sid not in force and row and row.get("key") == plan.keys[ch]:
+                with contextlib.suppress(TypeError, ValueError, KeyError):
+                    plan.kept[ch] = ledger.restored(row["result"], Result)
+                    continue
+            plan.todo.append(ch)
+            plan.why[ch] = "forced" if sid in force else "changed" if row else "new"
+    return plans
+
+
+def describe_plan(plans: dict[str, Plan]) -> str:
+    """What a regrade will do, for the instructor."""
+    kept = sum(len(p.kept) for p in plans.values())
+    rows = [f"  {sid}/{ch}: {p.why[ch]}" for sid, p in sorted(plans.items()) for ch in p.todo]
+    return f"{len(rows)} notebook(s) to grade, {kept} unchanged and kept" + ("\n" + "\n".join(rows) if rows else "")
+
+
+def record_student(state: "ledger.State", plan: Plan, batch: list[Result]) -> None:
+    """Store a finished student's rows with their keys, except rows the grader itself failed
+    on (a resumed run tries those again)."""
+    sid = batch[0].student
+    rows = {ch: v for ch, v in state.load(sid).items() if ch not in plan.todo}
+    rows.update({r.notebook: {"key": plan.keys[r.notebook], "result": ledger.stored(r)} for r in batch
+                 if not r.detail.startswith("the grader failed")})
+    state.save(sid, rows)
+
+
+def publish_student(staged: Path, out: Path, sid: str, notebooks: list[str], whole: bool) -> None:
+    """Replace one student's feedback pages and logs of `notebooks` in `out` by this run's
+    (a page that this run did not make is removed); with `whole`, the student's folders
+    are this run's alone."""
+    for kind in ("feedback", "logs"):
+        dest = out / kind / sid
+        if whole:
+            shutil.rmtree(dest, ignore_errors=True)
+        for ch in notebooks:
+            (dest / f"{ch}.{'html' if kind == 'feedback' else 'log'}").unlink(missing_ok=True)
+        src = staged / kind / sid
+        if not src.is_dir():
+            continue
+        for f in sorted(src.iterdir()):
+            private_dir(dest)
+            if f.name == "grader-error.log" and not whole and (dest / f.name).exists():
+                with open(dest / f.name, "a") as log:
+                    log.write(f.read_text())
+            else:
+                shutil.copyfile(f, dest / f.name)
+
+
+def forget_students(out: Path, state: "ledger.State", gone: set[str]) -> None:
+    """Students of an earlier run who are no longer in SUBMISSIONS: their state and pages go."""
+    for sid in gone:
+        if STUDENT_ID.match(sid):
+            state.forget(sid)
+            shutil.rmtree(out / "feedback" / sid, ignore_errors=True)
 
 
 def publish(staged: Path, out: Path) -> None:
@@ -865,26 +1185,45 @@ def preflight_problems(reference: list[Result], blank: list[Result]) -> list[str
 BACKENDS = ("threads", "dask")
 
 
-def run_jobs(work: list[Job], jobs: int, backend: str, scheduler: str | None) -> list[list[Result]]:
-    """grade_student for every job, in job order."""
+def run_jobs(work: list[Job], jobs: int, backend: str, scheduler: str | None,
+             on_done=None) -> list[list[Result]]:
+    """grade_student for every job, in job order; `on_done(results)` is called here, in the
+    grader's process and thread, as each student finishes (in the order they finish)."""
+    on_done = on_done or (lambda results: None)
     if backend == "threads":
+        from concurrent.futures import as_completed
+
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(grade_student, work))
+            futures = [pool.submit(grade_student, job) for job in work]
+            for fut in as_completed(futures):
+                on_done(fut.result())
+            return [f.result() for f in futures]
     if backend == "dask":
         from distributed import Client, LocalCluster
 
         if scheduler:
             with Client(scheduler) as client:
-                return client.gather(client.map(grade_student, work, pure=False))
+                return _dask_map(client, work, on_done)
         with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
-            return client.gather(client.map(grade_student, work, pure=False))
+            return _dask_map(client, work, on_done)
     raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
-def write_reports(results: list[Result], out: Path) -> None:
-    """grades.csv, cells.csv, report.html and report.csv (every CSV through
+def _dask_map(client, work: list[Job], on_done) -> list[list[Result]]:
+    """One task per student (never retried elsewhere: a submission runs once)."""
+    from distributed import as_completed
+
+    futures = client.map(grade_student, work, pure=False, retries=0)
+    for fut in as_completed(futures):
+        on_done(fut.result())
+    return client.gather(futures)
+
+
+def write_reports(results: list[Result], out: Path, earlier: Path | None = None) -> None:
+    """grades.csv, cells.csv, written.csv, report.html and report.csv (every CSV through
     `outputs.write_csv`: no cell is a spreadsheet formula)."""
+    write_written(results, out, earlier)
     outputs.write_csv(out / "grades.csv", ["student", "notebook", "score", "max_score", "status", "detail"],
                       ([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
                         re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)] for r in results))
@@ -893,9 +1232,38 @@ def write_reports(results: list[Result], out: Path) -> None:
                       ([r.student, r.notebook, name, f"{s:g}", f"{m:g}"] for r in results for name, s, m in r.cells))
 
 
+WRITTEN_HEADER = ["student", "notebook", "question", "points", "answer", "awarded"]
+
+
+def write_written(results: list[Result], out: Path, earlier: Path | None = None) -> None:
+    """written.csv: every written answer, for the instructor to grade (fill `awarded`, then
+    `python -m autograder export`). Points already awarded in an earlier run into the same
+    folder are kept where the answer is unchanged."""
+    import csv as _csv
+
+    awarded = {}
+    old = (earlier or out) / "written.csv"
+    if old.exists():
+        with contextlib.suppress(OSError, KeyError, _csv.Error):
+            with open(old, newline="") as f:
+                for row in _csv.DictReader(f):
+                    awarded[(row["student"], row["notebook"], row["question"], row["answer"])] = row["awarded"]
+    rows = []
+    for r in results:
+        for gid, points, answer in r.written:
+            answer = "" if answer.strip() in ("", "YOUR ANSWER HERE") else answer
+            cells = [r.student, r.notebook, gid, f"{points:g}", answer]
+            escaped = [outputs.csv_cell(x) for x in cells]
+            rows.append(cells + [awarded.get(tuple(escaped[:3] + escaped[4:5]), "" if answer else "0")])
+    if rows or old.exists():
+        outputs.write_csv(out / "written.csv", WRITTEN_HEADER, rows)
+
+
 def print_summary(results: list[Result], seconds: float) -> None:
     students = sorted({r.student for r in results})
-    print(f"Graded {len(students)} student(s), {len(results)} notebook(s) in {seconds:.1f} s")
+    kept = sum(r.reused for r in results)
+    print(f"Graded {len(students)} student(s), {len(results)} notebook(s) in {seconds:.1f} s"
+          + (f" ({kept} kept from the earlier run into this folder, unchanged)" if kept else ""))
     for nbname in sorted({r.notebook for r in results}):
         rows = [r for r in results if r.notebook == nbname]
         counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
@@ -905,6 +1273,9 @@ def print_summary(results: list[Result], seconds: float) -> None:
     for r in results:
         if r.status != "graded":
             print(f"  ! {learner_text(r.student)}/{r.notebook}: {r.status} ({learner_text(r.detail, 300)})")
+    if open_kernels := sum(str(r.where.get("confined", "1")) == "0" for r in results):
+        print(f"  warning: {open_kernels} notebook(s) ran in a kernel without a sandbox uid of its own (the grader or "
+              "worker is not root, or lacks namespaces): see timings.csv, column confined")
 
 
 def write_class_report(results: list[Result], out: Path) -> None:

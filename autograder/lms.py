@@ -11,6 +11,11 @@
   `Email address` with a roster that has `email`), one column per notebook; map the
   columns to grade items in Moodle's import form.
 
+Written answers (manually graded) are listed by the grading run in `written.csv`
+(`student, notebook, question, points, answer, awarded`): fill the `awarded` column (0 to
+`points`) and export again; their points are added to each notebook's score and maximum.
+A row whose `awarded` is empty counts 0 and is reported as pending.
+
 A roster is a CSV with a `student` column (the submission folder name) and any of `name`,
 `canvas_id`, `sis_id`, `login`, `section`, `email`, `username`. Without one, the submission
 id fills every identifier. Scores are those of grades.csv: a `missing`, `unreadable`,
@@ -35,15 +40,51 @@ def read_grades(run: Path) -> tuple[list[str], dict[str, dict[str, float]], dict
         raise FileNotFoundError(f"{path}: no grades.csv here (is {run} the --out folder of a grading run?)")
     scores: dict[str, dict[str, float]] = {}
     max_score: dict[str, float] = {}
+    tampered: set[tuple[str, str]] = set()
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             student, nb = _plain(row["student"]), _plain(row["notebook"])
+            if row.get("status") == "tampered":
+                tampered.add((student, nb))
             try:
                 scores.setdefault(student, {})[nb] = float(row["score"])
                 max_score[nb] = max(max_score.get(nb, 0.0), float(row["max_score"]))
             except (KeyError, ValueError) as e:
                 raise ValueError(f"{path}: a row for {student}/{nb} has no numeric score ({e})") from None
+    _add_written(Path(run), scores, max_score, tampered)
     return sorted(max_score), scores, max_score
+
+
+def _add_written(run: Path, scores: dict[str, dict[str, float]], max_score: dict[str, float],
+                 tampered: set[tuple[str, str]] = frozenset()) -> int:
+    """Add the instructor's points for written answers (`run/written.csv`, column `awarded`)
+    to scores (not to a tampered notebook, which scores 0) and their possible points to
+    max_score; returns how many are still pending."""
+    path = run / "written.csv"
+    if not path.exists():
+        return 0
+    pending, possible = 0, {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            student, nb, q = _plain(row["student"]), _plain(row["notebook"]), _plain(row["question"])
+            try:
+                points = float(row["points"])
+                awarded = float(row["awarded"]) if (row.get("awarded") or "").strip() else None
+            except ValueError:
+                raise ValueError(f"{path}: {student}/{nb}/{q}: points and awarded must be numbers") from None
+            if awarded is not None and not 0 <= awarded <= points:
+                raise ValueError(f"{path}: {student}/{nb}/{q}: awarded {awarded:g} is outside 0..{points:g}")
+            possible.setdefault(nb, {})[q] = points
+            if awarded is None:
+                pending += 1
+            elif student in scores and nb in scores[student] and (student, nb) not in tampered:
+                scores[student][nb] += awarded
+    for nb, qs in possible.items():
+        max_score[nb] = max_score.get(nb, 0.0) + sum(qs.values())
+    if pending:
+        import sys
+        print(f"note: {pending} written answer(s) in {path} have no 'awarded' points yet (counted 0)", file=sys.stderr)
+    return pending
 
 
 def _plain(cell: str) -> str:

@@ -264,13 +264,13 @@ def masked_mse(x_hat, x, mask):
     return ((x_hat - x) ** 2)[mask].mean()
 
 
-# Quiz: Which of these methods is NOT unsupervised?
-#   A: the perceptron
-#   B: the autoencoder
-#   C: the denoising autoencoder
-#   D: k-means++
-#   E: none of them: all four are unsupervised
-answer_not_unsupervised = "A"
+# Quiz: The sigma-conditioned denoiser is given an image with noise level 0.3 but told
+# sigma = 0.8. What do you expect its output to look like?
+#   A: the noisy input, unchanged
+#   B: smoother than the clean image: it removes more than the noise, thinning and blurring strokes
+#   C: noisier than the input
+#   D: the same as when told the true level: sigma only scales the input
+answer_told_sigma = "B"
 
 # Quiz: The denoiser of section 3 has more hidden units than an image has pixels, yet,
 # trained on noisy inputs, it does not learn to copy its input. Why?

@@ -57,7 +57,7 @@ def test_student_notebook_has_no_solutions_or_hidden_tests(chapter):
 @pytest.mark.parametrize("chapter", chapters())
 def test_every_exercise_has_visible_and_hidden_checks(chapter):
     nb = authoring.build_instructor_notebook(chapter)
-    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    tests = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
     assert tests
     for c in tests:
         visible, _, hidden = c.source.partition("### BEGIN HIDDEN TESTS")
@@ -83,3 +83,19 @@ def test_solution_wrapping_keeps_contract_and_hides_bodies():
     head, _, _ = text.partition("### BEGIN SOLUTION")
     assert "class MLPAutoencoder(nn.Module):" in head and '"""' in head
     assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") >= 3
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_written_questions_keep_their_model_answer_from_learners(chapter):
+    """Each chapter asks at least two written questions: manually graded markdown answer cells
+    whose instructor text (model answer, rubric) never reaches the student notebook."""
+    nb = authoring.build_instructor_notebook(chapter)
+    written = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+               if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")}
+    assert len(written) >= 2
+    student = nbformat.read(REPO / "course" / f"{chapter}.ipynb", as_version=4)
+    released = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in student.cells}
+    for gid, model in written.items():
+        assert "**Model answer.**" in model and "**Rubric.**" in model
+        assert gid in released, f"{gid}: no answer cell in the student notebook"
+        assert "Model answer" not in released[gid] and "Rubric" not in released[gid], f"{gid}: model answer leaked"

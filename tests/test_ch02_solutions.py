@@ -18,7 +18,7 @@ from solutions.ch02_denoising import (  # noqa: E402
     SigmaConditionedDenoiser,
     add_gaussian_noise,
     answer_dae_target,
-    answer_not_unsupervised,
+    answer_told_sigma,
     answer_one_category,
     denoising_step,
     masked_mse,
@@ -382,7 +382,7 @@ def test_masked_mse_full_mask_is_mse_and_grad():
 
 
 def test_quiz_answers():
-    assert answer_not_unsupervised == "A"
+    assert answer_told_sigma == "B"
     assert answer_dae_target == "B"
     assert answer_one_category == {"A", "C"}
 

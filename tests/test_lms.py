@@ -60,3 +60,22 @@ def test_bad_input_is_named(tmp_path, run):
     bad.write_text("name\nx\n")
     with pytest.raises(ValueError, match="'student' column"):
         lms.export(run, "wide", roster=bad)
+
+
+def test_written_points_are_added_once_awarded_and_pending_ones_are_reported(run, capsys):
+    rows = [["student", "notebook", "question", "points", "answer", "awarded"],
+            ["ada", "02_denoising", "written_a", "2", "because ...", "1.5"],
+            ["ada", "02_denoising", "written_b", "2", "", ""],
+            ["bob", "01_autoencoders", "written_c", "2", "copied", "2"]]
+    with open(run / "written.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    out = _read(lms.export(run, "wide"))
+    assert out[1] == ["ada", "14", "9", "23"]          # 7.5 + 1.5; the pending answer counts 0
+    assert out[2] == ["bob", "0", "0", "0"]            # a tampered notebook stays at 0
+    assert out[3] == ["max_score", "16", "16", "32"]   # every written question's points are possible
+    assert "1 written answer(s)" in capsys.readouterr().err
+    rows[1][5] = "3"
+    with open(run / "written.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(ValueError, match="outside 0..2"):
+        lms.export(run, "wide")

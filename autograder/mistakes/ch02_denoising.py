@@ -190,8 +190,8 @@ MISTAKES = [
     Mistake("masked_mse_checks", "masked_mse", "mask = mask.expand_as(x)  # (B, C, H, W)",
             "mask = mask.repeat(1, x.shape[1], 1, 1)", "a (B, C, H, W) mask needs no repeat", diagnosed=False),
     # quiz
-    Mistake("quiz_not_unsupervised", "answer_not_unsupervised", '"A"', '"E"', "wrong answer", diagnosed=False),
-    Mistake("quiz_not_unsupervised", "answer_not_unsupervised", '"A"', '"D"', "wrong answer", diagnosed=False),
+    Mistake("quiz_told_sigma", "answer_told_sigma", '"B"', '"D"', "wrong answer", diagnosed=False),
+    Mistake("quiz_told_sigma", "answer_told_sigma", '"B"', '"A"', "wrong answer", diagnosed=False),
     Mistake("quiz_dae_target", "answer_dae_target", '"B"', '"A"', "wrong answer", diagnosed=False),
     Mistake("quiz_one_category", "answer_one_category", '{"A", "C"}', '{"A", "B", "C"}', "wrong answer",
             diagnosed=False),
@@ -382,6 +382,6 @@ def masked_mse(x_hat, x, mask):
 ''', "masked_select"),
     Alternative("quiz_one_category", "answer_one_category", 'answer_one_category = ["C", "A"]',
                 "a list is accepted as a set"),
-    Alternative("quiz_not_unsupervised", "answer_not_unsupervised", 'answer_not_unsupervised = "a"', "lower case"),
+    Alternative("quiz_told_sigma", "answer_told_sigma", 'answer_told_sigma = "b"', "lower case"),
     Alternative("quiz_dae_target", "answer_dae_target", 'answer_dae_target = {"B"}', "a one-letter set"),
 ]

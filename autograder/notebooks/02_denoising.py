@@ -515,19 +515,37 @@ plt.show()
 # Answer by assigning Python values. The check cell only verifies the format; the answers
 # are graded when you submit.
 #
-# **Q1.** Which of these methods is **not** unsupervised? Set `answer_not_unsupervised` to one
-# letter. A: the perceptron · B: the autoencoder · C: the denoising autoencoder · D: k-means++ ·
-# E: none of them (all four are unsupervised).
+# **Q1.** Predict before you try it: the σ-conditioned denoiser is given an image with noise
+# level 0.3 but told σ = 0.8. What does its output look like? Set `answer_told_sigma` to one
+# letter. A: the noisy input, unchanged · B: smoother than the clean image: it removes more
+# than the noise, thinning and blurring strokes · C: noisier than the input · D: the same as
+# when told the true level (σ only scales the input). The cell after the check runs it.
 
 # %% [solution id=quiz_q1]
-#| solution: answer_not_unsupervised
+#| solution: answer_told_sigma
 
-# %% [tests id=quiz_not_unsupervised points=1]
-ch02.check_quiz("answer_not_unsupervised", answer_not_unsupervised)
+# %% [tests id=quiz_told_sigma points=1]
+ch02.check_quiz("answer_told_sigma", answer_told_sigma)
 ### BEGIN HIDDEN TESTS
 from autograder.remote import judged as _judged
-_judged("ch02_denoising.quiz", "answer_not_unsupervised", answer_not_unsupervised)
+_judged("ch02_denoising.quiz", "answer_told_sigma", answer_told_sigma)
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# Now run it and compare with your prediction: the same noisy digits (σ = 0.3), restored by
+# the σ-conditioned denoiser told the true level and told 0.8, with the PSNR of each.
+
+# %%
+x_noisy = add_gaussian_noise(x_test[:256], 0.3, profile.generator(1500))
+told_true = restore(models["σ-conditioned DAE"], x_noisy, 0.3)
+told_high = restore(models["σ-conditioned DAE"], x_noisy, 0.8)
+for name, x_hat in (("told 0.3 (true)", told_true), ("told 0.8", told_high)):
+    print(f"{name:16s} PSNR {psnr(x_hat, x_test[:256]).mean().item():5.1f} dB, "
+          f"mean ink {x_hat.mean().item():.3f} (clean: {x_test[:256].mean().item():.3f})")
+fig = ch02.show_rows({"clean": x_test[:8], "noisy σ=0.3": x_noisy[:8], "told 0.3": told_true[:8],
+                      "told 0.8": told_high[:8]}, title="the σ-conditioned DAE told the wrong level")
+save_figure(fig, "told_wrong_sigma")
+plt.show()
 
 # %% [markdown]
 # **Q2.** The denoiser of section 3 has more hidden units than an image has pixels, yet,

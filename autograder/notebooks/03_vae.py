@@ -100,8 +100,8 @@ print("X_train", tuple(X_train.shape), "X_test", tuple(X_test.shape), "fraction 
 #
 # **Checked:** the value for a known $\varepsilon$; the global generator untouched; the mean
 # and standard deviation of 20,000 samples; the gradients with respect to `mu` and `logvar`.
-# Hidden: random inputs in float64 and float32 (shape (2, 4, 5)) against a float64
-# computation with the same draws, values and gradients.
+# Hidden: random inputs in float64 (log-variances in [-12, 8]) and float32 (shape
+# (2, 4, 5)) against a float64 computation with the same draws, values and gradients.
 
 # %% [solution id=reparameterize]
 #| solution: reparameterize
@@ -603,6 +603,46 @@ for name, imgs in samples.items():
 #   are trained on a reweighted variational bound (DDPM's simplified loss), compute no
 #   likelihood there, and are judged with the same measurements.
 #
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** Why can you sample a VAE by decoding z ~ N(0, I), but not a plain
+# autoencoder by decoding random codes? Say what the KL term does to the encodings, and what a
+# large β costs.
+
+# %% [written id=written_kl_usable points=2]
+# **Model answer.** The KL term pulls every encoding distribution q(z|x) towards the prior
+# N(0, I) and keeps it spread (variance near 1), so the encodings of the training data cover
+# the prior's region without gaps, and the decoder is trained on codes drawn from that region:
+# a prior sample lands where the decoder has learned to produce a digit. A plain autoencoder's
+# codes sit anywhere, in isolated points, and random codes fall where the decoder was never
+# trained. A large β pushes the encodings closer to the prior, removing information about x:
+# blurrier reconstructions, and at the extreme posterior collapse (the decoder ignores z).
+#
+# **Rubric.** 1 point: KL matches the aggregate of the encodings to the prior / fills the
+# space the decoder is trained on. 1 point: large β loses information (blur, posterior
+# collapse).
+
+# %% [markdown]
+# **W2 (2 points).** The IWAE estimate with k samples is a tighter lower bound on log p(x)
+# than the ELBO. Why does averaging importance weights inside the log tighten it, and what
+# does it cost?
+
+# %% [written id=written_iwae points=2]
+# **Model answer.** log p(x) = log E_q[p(x, z)/q(z|x)]. The ELBO takes the expectation outside
+# the log (Jensen's inequality, one sample); IWAE takes the log of an average of k weights,
+# and by Jensen the gap shrinks as k grows (the average concentrates around p(x)), reaching
+# log p(x) as k → ∞. The cost is k decoder evaluations per data point (k times the compute),
+# and the estimate's variance still depends on how good q is as a proposal.
+#
+# **Rubric.** 1 point: Jensen's inequality; the log of an average of k weights approaches log
+# of the expectation. 1 point: k forward passes per example (compute), dependent on q as
+# proposal.
+
+# %% [markdown]
 # ## 7 · Concept questions
 #
 # Answer by assigning Python values. The check cell only verifies the format; the answers

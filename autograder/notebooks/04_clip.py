@@ -124,7 +124,7 @@ plt.show()
 # **Checked:** hand-made batches with known losses (orthogonal pairs; an asymmetric batch
 # where the two directions differ; a scale above the cap), and the gradient with respect to
 # $t$. Hidden: `open_clip`'s `ClipLoss` (values and gradients) on random float64 batches
-# (a batch of one too), and a float32 batch at scale 100 with cosines near ±1 against
+# (a batch of one too, a scale below 1), and a float32 batch at scale 100 with cosines near ±1 against
 # `ClipLoss` in float64.
 
 # %% [solution id=clip_loss]
@@ -166,7 +166,8 @@ _judged("ch04_clip.clip_loss", clip_loss)
 #   (position $i$ may attend to positions $\le i$ only: an (L, L) float mask with $-\infty$
 #   above the diagonal, e.g. a buffer built once, passed as `mask=...` with
 #   `is_causal=True`);
-# * `ln_final = nn.LayerNorm(width)` applied to every position;
+# * `ln_final = nn.LayerNorm(width)` applied to every position, (B, L, width), before the
+#   end-of-text feature is picked (chapter 06 reads these per-token features);
 # * the text feature $T_f$ is the output at the **end-of-text token**, the largest id of each
 #   row: `x[torch.arange(B), text.argmax(dim=-1)]`, (B, width). With the causal mask it
 #   has seen the whole sentence and nothing after it;
@@ -177,7 +178,8 @@ _judged("ch04_clip.clip_loss", clip_loss)
 # that word order matters. Hidden: with the reference's weights copied in, your modules
 # must compute the reference's outputs (the text encoder equals `open_clip`'s
 # `TextTransformer` with the same weights), for images of size 32, 24 and 16 and for texts
-# of length `context_length` and shorter, a batch of one included.
+# of length `context_length` and shorter, a batch of one included, with 3 and 4 heads
+# (the mask itself is read in eval mode without gradients), and `ln_final` on (B, L, width).
 
 # %% [solution id=encoders]
 #| solution: ImageEncoder TextEncoder
@@ -505,6 +507,46 @@ if len(saved) == 3:
         err = max((image_encoder(test.x[:4]) - clip.image_encoder.cpu()(test.x[:4])).abs().max().item(),
                   (text_encoder(tokens) - clip.text_encoder.cpu()(tokens)).abs().max().item())
     print(f"reloaded without the classes: largest difference {err:.2e}; config {info}")
+
+# %% [markdown]
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** Why does CLIP's learning depend on the batch size? If the batch size is
+# fixed by your memory, name a strategy that gives each pair more (or harder) negatives.
+
+# %% [written id=written_negatives points=2]
+# **Model answer.** Each pair's loss is a softmax over all texts (and images) of the batch:
+# the other B - 1 items are its negatives, so the batch size sets how many wrong answers the
+# model must beat, and with few negatives the task is easy and the features less
+# discriminative. With B fixed: keep a queue or memory bank of features from earlier batches
+# as extra negatives (MoCo), gather features across devices, use gradient caching to reach a
+# larger effective batch, or mine hard negatives (captions that differ in one word, same digit
+# other colour).
+#
+# **Rubric.** 1 point: the other items of the batch are the negatives; more negatives =
+# harder, more informative contrast. 1 point: a valid strategy (memory bank/queue, gradient
+# cache, cross-device gather, hard-negative mining).
+
+# %% [markdown]
+# **W2 (2 points).** The logits are cosine similarities times exp(t), with t learned and
+# capped. What goes wrong with a fixed temperature that is too high or too low, and why
+# normalise the features at all?
+
+# %% [written id=written_temperature points=2]
+# **Model answer.** Without normalisation the model could lower the loss by growing the
+# feature norms instead of aligning directions; normalising makes the logits depend only on
+# angles. A too-small scale (high temperature) makes all softmax probabilities similar: weak
+# gradients, the loss cannot fall far. A too-large scale (low temperature) makes the softmax
+# nearly one-hot early: gradients concentrate on the hardest negatives and training is
+# unstable. Learning t lets the model sharpen as its features improve; the cap (100) prevents
+# it from blowing up.
+#
+# **Rubric.** 1 point: normalisation removes the norm as a shortcut (angles only). 1 point:
+# the trade-off of too high/too low temperature (flat vs over-sharp softmax, gradients).
 
 # %% [markdown]
 # ## 5 · Concept questions

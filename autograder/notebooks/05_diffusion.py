@@ -711,6 +711,46 @@ plt.show()
 # natural images strong guidance trades variety for fidelity, and past a small $w$ the FID
 # rises again (Ho & Salimans 2021).
 #
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** The network is trained to predict the whole noise ε that was added to
+# x_0, yet one DDPM step moves x_t only a little. Explain why predicting the whole noise (and
+# not the one-step increment x_t - x_{t-1}) is the right target, and where the small step
+# comes from.
+
+# %% [written id=written_entire_noise points=2]
+# **Model answer.** From x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) ε, an estimate of ε is an
+# estimate of x_0 and hence of the posterior mean of x_{t-1}: the step formula turns ε̂ into μ
+# using only the known schedule, subtracting β_t/sqrt(1 - a_t) times ε̂, rescaling by
+# 1/sqrt(α_t) and adding fresh noise σ_t z. So the network solves one well-posed regression
+# problem at every t (the same target ε with unit variance), and the schedule decides how far
+# each step moves. The increment x_t - x_{t-1} is tiny and dominated by the fresh noise of
+# that step, a poor regression target.
+#
+# **Rubric.** 1 point: ε̂ determines x̂_0 / μ through the schedule's known coefficients. 1
+# point: the step size comes from the schedule (β_t, α_t) and the added noise, not from the
+# network; the increment is a noisy, tiny target.
+
+# %% [markdown]
+# **W2 (2 points).** Your guidance sweep measured accuracy and Fréchet distance against the
+# scale s. Why does a large s trade diversity for fidelity?
+
+# %% [written id=written_guidance points=2]
+# **Model answer.** Guided noise ε_u + s(ε_c - ε_u) follows the score of p(x) p(y|x)^s (up to
+# normalisation): for s > 1 it over-weights the classifier-like term, pushing samples towards
+# images that are most unmistakably the requested class. That raises class accuracy (fidelity
+# to the prompt) but concentrates the samples on the most typical modes, so their variety
+# falls and their statistics move away from the real data's, which the Fréchet distance
+# measures (unless it first falls when s improves quality from the weak conditional model).
+#
+# **Rubric.** 1 point: guidance sharpens p(y|x)^s / moves towards the most typical class
+# images. 1 point: concentration on modes reduces diversity, seen in Fréchet/coverage.
+
+# %% [markdown]
 # ## 8 · Concept questions
 #
 # Answer by assigning Python values. The check cell only verifies the format; the answers

@@ -113,8 +113,9 @@ plt.show()
 #
 # **Checked:** the parameter count (layer by layer), shapes, which channels are the mean,
 # the clamp and the sampling (by setting the encoder's last layer by hand); the loss on a
-# hand-worked example; the scale factor on latents of known spread. Hidden: your model
-# with the reference's weights copied in, the loss and factor on random inputs.
+# hand-worked example; the scale factor on latents of known spread whose channels differ.
+# Hidden: your model with the reference's weights copied in (`encode` and `forward`, the
+# clamp in both), the loss and factor on random inputs.
 
 # %% [solution id=autoencoder]
 #| solution: KLAutoencoder autoencoder_loss latent_scale_factor
@@ -252,7 +253,8 @@ _judged("ch06_latent_diffusion.cross_attention", CrossAttention)
 # **Checked** (your `CrossAttention` is swapped for diffusers' while the check runs, so a
 # mistake there is not counted twice): the parameter count; the output against diffusers'
 # `Transformer2DModel` (one layer, linear projections, cross-attention only) given the
-# same weights; `last_attn` and the mask. Hidden: against the reference on random sizes.
+# same weights; `last_attn` and the mask; GroupNorm's `eps=1e-6`. Hidden: against the
+# reference on random sizes, and on inputs of amplitude 1e-3.
 
 # %% [solution id=cross_attn_block]
 #| solution: CrossAttnBlock
@@ -284,8 +286,9 @@ _judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 # at $p_{\text{uncond}} \in \{0, 1, 0.3\}$, whole rows replaced (context and mask
 # together), the inputs (`context` and `mask`) not modified, every draw from the
 # `generator` (the global generator left alone), $t$ and the noise recovered from $z_t$,
-# and the loss. Hidden: the same on random sizes and rates, and the same draws again for
-# the same seed.
+# and the loss. Hidden: the same on random sizes and rates, the same draws again for
+# the same seed, and float32 latents with float64 `alpha_bars` ($z_t$ and the loss in
+# `z0`'s dtype).
 
 # %% [solution id=training_loss]
 #| solution: training_loss
@@ -396,7 +399,8 @@ plt.show()
 # every call: the empty captions, `set_timesteps`, the starting latents times
 # `init_noise_sigma`, `scale_model_input` on the doubled batch, the guidance combination
 # handed to `step`, the latents carried from step to step, and the division by the scale
-# factor. Hidden: diffusers' `DDIMScheduler` with a random U-Net, against the reference.
+# factor; `t` given to the U-Net as (2B,) int64. Hidden: diffusers' `DDIMScheduler` with
+# a random U-Net, against the reference, B >= 2, the U-Net's `t` and context rows checked.
 
 # %% [solution id=generate]
 #| solution: generate
@@ -708,6 +712,46 @@ if os.environ.get("WORKBOOK_ONLINE") == "1":
     plt.show()
 else:
     print("skipped: set WORKBOOK_ONLINE=1 (with internet access) to run Stable Diffusion v1.5 through your loop")
+
+# %% [markdown]
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** What does the latent scale factor fix, and what would go wrong if you
+# trained and sampled the latent diffusion model without it?
+
+# %% [written id=written_scale_factor points=2]
+# **Model answer.** The diffusion schedule assumes data of roughly unit variance: its noise
+# levels (from ᾱ ≈ 1 to ᾱ ≈ 0) are calibrated relative to a signal of variance 1, and sampling
+# starts from N(0, I). The autoencoder's latents have their own spread (here a standard
+# deviation well away from 1); multiplying by 1/std gives them unit variance. Without it,
+# latents with a large spread would keep much signal at the last steps (the forward process
+# would not reach noise, and sampling from N(0, I) would start off-distribution), and latents
+# with a small spread would be drowned early, wasting most steps; samples decode badly.
+#
+# **Rubric.** 1 point: the schedule and N(0, I) start assume unit-variance data; 1/std
+# rescales the latents to it. 1 point: a concrete failure (noise levels mis-calibrated: signal
+# left at t = T or destroyed early; mismatch at sampling).
+
+# %% [markdown]
+# **W2 (2 points).** The chapter's judge is trained on recoloured training digits that cover
+# every (digit, colour) pair. Why would a judge trained on the captioned training split itself
+# mislead exactly where the held-out pairs are measured?
+
+# %% [written id=written_blind_spot points=2]
+# **Model answer.** The captioned training split contains no held-out pair, so a judge trained
+# on it has never seen, e.g., a red seven: it is weakest there and may read a correct red
+# seven as another colour or digit it associates with red. Its errors would then be counted as
+# the generator's failures to compose, making the held-out accuracy look worse than it is. The
+# judge must cover every pair (and its accuracy on real images of each group must be reported)
+# so that the comparison measures the generator, not the judge.
+#
+# **Rubric.** 1 point: the training split lacks the held-out pairs, so that judge is weakest
+# exactly there. 1 point: its errors would be attributed to the generator (biased
+# measurement); fix: cover all pairs / report per-group ceiling.
 
 # %% [markdown]
 # ## 5 · Concept questions

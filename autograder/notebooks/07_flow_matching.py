@@ -74,10 +74,10 @@ profile = setup(seed=0)
 #
 # **Implement** *(about 5 min)* `flow_path(x0, eps, t) -> x_t` with `t` (B,), one time per example,
 # broadcast over the other dimensions, and the result in `x0`'s dtype; and
-# `velocity_target(x0, eps) -> v`.
+# `velocity_target(x0, eps) -> v`. Every exercise of this chapter leaves its inputs unchanged.
 #
 # **Checked:** three 2-D examples at $t = 0, 0.25, 1$; float32 images with three channels
-# and float64 `t`. Hidden: random shapes and dtypes against diffusers'
+# and float64 `t`; the inputs unchanged. Hidden: the inputs unchanged, random shapes and dtypes against diffusers'
 # `FlowMatchEulerDiscreteScheduler.scale_noise`, which forms the same path.
 
 # %% [solution id=path]
@@ -113,7 +113,8 @@ _judged("ch07_flow_matching.path", flow_path, velocity_target)
 # **Checked:** a stand-in model records its inputs; the check replays your draws from a
 # copy of the generator and compares $t$, $x_t$ and the loss, in float64 and float32,
 # with the logit-normal option, with given pairs (only $t$ drawn) and labels; the global
-# random generator must stay untouched. Hidden: the same on random data and sizes.
+# random generator must stay untouched. Hidden: the same on random data and sizes, the
+# inputs unchanged.
 
 # %% [solution id=flow_matching_loss]
 #| solution: flow_matching_loss
@@ -151,7 +152,8 @@ _judged("ch07_flow_matching.flow_matching_loss", flow_matching_loss)
 # steps, the times and number of evaluations, `x1` unchanged, uneven timesteps on float32
 # images.
 # Hidden: diffusers' `FlowMatchEulerDiscreteScheduler` and
-# `FlowMatchHeunDiscreteScheduler` (shifted and unshifted) on a random nonlinear field.
+# `FlowMatchHeunDiscreteScheduler` (shifted and unshifted) on a random nonlinear field;
+# `x1` and `timesteps` unchanged.
 
 # %% [solution id=samplers]
 #| solution: euler_sample heun_sample
@@ -185,7 +187,8 @@ _judged("ch07_flow_matching.samplers", euler_sample, heun_sample)
 #
 # **Checked:** DDPM points built from known $x_0, \varepsilon$ at $a = 0.64, 0.36, 1$ land
 # on the path at $t = 3/7, 4/7, 0$; the true noise gives the true velocity and back;
-# float32 images. Hidden: random $a$, shapes and dtypes, round trips.
+# float32 images with float64 `t` (the result in `x_t`'s dtype). Hidden: random $a$,
+# shapes and dtypes, `t` in the other dtype, round trips, the inputs unchanged.
 
 # %% [solution id=bridge]
 #| solution: ddpm_to_flow eps_to_velocity velocity_to_eps
@@ -251,9 +254,10 @@ log_metric("ddim_vs_euler_max_diff", worst, "", "8 DDIM steps (cosine schedule) 
 # draw per label from `generator`, `y` left unchanged) and `guided_velocity(model, x_t, t,
 # y, scale, null_label)` (one call on the doubled batch, or two calls).
 #
-# **Checked:** the dropped labels replayed from the generator at $p = 0, 1, 0.3$; a
-# stand-in model whose output is label + $t$ at three scales. Hidden: random labels,
-# `null_label` and rates, a random network.
+# **Checked:** the dropped labels replayed from the generator at $p = 0, 1, 0.3$ (one draw
+# per label at every rate, a new tensor, the global generator untouched); a stand-in model
+# whose output is label + $t$ at three scales. Hidden: random labels, `null_label` and
+# rates, a random network, the inputs unchanged.
 
 # %% [solution id=guidance]
 #| solution: drop_labels guided_velocity
@@ -448,7 +452,8 @@ plt.show()
 # both in `x1`'s dtype, `S` a 0-d tensor; `x1` left unchanged).
 #
 # **Checked:** a constant field ($S = 0$), $v = -x$ on even and uneven steps, where $S$ is
-# known in closed form. Hidden: random nonlinear fields and uneven timesteps.
+# known in closed form, one step from 0.8 to 0.4 (divided by $t_0 - t_n$). Hidden: random
+# nonlinear fields and uneven timesteps, one grid inside $(0, 1)$.
 
 # %% [solution id=straightness]
 #| solution: straightness
@@ -720,6 +725,44 @@ for name in samplers:
 # the uniform flow grid); your run says which won here. Heun's second evaluation per step
 # pays off where the curvature is large, which the NFE axis lets you read directly.
 #
+# %% [markdown]
+# ### Written questions
+#
+# Answer each in a few sentences, in your own words, in the cell under it (double-click it to
+# edit). Your instructor grades them; after grading, your feedback shows a model answer.
+#
+# **W1 (2 points).** Each training pair's path x_t = (1 - t) x_0 + t ε is a straight line, yet
+# one Euler step of the learned flow gives blurred samples. Why are the learned ODE paths
+# curved?
+
+# %% [written id=written_curved points=2]
+# **Model answer.** The network cannot know which pair a point x_t came from: many lines
+# (different x_0, ε) pass near the same x_t, and the loss is minimised by the average of their
+# velocities, E[ε - x_0 | x_t]. Averaged over crossing lines, the velocity field changes along
+# a trajectory, so the ODE paths bend; at t = 1 the velocity points to the mean of the data
+# compatible with the noise, so one step lands on a blurred average. Reflow reduces the
+# crossings by pairing noise with the model's own samples.
+#
+# **Rubric.** 1 point: the learned velocity is the conditional expectation over crossing
+# pairs. 1 point: this average varies along the path (curvature), so one step gives the mean
+# (blur).
+
+# %% [markdown]
+# **W2 (2 points).** What does reflow change in the training data, what does it buy, and what
+# does it cost?
+
+# %% [written id=written_reflow points=2]
+# **Model answer.** Reflow replaces independent (data, noise) pairs by pairs (sample, noise)
+# coupled by the first model's ODE: each noise is paired with the sample its path reaches.
+# These pairs' lines cross far less, so the retrained flow is straighter and few-step (even
+# one-step) sampling approaches many-step quality. Costs: the ODE solves that generate the
+# pairs and a second training; the new model learns the first model's samples, so it inherits
+# (and can compound) their errors, a small loss of quality at many steps.
+#
+# **Rubric.** 1 point: pairs coupled by the model's own ODE (fewer crossings, straighter). 1
+# point: costs (generation of pairs + retraining; inherits the first model's errors).
+
+# %% [markdown]
 # ## 8 · Concept questions
 #
 # Answer by assigning Python values. The check cell only verifies the format; the answers

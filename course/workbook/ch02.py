@@ -13,11 +13,11 @@ from torch import nn
 
 from .checks import Checks, check_choice
 
-QUIZ_OPTIONS = {"answer_not_unsupervised": "ABCDE", "answer_dae_target": "ABCD", "answer_one_category": "ABCD"}
+QUIZ_OPTIONS = {"answer_told_sigma": "ABCD", "answer_dae_target": "ABCD", "answer_one_category": "ABCD"}
 QUIZ_SETS = {"answer_one_category"}  # answered with a set of letters
 QUIZ_EXPLAIN = {
-    "answer_not_unsupervised": "a method is unsupervised when it learns from the inputs alone, with no target "
-                               "chosen by a person; ask of each method what its training signal is",
+    "answer_told_sigma": "the network was trained to remove noise of the level it is told; ask what removing "
+                         "noise of level 0.8 from an image that holds only 0.3 must take away besides the noise",
     "answer_dae_target": "ask what the loss of a network that copies its input would be: what does the loss "
                          "compare the output with, and what is left of the corruption in a copy?",
     "answer_one_category": "a denoiser restores what is missing from what its training images have in common; "
