@@ -174,6 +174,19 @@ model.train(train)
 with torch.no_grad():
     result = model(x)
 """,
+    'ch04.ln_final_shapes': """
+seen = []
+ln = getattr(model, "ln_final", None)
+handle = ln.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape))) if isinstance(ln, nn.Module) else None
+model.eval()
+try:
+    with torch.no_grad():
+        model(x)
+finally:
+    if handle is not None:
+        handle.remove()
+result = seen
+""",
     'ch04.zero_shot_encoder': """
 from open_clip.transformer import TextTransformer
 from workbook.captions import CaptionTokenizer
@@ -328,6 +341,27 @@ def make_scheduler(kind="ddim"):
 
 result = (encode_text, TinyUNet(a, b), decode, make_scheduler)
 """,
+    'ch06.checked_unet': """
+class CheckedUNet(nn.Module):
+    # the U-Net of generate's contract: t (2B,) int64, as many rows of context as of latents
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, z, t, context, mask):
+        n = z.shape[0]
+        if not (isinstance(t, torch.Tensor) and t.dtype == torch.int64 and tuple(t.shape) == (n,)):
+            got = f"a {tuple(t.shape)} {t.dtype} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+            raise TypeError(f"the U-Net must be given t as a ({n},) int64 tensor (one timestep per row of the "
+                            f"doubled batch), got {got}")
+        if context.shape[0] != n or mask.shape[0] != n:
+            raise ValueError(f"the U-Net got {n} rows of latents but {context.shape[0]} rows of context: the "
+                             "empty caption must be encoded once per prompt ([''] * B)")
+        return self.unet(z, t, context, mask)
+
+
+result = CheckedUNet(unet)
+""",
     'ch06.load_state': """
 state = dict(state)
 if StandIn is not None:
@@ -450,19 +484,6 @@ if isinstance(loss, torch.Tensor) and loss.requires_grad:
 out = loss.detach() if isinstance(loss, torch.Tensor) else loss
 result = (out, model.calls, kept, grad, generator.get_state())
 """,
-    'ch07.field': """
-class Field:
-    def __init__(self, a, b, k):
-        self.a, self.b, self.k = a, b, k
-        self.calls = []
-
-    def __call__(self, x, t):
-        self.calls.append(t.detach().clone(memory_format=torch.contiguous_format))
-        tb = t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-        return self.a * torch.tanh(x) * (1 + tb) + self.b * tb * tb + self.k * x
-
-result = Field(a, b, k)
-""",
     'ch07.calls': """result = field.calls""",
     'ch07.clear': """field.calls.clear()""",
     'ch07.net': """
@@ -477,9 +498,30 @@ class Net(nn.Module):
 
 result = Net(table)
 """,
-    'ch07.sample': """
-out = fn(field, x1, timesteps)
-result = (out, x1)
+    'ch07.velocity_field': """
+class Field:
+    def __init__(self, a, b, k):
+        self.a, self.b, self.k = a, b, k
+        self.calls = []
+
+    def __call__(self, x, t):
+        if not (isinstance(t, torch.Tensor) and t.shape == x.shape[:1]):
+            got = f"a {tuple(t.shape)} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+            raise TypeError(f"velocity must be given t as a ({x.shape[0]},) tensor in x's dtype "
+                            f"(torch.full((B,), t_i, dtype=x.dtype)), got {got}")
+        self.calls.append(t.detach().clone(memory_format=torch.contiguous_format))
+        tb = t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return self.a * torch.tanh(x) * (1 + tb) + self.b * tb * tb + self.k * x
+
+result = Field(a, b, k)
+""",
+    'ch07.drop': """
+before = torch.random.get_rng_state()
+out = fn(y, p_uncond, null_label, generator)
+kept = bool(torch.equal(before, torch.random.get_rng_state()))
+shared = isinstance(out, torch.Tensor) and (out is y or (
+    out.numel() > 0 and out.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()))
+result = (out, y.clone(), kept, not shared, generator.get_state())
 """,
     # chapter 07 (end)
 }

@@ -319,7 +319,8 @@ def guided_eps(model, x_t, t, y, scale, null_label):
     return eps_u + scale * (eps_c - eps_u)
 
 
-# Q1. The network is trained on x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps. What does it predict?
+# Q1. If eps_hat equalled the true noise of x_t exactly, what would ddpm_step's x0_hat be?
+#   A: x_{t-1}  B: x_0 itself, exactly  C: x_t unchanged  D: the mean of the training images
 answer_predicts = "B"
 
 # Q2. Ho & Salimans write eps = (1 + w) eps_c - w eps_u. What does their w = 0 sample from?

@@ -80,7 +80,7 @@ def autoencoder_loss(x, x_hat, mean, logvar, kl_weight):
 
 def latent_scale_factor(Z):
     """The factor that gives latents unit variance (how Stable Diffusion's 0.18215 was found):
-    1 / (standard deviation of all elements of Z).
+    1 / (standard deviation of all elements of Z, all channels pooled).
 
     Args:
         Z: (N, c, h, w) latents of many training images.
@@ -183,7 +183,7 @@ def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, 
         The inputs are left unchanged (build the dropped captions as new tensors).
 
     Returns:
-        loss: scalar tensor.
+        loss: scalar tensor; z_t and the loss in z0's dtype (whatever alpha_bars' dtype).
     """
     B, T = z0.shape[0], alpha_bars.shape[0]
     drop = torch.rand(B, generator=generator, device=z0.device) < p_uncond  # (B,)

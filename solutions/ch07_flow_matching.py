@@ -17,7 +17,7 @@ def flow_path(x0, eps, t):
         t: (B,) times in [0, 1], one per example (t = 0: data, t = 1: noise).
 
     Returns:
-        x_t: (B, ...) with the dtype of x0.
+        x_t: (B, ...) with the dtype of x0. The inputs are left unchanged.
     """
     t = t.to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))  # (B, 1, ...)
     return (1 - t) * x0 + t * eps
@@ -27,7 +27,7 @@ def velocity_target(x0, eps):
     """The conditional velocity of the path, d x_t / dt = eps - x0 (the same at every t).
 
     Returns:
-        v: (B, ...) like x0.
+        v: (B, ...) like x0. The inputs are left unchanged.
     """
     return eps - x0
 
@@ -51,7 +51,8 @@ def flow_matching_loss(model, x0, eps=None, y=None, generator=None, logit_normal
         logit_normal: draw t from the logit-normal distribution (m = 0, s = 1).
 
     Returns:
-        loss: scalar tensor, differentiable with respect to the model's parameters.
+        loss: scalar tensor, differentiable with respect to the model's parameters. x0, eps and y
+        are left unchanged.
     """
     B = x0.shape[0]
     draw = dict(generator=generator, device=x0.device, dtype=x0.dtype)
@@ -75,7 +76,7 @@ def euler_sample(velocity, x1, timesteps):
         timesteps: (n + 1,) decreasing times, e.g. torch.linspace(1, 0, n + 1).
 
     Returns:
-        x0: (B, ...) like x1 (x1 itself is left unchanged).
+        x0: (B, ...) like x1 (x1 and timesteps are left unchanged).
     """
     x = x1
     for i in range(len(timesteps) - 1):
@@ -93,7 +94,7 @@ def heun_sample(velocity, x1, timesteps):
     the last step is an Euler step (as diffusers' FlowMatchHeunDiscreteScheduler and
     Karras et al. 2022): 2n - 1 network evaluations for n steps.
 
-    Args and returns as euler_sample (x1 left unchanged).
+    Args and returns as euler_sample (x1 and timesteps left unchanged).
     """
     x = x1
     n = len(timesteps) - 1
@@ -118,7 +119,7 @@ def ddpm_to_flow(x_ddpm, a):
         x_ddpm: (B, ...); a: (B,) alpha-bar of each example, in (0, 1].
 
     Returns:
-        (x_t, t): (B, ...) like x_ddpm and (B,) in x_ddpm's dtype.
+        (x_t, t): (B, ...) like x_ddpm and (B,) in x_ddpm's dtype. The inputs are left unchanged.
     """
     a = a.to(x_ddpm.dtype)
     s = a.sqrt() + (1 - a).sqrt()  # (B,)
@@ -130,10 +131,10 @@ def eps_to_velocity(eps_hat, x_t, t):
         x0_hat = (x_t - t eps_hat) / (1 - t),  v = eps_hat - x0_hat = (eps_hat - x_t) / (1 - t).
 
     Args:
-        eps_hat, x_t: (B, ...); t: (B,) in [0, 1).
+        eps_hat, x_t: (B, ...); t: (B,) in [0, 1), of any float dtype.
 
     Returns:
-        v: (B, ...) like x_t.
+        v: (B, ...) like x_t (x_t's dtype, whatever t's). The inputs are left unchanged.
     """
     t = t.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
     return (eps_hat - x_t) / (1 - t)
@@ -143,10 +144,10 @@ def velocity_to_eps(v, x_t, t):
     """The noise implied by a velocity at flow point x_t, time t: eps = x_t + (1 - t) v.
 
     Args:
-        v, x_t: (B, ...); t: (B,) in [0, 1].
+        v, x_t: (B, ...); t: (B,) in [0, 1], of any float dtype.
 
     Returns:
-        eps: (B, ...) like x_t.
+        eps: (B, ...) like x_t (x_t's dtype, whatever t's). The inputs are left unchanged.
     """
     t = t.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
     return x_t + (1 - t) * v
@@ -154,13 +155,13 @@ def velocity_to_eps(v, x_t, t):
 
 def drop_labels(y, p_uncond, null_label, generator=None):
     """Label dropout: each label becomes null_label where u < p_uncond, u = torch.rand(B)
-    drawn with `generator` (one draw per label, on y's device).
+    drawn with `generator` (one draw per label on every call, p_uncond = 0 included, on y's device).
 
     Args:
         y: (B,) int64; p_uncond: float in [0, 1]; null_label: int; generator: optional.
 
     Returns:
-        (B,) int64, a new tensor (y is left unchanged).
+        (B,) int64, always a new tensor (y is left unchanged).
     """
     drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond
     return torch.where(drop, torch.full_like(y, null_label), y)
@@ -176,7 +177,7 @@ def guided_velocity(model, x_t, t, y, scale, null_label):
         x_t: (B, ...); t: (B,) float; y: (B,) int64; scale: float; null_label: int.
 
     Returns:
-        v: (B, ...).
+        v: (B, ...). The inputs are left unchanged.
     """
     B = x_t.shape[0]
     v = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
@@ -194,7 +195,8 @@ def straightness(velocity, x1, timesteps):
         velocity, x1, timesteps: as euler_sample (n evaluations).
 
     Returns:
-        (S, x0): a 0-d tensor and (B, ...), both in x1's dtype; x1 is left unchanged.
+        (S, x0): a 0-d tensor and (B, ...), both in x1's dtype; x1 and timesteps are left unchanged.
+        The timesteps need not run from 1 to 0.
     """
     x, vs, hs = x1, [], []
     for i in range(len(timesteps) - 1):

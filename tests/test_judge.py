@@ -208,6 +208,8 @@ def test_every_snippet_of_the_hidden_checks_is_registered():
     assert not missing, f"harness snippets not passed by a name registered in autograder/harness.py: {missing}"
     texts = list(harness.SNIPPETS.values())
     assert len(set(texts)) == len(texts), "two names for the same snippet in autograder/harness.py"
+    unused = set(harness.SNIPPETS) - set(found.values())
+    assert not unused, f"registered snippets that no hidden check uses: {sorted(unused)}"
 
 
 def test_a_message_over_the_limit_is_refused_before_it_is_read():

@@ -58,7 +58,8 @@ def clip_loss(fn) -> None:
     c = Checks("clip_loss (hidden)")
     g = _gen("clip_loss")
     cases = [(7, 5, 0.5 + 2.5 * torch.rand(1, generator=g).item()), (12, 16, math.log(1 / 0.07)),
-             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item())), (1, 4, 1.0 + torch.rand(1, generator=g).item())]
+             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item())), (1, 4, 1.0 + torch.rand(1, generator=g).item()),
+             (6, 4, math.log(0.2 + 0.6 * torch.rand(1, generator=g).item()))]  # t < 0: a scale below 1, not clamped
     for B, E, t in cases:
         I = torch.randn(B, E, generator=g, dtype=torch.float64) * (0.2 + 3 * torch.rand(B, 1, generator=g,
                                                                                     dtype=torch.float64))
@@ -110,11 +111,15 @@ def clip_loss(fn) -> None:
 NAMED_SHAPES = 'ch04.named_shapes'
 COPY_BY_NAME = 'ch04.copy_by_name'
 FORWARD = 'ch04.forward'
+# The shapes of what the learner's ln_final outputs during one forward pass (eval, no grad).
+LN_FINAL_SHAPES = 'ch04.ln_final_shapes'
 
 
 def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, inputs: str) -> None:
-    """Copy the reference's parameters and BatchNorm statistics into the learner's module by name."""
+    """Copy the reference's parameters and BatchNorm statistics into the learner's module by
+    name: its persistent buffers only (the learner's own causal mask is kept)."""
     name = learner.__name__
+    state = reference.state_dict()
     lp = _in_kernel(c, name, NAMED_SHAPES, inputs=inputs, model=learner)
     rp = {k: tuple(v.shape) for k, v in reference.named_parameters()}
     if lp != rp:
@@ -127,7 +132,7 @@ def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, 
                hint=DIAG["encoder_names"])
     _in_kernel(c, name, COPY_BY_NAME, inputs=inputs, model=learner,
                params={k: v.detach() for k, v in reference.named_parameters()},
-               buffers={k: v.detach() for k, v in reference.named_buffers()})
+               buffers={k: v.detach() for k, v in reference.named_buffers() if k in state})
 
 
 def _forward(c: Checks, model: RemoteObject, x: torch.Tensor, train: bool, inputs: str):
@@ -187,16 +192,25 @@ def encoders(ImageEncoder, TextEncoder) -> None:
                 mistakes=known_mistakes(CH, "ImageEncoder", lambda cls: _run_with(cls, kw, reference, x, train)),
                 hint=DIAG["image_layers"])
 
-    kw = dict(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9)
+    # heads 3 and 4: with an even number of heads, eval mode without gradients takes
+    # PyTorch's fast path, the only one that reads the mask itself (the others use is_causal)
+    for heads in (3, 4):
+        _text_encoder(c, g, TextEncoder, heads)
+    c.done()
+
+
+def _text_encoder(c: Checks, g: torch.Generator, TextEncoder, heads: int) -> None:
+    kw = dict(vocab_size=23, embed_dim=10, width=24, layers=2, heads=heads, context_length=9)
     reference = ref.TextEncoder(**kw)
     text = _texts(g, 6, 9, eot=22)
-    inputs = ("TextEncoder(vocab_size=23, embed_dim=10, width=24, layers=2, heads=3, context_length=9), "
+    inputs = (f"TextEncoder(vocab_size=23, embed_dim=10, width=24, layers=2, heads={heads}, context_length=9), "
               "random text (6, 9) with end-of-text id 22, the reference's weights")
     model = c.call(TextEncoder, **kw, inputs=inputs)
     _copy_weights(c, model, reference, inputs)
     # L = context_length, then shorter texts (L < context_length) and a batch of one
     short = _texts(g, 6, 6, eot=22)
-    for tokens, train, what in [(text, False, "text (6, 9) = context_length"), (text, True, "text (6, 9), train mode"),
+    for tokens, train, what in [(text, False, "text (6, 9) = context_length, eval mode, no gradients"),
+                                (text, True, "text (6, 9), train mode"),
                                 (short, False, "text (6, 6), shorter than context_length 9"),
                                 (short[2:3], False, "text (1, 6), a batch of one")]:
         tin = inputs + f"; {what}"
@@ -208,7 +222,9 @@ def encoders(ImageEncoder, TextEncoder) -> None:
         c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=tin,
                 mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, tokens, train)),
                 hint=DIAG["text_layers"])
-    c.done()
+    shapes = _in_kernel(c, model.__name__, LN_FINAL_SHAPES, inputs=inputs, model=model, x=short)
+    c.true(shapes == [(6, 6, 24)], "ln_final was not applied (once) to the Transformer's output (B, L, width)",
+           inputs=inputs + "; text (6, 6)", expected=[(6, 6, 24)], got=shapes, hint=DIAG["text_no_ln"])
 
 
 # A random text encoder (open_clip's TextTransformer: token + position embedding, causal

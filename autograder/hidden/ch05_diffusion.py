@@ -494,6 +494,10 @@ def guidance(drop_labels, guided_eps) -> None:
            hint=ch05.DIAGNOSES["labels_in_place"])
     c.true(kept_rng, "the global random generator was used: every draw must come from the generator passed in",
            inputs=inputs, hint=ch05.DIAGNOSES["global_rng"])
+    changed = out != y
+    c.true(bool((out[changed] == null).all()), "the dropped labels must become null_label", inputs=inputs,
+           expected=f"null_label = {null}", got=f"labels changed to {sorted(set(out[changed].tolist()))[:5]}",
+           hint=ch05.DIAGNOSES["drop_below"])
     frac = (out == null).double().mean().item()
     c.true(abs(frac - p) < 0.05, "the fraction of dropped labels should be p_uncond", inputs=inputs,
            expected=f"{p:.3f}", got=f"{frac:.3f}",

@@ -125,6 +125,14 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c.tensor("logvar", got[1], shape=tuple(want[1].shape), inputs=what)
     c.close("logvar", got[1], want[1], atol=1e-5, inputs=what,
             hint=ch06.DIAGNOSES["clamp"])
+    got = c.call(mine, x, noise, inputs=what + ", forward(x, noise)")
+    with torch.no_grad():
+        want = theirs(x, noise)
+    c.true(isinstance(got, tuple) and len(got) == 3, "forward must return (x_hat, mean, logvar)", inputs=what)
+    c.close("logvar returned by forward", got[2], want[2], atol=1e-5, inputs=what,
+            hint=ch06.DIAGNOSES["forward_clamp"])
+    c.close("x_hat", got[0], want[0], atol=1e-4 * max(1.0, float(want[0].abs().max())), rtol=1e-3, inputs=what,
+            hint=ch06.DIAGNOSES["forward_clamp"])
     # B >= 3 and 12 latent elements per example: a KL summed over the batch (B times the
     # mean), one without its factor 0.5 (twice) and one averaged over the elements (1/12)
     # give distinct values.
@@ -147,9 +155,15 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     # a mean clearly away from 0 (|mean| >= 1, spread <= 2.5), so that the RMS and the std differ
     sign = 1.0 if float(torch.rand(1, generator=g)) < 0.5 else -1.0
     # and a spread that varies from example to example, as real latents' does
-    spread = (0.5 + 2 * float(torch.rand(1, generator=g))) * (0.5 + torch.rand(400, 1, 1, 1, generator=g))
+    base = 0.5 + 2 * float(torch.rand(1, generator=g))
+    spread = base * (0.5 + torch.rand(400, 1, 1, 1, generator=g))
     Z = sign * (1 + 2 * float(torch.rand(1, generator=g))) + spread * torch.randn(400, 4, 3, 3, generator=g)
-    inputs = "Z (400, 4, 3, 3) with a random mean (|mean| >= 1) and a spread varying across examples"
+    # and channels with different means (summing to 0): the std of all elements is not the
+    # mean of the per-channel stds
+    offsets = torch.tensor([-1.0, -0.3, 0.3, 1.0])[torch.randperm(4, generator=g)] * base
+    Z = Z + offsets.view(1, 4, 1, 1)
+    inputs = "Z (400, 4, 3, 3) with a random mean (|mean| >= 1), a spread varying across examples and " \
+             f"channel offsets {[round(v, 2) for v in offsets.tolist()]}"
     s = c.call(latent_scale_factor, Z.clone(), inputs=inputs)
     c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
            got=type(s).__name__)
@@ -273,6 +287,14 @@ def cross_attn_block(CrossAttnBlock) -> None:
                 mistakes=known_mistakes(CH, "CrossAttnBlock", mutant_out))
     c.tensor("last_attn", last_attn, shape=(B, heads, H * W, L), inputs=inputs)
     c.close("last_attn", last_attn, theirs.last_attn, atol=1e-5, inputs=inputs)
+    # x of amplitude 1e-3 (variance 1e-6): GroupNorm's eps = 1e-6 matters
+    small = 1e-3 * x
+    inputs = inputs.replace(f"x ({B}", f"x * 1e-3 ({B}")
+    got, _ = c.call(_in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
+                    StandIn=stand_in, model=mine, args=(small, context, mask), inputs=inputs)
+    with torch.no_grad():
+        c.close("output", got, theirs(small, context, mask), atol=1e-4, inputs=inputs,
+                hint=ch06.DIAGNOSES["groupnorm_eps"])
     c.done()
 
 
@@ -348,6 +370,18 @@ def training_loss(fn) -> None:
                for u, v in zip(again, (z_t, t, ctx, msk)))
     c.true(same, "two calls with generators of the same seed gave different draws", inputs=inputs + ", called twice",
            hint=ch06.DIAGNOSES["global_rng"])
+    # float32 latents and captions with float64 alpha_bars: z_t and the loss keep z0's dtype
+    n = 64
+    args = (z0[:n].float(), context[:n].float(), mask[:n], null_context.float(), null_mask, ab, p,
+            torch.Generator().manual_seed(seed))
+    inputs = f"z0 ({n}, 2, 3, 3) float32, context float32, alpha_bars float64 (T = {T}), p_uncond = {p:.3f}, " \
+             "the recording stand-in U-Net"
+    loss, calls, _, _, _, _ = c.call(_in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
+    c.true(len(calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
+           got=f"{len(calls)} calls")
+    c.true(calls[0][0].dtype == torch.float32, "z_t given to the U-Net must have z0's dtype", inputs=inputs,
+           expected=torch.float32, got=calls[0][0].dtype, hint=ch06.DIAGNOSES["loss_dtype"])
+    c.tensor("loss", loss, shape=(), dtype=torch.float32, inputs=inputs)
     c.done()
 
 
@@ -358,12 +392,15 @@ def training_loss(fn) -> None:
 # workbook.ch06.make_scheduler) or its EulerDiscreteScheduler (init_noise_sigma far from 1,
 # scale_model_input not the identity), all from torch and diffusers and the judge's random tables.
 GENERATE_HARNESS = 'ch06.generate_harness'
+# In the kernel: the stand-in U-Net behind a guard that raises, in the learner's terms, when
+# t is not (2B,) int64 or the context has not 2B rows.
+CHECKED_UNET = 'ch06.checked_unet'
 
 
 def generate(fn) -> None:
     c = Checks("generate (hidden)")
     g = _gen("generate")
-    B, ch, hw, D, L = _int(g, 1, 4), _int(g, 1, 5), _int(g, 2, 5), _int(g, 2, 6), 6
+    B, ch, hw, D, L = _int(g, 2, 5), _int(g, 1, 5), _int(g, 2, 5), _int(g, 2, 6), 6  # B >= 2: 2B rows differ
     steps, scale, sf = _int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
     table = torch.randn(64, D, generator=g)
     a = torch.randn(ch, ch, generator=g) / ch
@@ -376,6 +413,7 @@ def generate(fn) -> None:
              f"latent_shape = ({ch}, {hw}, {hw}), scale_factor = {sf:.3f}, a random stand-in U-Net"
     kwargs = dict(guidance_scale=scale, num_steps=steps, latent_shape=(ch, hw, hw), scale_factor=sf)
     enc_k, unet_k, decode_k, make_scheduler_k = there
+    unet_k = run(CHECKED_UNET, unet=unet_k)
     got = c.call(fn, prompts, enc_k, unet_k, decode_k, make_scheduler_k(), **kwargs,
                  generator=torch.Generator().manual_seed(seed), inputs=inputs)
     want = ref.generate(prompts, encode_text, unet, decode, make_scheduler(), **kwargs,

@@ -47,6 +47,25 @@ def _scale(*xs) -> float:
     return max(float(x.abs().max()) for x in xs)
 
 
+# The learner's function called in the kernel, bringing back its arguments as they are
+# after the call (an in-place change of an input would not travel back otherwise).
+KEEP_INPUTS = 'ch05.keep_inputs'
+
+
+def _keeping(c: Checks, name: str, fn, args: tuple, names: tuple, inputs: str, hints: dict | None = None):
+    """Call the learner's `fn(*args)` in the kernel, fail if it changed one of its tensor
+    arguments in place, and return what it returned."""
+    res = c.call(_in_kernel(name, KEEP_INPUTS, fn=fn, args=list(args)), inputs=inputs)
+    out, after = res
+    for arg_name, before, now in zip(names, args, after):
+        if isinstance(before, torch.Tensor):
+            same = isinstance(now, torch.Tensor) and now.shape == before.shape and torch.equal(now, before)
+            c.true(same, f"{name} must leave its input {arg_name} unchanged", inputs=inputs,
+                   expected=f"{arg_name} unchanged", got=f"{arg_name} changed in place",
+                   hint=(hints or {}).get(arg_name, DIAGNOSES["inputs_in_place"]))
+    return out
+
+
 def _pair(c: Checks, out, what: str, inputs: str):
     c.true(isinstance(out, tuple) and len(out) == 2, f"{what} must return a pair (a tuple of two values)",
            inputs=inputs, got=type(out).__name__)
@@ -68,7 +87,7 @@ def path(flow_path, velocity_target) -> None:
         idx = torch.randint(0, len(lib.timesteps), (B,), generator=g)
         t = lib.sigmas[idx].double()  # the scheduler's times, float64 for the learner
         inputs = f"x0, eps {shape} {str(dtype)[6:]}, t = {[round(v, 4) for v in t.tolist()]} float64"
-        x_t = c.call(flow_path, x0.clone(), eps.clone(), t.clone(), inputs=inputs)
+        x_t = _keeping(c, "flow_path", flow_path, (x0.clone(), eps.clone(), t.clone()), ("x0", "eps", "t"), inputs)
         c.tensor("x_t", x_t, shape=shape, dtype=dtype, inputs=inputs)
         if dtype == F32:  # diffusers forms the path in float32: inside the float32 tolerance
             want = lib.scale_noise(x0.clone(), lib.timesteps[idx], eps.clone()).double()
@@ -78,7 +97,8 @@ def path(flow_path, velocity_target) -> None:
             what = "x_t"
         c.close(what, x_t, want, **tolerance(dtype, _scale(x0, eps), 4), inputs=inputs,
                 mistakes=known_mistakes(CH, "flow_path", lambda f: f(x0.clone(), eps.clone(), t.clone())))
-        v = c.call(velocity_target, x0.clone(), eps.clone(), inputs=f"x0, eps {shape} {str(dtype)[6:]}")
+        v = _keeping(c, "velocity_target", velocity_target, (x0.clone(), eps.clone()), ("x0", "eps"),
+                     f"x0, eps {shape} {str(dtype)[6:]}")
         c.tensor("v", v, shape=shape, dtype=dtype, inputs=inputs)
         c.close("v", v, eps.double() - x0.double(), **tolerance(dtype, _scale(x0, eps)), inputs=inputs,
                 mistakes=known_mistakes(CH, "velocity_target", lambda f: f(x0.clone(), eps.clone())))
@@ -159,6 +179,9 @@ def flow_matching_loss(fn) -> None:
                 mistakes=known_mistakes(CH, "flow_matching_loss", mutant_value))
         c.true(isinstance(grad, torch.Tensor) and bool(grad.abs() > 0), "no gradient reached the model's parameters",
                inputs=inputs, hint=DIAGNOSES["loss_graph"])
+        _keeping(c, "flow_matching_loss", fn, (model, x0.clone(), None if eps is None else eps.clone(),
+                                               None if y is None else y.clone(), torch.Generator().set_state(state),
+                                               logit), ("model", "x0", "eps", "y"), inputs)
     c.done()
 
 
@@ -166,10 +189,8 @@ def flow_matching_loss(fn) -> None:
 
 # A nonlinear velocity field, elementwise in x: v = a tanh(x) (1 + t) + b t^2 + k x; it
 # records each call.
-FIELD = 'ch07.field'
+FIELD = 'ch07.velocity_field'
 CALLS = 'ch07.calls'
-# The learner's sampler called in the kernel, bringing back x1 as it is after the call.
-SAMPLE = 'ch07.sample'
 CLEAR = 'ch07.clear'
 
 
@@ -240,10 +261,8 @@ def samplers(euler_sample, heun_sample) -> None:
     inputs = f"x1 {shape} float64, a nonlinear field, uneven timesteps {[round(v, 3) for v in times.tolist()]}"
     for fn, name, r, n_calls in ((euler_sample, "euler_sample", ref.euler_sample, n),
                                  (heun_sample, "heun_sample", ref.heun_sample, 2 * n - 1)):
-        out, x1_after = c.call(_in_kernel(name, SAMPLE, fn=fn, field=there, x1=x1.clone(), timesteps=times.clone()),
-                               inputs=inputs)
-        c.true(isinstance(x1_after, torch.Tensor) and torch.equal(x1_after, x1), f"{name} must leave x1 unchanged",
-               inputs=inputs, hint=DIAGNOSES["in_place"])
+        out = _keeping(c, name, fn, (there, x1.clone(), times.clone()), ("velocity", "x1", "timesteps"), inputs,
+                       hints={"x1": DIAGNOSES["in_place"]})
         c.tensor(name, out, shape=shape, dtype=F64, inputs=inputs)
         _check_calls(c, there, times, n_calls, B, F64, inputs, name, heun=name == "heun_sample")
         want = r(here, x1.clone(), times.clone())
@@ -253,6 +272,11 @@ def samplers(euler_sample, heun_sample) -> None:
 
 
 # ----------------------------------------------------------------------------- 4 the bridge
+
+def _same_dtype(c: Checks, what: str, out, dtype, inputs: str) -> None:
+    c.true(not isinstance(out, torch.Tensor) or out.dtype == dtype, f"{what} must have x_t's dtype", inputs=inputs,
+           expected=dtype, got=getattr(out, "dtype", None), hint=DIAGNOSES["bridge_dtype"])
+
 
 def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
     c = Checks("bridge (hidden)")
@@ -269,7 +293,8 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
         z = z64.to(dtype)
         inputs = f"DDPM points {shape} {str(dtype)[6:]} of random x0, eps; a = {[round(v, 3) for v in a.tolist()]} " \
                  "float64"
-        out = _pair(c, c.call(ddpm_to_flow, z.clone(), a.clone(), inputs=inputs), "ddpm_to_flow", inputs)
+        out = _pair(c, _keeping(c, "ddpm_to_flow", ddpm_to_flow, (z.clone(), a.clone()), ("x_ddpm", "a"), inputs),
+                    "ddpm_to_flow", inputs)
         x_t, t = out
         x_want, t_want = ref.ddpm_to_flow(z.double(), a)
         c.tensor("t", t, shape=(B,), dtype=dtype, inputs=inputs)
@@ -284,9 +309,11 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
         tau = torch.rand(B, generator=g, dtype=F64) * 0.85
         xt = ref.flow_path(x0, eps, tau).to(dtype)
         e_hat = (eps + 0.3 * torch.randn(shape, generator=g, dtype=F64)).to(dtype)
-        tt = tau.to(dtype)
-        inputs = f"x_t, eps_hat {shape} {str(dtype)[6:]}, t = {[round(v, 3) for v in tau.tolist()]}"
-        v = c.call(eps_to_velocity, e_hat.clone(), xt.clone(), tt.clone(), inputs=inputs)
+        tt = tau.to(F64 if dtype == F32 else F32)  # t in the other dtype: the result keeps x_t's
+        inputs = f"x_t, eps_hat {shape} {str(dtype)[6:]}, t = {[round(v, 3) for v in tt.tolist()]} {str(tt.dtype)[6:]}"
+        v = _keeping(c, "eps_to_velocity", eps_to_velocity, (e_hat.clone(), xt.clone(), tt.clone()),
+                     ("eps_hat", "x_t", "t"), inputs)
+        _same_dtype(c, "v", v, dtype, inputs)
         c.tensor("v", v, shape=shape, dtype=dtype, inputs=inputs)
         v_want = ref.eps_to_velocity(e_hat.double(), xt.double(), tt.double())
         c.close("v", v, v_want, **tolerance(dtype, _scale(xt, e_hat), 16), inputs=inputs,
@@ -294,7 +321,9 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
                                         lambda f: f(e_hat.double(), xt.double(), tt.double())),
                 hint=DIAGNOSES["eps_to_v"])
         vv = v_want.to(dtype)
-        e = c.call(velocity_to_eps, vv.clone(), xt.clone(), tt.clone(), inputs=inputs + ", v = the velocity above")
+        e = _keeping(c, "velocity_to_eps", velocity_to_eps, (vv.clone(), xt.clone(), tt.clone()), ("v", "x_t", "t"),
+                     inputs + ", v = the velocity above")
+        _same_dtype(c, "eps", e, dtype, inputs)
         c.tensor("eps", e, shape=shape, dtype=dtype, inputs=inputs)
         c.close("eps (the round trip eps_hat -> v -> eps)", e,
                 ref.velocity_to_eps(vv.double(), xt.double(), tt.double()), **tolerance(dtype, _scale(xt, vv), 8),
@@ -310,13 +339,13 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
 NET = 'ch07.net'
 # The learner's drop_labels in the kernel: its output, y after the call (an in-place change
 # would not travel back otherwise), whether the global RNG was left alone.
-DROP = 'ch05.drop'
+DROP = 'ch07.drop'
 
 
 def guidance(drop_labels, guided_velocity) -> None:
     c = Checks("guidance (hidden)")
     g = _gen("guidance")
-    for p in (_uniform(g, 0.05, 0.6), 1.0):
+    for p in (_uniform(g, 0.05, 0.6), 1.0, 0.0):
         null = _int(g, 10, 100)
         B = _int(g, 200, 2000)
         y = torch.randint(0, 10, (B,), generator=g)
@@ -324,13 +353,17 @@ def guidance(drop_labels, guided_velocity) -> None:
         inputs = f"{B} random labels, p_uncond = {p:.3f}, null_label = {null}, a seeded generator"
         res = c.call(_in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
                                 generator=torch.Generator().manual_seed(seed)), inputs=inputs)
-        out, y_after, kept = res
+        out, y_after, kept, fresh, state_after = res
         c.true(kept, "the global random generator was used: draw with the generator passed in", inputs=inputs,
-               hint=DIAGNOSES["drop_rate"])
+               hint=DIAGNOSES["drop_global"])
         c.tensor("labels", out, shape=(B,), dtype=torch.int64, inputs=inputs)
         c.true(isinstance(y_after, torch.Tensor) and torch.equal(y_after, y), "drop_labels must not modify y in place",
                inputs=inputs, hint=DIAGNOSES["drop_inplace"])
-        u = torch.rand(B, generator=torch.Generator().manual_seed(seed))
+        c.true(fresh, "drop_labels must return a new tensor, not y itself", inputs=inputs, hint=DIAGNOSES["drop_fresh"])
+        replay = torch.Generator().manual_seed(seed)
+        u = torch.rand(B, generator=replay)
+        c.true(torch.equal(state_after, replay.get_state()), "the generator was not advanced by one draw per label",
+               inputs=inputs, expected="one torch.rand(B, generator=generator) draw", hint=DIAGNOSES["drop_draws"])
         want = torch.where(u < p, torch.full_like(y, null), y)
         c.close("labels", out, want, atol=0, rtol=0, inputs=inputs, hint=DIAGNOSES["drop_rate"],
                 mistakes=known_mistakes(CH, "drop_labels",
@@ -344,7 +377,8 @@ def guidance(drop_labels, guided_velocity) -> None:
         t = torch.rand(B, generator=g)
         yy = torch.randint(0, null, (B,), generator=g)
         inputs = f"a random network, x {shape} float32, random t and y, scale = {scale:.3f}, null_label = {null}"
-        out = c.call(guided_velocity, net_there, x.clone(), t.clone(), yy.clone(), scale, null, inputs=inputs)
+        out = _keeping(c, "guided_velocity", guided_velocity, (net_there, x.clone(), t.clone(), yy.clone(), scale, null),
+                       ("model", "x_t", "t", "y"), inputs)
         c.tensor("v", out, shape=shape, dtype=F32, inputs=inputs)
         want = ref.guided_velocity(net, x.double(), t.double(), yy, scale, null)
         c.close("v", out, want, **tolerance(F32, 1 + 2 * scale, 8), inputs=inputs,
@@ -358,20 +392,19 @@ def guidance(drop_labels, guided_velocity) -> None:
 def straightness(fn) -> None:
     c = Checks("straightness (hidden)")
     g = _gen("straightness")
-    for dtype in (F64, F32):
+    # the last grid does not run from 1 to 0: S is divided by the total time t_0 - t_n
+    for dtype, (first, last) in ((F64, (1.0, 0.0)), (F32, (1.0, 0.0)), (F64, (_uniform(g, 0.6, 0.9), _uniform(g, 0.1, 0.4)))):
         here, there = twin(FIELD, a=_uniform(g, 0.5, 1.5), b=_uniform(g, -1.0, 1.0), k=_uniform(g, -0.5, 0.5))
         n = _int(g, 2, 8)
         inner = torch.sort(torch.rand(n - 1, generator=g, dtype=F64) * 0.9 + 0.05, descending=True).values
-        times = torch.cat([torch.ones(1, dtype=F64), inner, torch.zeros(1, dtype=F64)])
+        times = torch.cat([torch.ones(1, dtype=F64), inner, torch.zeros(1, dtype=F64)]) * (first - last) + last
         B = _int(g, 1, 6)
         shape = _shape(g, B, images=True if dtype == F64 else None)
         x1 = torch.randn(shape, generator=g, dtype=dtype)
         inputs = f"x1 {shape} {str(dtype)[6:]}, a nonlinear field, uneven timesteps " \
                  f"{[round(v, 3) for v in times.tolist()]}"
-        out, x1_after = c.call(_in_kernel("straightness", SAMPLE, fn=fn, field=there, x1=x1.clone(),
-                                          timesteps=times.clone()), inputs=inputs)
-        c.true(isinstance(x1_after, torch.Tensor) and torch.equal(x1_after, x1), "straightness must leave x1 unchanged",
-               inputs=inputs, hint=DIAGNOSES["in_place"])
+        out = _keeping(c, "straightness", fn, (there, x1.clone(), times.clone()), ("velocity", "x1", "timesteps"),
+                       inputs, hints={"x1": DIAGNOSES["in_place"]})
         out = _pair(c, out, "straightness", inputs)
         S, x0 = out
         calls = c.call(_in_kernel("velocity", CALLS, field=there), inputs=inputs)
@@ -384,7 +417,7 @@ def straightness(fn) -> None:
         c.tensor("S", S, shape=(), dtype=dtype, inputs=inputs)
         c.close("S", S, S_want, **tolerance(dtype, float(S_want), 16 * n), inputs=inputs,
                 mistakes=known_mistakes(CH, "straightness", lambda f: f(here, x1.double(), times.clone())[0]),
-                hint=DIAGNOSES["straight_end"])
+                hint=DIAGNOSES["straight_end"] if (first, last) == (1.0, 0.0) else DIAGNOSES["straight_total"])
     c.done()
 
 

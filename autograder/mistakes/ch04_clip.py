@@ -138,6 +138,20 @@ MISTAKES = [
             "not every statement is true", diagnosed=False),
 ]
 
+MISTAKES += [
+    # reviewers' escapes
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
+            "logit_scale.exp().clamp(1.0, 100.0)", D["clip_cap_below"]),
+    Mistake("encoders_checks", "TextEncoder", ".triu(1)", ".tril(-1)", D["text_no_mask"]),
+    Mistake("encoders_checks", "TextEncoder", ".triu(1)", ".triu(2)", D["text_no_mask"]),
+    Mistake("encoders_checks", "TextEncoder",
+            "x = self.ln_final(x)\n        # T_f = h[eot]: the end-of-text token has the largest id\n"
+            "        eot = text.argmax(dim=-1)  # (B,)\n        x = x[torch.arange(B, device=text.device), eot]  # (B, width)\n"
+            "        return self.text_projection(x)",
+            "eot = text.argmax(dim=-1)  # (B,)\n        x = x[torch.arange(B, device=text.device), eot]  # (B, width)\n"
+            "        return self.text_projection(self.ln_final(x))", D["text_no_ln"]),
+]
+
 ALTERNATIVES = [
     Alternative("clip_loss_checks", "clip_loss", '''
 def clip_loss(image_features, text_features, logit_scale):

@@ -138,7 +138,8 @@ MISTAKES = [
     Mistake("guidance_checks", "drop_labels", "return torch.where(drop, torch.full_like(y, null_label), y)",
             "y[drop] = null_label\n    return y", D["labels_in_place"]),
     # quiz
-    Mistake("quiz_predicts", "answer_predicts", '"B"', '"A"', "the misconception", diagnosed=False),
+    Mistake("quiz_predicts", "answer_predicts", '"B"', '"A"', "x0_hat taken for the previous step", diagnosed=False),
+    Mistake("quiz_predicts", "answer_predicts", '"B"', '"D"', "x0_hat taken for the data mean", diagnosed=False),
     Mistake("quiz_predicts", "answer_guidance_w", '"B"', '"A"', "w = 0 read as the unconditional model", diagnosed=False),
     Mistake("quiz_diffusion_facts", "answer_diffusion_facts", '{"A", "B", "D", "E"}', '{"A", "B", "D", "E", "F"}',
             "not every statement is true", diagnosed=False),
@@ -228,6 +229,10 @@ MISTAKES += [
             D["guided_null_label"], expect=WRONG_VALUES),
     Mistake("guidance_checks", "guided_eps", "eps_c, eps_u = eps[:B], eps[B:]", "eps_u, eps_c = eps[:B], eps[B:]",
             D["guidance_inverted"]),
+    Mistake("guidance_checks", "guided_eps",
+            "eps = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))",
+            "y_c = y.clone()\n    eps = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y_c, y.fill_(null_label)]))",
+            D["inputs_in_place"]),
 ]
 
 ALTERNATIVES = [

@@ -172,6 +172,24 @@ MISTAKES += [
             "torch.randn((B, *latent_shape))", D["start_latents"]),
     Mistake("generate_checks", "generate", "eps_u, eps_c = unet(", "eps_c, eps_u = unet(",
             D["guidance_inverted"]),
+    # reviewers' escapes
+    Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
+            "return 1.0 / Z.float().std(dim=(0, 2, 3)).mean().item()", D["scale_per_channel"]),
+    Mistake("autoencoder_checks", "KLAutoencoder", "mean, logvar = self.encode(x)\n",
+            "mean, logvar = self.encoder(x).chunk(2, dim=1)\n", D["forward_clamp"]),
+    Mistake("cross_attn_block_checks", "CrossAttnBlock", "nn.GroupNorm(groups, C, eps=1e-6)",
+            "nn.GroupNorm(groups, C)", D["groupnorm_eps"]),
+    Mistake("generate_checks", "generate", "dtype=torch.long, device=context.device)",
+            "dtype=torch.float32, device=context.device)", D["unet_t"],
+            expect=r"t given to the U-Net has|U-Net must be given t as a"),
+    Mistake("generate_checks", "generate", "unet(latent_input, t_batch, context, mask)",
+            "unet(latent_input, timestep, context, mask)", D["unet_t"],
+            expect=r"t given to the U-Net has|U-Net must be given t as a"),
+    Mistake("generate_checks", "generate", 'uncond, uncond_mask = encode_text([""] * B)',
+            'uncond, uncond_mask = encode_text([""])', D["empty_caption"],
+            expect=r"empty caption must be encoded once per prompt"),
+    Mistake("training_loss_checks", "training_loss", "ab = alpha_bars.to(device=z0.device, dtype=z0.dtype)[t]",
+            "ab = alpha_bars.to(device=z0.device)[t]", D["loss_dtype"]),
 ]
 
 ALTERNATIVES = [

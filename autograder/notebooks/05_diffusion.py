@@ -756,11 +756,10 @@ plt.show()
 # Answer by assigning Python values. The check cell only verifies the format; the answers
 # are graded when you submit.
 #
-# **Q1.** The network is trained on $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 -
-# \bar\alpha_t}\, \varepsilon$. What does it predict? Set `answer_predicts` to one letter.
-# A: the noise added between step $t-1$ and step $t$ · B: the whole noise $\varepsilon$
-# mixed into $x_0$, of which each sampling step removes only a part · C: the image
-# $x_{t-1}$ of the previous step · D: the variance $\beta_t$ of the step.
+# **Q1.** Suppose that at some step $t > 0$ the network predicted the noise of $x_t$
+# exactly: $\hat\varepsilon = \varepsilon$. What is `ddpm_step`'s $\hat x_0$ then? Set
+# `answer_predicts` to one letter. A: $x_{t-1}$, one step cleaner than $x_t$ · B: $x_0$
+# itself, exactly · C: $x_t$ unchanged · D: the mean of the training images.
 #
 # **Q2.** Ho & Salimans write guidance as $(1 + w)\,\varepsilon_c - w\,\varepsilon_u$
 # with a weight $w$. What does their $w = 0$ sample from? Set `answer_guidance_w` to one

@@ -42,6 +42,8 @@ DIAGNOSES: dict[str, str] = {
     "reparam_shared_eps": "one noise vector was shared by all rows: draw eps with the whole shape of mu",
     "reparam_shape": "the noise was drawn for 2-D inputs only: mu may have any leading shape (..., k), "
                      "draw eps with mu.shape",
+    "reparam_clamp": "do not clamp logvar: sigma = exp(0.5 * logvar) for every logvar (trained encoders give "
+                     "logvar far below -5)",
     "reparam_draw": "eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype); "
                     "z = mu + exp(0.5 * logvar) * eps",
     # VAE module
@@ -434,7 +436,7 @@ class TinyLatentModel(nn.Module):
         self.b = nn.Parameter(torch.tensor([0.0, -0.5, 0.5, 0.2, -1.0], dtype=dtype))
 
     def encode(self, x):
-        return 2 * x[:, :2], x[:, 2:4] - 1
+        return 2 * x[..., :2], x[..., 2:4] - 1
 
     def decode(self, z):
         return z @ self.W.T + self.b

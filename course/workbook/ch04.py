@@ -29,6 +29,8 @@ DIAGNOSES: dict[str, str] = {
     "clip_normalised_batch": "features were normalised along the batch (dim=0): normalise each row (dim=-1)",
     "clip_no_exp": "the scale is exp(logit_scale), not logit_scale itself: exponentiate it",
     "clip_no_cap": "exp(logit_scale) must be capped at 100 (logit_scale.exp().clamp(max=100))",
+    "clip_cap_below": "cap exp(logit_scale) from above only: a scale below 1 (logit_scale < 0) is kept, "
+                      "logit_scale.exp().clamp(max=100)",
     "clip_item": "keep exp(logit_scale) a tensor in the graph: no .item(), .detach(), float() or math.exp",
     "clip_divided": "the cosine similarities must be multiplied by exp(logit_scale), not divided",
     "clip_image_only": "only the image -> text direction (cross-entropy over the rows of the logits): average it with "
@@ -54,8 +56,9 @@ DIAGNOSES: dict[str, str] = {
                  "text.argmax(dim=-1)]",
     "text_first": "you took the feature of the first (start-of-text) token: take it at the end-of-text token, "
                   "x[torch.arange(B), text.argmax(dim=-1)]",
-    "text_no_mask": "without a causal mask, later tokens leak into the end-of-text feature: pass "
-                    "mask=self.attn_mask[:L, :L] (-inf above the diagonal) and is_causal=True",
+    "text_no_mask": "without a causal mask, or with a wrong one, later tokens leak into the end-of-text feature: "
+                    "pass mask=self.attn_mask[:L, :L] (-inf exactly above the diagonal, .triu(1)) and "
+                    "is_causal=True (PyTorch reads the mask itself in eval mode without gradients)",
     "text_no_position": "add the positional embedding to the token embeddings: x = token_embedding(text) + "
                         "positional_embedding[:L]",
     "text_no_ln": "x = self.ln_final(x) after the Transformer, before picking the end-of-text feature",

@@ -20,8 +20,8 @@ QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_
 QUIZ_SETS = {"answer_diffusion_facts"}  # answered with a set of letters
 # The idea behind each question, shown with a wrong answer (it does not name the letter).
 QUIZ_EXPLAIN = {
-    "answer_predicts": "the loss compares the output with the very eps that was mixed into x_0 in one closed-form "
-                       "jump to x_t; a sampling step then removes only the share of it that belongs to one step",
+    "answer_predicts": "put eps_hat = eps into x0_hat = (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t) and x_t = "
+                       "sqrt(a_t) x_0 + sqrt(1 - a_t) eps, and simplify",
     "answer_guidance_w": "expand eps_u + s (eps_c - eps_u) and match the coefficient of eps_c with (1 + w); then put "
                          "w = 0 and see which prediction is left",
     "answer_diffusion_facts": "weigh each statement alone: what eta = 0 removes from DDIM's update, whether the DDPM "
@@ -617,7 +617,8 @@ def check_guidance(drop_labels, guided_eps) -> None:
     base = t.double() / 1000
     for s in (3.0, 0.0, 1.0):
         inputs = f"a stand-in model eps = label + t / 1000, y = [2, 7, 4], t = [0, 500, 0], null_label = 10, scale = {s}"
-        out = c.call(guided_eps, model, x, t, y, s, 10, inputs=inputs)
+        out = _call_keeping_inputs(c, guided_eps, model, x.clone(), t.clone(), y.clone(), s, 10,
+                                   names=("model", "x_t", "t", "y", "scale", "null_label"), inputs=inputs)
         c.tensor("eps", out, shape=(3, 1, 2, 2), dtype=torch.float32, inputs=inputs)
         want = (10 + s * (y.double() - 10) + base).view(3, 1, 1, 1).expand(3, 1, 2, 2)
         c.close(f"eps at scale {s:g}", out, want, atol=1e-5, inputs=inputs, mistakes={

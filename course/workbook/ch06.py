@@ -106,6 +106,14 @@ DIAGNOSES: dict[str, str] = {
     "loss_per_example": "the squared error was summed per example: take the mean over all elements (F.mse_loss)",
     # generate
     "empty_caption": "the unconditional branch uses the empty caption [''] * B",
+    "unet_t": "give the U-Net t as a (2B,) int64 tensor, one timestep per row of the doubled batch: "
+              "torch.full((2 * B,), int(t), dtype=torch.long)",
+    "scale_per_channel": "one standard deviation over all elements of Z (all channels together), not the mean "
+                         "of the per-channel ones",
+    "groupnorm_eps": "the block's GroupNorm takes eps=1e-6 (nn.GroupNorm(groups, C, eps=1e-6)), as diffusers'",
+    "forward_clamp": "forward must use encode (with its clamp): the log-variance it returns and samples with is "
+                     "clamped to [-30, 20]",
+    "loss_dtype": "keep z0's dtype: cast alpha_bars to z0's dtype before forming z_t",
     "start_latents": "latents = torch.randn((B, *latent_shape), generator=generator) * scheduler.init_noise_sigma, "
                      "the first draw from the generator",
     "scale_model_input": "latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)",
@@ -180,6 +188,11 @@ hint=DIAGNOSES["ae_params"])
         _, logvar = model.encode(x)
         c.close("logvar", logvar[:, :, 0, 0], torch.tensor([[20.0, -30, 10, 0]] * 2), atol=1e-6,
                 inputs="log-variance outputs 50, -50, 10, 0", hint=DIAGNOSES["clamp"])
+        inputs = "forward(x, noise = 0), log-variance outputs 50, -50, 10, 0"
+        out = c.call(model, x, torch.zeros(2, 4, 4, 4), inputs=inputs)
+        c.true(isinstance(out, tuple) and len(out) == 3, "forward must return (x_hat, mean, logvar)", inputs=inputs)
+        c.close("logvar returned by forward", out[2][:, :, 0, 0], torch.tensor([[20.0, -30, 10, 0]] * 2), atol=1e-6,
+                inputs=inputs, hint=DIAGNOSES["forward_clamp"])
         last.bias.copy_(torch.tensor([0.5, -0.5, 0, 1, math.log(4.0), 0, math.log(0.25), 0]))
         noise = torch.randn(2, 4, 4, 4, generator=g)
         inputs = "mean = [0.5, -0.5, 0, 1], logvar = [log 4, 0, log 1/4, 0] per channel, noise (2, 4, 4, 4)"
@@ -230,8 +243,8 @@ hint=DIAGNOSES["ae_params"])
             hint=DIAGNOSES["loss_formula"])
 
     g = torch.Generator().manual_seed(2)
-    Z = 2.0 + 3.0 * torch.randn(500, 4, 4, 4, generator=g)
-    inputs = "Z (500, 4, 4, 4) with mean 2 and standard deviation 3"
+    Z = 2.0 + 3.0 * torch.randn(500, 4, 4, 4, generator=g) + torch.tensor([-3.0, -1.0, 1.0, 3.0]).view(1, 4, 1, 1)
+    inputs = "Z (500, 4, 4, 4): standard normal times 3, plus 2 + [-3, -1, 1, 3] by channel"
     s = c.call(latent_scale_factor, Z, inputs=inputs)
     c.true(isinstance(s, float), "latent_scale_factor must return a Python float", inputs=inputs,
            got=type(s).__name__, hint=DIAGNOSES["scale_item"])
@@ -241,6 +254,7 @@ hint=DIAGNOSES["ae_params"])
         DIAGNOSES["std_vs_rms"]:
             1 / Z.pow(2).mean().sqrt(),
         DIAGNOSES["first_latent_spread"]: 1 / Z[0].std(),
+        DIAGNOSES["scale_per_channel"]: 1 / Z.std(dim=(0, 2, 3)).mean(),
     })
     c.done()
 
@@ -413,6 +427,8 @@ def _check_block(CrossAttnBlock) -> None:
                        ("norm_ff", nn.LayerNorm), ("proj_out", nn.Linear), ("ff", nn.Sequential)):
         c.true(isinstance(getattr(block, name, None), kind), f"block.{name} should be an nn.{kind.__name__}",
                inputs=inputs, got=type(getattr(block, name, None)).__name__)
+    c.true(block.norm.eps == 1e-6, "block.norm should have eps=1e-6", inputs=inputs, got=block.norm.eps,
+           hint=DIAGNOSES["groupnorm_eps"])
     theirs = diffusers_block(8, 6, 2, 4)
     with torch.no_grad():
         for p in theirs.parameters():
@@ -555,6 +571,9 @@ def check_generate(generate) -> None:
     unet_calls = []
 
     def unet(latent_input, t, context, mask):
+        if context.shape[0] != latent_input.shape[0]:
+            raise ValueError(f"the U-Net got {latent_input.shape[0]} rows of latents but {context.shape[0]} rows of "
+                             "context: the empty caption must be encoded once per prompt ([''] * B)")
         unet_calls.append((latent_input.clone(), t.clone(), context.clone(), mask.clone()))
         return latent_input + context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 100
 
@@ -591,7 +610,7 @@ def check_generate(generate) -> None:
     sample = start
     for k, (latent_input, t, context, mask) in enumerate(unet_calls):
         at = f"{inputs}; step {k}"
-        c.tensor("t given to the U-Net", t, shape=(4,), inputs=at)
+        c.tensor("t given to the U-Net", t, shape=(4,), dtype=torch.int64, inputs=at)
         c.true(bool((t == [9, 5, 1][k]).all()), "the U-Net must get the current timestep for all 2B rows", inputs=at,
                got=t.tolist())
         c.close("the U-Net's latent input", latent_input, 0.5 * torch.cat([sample, sample]), atol=1e-5, inputs=at,

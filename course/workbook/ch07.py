@@ -69,6 +69,16 @@ DIAGNOSES: dict[str, str] = {
                            "the timesteps need not be evenly spaced",
     "straight_norm": "the squared norm is summed over the data dimensions and averaged over the batch",
     "straight_end": "compare with the straight displacement x1 - x0, x0 the end of the Euler path",
+    "straight_total": "divide by the total time t_0 - t_n: the timesteps need not run from 1 to 0",
+    "inputs_in_place": "an input was changed in place (an operation ending in _, such as x.mul_(...), or +=): "
+                       "compute a new tensor and leave every input unchanged",
+    "bridge_dtype": "the result keeps x_t's dtype: cast t to x_t.dtype before combining (t may come in another "
+                    "dtype)",
+    "drop_fresh": "return a new tensor even when nothing is dropped (p_uncond = 0): torch.where(drop, ..., y), "
+                  "not y itself",
+    "drop_draws": "draw u = torch.rand(B, generator=generator) for every call, whatever p_uncond (one draw per "
+                  "label), so that the generator advances the same way",
+    "drop_global": "a draw ignored the generator passed in: torch.rand(B, generator=generator, device=y.device)",
 }
 
 
@@ -78,6 +88,17 @@ def _t(x, dtype=_F64) -> torch.Tensor:
 
 def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+
+
+def _call_keeping(c: Checks, name: str, fn, args: tuple, names: tuple, inputs: str):
+    """Call `fn(*args)` and fail if it changed one of its tensor arguments in place."""
+    given = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+    out = c.call(fn, *args, inputs=inputs)
+    for arg_name, before, now in zip(names, given, args):
+        if isinstance(before, torch.Tensor):
+            c.true(torch.equal(before, now), f"{name} must leave its input {arg_name} unchanged", inputs=inputs,
+                   hint=DIAGNOSES["inputs_in_place"])
+    return out
 
 
 def _pair(c: Checks, out, what: str, inputs: str):
@@ -107,7 +128,7 @@ def check_path(flow_path, velocity_target) -> None:
     eps = torch.randn(2, 3, 4, 5, generator=g)
     t = _t([0.75, 0.5])
     inputs = "x0, eps (2, 3, 4, 5) float32, t = [.75, .5] float64"
-    x_t = c.call(flow_path, x0.clone(), eps.clone(), t.clone(), inputs=inputs)
+    x_t = _call_keeping(c, "flow_path", flow_path, (x0.clone(), eps.clone(), t.clone()), ("x0", "eps", "t"), inputs)
     c.tensor("x_t", x_t, shape=(2, 3, 4, 5), dtype=torch.float32, inputs=inputs)
     want = torch.cat([0.25 * x0[:1].double() + 0.75 * eps[:1].double(), 0.5 * x0[1:].double() + 0.5 * eps[1:].double()])
     c.close("x_t", x_t, want, **tolerance(torch.float32, 4), inputs=inputs,
@@ -217,6 +238,10 @@ class _Field:
         self.a, self.b, self.calls = a, b, []
 
     def __call__(self, x, t):
+        if not (isinstance(t, torch.Tensor) and t.shape == x.shape[:1]):
+            got = f"a {tuple(t.shape)} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+            raise TypeError(f"velocity must be given t as a ({x.shape[0]},) tensor in x's dtype "
+                            f"(torch.full((B,), t_i, dtype=x.dtype)), got {got}")
         self.calls.append((x.detach().clone(), t.detach().clone()))
         return self.a * x + self.b * t.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
@@ -319,8 +344,12 @@ def check_bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
     s = a.sqrt() + (1 - a).sqrt()
     c.close("x_t", out[0], z.double() / s.view(-1, 1, 1, 1), **tolerance(torch.float32, 4, 4), inputs=inputs)
     for fn, name in ((eps_to_velocity, "eps_to_velocity"), (velocity_to_eps, "velocity_to_eps")):
-        r = c.call(fn, z.clone(), z.clone() * 0.5, torch.tensor([0.25, 0.5]), inputs=f"{name} on {inputs}")
-        c.tensor(name, r, shape=(2, 3, 2, 4), dtype=torch.float32, inputs=f"{name}, float32 images, t = [.25, .5]")
+        inputs = f"{name}, float32 images (2, 3, 2, 4), t = [.25, .5] float64"
+        r = _call_keeping(c, name, fn, (z.clone(), z.clone() * 0.5, _t([0.25, 0.5])), ("first input", "x_t", "t"),
+                          inputs)
+        c.true(not isinstance(r, torch.Tensor) or r.dtype == torch.float32, f"{name} must keep x_t's dtype",
+               inputs=inputs, expected=torch.float32, got=getattr(r, "dtype", None), hint=DIAGNOSES["bridge_dtype"])
+        c.tensor(name, r, shape=(2, 3, 2, 4), dtype=torch.float32, inputs=inputs)
     c.done()
 
 
@@ -336,16 +365,24 @@ class _LabelModel(nn.Module):
 def check_guidance(drop_labels, guided_velocity) -> None:
     c = Checks("guidance")
     y = torch.arange(1000) % 10
-    for p in (0.0, 1.0, 0.3):
+    for p in (1.0, 0.3, 0.0):
         g = torch.Generator().manual_seed(5)
         inputs = f"y = arange(1000) % 10, p_uncond = {p}, null_label = 10, generator seeded 5"
+        before = torch.random.get_rng_state()
         out = c.call(drop_labels, y, p, 10, g, inputs=inputs)
+        c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used",
+               inputs=inputs, hint=DIAGNOSES["drop_global"])
         c.tensor("labels", out, shape=(1000,), dtype=torch.int64, inputs=inputs)
-        u = torch.rand(1000, generator=torch.Generator().manual_seed(5))
+        replay = torch.Generator().manual_seed(5)
+        u = torch.rand(1000, generator=replay)
         want = torch.where(u < p, torch.full_like(y, 10), torch.arange(1000) % 10)
         c.close("labels", out, want, atol=0, rtol=0, inputs=inputs, hint=DIAGNOSES["drop_rate"])
         c.true(torch.equal(y, torch.arange(1000) % 10), "drop_labels must not modify y in place", inputs=inputs,
                hint=DIAGNOSES["drop_inplace"])
+        c.true(out is not y and out.data_ptr() != y.data_ptr(), "drop_labels must return a new tensor, not y itself",
+               inputs=inputs, hint=DIAGNOSES["drop_fresh"])
+        c.true(torch.equal(g.get_state(), replay.get_state()), "the generator was not advanced by one draw per label",
+               inputs=inputs, hint=DIAGNOSES["drop_draws"])
     model = _LabelModel()
     x = torch.zeros(3, 2, 2, 2)
     t = torch.tensor([0.0, 0.5, 0.25])
@@ -371,7 +408,8 @@ def check_straightness(straightness) -> None:
     m = (x1 ** 2).sum(1).mean()
     cases = ((0.0, 0.7, [1.0, 0.5, 0.0], 0.0, x1 - 0.7, None),
              (-1.0, 0.0, [1.0, 0.5, 0.0], 0.0625 * m, 2.25 * x1, 0.0625 * m / 2),
-             (-1.0, 0.0, [1.0, 0.8, 0.0], 0.0064 * m, 2.16 * x1, 0.0136 * m))
+             (-1.0, 0.0, [1.0, 0.8, 0.0], 0.0064 * m, 2.16 * x1, 0.0136 * m),
+             (-1.0, 0.0, [0.8, 0.4], 0.36 * m, 1.4 * x1, None))  # S is divided by t_0 - t_n = 0.4
     for a, b, ts, s_want, x0_want, s_mean in cases:
         inputs = f"velocity v(x, t) = {a:g} x + {b:g}, x1 = [[1, -2], [.5, 4], [3, 0]], timesteps = {ts}"
         f = _Field(a, 0.0)
@@ -385,7 +423,8 @@ def check_straightness(straightness) -> None:
                 hint=DIAGNOSES["euler_dt"])
         c.tensor("S", S, shape=(), dtype=_F64, inputs=inputs)
         wrong = {DIAGNOSES["straight_norm"]: s_mean} if s_mean is not None and ts[1] == 0.5 else \
-            {DIAGNOSES["straight_unweighted"]: s_mean} if s_mean is not None else {}
+            {DIAGNOSES["straight_unweighted"]: s_mean} if s_mean is not None else \
+            {DIAGNOSES["straight_total"]: s_want * (ts[0] - ts[-1])} if ts[0] - ts[-1] != 1 else {}
         c.close("S", S, s_want, **tolerance(_F64, 16, 4), inputs=inputs, mistakes=wrong,
                 hint=DIAGNOSES["straight_end"])
         c.true(len(f.calls) == len(ts) - 1, f"straightness should evaluate the velocity n = {len(ts) - 1} times",
