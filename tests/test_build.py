@@ -99,3 +99,19 @@ def test_written_questions_keep_their_model_answer_from_learners(chapter):
         assert "**Model answer.**" in model and "**Rubric.**" in model
         assert gid in released, f"{gid}: no answer cell in the student notebook"
         assert "Model answer" not in released[gid] and "Rubric" not in released[gid], f"{gid}: model answer leaked"
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_every_code_cell_compiles(chapter):
+    """A cell that cannot even be parsed (a line indented wrongly by an edit) is found here in
+    a second, not after the whole notebook has run."""
+    for where, nb in (("instructor", authoring.build_instructor_notebook(chapter)),
+                      ("student", nbformat.read(REPO / "course" / f"{chapter}.ipynb", as_version=4))):
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+            try:
+                compile(code, f"{where} {chapter} cell {i}", "exec")
+            except SyntaxError as e:
+                pytest.fail(f"{where} notebook {chapter}, cell {i} ({cell.get('id')}): {e}")

@@ -237,8 +237,8 @@ def train_clip(model: CLIP, x, tokens, *, epochs: int, batch_size: int, lr: floa
             opt.step()
             sched.step()
             history["loss"].append(loss.item())
-        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", refresh=False)
             history["scale"].append(model.logit_scale.exp().item())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", refresh=False)
     model.eval()
     return history
 
