@@ -23,6 +23,7 @@ from pathlib import Path
 from . import authoring, ledger, mutants
 from . import grade as grading
 from .authoring import REPO
+from .build import instructor_notebook
 
 CH = "01_autoencoders"
 
@@ -36,7 +37,7 @@ def _solution_cell(nb: dict, target: str, old: str) -> dict:
 
 def make_class(folder: Path, students: int, chapter: str = CH) -> dict[str, str]:
     """Write `students` submissions into `folder`; returns {student: kind}."""
-    source = REPO / "autograder" / "source" / chapter / f"{chapter}.ipynb"
+    source = instructor_notebook(chapter)
     blank = REPO / "course" / f"{chapter}.ipynb"
     mistakes = [m for m in mutants.catalogue(chapter)[0]]
     kinds, broken = {}, 0

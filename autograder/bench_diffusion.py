@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from . import chapters
 
-from solutions import ch05_diffusion as S
+S = chapters.module("05_diffusion", "solutions")
 
 
 def _diffusers_unet():

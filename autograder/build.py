@@ -1,8 +1,8 @@
 """Regenerate everything derived from the single sources, or check it is up to date.
 
-    chapter text  autograder/notebooks/NN_topic.py  ┐
-    solutions     solutions/chNN_topic.py           ┴─> autograder/source/NN_topic/NN_topic.ipynb
-                                                         (instructor notebook)
+    chapter text  autograder/chapters/NN_topic/narrative.py  ┐
+    solutions     autograder/chapters/NN_topic/solutions.py  ┴─> solutions/NN_topic.ipynb
+                                                                  (instructor notebook)
     instructor notebook --nbgrader generate_assignment--> course/NN_topic.ipynb (student)
 
 `python -m autograder build` writes them; `python -m autograder build --check` builds into
@@ -22,7 +22,7 @@ from pathlib import Path
 from . import authoring
 
 REPO = authoring.REPO
-SOURCE_DIR = REPO / "autograder" / "source"
+SOLVED_DIR = REPO / "solutions"     # generated instructor notebooks (instructors only)
 COURSE_DIR = REPO / "course"
 CONFIG = REPO / "autograder" / "nbgrader_config.py"
 
@@ -43,6 +43,11 @@ def nbgrader(args: list[str], cwd: Path, env: dict | None = None, timeout: float
                           capture_output=True, text=True, timeout=timeout)
 
 
+def instructor_notebook(chapter: str) -> Path:
+    """The generated instructor notebook of a chapter (solutions in place)."""
+    return SOLVED_DIR / f"{chapter}.ipynb"
+
+
 def make_course_root(root: Path, chapters: list[str]) -> None:
     """Lay out an nbgrader course root: config + instructor notebooks."""
     root.mkdir(parents=True, exist_ok=True)
@@ -50,7 +55,7 @@ def make_course_root(root: Path, chapters: list[str]) -> None:
     for ch in chapters:
         dst = root / "source" / ch
         dst.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SOURCE_DIR / ch / f"{ch}.ipynb", dst / f"{ch}.ipynb")
+        shutil.copy(instructor_notebook(ch), dst / f"{ch}.ipynb")
 
 
 def _student_notebook(text: str) -> str:
@@ -69,7 +74,7 @@ def generate(out: Path, chapters: list[str] | None = None) -> dict[Path, str]:
         for ch in chapters:
             nb = authoring.build_instructor_notebook(ch)
             text = authoring.dumps(nb)
-            files[Path("autograder/source") / ch / f"{ch}.ipynb"] = text
+            files[instructor_notebook(ch).relative_to(REPO)] = text
             (root / "source" / ch).mkdir(parents=True)
             (root / "source" / ch / f"{ch}.ipynb").write_text(text)
         shutil.copy(CONFIG, root / "nbgrader_config.py")
@@ -102,7 +107,7 @@ def build(check: bool = False, only: list[str] | None = None) -> int:
                 print("\n".join(diff[:40]))
         # a generated file with no source any more is stale too (whole builds only)
         known = {REPO / rel for rel in files}
-        for path in [] if only else [*SOURCE_DIR.glob("*/*.ipynb"), *COURSE_DIR.glob("[0-9][0-9]_*.ipynb")]:
+        for path in [] if only else [*SOLVED_DIR.glob("*.ipynb"), *COURSE_DIR.glob("[0-9][0-9]_*.ipynb")]:
             if path not in known:
                 stale.append(path.relative_to(REPO))
         if stale:

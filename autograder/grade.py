@@ -49,8 +49,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import authoring, integrity, ledger, outputs, sandbox
-from .build import REPO, make_course_root, nbgrader, tool_env
+from . import authoring, chapters, integrity, ledger, outputs, sandbox
+from .build import REPO, instructor_notebook, make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STATUSES = ("graded", "missing", "unreadable", "timed out", "crashed", "tampered")
@@ -136,7 +136,7 @@ class Chapter:
                 for gid, (src, _) in self.locked.items() if (m := TOKEN_CALL.search(src))}
 
 
-JUDGED_CALL = re.compile(r'_judged\(\s*"(ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
+JUDGED_CALL = re.compile(r'_judged\(\s*"(\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
 
 
 def _source(cell: dict) -> str:
@@ -211,7 +211,7 @@ def protected_lines(ch: str, instructor: Path, release: Path) -> frozenset[str]:
         return {ln.strip() for ln in text.splitlines() if len(ln.strip()) >= 24}
 
     texts = [_source(c) for c in json.loads(instructor.read_text())["cells"]]
-    for extra in (authoring.REPO / "solutions" / f"ch{ch}.py", authoring.REPO / "autograder" / "hidden" / f"ch{ch}.py"):
+    for extra in (chapters.path(ch, "solutions"), chapters.path(ch, "hidden")):
         if extra.exists():
             texts.append(extra.read_text())
     public = lines("\n".join(_source(c) for c in json.loads(release.read_text())["cells"])) if release.exists() else set()
@@ -1138,7 +1138,7 @@ def run_preflight(known: dict[str, Chapter], template: Path, scratch: Path, env_
     off (the reference must get full marks, the blank zero). Returns the seconds it took."""
     t0 = time.time()
     home = private_dir(scratch / "preflight")
-    refs = {"preflight-reference": lambda ch: REPO / "autograder" / "source" / ch / f"{ch}.ipynb",
+    refs = {"preflight-reference": instructor_notebook,
             "preflight-blank": lambda ch: REPO / "course" / f"{ch}.ipynb"}
     work = []
     for sid, where in refs.items():

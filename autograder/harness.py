@@ -7,7 +7,7 @@ its parameters back. It asks with `autograder.remote.run(SNIPPET, **vars)` or
 registry, never source text, and the kernel runs its own copy of the code from here. So
 the kernel learns nothing of the hidden checks that this public file does not say.
 
-The hidden checks pass snippets by their name here (`run("ch01.raises", fn=...)`), so each
+The hidden checks pass snippets by their name here (`run("01_autoencoders.raises", fn=...)`), so each
 snippet's code is written once; `name_of` also accepts a snippet's exact text. A snippet
 that is not registered is refused (`UnregisteredSnippet`), so a new one fails its check, in
 fidelity and in the tests (tests/test_judge.py: every snippet a hidden check passes is a
@@ -36,7 +36,7 @@ before = torch.random.get_rng_state()
 out = fn(*args, **kwargs)
 result = (out, bool(torch.equal(before, torch.random.get_rng_state())))
 """,
-    'ch01.train_step_model': """
+    '01_autoencoders.train_step_model': """
 with torch.random.fork_rng():
     torch.manual_seed(seed)
     D = int(np.prod(shape))
@@ -48,14 +48,14 @@ with torch.random.fork_rng():
         p.grad = torch.randn_like(p)
 result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
 """,
-    'ch01.raises': """
+    '01_autoencoders.raises': """
 try:
     fn(*args)
     result = None
 except Exception as e:
     result = type(e).__name__
 """,
-    'ch02.denoiser_model': """
+    '02_denoising.denoiser_model': """
 class Denoiser(nn.Module):
     def __init__(self, c, C):
         super().__init__()
@@ -76,10 +76,10 @@ with torch.random.fork_rng():
         p.grad = torch.randn_like(p)
 result = (model, torch.optim.SGD(model.parameters(), lr=0.5))
 """,
-    'ch02.keep_x_call': """
+    '02_denoising.keep_x_call': """
 result = (fn(x, *args), x)
 """,
-    'ch03.random_linear_model': """
+    '03_vae.random_linear_model': """
 class RandomLinearModel(nn.Module):
     def __init__(self):
         super().__init__()
@@ -97,7 +97,7 @@ class RandomLinearModel(nn.Module):
 
 result = RandomLinearModel()
 """,
-    'ch03.random_vae': """
+    '03_vae.random_vae': """
 class RandomVAE(nn.Module):
     def __init__(self, D, k, h):
         super().__init__()
@@ -122,14 +122,14 @@ with torch.no_grad():
     result.decoder[-1].weight.mul_(gain)
     result.decoder[-1].bias.mul_(gain)
 """,
-    'ch03.reparam_grads': """
+    '03_vae.reparam_grads': """
 mu = mu.detach().clone().requires_grad_(True)
 logvar = logvar.detach().clone().requires_grad_(True)
 z = reparameterize(mu, logvar, generator)
 (w * z).sum().backward()
 result = (mu.grad, logvar.grad)
 """,
-    'ch03.load_state': """
+    '03_vae.load_state': """
 try:
     model.load_state_dict(state)
     result = None
@@ -137,7 +137,7 @@ except Exception as e:
     mine = model.state_dict() if isinstance(model, nn.Module) else {}
     result = (type(e).__name__, {n: tuple(t.shape) for n, t in mine.items()})
 """,
-    'ch03.outputs': """
+    '03_vae.outputs': """
 from workbook.checks import substituted
 
 
@@ -152,15 +152,15 @@ with torch.no_grad(), substituted(type(model), reparameterize=stand_in):
     result = {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out,
               "sampled": model.decode(stand_in(mu, logvar, g_sample))}
 """,
-    'ch03.raised': """
+    '03_vae.raised': """
 try:
     fn(*args, **kwargs)
     result = None
 except Exception as e:
     result = type(e).__name__
 """,
-    'ch04.named_shapes': """result = {k: tuple(v.shape) for k, v in model.named_parameters()}""",
-    'ch04.copy_by_name': """
+    '04_clip.named_shapes': """result = {k: tuple(v.shape) for k, v in model.named_parameters()}""",
+    '04_clip.copy_by_name': """
 lp, lb = dict(model.named_parameters()), dict(model.named_buffers())
 with torch.no_grad():
     for k, v in params.items():
@@ -169,12 +169,12 @@ with torch.no_grad():
         if k in lb and lb[k].shape == v.shape:
             lb[k].copy_(v)
 """,
-    'ch04.forward': """
+    '04_clip.forward': """
 model.train(train)
 with torch.no_grad():
     result = model(x)
 """,
-    'ch04.ln_final_shapes': """
+    '04_clip.ln_final_shapes': """
 seen = []
 ln = getattr(model, "ln_final", None)
 handle = ln.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape))) if isinstance(ln, nn.Module) else None
@@ -187,7 +187,7 @@ finally:
         handle.remove()
 result = seen
 """,
-    'ch04.zero_shot_encoder': """
+    '04_clip.zero_shot_encoder': """
 from open_clip.transformer import TextTransformer
 from workbook.captions import CaptionTokenizer
 tokenizer = CaptionTokenizer()
@@ -197,7 +197,7 @@ with torch.random.fork_rng():
                               width=32, heads=2, layers=1, output_dim=16).eval()
 result = (encoder, tokenizer)
 """,
-    'ch04.clip_grads': """
+    '04_clip.clip_grads': """
 leaves = [v.detach().clone().requires_grad_() for v in (I, T, t)]
 loss = fn(*leaves)
 try:
@@ -207,8 +207,8 @@ except Exception as e:
 else:
     result = (None, [v.grad for v in leaves])
 """,
-    'ch04.as_dict': """result = dict(out) if isinstance(out, dict) else out""",
-    'ch05.recorder': """
+    '04_clip.as_dict': """result = dict(out) if isinstance(out, dict) else out""",
+    '05_diffusion.recorder': """
 class Recorder(nn.Module):
     def __init__(self, a, b, dtype):
         super().__init__()
@@ -223,7 +223,7 @@ class Recorder(nn.Module):
 
 result = Recorder(a, b, dtype)
 """,
-    'ch05.unet_stand_ins': """
+    '05_diffusion.unet_stand_ins': """
 from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.models.resnet import ResnetBlock2D
 from workbook.checks import substituted
@@ -249,7 +249,7 @@ def timestep_embedding(t, dim, max_period=10000):
 result = substituted(UNet, ResBlock=ResBlock, timestep_embedding=timestep_embedding)
 result.__enter__()
 """,
-    'ch05.net': """
+    '05_diffusion.net': """
 class Net(nn.Module):
     def __init__(self, table):
         super().__init__()
@@ -262,32 +262,32 @@ class Net(nn.Module):
 
 result = Net(table)
 """,
-    'ch05.loss': """
+    '05_diffusion.loss': """
 model.calls.clear()
 before = torch.random.get_rng_state()
 loss = fn(model, x0, alpha_bars, y, generator)
 model.kept[:] = [loss]
 result = (loss, bool(torch.equal(before, torch.random.get_rng_state())), list(model.calls))
 """,
-    'ch05.backward': """
+    '05_diffusion.backward': """
 model.kept[0].backward()
 result = model.a.grad
 """,
-    'ch05.undo': """swap.__exit__(None, None, None)""",
-    'ch05.drop': """
+    '05_diffusion.undo': """swap.__exit__(None, None, None)""",
+    '05_diffusion.drop': """
 before = torch.random.get_rng_state()
 out = fn(y, p_uncond, null_label, generator)
 result = (out, y, bool(torch.equal(before, torch.random.get_rng_state())))
 """,
-    'ch05.named_shapes': """result = [(k, tuple(v.shape)) for k, v in model.named_parameters()]""",
-    'ch05.load_named': """
+    '05_diffusion.named_shapes': """result = [(k, tuple(v.shape)) for k, v in model.named_parameters()]""",
+    '05_diffusion.load_named': """
 with torch.no_grad():
     params = dict(model.named_parameters())
     for k, w in weights.items():
         params[k].copy_(w)
 """,
-    'ch05.load_state': """model.load_state_dict(state)""",
-    'ch06.generate_harness': """
+    '05_diffusion.load_state': """model.load_state_dict(state)""",
+    '06_latent_diffusion.generate_harness': """
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
 
@@ -341,7 +341,7 @@ def make_scheduler(kind="ddim"):
 
 result = (encode_text, TinyUNet(a, b), decode, make_scheduler)
 """,
-    'ch06.checked_unet': """
+    '06_latent_diffusion.checked_unet': """
 class CheckedUNet(nn.Module):
     # the U-Net of generate's contract: t (2B,) int64, as many rows of context as of latents
     def __init__(self, unet):
@@ -362,7 +362,7 @@ class CheckedUNet(nn.Module):
 
 result = CheckedUNet(unet)
 """,
-    'ch06.load_state': """
+    '06_latent_diffusion.load_state': """
 state = dict(state)
 if StandIn is not None:
     for name, m in model.named_modules():
@@ -378,7 +378,7 @@ with torch.no_grad():
     model.load_state_dict(state)
 result = None
 """,
-    'ch06.copy_attention': """
+    '06_latent_diffusion.copy_attention': """
 with torch.no_grad():
     for name in ("to_q", "to_k", "to_v"):
         getattr(model, name).weight.copy_(weights[name])
@@ -386,7 +386,7 @@ with torch.no_grad():
     model.to_out.bias.copy_(weights["to_out.bias"])
 result = None
 """,
-    'ch06.block_build': """
+    '06_latent_diffusion.block_build': """
 import contextlib
 from diffusers.models.attention_processor import Attention
 
@@ -413,14 +413,14 @@ with swapped(Block, CrossAttention=StandInAttention), torch.random.fork_rng():
     model = Block(*args)
 result = (model, StandInAttention)
 """,
-    'ch06.block_forward': """
+    '06_latent_diffusion.block_forward': """
 from workbook.checks import substituted as swapped
 
 with swapped(Block, CrossAttention=StandIn), torch.no_grad():
     out = model(*args)
 result = (out, getattr(model, "last_attn", None))
 """,
-    'ch06.training_loss': """
+    '06_latent_diffusion.training_loss': """
 class Recorder(nn.Module):
     def __init__(self):
         super().__init__()
@@ -448,12 +448,12 @@ changed = [i for i, (a, b) in enumerate(zip(given, args))
                                                     and torch.equal(a, b.detach()))]
 result = (loss, unet.calls, backward_error, unet.w.grad is not None, kept_rng, changed)
 """,
-    'ch05.keep_inputs': """
+    '05_diffusion.keep_inputs': """
 out = fn(*args)
 result = (out, args)
 """,
     # chapter 07 (begin)
-    'ch07.recorder': """
+    '07_flow_matching.recorder': """
 class Recorder(nn.Module):
     def __init__(self, a, b, dtype):
         super().__init__()
@@ -468,7 +468,7 @@ class Recorder(nn.Module):
 
 result = Recorder(a, b, dtype)
 """,
-    'ch07.loss': """
+    '07_flow_matching.loss': """
 model.calls.clear()
 model.a.grad = None
 before = torch.random.get_rng_state()
@@ -484,9 +484,9 @@ if isinstance(loss, torch.Tensor) and loss.requires_grad:
 out = loss.detach() if isinstance(loss, torch.Tensor) else loss
 result = (out, model.calls, kept, grad, generator.get_state())
 """,
-    'ch07.calls': """result = field.calls""",
-    'ch07.clear': """field.calls.clear()""",
-    'ch07.net': """
+    '07_flow_matching.calls': """result = field.calls""",
+    '07_flow_matching.clear': """field.calls.clear()""",
+    '07_flow_matching.net': """
 class Net(nn.Module):
     def __init__(self, table):
         super().__init__()
@@ -498,7 +498,7 @@ class Net(nn.Module):
 
 result = Net(table)
 """,
-    'ch07.velocity_field': """
+    '07_flow_matching.velocity_field': """
 class Field:
     def __init__(self, a, b, k):
         self.a, self.b, self.k = a, b, k
@@ -515,7 +515,7 @@ class Field:
 
 result = Field(a, b, k)
 """,
-    'ch07.drop': """
+    '07_flow_matching.drop': """
 before = torch.random.get_rng_state()
 out = fn(y, p_uncond, null_label, generator)
 kept = bool(torch.equal(before, torch.random.get_rng_state()))

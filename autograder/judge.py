@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -45,7 +44,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from autograder import mutants, remote
+from autograder import chapters, mutants, remote
 from autograder.remote import NAME, Channel, Kernel, RemoteGone, RemoteObject, WireError, decode
 
 CALL_TIMEOUT = 900.0   # seconds one answer of the kernel may take (the grader's limits come first)
@@ -61,11 +60,11 @@ def run_check(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple[boo
     """(passed, report) of hidden check `name` on the learner's objects behind `kernel`."""
     from workbook.checks import CheckFailed
 
-    module, _, fn_name = name.partition(".")
+    chapter, _, fn_name = name.partition(".")
     try:
-        mod = importlib.import_module(f"autograder.hidden.{module}")
-    except ImportError:
-        return False, f"no hidden checks named {module}\n"
+        mod = chapters.module(chapter, "hidden")
+    except (KeyError, ImportError):
+        return False, f"no hidden checks named {chapter}\n"
     fn = getattr(mod, fn_name, None)
     if not NAME.fullmatch(name) or not callable(fn) or getattr(fn, "__module__", None) != mod.__name__:
         return False, f"no hidden check {name}\n"
@@ -210,10 +209,10 @@ def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1)
         conn, _ = srv.accept()
         conn.settimeout(CALL_TIMEOUT)
         with conn:
-            answer(conn, f"ch{chapter}", record, allowed)
+            answer(conn, chapter, record, allowed)
 
 
-def answer(conn: socket.socket, module: str, record: Record, allowed_uid: int) -> None:
+def answer(conn: socket.socket, chapter: str, record: Record, allowed_uid: int) -> None:
     """One connection: a check request, admitted or refused, and its neutral reply."""
     ch = Channel(conn)
     if (who := peer_uid(conn)) != allowed_uid:
@@ -225,7 +224,7 @@ def answer(conn: socket.socket, module: str, record: Record, allowed_uid: int) -
         return
     name = msg.get("name")
     if msg.get("op") != "check" or type(name) is not str or not NAME.fullmatch(name) \
-            or name.partition(".")[0] != module:
+            or name.partition(".")[0] != chapter:
         return
     kernel = Kernel(ch)
     try:

@@ -108,10 +108,11 @@ class Progress:
 
 # ----------------------------------------------------------------------------- resume
 
-# What a row's points depend on besides the submission: the instructor notebooks, the hidden
-# checks, the reference solutions and the learner-visible package. The grader's own code
+# What a row's points depend on besides the submission: the chapter folders (narrative,
+# solutions, hidden checks, mistakes), the shared hidden-check helpers, the generated
+# instructor notebooks and the learner-visible package. The grader's own code
 # (CODE_PARTS) is not in a row's key: a grader fix regrades with --only or --fresh.
-COURSE_PARTS = ("autograder/source", "autograder/hidden", "solutions", "course/workbook")
+COURSE_PARTS = ("autograder/chapters", "autograder/hidden", "solutions", "course/workbook")
 CODE_PARTS = ("autograder",)
 
 

@@ -1,12 +1,12 @@
 """Learner mistakes ("mutants") and correct alternatives, applied to the reference source.
 
-A chapter's catalogue lives in `autograder/mistakes/chNN_<topic>.py` as two lists:
+A chapter's catalogue lives in `autograder/chapters/NN_<topic>/mistakes.py` as two lists:
 
     MISTAKES = [Mistake("pca", "pca_fit", old="X - mean", new="X", diagnosis="...")]
     ALTERNATIVES = [Alternative("pca", "pca_fit", source="def pca_fit(X, k): ...")]
 
 A Mistake replaces `old` (which must occur exactly once in the definition) by `new` in
-one definition of `solutions/chNN_<topic>.py`. The same catalogue serves three purposes:
+one definition of the chapter's `solutions.py`. The same catalogue serves three purposes:
 hidden checks call the mutants on their own inputs to recognise a mistake and name it;
 tests prove every mistake loses its exercise's points; and the report command counts
 mistakes caught and alternatives passed.
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
 import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from types import SimpleNamespace
 
+from . import chapters
 from .authoring import SolutionSource, solutions_path
 
 
@@ -50,7 +50,7 @@ class Alternative:
 
 def catalogue(chapter: str):
     """(MISTAKES, ALTERNATIVES) of a chapter such as '01_autoencoders'."""
-    mod = importlib.import_module(f"autograder.mistakes.ch{chapter}")
+    mod = chapters.module(chapter, "mistakes")
     return mod.MISTAKES, mod.ALTERNATIVES
 
 

@@ -53,7 +53,7 @@ from autograder import harness
 
 MAX_MESSAGE = 256 << 20        # bytes in one message (refused from its length, before reading it)
 MAX_DEPTH = 40                 # nesting of containers
-NAME = re.compile(r"ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*")
+NAME = re.compile(r"\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*")
 _DTYPES = {str(d): d for d in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
                                torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
                                torch.complex64, torch.complex128)}

@@ -23,7 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from . import authoring
-from .build import COURSE_DIR, SOURCE_DIR, tool_env
+from .build import COURSE_DIR, instructor_notebook, tool_env
 
 REPO = authoring.REPO
 
@@ -47,7 +47,7 @@ def run_course(profile: str | None = None, only: list[str] | None = None, out: P
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for ch in _select(only):
-        src = COURSE_DIR / f"{ch}.ipynb" if student else SOURCE_DIR / ch / f"{ch}.ipynb"
+        src = COURSE_DIR / f"{ch}.ipynb" if student else instructor_notebook(ch)
         nb = nbformat.read(src, as_version=4)
         results_dir = out / ch
         if (results_dir / "metrics.json").exists():

@@ -60,8 +60,7 @@ REPO = Path(__file__).resolve().parent.parent
 KERNEL_NAME = "workbook-sandbox"
 MAX_SLOTS = 32
 UID_BASE, UID_COUNT = 3_100_000, 100_000   # a fresh uid per notebook, from this range
-HIDDEN_FROM_KERNEL = ["solutions", "autograder/hidden", "autograder/source", "autograder/mistakes",
-                      "autograder/notebooks", ".git", "build"]
+HIDDEN_FROM_KERNEL = ["solutions", "autograder/chapters", "autograder/hidden", ".git", "build"]
 PRIVATE_ROOTS = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/srv", "/mnt", "/media"]
 TMPFS_SIZE = {"/tmp": "512m", "/var/tmp": "64m", "/dev/shm": "256m"}   # others: 1m, empty
 SCRATCH_SIZE = "512m"

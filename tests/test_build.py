@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from autograder import authoring, build
+from autograder import chapters as chapters_pkg
 from conftest import REPO, chapters
 
 
@@ -43,10 +44,10 @@ def test_student_notebook_has_no_solutions_or_hidden_tests(chapter):
     assert not leaked, f"solution lines in course/{chapter}.ipynb: {leaked[:5]}"
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert "autograder" not in text, "student notebook names the autograder package"
-    hidden = REPO / "autograder" / "hidden" / f"ch{chapter}.py"
+    hidden = chapters_pkg.path(chapter, "hidden")
     names = [n.name for n in ast.parse(hidden.read_text()).body if isinstance(n, ast.FunctionDef)]
     for name in names:
-        assert not re.search(rf"_hidden\.{name}\b|_judged\(\s*\"ch{chapter}\.{name}\"", text), \
+        assert not re.search(rf"_hidden\.{name}\b|_judged\(\s*\"{chapter}\.{name}\"", text), \
             f"hidden check {name} named in student notebook"
     # and nothing learner-visible in course/ imports the hidden checks or the solutions
     for py in (REPO / "course").rglob("*.py"):
@@ -65,8 +66,8 @@ def test_every_exercise_has_visible_and_hidden_checks(chapter):
         assert visible.strip(), f"{gid}: no visible check"
         assert hidden.strip(), f"{gid}: no hidden check"
         # hidden checks run in the judge: the kernel (learner code) never imports them
-        assert re.search(r'_judged\(\s*"ch\d\d_', hidden), f"{gid}: hidden block does not ask the judge (_judged)"
-        assert "autograder.hidden" not in hidden and "solutions" not in hidden, \
+        assert re.search(rf'_judged\(\s*"{chapter}\.', hidden), f"{gid}: hidden block does not ask the judge (_judged)"
+        assert "autograder.hidden" not in hidden and "autograder.chapters" not in hidden and "solutions" not in hidden, \
             f"{gid}: hidden block imports grader-only code into the learner's kernel"
 
 

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch01_autoencoders.py against independent oracles."""
+"""Tests for autograder/chapters/01_autoencoders/solutions.py against independent oracles."""
 
 import copy
 import math
@@ -13,22 +13,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
+from autograder import chapters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solutions.ch01_autoencoders import (  # noqa: E402
-    ConvAutoencoder,
-    MLPAutoencoder,
-    answer_ae_loss,
-    answer_binary_loss,
-    answer_pca_vs_ae,
-    pca_decode,
-    pca_encode,
-    pca_fit,
-    principal_angles,
-    retrieval_precision,
-    train_step,
-)
+_S = chapters.module("01_autoencoders", "solutions")
+ConvAutoencoder = _S.ConvAutoencoder
+MLPAutoencoder = _S.MLPAutoencoder
+answer_ae_loss = _S.answer_ae_loss
+answer_binary_loss = _S.answer_binary_loss
+answer_pca_vs_ae = _S.answer_pca_vs_ae
+pca_decode = _S.pca_decode
+pca_encode = _S.pca_encode
+pca_fit = _S.pca_fit
+principal_angles = _S.principal_angles
+retrieval_precision = _S.retrieval_precision
+train_step = _S.train_step
 
 
 def gen(seed):

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch02_denoising.py against independent oracles (numpy, scipy, torch)."""
+"""Tests for autograder/chapters/02_denoising/solutions.py against independent oracles (numpy, scipy, torch)."""
 
 import copy
 import sys
@@ -11,22 +11,22 @@ import scipy.stats
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from autograder import chapters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solutions.ch02_denoising import (  # noqa: E402
-    SigmaConditionedDenoiser,
-    add_gaussian_noise,
-    answer_dae_target,
-    answer_told_sigma,
-    answer_one_category,
-    denoising_step,
-    masked_mse,
-    occlude_boxes,
-    psnr,
-    salt_and_pepper,
-    ssim,
-)
+_S = chapters.module("02_denoising", "solutions")
+SigmaConditionedDenoiser = _S.SigmaConditionedDenoiser
+add_gaussian_noise = _S.add_gaussian_noise
+answer_dae_target = _S.answer_dae_target
+answer_told_sigma = _S.answer_told_sigma
+answer_one_category = _S.answer_one_category
+denoising_step = _S.denoising_step
+masked_mse = _S.masked_mse
+occlude_boxes = _S.occlude_boxes
+psnr = _S.psnr
+salt_and_pepper = _S.salt_and_pepper
+ssim = _S.ssim
 
 
 def gen(seed):

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch03_vae.py against independent oracles: torch.distributions,
+"""Tests for autograder/chapters/03_vae/solutions.py against independent oracles: torch.distributions,
 Monte-Carlo estimates, numerical integration and scipy."""
 
 import math
@@ -10,21 +10,21 @@ import scipy.stats
 import torch
 import torch.nn as nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
+from autograder import chapters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solutions.ch03_vae import (  # noqa: E402
-    VAE,
-    answer_iwae_bound,
-    answer_vae_facts,
-    answer_variational_inference,
-    interpolate,
-    iwae_log_likelihood,
-    kl_to_standard_normal,
-    negative_elbo,
-    reparameterize,
-    sample_prior,
-)
+_S = chapters.module("03_vae", "solutions")
+VAE = _S.VAE
+answer_iwae_bound = _S.answer_iwae_bound
+answer_vae_facts = _S.answer_vae_facts
+answer_variational_inference = _S.answer_variational_inference
+interpolate = _S.interpolate
+iwae_log_likelihood = _S.iwae_log_likelihood
+kl_to_standard_normal = _S.kl_to_standard_normal
+negative_elbo = _S.negative_elbo
+reparameterize = _S.reparameterize
+sample_prior = _S.sample_prior
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch04_clip.py against independent oracles: open_clip's ClipLoss,
+"""Tests for autograder/chapters/04_clip/solutions.py against independent oracles: open_clip's ClipLoss,
 TextTransformer, text_global_pool and build_zero_shot_classifier, and brute force."""
 
 import math
@@ -12,22 +12,22 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from open_clip.transformer import TextTransformer
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
+from autograder import chapters
 
-from autograder.hidden.ch04_clip import _EncodeText  # open_clip's encode_text interface
+_EncodeText = chapters.module("04_clip", "hidden")._EncodeText  # open_clip's encode_text interface
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solutions.ch04_clip import (  # noqa: E402
-    ImageEncoder,
-    TextEncoder,
-    answer_causal_mask,
-    answer_clip_facts,
-    answer_normalise,
-    clip_loss,
-    recall_at_k,
-    zero_shot_predict,
-    zero_shot_weights,
-)
+_S = chapters.module("04_clip", "solutions")
+ImageEncoder = _S.ImageEncoder
+TextEncoder = _S.TextEncoder
+answer_causal_mask = _S.answer_causal_mask
+answer_clip_facts = _S.answer_clip_facts
+answer_normalise = _S.answer_normalise
+clip_loss = _S.clip_loss
+recall_at_k = _S.recall_at_k
+zero_shot_predict = _S.zero_shot_predict
+zero_shot_weights = _S.zero_shot_weights
 
 
 def gen(seed):

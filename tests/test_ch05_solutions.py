@@ -1,4 +1,4 @@
-"""Tests for solutions/ch05_diffusion.py against diffusers, the reference library: the
+"""Tests for autograder/chapters/05_diffusion/solutions.py against diffusers, the reference library: the
 schedules and alphas_cumprod, add_noise, DDPMScheduler.step and DDIMScheduler.step along
 its own timestep sequences, get_timestep_embedding and ResnetBlock2D; plus properties
 (the forward process' marginal statistics, DDIM's determinism, guidance's limits)."""
@@ -10,8 +10,10 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.models.resnet import ResnetBlock2D
 
-from solutions import ch05_diffusion as S
+from autograder import chapters
 from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES, ddim_timesteps
+
+S = chapters.module("05_diffusion", "solutions")
 
 KINDS = {"linear": S.linear_betas, "squaredcos_cap_v2": S.cosine_betas}
 # diffusers stores its schedules in float32; ours are float64.

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch06_latent_diffusion.py against independent oracles: diffusers'
+"""Tests for autograder/chapters/06_latent_diffusion/solutions.py against independent oracles: diffusers'
 Attention, Transformer2DModel and DDIMScheduler, torch's scaled_dot_product_attention and
 torch.distributions; plus properties (the KL's minimum, the scale factor's effect, the
 sampling loop's determinism and its equality with a hand-unrolled diffusers loop)."""
@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from solutions import ch06_latent_diffusion as S
+from autograder import chapters
 from workbook import ch06
+
+S = chapters.module("06_latent_diffusion", "solutions")
 
 
 def test_autoencoder_shapes_and_parameter_count():

@@ -1,4 +1,4 @@
-"""Tests for solutions/ch07_flow_matching.py against diffusers, the reference library: the
+"""Tests for autograder/chapters/07_flow_matching/solutions.py against diffusers, the reference library: the
 path against FlowMatchEulerDiscreteScheduler.scale_noise, the samplers against the
 FlowMatchEuler and FlowMatchHeun schedulers' sampling loops, the bridge against
 DDIMScheduler.step; against torch.distributions and scipy for the logit-normal draws;
@@ -11,8 +11,10 @@ import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 from scipy import stats
 
-from solutions import ch07_flow_matching as S
+from autograder import chapters
 from workbook.ch07 import sliced_wasserstein, toy_data, uniform_timesteps
+
+S = chapters.module("07_flow_matching", "solutions")
 
 
 def field(x, t):

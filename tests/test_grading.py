@@ -8,12 +8,12 @@ import zipfile
 import pytest
 
 from autograder import grade as grading
-from autograder import mutants
+from autograder import chapters, mutants
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 CH = "01_autoencoders"
-SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
+SOURCE = REPO / "solutions" / f"{CH}.ipynb"
 STUDENT = REPO / "course" / f"{CH}.ipynb"
 BROKEN = next(m for m in mutants.catalogue(CH)[0] if m.exercise == "retrieval_checks")
 
@@ -101,7 +101,7 @@ def test_edited_and_deleted_locked_cells_are_restored(graded):
 
 def test_feedback_has_no_hidden_tests_and_explains_failures(graded):
     _, _, out = graded
-    hidden_source = (REPO / "autograder" / "hidden" / f"ch{CH}.py").read_text()
+    hidden_source = chapters.path(CH, "hidden").read_text()
     needles = ["_hidden", "autograder.hidden"] + [
         ln.strip() for ln in hidden_source.splitlines() if len(ln.strip()) > 30 and not ln.strip().startswith(("#", '"""', "import ", "from "))][:40]
     pages = list((out / "feedback").rglob("*.html"))

@@ -22,7 +22,7 @@ DIAGNOSES = {"05_diffusion": ch05.DIAGNOSES, "06_latent_diffusion": ch06.DIAGNOS
 
 
 def _source(ch):
-    return REPO / "autograder" / "source" / ch / f"{ch}.ipynb"
+    return REPO / "solutions" / f"{ch}.ipynb"
 
 
 def _broken(ch):

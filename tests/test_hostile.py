@@ -22,12 +22,12 @@ import psutil
 import pytest
 
 from autograder import grade as grading
-from autograder import mutants, outputs, sandbox
+from autograder import chapters, mutants, outputs, sandbox
 from conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile")]  # one worker: one corpus run
 CH = "01_autoencoders"
-SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
+SOURCE = REPO / "solutions" / f"{CH}.ipynb"
 STUDENT = REPO / "course" / f"{CH}.ipynb"
 BROKEN_BY = next(m for m in mutants.catalogue(CH)[0] if m.exercise == "retrieval_checks")
 TIMEOUT = 240  # per notebook; a stubborn cell is stopped long before (about 70 s after it starts)
@@ -101,10 +101,10 @@ REACH = '''
 import sys
 _broken = retrieval_precision
 def retrieval_precision(Z, y, ks):  # the reference, if the kernel had it loaded
-    for _name in ("solutions.ch01_autoencoders", "autograder.hidden.ch01_autoencoders"):
+    for _name in ("autograder.chapters.01_autoencoders.solutions", "autograder.chapters.01_autoencoders.hidden"):
         if _name in sys.modules:
             print("REFERENCE" + "-REACHED", _name)
-            return sys.modules["solutions.ch01_autoencoders"].retrieval_precision(Z, y, ks)
+            return sys.modules["autograder.chapters.01_autoencoders.solutions"].retrieval_precision(Z, y, ks)
     print("REFERENCE" + "-ABSENT")
     return _broken(Z, y, ks)
 '''
@@ -116,7 +116,7 @@ for _q in ("answer_ae_loss", "answer_binary_loss"):
     globals()[_q] = "A"
     for _option in "ABCD":  # ask the judge about every option until one passes
         try:
-            _ask("ch01_autoencoders.quiz", _q, _option)
+            _ask("01_autoencoders.quiz", _q, _option)
         except CheckFailed:
             continue
         globals()[_q] = _option
@@ -127,7 +127,7 @@ REPLAY = """
 from autograder.remote import judged as _ask
 from workbook.checks import CheckFailed
 try:  # the retrieval checks failed in their cell: ask the judge again, with that cell's token
-    _ask("ch01_autoencoders.retrieval", retrieval_precision)
+    _ask("01_autoencoders.retrieval", retrieval_precision)
 except CheckFailed as e:
     print("REPLAY", e)
 """
@@ -208,7 +208,7 @@ CASES = {
     "patch_checks": Case("import workbook.checks as _wc\n_wc.Checks.close = lambda *a, **k: None\n"
                          "_wc.Checks.fail = lambda *a, **k: None", broken=True, status=("tampered",)),
     # the hidden checks run in the judge: the kernel cannot import them to patch them
-    "patch_hidden": Case("import autograder.hidden.ch01_autoencoders as _h\n_h.retrieval = lambda *a, **k: None",
+    "patch_hidden": Case("import importlib\n_h = importlib.import_module('autograder.chapters.01_autoencoders.hidden')\n_h.retrieval = lambda *a, **k: None",
                          broken=True, status=("graded", "tampered")),
     # what an in-kernel grader would leak: the reference in sys.modules, the hidden seed
     "reach_solutions": Case(REACH, into="retrieval", broken=True),
@@ -236,10 +236,10 @@ CASES = {
                      "answer_pca_vs_ae = _Yes('Z')", into="quiz1", loses=("quiz_pca_vs_ae",)),
     # reading grader-only files, writing the gradebook and other students' files
     "read_files": Case("import glob, inspect\n"
-                       "for _p in [r'{repo}/solutions/ch01_autoencoders.py', r'{repo}/autograder/hidden/ch01_autoencoders.py',"
+                       "for _p in [r'{repo}/autograder/chapters/01_autoencoders/solutions.py', r'{repo}/autograder/chapters/01_autoencoders/hidden.py', r'{repo}/solutions/01_autoencoders.ipynb',"
                        " *glob.glob('/tmp/workbook-grade-*/template/source/*/*.ipynb')]:\n"
                        "    try:\n        print(open(_p).read())\n    except OSError as e:\n        print('READ' + '-DENIED', _p, e)\n"
-                       "try:\n    import autograder.hidden.ch01_autoencoders as _h\n    print(inspect.getsource(_h))\n"
+                       "try:\n    import importlib\n    _h = importlib.import_module('autograder.chapters.01_autoencoders.hidden')\n    print(inspect.getsource(_h))\n"
                        "except (ImportError, OSError, TypeError) as e:\n    print('SOURCE' + '-DENIED', e)",
                        blank=True, zero=True),
     "write_files": Case("import glob, os\n"
@@ -375,8 +375,8 @@ def test_reports_hold_no_grader_only_material(corpus):
     whatever a submission linked to or printed."""
     _, out = corpus
     public = STUDENT.read_text()
-    secret = _significant_lines(REPO / "autograder" / "hidden" / f"ch{CH}.py", public) \
-        | _significant_lines(REPO / "solutions" / f"ch{CH}.py", public) | _significant_lines(SOURCE, public)
+    secret = _significant_lines(chapters.path(CH, "hidden"), public) \
+        | _significant_lines(chapters.path(CH, "solutions"), public) | _significant_lines(SOURCE, public)
     for name in ("grades.csv", "cells.csv", "report.html", "report.csv"):
         text = (out / name).read_text()
         leaked = [ln for ln in secret if ln in text or json.dumps(ln)[1:-1] in text]
@@ -412,15 +412,15 @@ def _significant_lines(path, public):
 def test_no_grader_only_material_in_any_feedback(corpus):
     rows, out = corpus
     public = STUDENT.read_text()
-    hidden = _significant_lines(REPO / "autograder" / "hidden" / f"ch{CH}.py", public)
-    solutions = _significant_lines(REPO / "solutions" / f"ch{CH}.py", public)
+    hidden = _significant_lines(chapters.path(CH, "hidden"), public)
+    solutions = _significant_lines(chapters.path(CH, "solutions"), public)
     assert len(hidden) > 20 and len(solutions) > 20
     pages = list((out / "feedback").rglob("*.html"))
     assert {p.parent.name for p in pages} >= {sid for sid, r in rows.items() if r["status"] in ("graded", "tampered")}
     for page in pages:
         text = _feedback(out, page.parent.name)
         case = CASES.get(page.parent.name, Case())
-        for needle in ["_hidden.", "_judged(", "autograder.hidden", "workbook-seal", *hidden, *(solutions if case.blank else ())]:
+        for needle in ["_hidden.", "_judged(", "autograder.hidden", "autograder.chapters", "workbook-seal", *hidden, *(solutions if case.blank else ())]:
             if needle not in case.code:  # its own source may name them
                 assert needle not in text, f"{page.parent.name}: feedback leaks {needle!r}"
 

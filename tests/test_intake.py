@@ -20,7 +20,7 @@ from conftest import REPO
 
 CH = "01_autoencoders"
 NB = f"{CH}.ipynb"
-SOURCE = REPO / "autograder" / "source" / CH / NB
+SOURCE = REPO / "solutions" / NB
 SECRET = "GRADER-ONLY-SOLUTION-TEXT def retrieval_precision(Z, y, ks): return 42"
 
 
@@ -343,7 +343,7 @@ def test_class_report_escapes_learner_strings_and_has_the_csp(tmp_path):
 # ----------------------------------------------------------------------------- leak scrub
 
 def test_scrub_catches_grader_code_inside_a_longer_line():
-    line = 'got = _judged("ch01_autoencoders.retrieval", retrieval_precision, seed=hidden_seed + 17)'
+    line = 'got = _judged("01_autoencoders.retrieval", retrieval_precision, seed=hidden_seed + 17)'
     message = "retrieval_precision should return one precision per k, in the order of ks"
     protected = frozenset({line, f'c.fail("{message}")'})
     index = outputs.fragments(protected)

@@ -19,8 +19,9 @@ import torch
 from autograder import grade as grading
 from autograder import harness, integrity, mutants, remote
 from autograder.remote import LocalKernel, RemoteError, RemoteGone, WireError, decode, encode, pack, unpack
+from autograder import chapters
 from conftest import REPO
-from solutions import ch01_autoencoders as ref
+ref = chapters.module("01_autoencoders", "solutions")
 
 CH = "01_autoencoders"
 
@@ -174,8 +175,10 @@ def _snippet_arguments(path):
     """Values of the UPPER_CASE module constants and string literals that a hidden module
     hands to run / twin / _in_kernel (directly or as an argument next to `run`)."""
     callers = {"run", "twin", "_in_kernel"}
-    name = "autograder.hidden" + ("" if path.stem == "__init__" else f".{path.stem}")
+    name = (f"autograder.chapters.{path.parent.name}.hidden" if path.stem == "hidden" else
+            "autograder.hidden" + ("" if path.stem == "__init__" else f".{path.stem}"))
     mod = importlib.import_module(name)
+    where = path.parent.name if path.stem == "hidden" else path.stem
     for node in ast.walk(ast.parse(path.read_text())):
         if not isinstance(node, ast.Call):
             continue
@@ -183,13 +186,13 @@ def _snippet_arguments(path):
         if fname in callers or any(isinstance(a, ast.Name) and a.id in callers for a in node.args):
             for a in node.args:
                 if isinstance(a, ast.Name) and a.id.isupper() and isinstance(getattr(mod, a.id, None), str):
-                    yield f"{path.stem}.{a.id}", getattr(mod, a.id)
+                    yield f"{where}.{a.id}", getattr(mod, a.id)
                 elif isinstance(a, ast.Constant) and isinstance(a.value, str) and (
                         "result" in a.value or a.value in harness.SNIPPETS):
-                    yield f"{path.stem}: {a.value[:40]!r}", a.value
+                    yield f"{where}: {a.value[:40]!r}", a.value
     for const, value in vars(mod).items():  # any module constant that is code setting `result`
         if const.isupper() and type(value) is str and _sets_result(value):
-            yield f"{path.stem}.{const}", value
+            yield f"{where}.{const}", value
 
 
 def _sets_result(code: str) -> bool:
@@ -201,7 +204,7 @@ def _sets_result(code: str) -> bool:
 
 
 def test_every_snippet_of_the_hidden_checks_is_registered():
-    hidden = sorted((REPO / "autograder" / "hidden").glob("*.py"))
+    hidden = sorted((REPO / "autograder" / "hidden").glob("*.py")) + sorted((REPO / "autograder" / "chapters").glob("*/hidden.py"))
     found = dict(kv for p in hidden for kv in _snippet_arguments(p))
     assert len(found) >= 30
     missing = [where for where, name in found.items() if name not in harness.SNIPPETS]
@@ -255,7 +258,7 @@ def test_hidden_seed_reads_the_secret_at_each_call_and_the_judge_needs_one(monke
 
 def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path):
     nb = tmp_path / f"{CH}.ipynb"
-    shutil.copy(REPO / "autograder" / "source" / CH / f"{CH}.ipynb", nb)
+    shutil.copy(REPO / "solutions" / f"{CH}.ipynb", nb)
     chapter = grading.Chapter(CH, grading.add_seals(nb))
     cells = chapter.judge_cells
     assert len(cells) == len(chapter.judged) >= 6
@@ -263,7 +266,7 @@ def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path)
     for token, c in cells.items():
         src = chapter.locked[c["cell"]][0]
         assert src.index(token) < src.index("_judged(") and len(token) == 32
-    shutil.copy(REPO / "autograder" / "source" / CH / f"{CH}.ipynb", nb)
+    shutil.copy(REPO / "solutions" / f"{CH}.ipynb", nb)
     again = grading.Chapter(CH, grading.add_seals(nb))
     assert not set(again.judge_cells) & set(cells)   # fresh per run
 
@@ -271,10 +274,10 @@ def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path)
 # ----------------------------------------------------------------------------- the judge process
 
 SECRET = "5e" * 32
-CELLS = {"tok-retrieval": {"cell": "retrieval_checks", "checks": ["ch01_autoencoders.retrieval"]},
-         "tok-quiz": {"cell": "quiz_ae_loss", "checks": ["ch01_autoencoders.quiz:answer_ae_loss"]},
-         "tok-pca": {"cell": "pca_checks", "checks": ["ch01_autoencoders.pca"]},
-         "tok-angles": {"cell": "angles_checks", "checks": ["ch01_autoencoders.principal_angles"]}}
+CELLS = {"tok-retrieval": {"cell": "retrieval_checks", "checks": ["01_autoencoders.retrieval"]},
+         "tok-quiz": {"cell": "quiz_ae_loss", "checks": ["01_autoencoders.quiz:answer_ae_loss"]},
+         "tok-pca": {"cell": "pca_checks", "checks": ["01_autoencoders.pca"]},
+         "tok-angles": {"cell": "angles_checks", "checks": ["01_autoencoders.principal_angles"]}}
 
 
 def _start_judge(tmp_path, config: dict | None, name="judge"):
@@ -311,20 +314,20 @@ def test_judge_runs_each_check_once_from_its_cell_and_tells_the_kernel_only_pass
         seen.append(Z.shape)
         return ref.retrieval_precision(Z, y, ks)
 
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (spy,), {}, "tok-retrieval")
+    passed, report = remote._ask_judge(path, "01_autoencoders.retrieval", (spy,), {}, "tok-retrieval")
     assert passed and seen and report == "[retrieval (hidden)] passed"
     # the same check again (another answer, the same token): refused, the first verdict stays
     wrong = lambda Z, y, ks: ref.retrieval_precision(Z, y, ks) * 0.5  # noqa: E731
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.retrieval", (wrong,), {}, "tok-retrieval")
+    passed, report = remote._ask_judge(path, "01_autoencoders.retrieval", (wrong,), {}, "tok-retrieval")
     assert not passed and "judged already" in report
     # a quiz answer without a token, with another cell's token, with an unknown one: refused
     for token in (None, "tok-retrieval", "tok-forged"):
-        passed, report = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", "A"), {}, token)
+        passed, report = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "A"), {}, token)
         assert not passed and "refused by the grader" in report
     # the quiz with its own token: a wrong answer fails, and the kernel learns nothing more
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", "Z"), {}, "tok-quiz")
+    passed, report = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "Z"), {}, "tok-quiz")
     assert not passed and report == "[quiz answer_ae_loss (hidden)] failed: the details are in your feedback after grading"
-    passed, _ = remote._ask_judge(path, "ch01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {},
+    passed, _ = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {},
                                   "tok-quiz")
     assert not passed   # trying the next option: refused
     # garbage on the socket, a check of another chapter, a vanished kernel: the judge lives on
@@ -332,27 +335,27 @@ def test_judge_runs_each_check_once_from_its_cell_and_tells_the_kernel_only_pass
         s.connect(path)
         s.sendall(struct.pack("!Q", 10) + b"not a msg!")
     with pytest.raises(RemoteGone):
-        remote._ask_judge(path, "ch02_denoising.quiz", ("x", "A"), {}, "tok-quiz")
+        remote._ask_judge(path, "02_denoising.quiz", ("x", "A"), {}, "tok-quiz")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
-        s.sendall(remote.pack({"op": "check", "name": "ch01_autoencoders.pca", "token": "tok-pca", "args": {"$t": [
+        s.sendall(remote.pack({"op": "check", "name": "01_autoencoders.pca", "token": "tok-pca", "args": {"$t": [
             {"$h": 0}, {"$h": 1}, {"$h": 2}]}, "kwargs": {"$d": []}}, []))
         time.sleep(0.2)  # the judge calls handle 0; the kernel hangs up instead of answering
     bad_angles = lambda A, B: ref.principal_angles(A, B) + 0.25  # noqa: E731
-    passed, report = remote._ask_judge(path, "ch01_autoencoders.principal_angles", (bad_angles,), {}, "tok-angles")
+    passed, report = remote._ask_judge(path, "01_autoencoders.principal_angles", (bad_angles,), {}, "tok-angles")
     assert not passed and "expected" not in report and "index" not in report
     verdicts = _verdicts(proc)
-    assert verdicts == {"ch01_autoencoders.retrieval": True, "ch01_autoencoders.quiz:answer_ae_loss": False,
-                        "ch01_autoencoders.pca": False, "ch01_autoencoders.principal_angles": False}
+    assert verdicts == {"01_autoencoders.retrieval": True, "01_autoencoders.quiz:answer_ae_loss": False,
+                        "01_autoencoders.pca": False, "01_autoencoders.principal_angles": False}
     # the full reports and the refusals: in the grader-only record
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
     rec = json.loads(record.read_text())
     assert rec["verdicts"] == verdicts
     reports = {r["check"]: r for r in rec["reports"]}
     assert set(reports) == set(verdicts) and len(rec["reports"]) == 4
-    assert reports["ch01_autoencoders.principal_angles"]["cell"] == "angles_checks"
-    assert "principal_angles" in reports["ch01_autoencoders.principal_angles"]["report"]
-    assert len(reports["ch01_autoencoders.principal_angles"]["report"]) > len(report)
+    assert reports["01_autoencoders.principal_angles"]["cell"] == "angles_checks"
+    assert "principal_angles" in reports["01_autoencoders.principal_angles"]["report"]
+    assert len(reports["01_autoencoders.principal_angles"]["report"]) > len(report)
     assert len(rec["evidence"]) == 5 and all("refused" in e for e in rec["evidence"])
     assert sum("judged already" in e for e in rec["evidence"]) == 2
 
@@ -384,7 +387,7 @@ def test_hidden_inputs_depend_on_the_judges_secret(tmp_path):
                                              "cells": CELLS}, name=f"j{len(seen)}")
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         got = []
-        remote._ask_judge(path, "ch01_autoencoders.retrieval",
+        remote._ask_judge(path, "01_autoencoders.retrieval",
                           (lambda Z, y, ks: got.append(Z.clone()) or ref.retrieval_precision(Z, y, ks),), {},
                           "tok-retrieval")
         _verdicts(proc)
@@ -397,12 +400,12 @@ def test_hidden_inputs_depend_on_the_judges_secret(tmp_path):
 def test_the_judges_reports_replace_the_neutral_lines_and_refusals_are_evidence(tmp_path, monkeypatch):
     from autograder.judge import neutral
 
-    key = "ch01_autoencoders.retrieval"
+    key = "01_autoencoders.retrieval"
     nb = {"cells": [{"cell_type": "code", "metadata": {"nbgrader": {"grade_id": "retrieval_checks"}},
                      "source": "", "outputs": [
                          {"output_type": "error", "ename": "CheckFailed", "evalue": neutral(key, False),
                           "traceback": ["..."]}]}]}
-    run = grading.JudgeRun(verdicts={key: False}, evidence=["ch01_autoencoders.quiz:x refused: ..."],
+    run = grading.JudgeRun(verdicts={key: False}, evidence=["01_autoencoders.quiz:x refused: ..."],
                            reports=[{"cell": "retrieval_checks", "check": key, "passed": False,
                                      "report": "[retrieval_precision (hidden)] wrong values: expected 0.5\n"}])
     verdict = integrity.Verdict()
@@ -410,7 +413,7 @@ def test_the_judges_reports_replace_the_neutral_lines_and_refusals_are_evidence(
     out = nb["cells"][0]["outputs"][0]
     assert out["evalue"] == "[retrieval_precision (hidden)] wrong values: expected 0.5"
     assert verdict.judged == {"retrieval_checks": False}
-    assert verdict.evidence == ["judge: ch01_autoencoders.quiz:x refused: ..."]
+    assert verdict.evidence == ["judge: 01_autoencoders.quiz:x refused: ..."]
     verdict.sealed = {"retrieval_checks", "pca_checks"}
     res = grading.Result("ann", CH, score=3.0, cells=[("retrieval_checks", 0.0, 2.0), ("pca_checks", 3.0, 3.0)])
     zeroed = []

@@ -24,7 +24,7 @@ def _execute(nb, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("chapter", chapters())
 def test_instructor_notebook_runs_in_smoke(chapter, tmp_path, monkeypatch):
-    nb = nbformat.read(REPO / "autograder" / "source" / chapter / f"{chapter}.ipynb", as_version=4)
+    nb = nbformat.read(REPO / "solutions" / f"{chapter}.ipynb", as_version=4)
     _execute(nb, tmp_path, monkeypatch)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "profile=smoke" in printed

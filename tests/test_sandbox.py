@@ -18,7 +18,7 @@ from autograder import integrity, sandbox
 from conftest import REPO
 
 CH = "01_autoencoders"
-SOURCE = REPO / "autograder" / "source" / CH / f"{CH}.ipynb"
+SOURCE = REPO / "solutions" / f"{CH}.ipynb"
 
 
 def test_off_switch_turns_every_capability_off(monkeypatch):

@@ -1,0 +1,1 @@
+"""Chapter 02_denoising (see autograder/chapters/__init__.py for what each file holds)."""

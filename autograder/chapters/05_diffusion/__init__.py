@@ -1,0 +1,1 @@
+"""Chapter 05_diffusion (see autograder/chapters/__init__.py for what each file holds)."""
