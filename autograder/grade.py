@@ -36,7 +36,6 @@ import html
 import json
 import os
 import re
-import resource
 import secrets
 import shutil
 import signal
@@ -49,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import authoring, integrity, ledger, outputs, sandbox
+from . import authoring, confine, integrity, ledger, outputs, sandbox
 from .build import REPO, make_course_root, nbgrader, tool_env
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -272,82 +271,8 @@ def sanitize_for_feedback(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1))
 
 
-MEMORY_LIMIT = 8 * 1024**3       # address space of nbgrader and the kernel it starts
-FILE_LIMIT = 256 * 1024**2       # largest file the submission may write
 MAX_CELL_OUTPUT = 100_000        # characters of output kept per cell in feedback
 MAX_NOTEBOOK_OUTPUT = 2_000_000  # ... and per notebook
-
-
-def _limits() -> None:
-    """Runs in the child before exec: resource limits nbgrader and the kernel inherit."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-OUTPUT_KEEP = 100_000   # bytes kept of the start and of the end of a grading command's output
-
-
-class CappedReader:
-    """Reads a pipe to its end in a thread, keeping the first and the last OUTPUT_KEEP
-    bytes and counting what it drops, so a command that prints gigabytes costs no memory."""
-
-    def __init__(self, pipe):
-        import threading
-
-        self.head, self.tail, self.dropped = bytearray(), bytearray(), 0
-        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
-        self.thread.start()
-
-    def _read(self, pipe) -> None:
-        while chunk := pipe.read1(1 << 16):
-            room = OUTPUT_KEEP - len(self.head)
-            self.head += chunk[:max(room, 0)]
-            self.tail += chunk[max(room, 0):]
-            if len(self.tail) > OUTPUT_KEEP:
-                self.dropped += len(self.tail) - OUTPUT_KEEP
-                del self.tail[:len(self.tail) - OUTPUT_KEEP]
-
-    def text(self, wait: float = 10.0) -> str:
-        self.thread.join(wait)
-        note = f"\n[... {self.dropped:,} bytes of output discarded by the grader ...]\n" if self.dropped else ""
-        return (bytes(self.head).decode(errors="replace") + note + bytes(self.tail).decode(errors="replace"))
-
-
-def run_confined(cmd: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, str]:
-    """Run a grading command in its own process group with resource limits; on timeout
-    (returns code None) or completion, kill the whole group, so a submission's kernel or
-    any process it started cannot outlive its grading (the sandbox slot also kills its
-    control group). Its output is read as it comes, capped (`CappedReader`)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits)
-    reader = CappedReader(proc.stdout)
-    try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        code = None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    kill_processes_under(cwd)
-    out = reader.text()
-    proc.stdout.close()
-    return code, out
-
-
-def kill_processes_under(folder: Path) -> None:
-    """Kill every process whose working directory is inside `folder` (the sandbox slot
-    also kills every process of its user)."""
-    import psutil
-
-    root = str(Path(folder).resolve())
-    for p in psutil.process_iter(["pid"]):
-        try:
-            cwd = p.cwd()
-            if p.pid != os.getpid() and (cwd == root or cwd.startswith(root + os.sep)):
-                p.kill()
-        except (psutil.Error, OSError):
-            pass
 
 
 def cap_outputs(nb: dict) -> int:
@@ -554,7 +479,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
         cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
                f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         t_run = time.perf_counter()
-        code, log = run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
+        code, log = confine.run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
         t_done = time.perf_counter()
     t_check = time.perf_counter()
     key_file.unlink(missing_ok=True)
@@ -652,7 +577,7 @@ def judge_for(slot, chapter: "Chapter", env_extra: dict, secret: str):
                              "--chapter", chapter.name, "--uid", str(uid), "--gid", str(gid)],
                             cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=sandbox.judge_preexec)
+                            preexec_fn=confine.judge_preexec)
     try:
         proc.stdin.write(json.dumps({"secret": secret, "reports": str(record),
                                      "cells": chapter.judge_cells}) + "\n")
