@@ -62,6 +62,7 @@ def written_cells(path: Path) -> dict[str, tuple[float, str]]:
 
 @dataclass
 class Chapter:
+    """What the grader checks a chapter's notebooks against (`make_template` makes one per chapter)."""
     name: str
     locked: dict[str, tuple[str, str]]         # graded cell -> (locked source, seal nonce)
     protected: frozenset[str] = frozenset()     # lines that must never reach feedback
