@@ -16,7 +16,8 @@ kernels' users cannot see):
 
 What was refused is kept, with the reason, for the student's row. `check_notebook` then
 validates every staged notebook (JSON nesting depth, nbformat schema, the nbgrader
-metadata types the grader relies on). Messages hold no file contents except short,
+metadata types the grader relies on), and `drop_duplicated_locked_cells` drops copies of a
+locked test cell before nbgrader sees the notebook. Messages hold no file contents except short,
 escaped pieces of the learner's own file.
 """
 from __future__ import annotations
@@ -471,3 +472,21 @@ def check_notebook(path: Path) -> str | None:
     except IntakeError as e:
         return str(e)
     return parse_notebook(data)[1]
+
+
+def drop_duplicated_locked_cells(nb: dict) -> tuple[dict, list[str]]:
+    """nbgrader stops on a notebook holding two cells with one grade_id (a copied cell keeps
+    its metadata). Copies of a locked test cell are dropped (nbgrader restores the cell
+    anyway); copies of other cells are left for check_duplicates to refuse."""
+    seen, kept, dropped = set(), [], []
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if gid and gid in seen and meta.get("grade") and not meta.get("solution"):
+            dropped.append(gid)
+            continue
+        seen.add(gid)
+        kept.append(cell)
+    nb["cells"] = kept
+    return nb, ([f"removed {len(dropped)} duplicated copy(ies) of locked cell(s) {', '.join(sorted(set(dropped)))}"]
+                if dropped else [])

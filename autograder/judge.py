@@ -260,5 +260,116 @@ def main(argv: list[str] | None = None) -> None:
     serve(a.socket, a.chapter, config, a.uid, a.gid)
 
 
+# ============================================================================= grader side
+# The judge's lifecycle, as the grader runs it (in the grader's process, never the judge's):
+# start one judge per notebook (`judge_for`), read its record, and put the record into the
+# grader's verdict and the autograded notebook (`apply_judge`, `insert_reports`).
+
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from autograder import confine, integrity  # noqa: E402
+from autograder.build import REPO, tool_env  # noqa: E402
+
+
+@dataclass
+class JudgeRun:
+    socket: Path | None = None
+    verdicts: dict = field(default_factory=dict)   # verdict key -> passed (the first verdict)
+    reports: list = field(default_factory=list)    # {cell, check, passed, report}: the full reports
+    evidence: list = field(default_factory=list)   # requests the judge refused
+    log: str = ""
+    started: float = 0.0                           # seconds until it said `ready`
+
+
+@contextmanager
+def judge_for(slot, chapter, env_extra: dict, secret: str):
+    """A judge process (`autograder.judge`) for one notebook: started before nbgrader,
+    listening on a socket only the slot's user may use, given on its standard input this
+    notebook's grading `secret` and the chapter's one-time cell tokens (never in an
+    environment, argument or file the kernel could read); on exit its record (verdicts,
+    full reports, refused requests) is read from a grader-only file and it is stopped.
+    `chapter` is the `seals.Chapter` the notebook is graded against. Yields a JudgeRun
+    that fills in on exit."""
+    run = JudgeRun()
+    t0 = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="workbook-judge-"))
+    os.chmod(folder, 0o711)
+    run.socket = folder / "judge.sock"
+    record = folder / "record.json"   # written by the judge, mode 0600
+    uid, gid = (slot.uid, slot.gid) if slot.confined else (-1, -1)
+    env = tool_env(env_extra)
+    env.pop("WORKBOOK_HIDDEN_SEED", None)
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(run.socket),
+                             "--chapter", chapter.name, "--uid", str(uid), "--gid", str(gid)],
+                            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=confine.judge_preexec)
+    try:
+        proc.stdin.write(json.dumps({"secret": secret, "reports": str(record),
+                                     "cells": chapter.judge_cells}) + "\n")
+        proc.stdin.flush()
+        ready = proc.stdout.readline().strip()  # after its imports (a few seconds)
+        if ready != "ready":
+            raise RuntimeError(f"the judge did not start: {proc.stderr.read()[-2000:]}")
+        run.started = time.perf_counter() - t0
+        yield run
+    finally:
+        try:
+            _out, err = proc.communicate(timeout=60)   # closes stdin: the judge writes its record
+            found = json.loads(record.read_text())
+            run.verdicts = {str(k): v is True for k, v in found["verdicts"].items()}
+            run.reports = [r for r in found["reports"] if isinstance(r, dict)]
+            run.evidence = [str(e) for e in found["evidence"]]
+            run.log = err[-5000:]
+        except (subprocess.TimeoutExpired, OSError, ValueError, KeyError, TypeError, AttributeError):
+            run.verdicts = {}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def apply_judge(nb: dict, verdict: integrity.Verdict, judge: JudgeRun, judged: dict[str, list[str]]) -> None:
+    """The judge's record into the grader's verdict and the autograded notebook: a graded
+    cell is judged passed only if every check of its hidden block passed; refused requests
+    are evidence of tampering; each check's full report replaces the neutral line its cell
+    printed (so it reaches the feedback, after grading, and the diagnoses)."""
+    verdict.judged = {gid: all(judge.verdicts.get(k) is True for k in keys) for gid, keys in judged.items()}
+    verdict.evidence += [f"judge: {e}" for e in judge.evidence]
+    by_cell = {}
+    for r in judge.reports:
+        by_cell.setdefault(str(r.get("cell")), []).append(r)
+    for cell in nb.get("cells", []):
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in by_cell and "outputs" in cell:
+            insert_reports(cell, by_cell[gid])
+
+
+def insert_reports(cell: dict, reports: list[dict]) -> None:
+    """Put each judged check's full report where its cell shows the neutral line."""
+    from .judge import neutral
+
+    for r in reports:
+        key, passed, report = str(r.get("check")), r.get("passed") is True, str(r.get("report", ""))
+        line = neutral(key, passed)
+        for out in cell["outputs"]:
+            if out.get("output_type") == "error" and line in str(out.get("evalue", "")):
+                out["evalue"] = str(out["evalue"]).replace(line, report.strip() or line)
+                out["traceback"] = [f"{out.get('ename', 'Error')}: {out['evalue']}"]
+                break
+            if out.get("output_type") == "stream" and line in integrity._join(out.get("text", "")):
+                out["text"] = integrity._join(out["text"]).replace(line, report.rstrip("\n") or line, 1)
+                break
+        else:  # the neutral line is gone (output cleared): the report still reaches the feedback
+            cell["outputs"].append({"output_type": "stream", "name": "stdout", "text": report})
+
+
 if __name__ == "__main__":
     main()

@@ -107,7 +107,7 @@ SECRET_REQUIRED = False  # set by the judge (autograder.judge): grading never fa
 def hidden_seed(name: str) -> int:
     """A seed for hidden inputs, derived from the grading secret (`WORKBOOK_HIDDEN_SEED`,
     read at each call) and the check's name. While grading the judge sets the secret of the
-    student and notebook (grade.student_secret); outside grading the fixed DEV_SECRET."""
+    student and notebook (seals.student_secret); outside grading the fixed DEV_SECRET."""
     secret = os.environ.get("WORKBOOK_HIDDEN_SEED")
     if not secret:
         if SECRET_REQUIRED:

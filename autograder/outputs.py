@@ -14,13 +14,20 @@
   markup that slips through cannot run or load anything.
 - Leak fragments: `fragments` indexes every run of FRAGMENT characters of grader-only
   code, `leaks_fragment` finds one anywhere inside an output (not just as a whole line).
+- Autograded notebooks: `cap_outputs` cuts outputs to MAX_CELL_OUTPUT characters per cell
+  and MAX_NOTEBOOK_OUTPUT per notebook; `scrub_leaks` replaces every output that holds a
+  grader-only line or fragment (its text and every mime type of its data, `output_text`)
+  by LEAK_NOTE.
 """
 from __future__ import annotations
 
 import csv
 import functools
+import json
 import re
 from pathlib import Path
+
+from . import integrity
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -188,3 +195,68 @@ def leaks_fragment(text: str, index: frozenset[str], k: int = FRAGMENT) -> bool:
                                                   for q in range(max(0, p - STRIDE), p + 1)):
                 return True
     return False
+
+
+# ----------------------------------------------------------------------------- caps and leak scrub
+
+MAX_CELL_OUTPUT = 100_000        # characters of output kept per cell in feedback
+MAX_NOTEBOOK_OUTPUT = 2_000_000  # ... and per notebook
+
+
+def cap_outputs(nb: dict) -> int:
+    """Truncate the outputs of an autograded notebook to MAX_CELL_OUTPUT characters per
+    cell and MAX_NOTEBOOK_OUTPUT in all (a notice says so); returns how many were removed."""
+    removed, budget = 0, MAX_NOTEBOOK_OUTPUT
+    for cell in nb.get("cells", []):
+        if "outputs" not in cell:
+            continue
+        room = start = min(MAX_CELL_OUTPUT, budget)
+        kept, cut = [], 0
+        for out in cell["outputs"]:
+            size = len(json.dumps(out))
+            if size <= room:
+                kept.append(out)
+                room -= size
+                continue
+            cut += size
+            if out.get("output_type") == "stream" and room > 0:
+                text = integrity._join(out.get("text", ""))[:room]
+                kept.append({**out, "text": text})
+                cut -= len(text)
+                room = 0
+        if cut:
+            kept.append({"output_type": "stream", "name": "stdout",
+                         "text": f"\n[{cut:,} characters of output removed by the grader: over its size limit]\n"})
+        cell["outputs"] = kept
+        budget -= start - room
+        removed += cut
+    return removed
+
+
+LEAK_NOTE = "[output removed by the grader: it contained grader-only material]\n"
+
+
+def output_text(out: dict) -> str:
+    """Every piece of text an output shows in feedback (stream, error name and message:
+    `feedback.sanitize_for_feedback` drops tracebacks; every mime type of its data), so markup
+    cannot carry what plain text may not."""
+    parts = [integrity._join(out.get("text", "")), str(out.get("ename", "")), str(out.get("evalue", ""))]
+    data = out.get("data", {})
+    if isinstance(data, dict):
+        parts += [v if isinstance(v, str) else "".join(map(str, v)) if isinstance(v, list) else json.dumps(v)
+                  for v in data.values()]
+    return "\n".join(p for p in parts if p)
+
+
+def scrub_leaks(nb: dict, protected: frozenset[str], fragments: frozenset[str] = frozenset()) -> int:
+    """Replace every output that contains a line of the solutions or hidden checks, or
+    any run of `outputs.FRAGMENT` characters of their code inside a longer line;
+    returns how many were replaced."""
+    count = 0
+    for cell in nb.get("cells", []):
+        for i, out in enumerate(cell.get("outputs", [])):
+            text = output_text(out)
+            if any(ln.strip() in protected for ln in text.splitlines()) or leaks_fragment(text, fragments):
+                cell["outputs"][i] = {"output_type": "stream", "name": "stdout", "text": LEAK_NOTE}
+                count += 1
+    return count

@@ -20,7 +20,7 @@ launcher instead of ipykernel; the launcher, still privileged, then
    the kernel's processes, reaps orphans, and when the kernel ends, everything in the
    namespace ends); the launcher stays outside as the only reader of the kernel's own
    stdout/stderr (a pipe it forwards up to `SINK_KEEP` bytes of, discarding the rest);
-6. in the kernel process: sets resource limits, becomes a uid of its own for this
+6. in the kernel process: sets resource limits (`autograder.confine`), becomes a uid of its own for this
    notebook alone (`allocate_uid`, no passwd entry needed; no new privileges), HOME,
    TMPDIR, IPYTHONDIR and cwd in the fresh scratch folder, starts ipykernel and arms the
    integrity seal (`autograder.integrity.arm`).
@@ -41,19 +41,18 @@ import ctypes
 import fcntl
 import json
 import os
-import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import confine
 from .cgroups import Cgroup, Limits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,15 +63,7 @@ HIDDEN_FROM_KERNEL = ["solutions", "autograder/chapters", "autograder/hidden", "
 PRIVATE_ROOTS = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/srv", "/mnt", "/media"]
 TMPFS_SIZE = {"/tmp": "512m", "/var/tmp": "64m", "/dev/shm": "256m"}   # others: 1m, empty
 SCRATCH_SIZE = "512m"
-LIMITS = {  # resource: soft = hard limit for the kernel (and the judge: `judge_preexec`)
-    "RLIMIT_CPU": 1200,               # CPU seconds (the wall-time limit usually comes first)
-    "RLIMIT_AS": 8 * 1024**3,         # address space
-    "RLIMIT_FSIZE": 256 * 1024**2,    # largest file it may write
-    "RLIMIT_NPROC": 256,              # processes and threads of its user
-    "RLIMIT_NOFILE": 1024,
-    "RLIMIT_CORE": 0,
-}
-GROUP_LIMITS = Limits(memory=8 * 1024**3, pids=512)   # the whole notebook (all its processes)
+GROUP_LIMITS = Limits(memory=confine.MEMORY_LIMIT, pids=512)   # the whole notebook (all its processes)
 SINK_KEEP = 64 * 1024     # bytes of the kernel's own stdout/stderr passed on to nbgrader
 
 
@@ -124,19 +115,6 @@ def capabilities() -> Capabilities:
 
 # ----------------------------------------------------------------------------- grader side
 
-def _processes_of(uids: set[int]) -> list:
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "uids"]):
-        try:
-            if {p.info["uids"].real, p.info["uids"].effective} & uids:
-                found.append(p)
-        except (psutil.Error, OSError, AttributeError, TypeError):
-            pass
-    return found
-
-
 def allocate_uid(base: Path) -> int:
     """A uid no notebook graded on this machine used recently: the next of the range
     (a counter shared under a file lock), skipping any uid that still has a process."""
@@ -144,7 +122,7 @@ def allocate_uid(base: Path) -> int:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         n = int(f.read().strip() or 0)
-        busy = {p.info["uids"].real for p in _processes_of(set(range(UID_BASE, UID_BASE + UID_COUNT)))}
+        busy = {p.info["uids"].real for p in confine.processes_of(set(range(UID_BASE, UID_BASE + UID_COUNT)))}
         while UID_BASE + n % UID_COUNT in busy:
             n += 1
         f.seek(0)
@@ -155,24 +133,6 @@ def allocate_uid(base: Path) -> int:
 
 def is_sandbox_uid(uid: int) -> bool:
     return UID_BASE <= uid < UID_BASE + UID_COUNT
-
-
-def kill_user_processes(uid: int) -> None:
-    """Kill every process running as `uid` (never the grader's own user)."""
-    import psutil
-
-    if uid in (0, os.getuid()):
-        return
-    for _ in range(3):
-        found = _processes_of({uid})
-        for p in found:
-            try:
-                p.kill()
-            except (psutil.Error, OSError):
-                pass
-        if not found:
-            return
-        time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -230,7 +190,7 @@ def slot():
                 group.kill()
                 group.remove()
             if caps.user:
-                kill_user_processes(uid)
+                confine.kill_user_processes(uid)
             shutil.rmtree(scratch, ignore_errors=True)
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
@@ -275,14 +235,6 @@ def wrap_command(cmd: list[str]) -> list[str]:
     if not capabilities().network:
         return cmd
     return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
-
-
-def judge_preexec() -> None:
-    """Runs in the judge's process before exec: the kernel's resource limits (address
-    space, CPU time, file size, open files, no core dumps), so a learner's function that
-    hands the judge a huge value cannot grow it past what the kernel itself may use."""
-    for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE"):
-        resource.setrlimit(getattr(resource, name), (LIMITS[name], LIMITS[name]))
 
 
 # ----------------------------------------------------------------------------- kernel side
@@ -400,11 +352,6 @@ def _mount_view(view: View, uid: int, gid: int) -> None:
                            f"needed {', '.join(map(str, view.needed))}") from None
 
 
-def _limit() -> None:
-    for name, value in LIMITS.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-
-
 def _drop(uid: int, gid: int) -> None:
     os.setgroups([])
     os.setgid(gid)
@@ -471,7 +418,7 @@ def _prepare_scratch(launch: Launch) -> Path:
 
 def _kernel(launch: Launch, own_conn: Path) -> None:
     """The kernel process: limits, its own uid, then ipykernel (never returns)."""
-    _limit()
+    confine.kernel_limits()
     if launch.uid >= 0:
         _drop(launch.uid, launch.gid)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it

@@ -8,6 +8,7 @@ import pytest
 
 from autograder import bench
 from autograder import grade as grading
+from autograder import backends
 
 pytestmark = pytest.mark.slow
 CH = bench.CH
@@ -59,4 +60,4 @@ def test_dask_local_cluster_matches_serial(klass, serial, tmp_path):
 
 def test_unknown_backend_is_refused(klass, tmp_path):
     with pytest.raises(ValueError, match="unknown backend"):
-        grading.run_jobs([], 1, "carrier-pigeon", None)
+        backends.run_jobs([], 1, "carrier-pigeon", None)

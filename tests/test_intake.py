@@ -15,7 +15,10 @@ import nbformat
 import pytest
 
 from autograder import grade as grading
-from autograder import intake, outputs
+from autograder import intake, outputs, student
+from autograder.feedback import sanitize_for_feedback
+from autograder.report import write_class_report, write_reports
+from autograder.rows import Job, Result
 from conftest import REPO
 
 CH = "01_autoencoders"
@@ -38,10 +41,10 @@ def _collect(subs, tmp_path):
 
 
 def _row(sub):
-    res = grading.Result(sub.sid, CH)
-    src = grading._intake_row(sub, res, {CH: None})
+    res = Result(sub.sid, CH)
+    src = student._intake_row(sub, res, {CH: None})
     if src is not None:
-        if bad := grading.check_notebook(src):
+        if bad := intake.check_notebook(src):
             res.status, res.detail = "unreadable", bad
     return res, src
 
@@ -228,7 +231,7 @@ def test_deeply_nested_json_is_refused_without_crashing(tmp_path):
     assert nb is None and "nested too deeply" in why
     path = tmp_path / NB
     path.write_bytes(deep)
-    assert "nested too deeply" in grading.check_notebook(path)
+    assert "nested too deeply" in intake.check_notebook(path)
 
 
 @pytest.mark.parametrize("data, words", [
@@ -245,9 +248,9 @@ def test_broken_files_are_named(data, words):
 def test_a_bad_submission_costs_only_its_row(tmp_path):
     """Any failure inside grading one student becomes that student's rows, never an exception."""
     sub = intake.Submission("alice", notebooks={NB: tmp_path / "missing-copy.ipynb"})
-    job = grading.Job("alice", sub, {CH: None}, tmp_path / "no-template", tmp_path / "work", tmp_path / "out",
-                      {}, 10.0)
-    rows = grading.grade_student(job)
+    job = Job("alice", sub, {CH: None}, tmp_path / "no-template", tmp_path / "work", tmp_path / "out",
+              {}, 10.0)
+    rows = student.grade_student(job)
     assert [(r.student, r.notebook, r.status) for r in rows] == [("alice", CH, "crashed")]
     assert "grader-error.log" in rows[0].detail and "Traceback" not in rows[0].detail
     assert "Traceback" in (tmp_path / "out" / "logs" / "alice" / "grader-error.log").read_text()
@@ -260,9 +263,9 @@ def test_csv_cells_never_start_a_formula(tmp_path):
     outputs.write_csv(tmp_path / "t.csv", ["a", "b"], [[v, "plain"] for v in risky] + [["0.5", "ok"]])
     rows = list(csv.reader(open(tmp_path / "t.csv", newline="")))
     assert [r[0] for r in rows[1:]] == ["'" + v for v in risky] + ["0.5"]
-    results = [grading.Result("alice", CH, status="unreadable", detail="=cmd|' /C calc'!A0",
-                              cells=[("-pca", 0.0, 2.0)])]
-    grading.write_reports(results, tmp_path)
+    results = [Result("alice", CH, status="unreadable", detail="=cmd|' /C calc'!A0",
+                      cells=[("-pca", 0.0, 2.0)])]
+    write_reports(results, tmp_path)
     grades = list(csv.DictReader(open(tmp_path / "grades.csv")))
     cells = list(csv.DictReader(open(tmp_path / "cells.csv")))
     assert grades[0]["detail"] == "'=cmd|' /C calc'!A0" and cells[0]["cell"] == "'-pca"
@@ -315,7 +318,7 @@ def test_learner_html_and_javascript_outputs_become_text(tmp_path):
                                                      "<style>body { display: none }</style>"))
     path = tmp_path / NB
     path.write_text(json.dumps(nb))
-    grading.sanitize_for_feedback(path)
+    sanitize_for_feedback(path)
     cleaned = json.loads(path.read_text())
     kinds = {k for c in cleaned["cells"] for o in c.get("outputs", []) for k in o.get("data", {})}
     assert kinds <= outputs.SHOWN_AS_IS, kinds
@@ -330,11 +333,11 @@ def test_learner_html_and_javascript_outputs_become_text(tmp_path):
 
 
 def test_class_report_escapes_learner_strings_and_has_the_csp(tmp_path):
-    results = [grading.Result("alice", CH, status="unreadable", max_score=14,
-                              detail="<script>alert(1)</script><img src=x onerror=alert(2)>"),
-               grading.Result("bob", CH, score=14, max_score=14, cells=[("pca", 2.0, 2.0)],
-                              diagnoses=[("pca", "<b onmouseover=alert(3)>x</b>")])]
-    grading.write_class_report(results, tmp_path)
+    results = [Result("alice", CH, status="unreadable", max_score=14,
+                      detail="<script>alert(1)</script><img src=x onerror=alert(2)>"),
+               Result("bob", CH, score=14, max_score=14, cells=[("pca", 2.0, 2.0)],
+                      diagnoses=[("pca", "<b onmouseover=alert(3)>x</b>")])]
+    write_class_report(results, tmp_path)
     report = (tmp_path / "report.html").read_text()
     assert outputs.CSP in report and "&lt;script&gt;" in report
     assert "<script" not in report and "<img src=x" not in report and "<b onmouseover" not in report
@@ -352,9 +355,9 @@ def test_scrub_catches_grader_code_inside_a_longer_line():
         {"output_type": "display_data", "data": {"text/html": f"<pre>{line[:45]}</pre>"}},
         {"output_type": "error", "ename": "AssertionError", "evalue": message, "traceback": []},
         {"output_type": "stream", "name": "stdout", "text": "epoch 1: loss 0.25\n"}]}]}
-    assert grading.scrub_leaks(nb, protected, index) == 2
+    assert outputs.scrub_leaks(nb, protected, index) == 2
     kept = [o.get("text", o.get("evalue")) for o in nb["cells"][0]["outputs"]]
-    assert kept == [grading.LEAK_NOTE, grading.LEAK_NOTE, message, "epoch 1: loss 0.25\n"]
+    assert kept == [outputs.LEAK_NOTE, outputs.LEAK_NOTE, message, "epoch 1: loss 0.25\n"]
 
 
 def test_fragments_leave_out_public_text():
@@ -365,17 +368,17 @@ def test_fragments_leave_out_public_text():
 # ----------------------------------------------------------------------------- preflight
 
 def test_preflight_names_the_cells_that_are_off():
-    ref = [grading.Result("preflight-reference", CH, score=12, max_score=14,
-                          cells=[("pca_checks", 2.0, 2.0), ("retrieval_checks", 0.0, 2.0)],
-                          messages={"retrieval_checks": "AssertionError: precision at k=1 is 0.5, expected 1.0"})]
-    blank = [grading.Result("preflight-blank", CH, score=1, max_score=14, cells=[("quiz_ae_loss", 1.0, 1.0)])]
+    ref = [Result("preflight-reference", CH, score=12, max_score=14,
+                  cells=[("pca_checks", 2.0, 2.0), ("retrieval_checks", 0.0, 2.0)],
+                  messages={"retrieval_checks": "AssertionError: precision at k=1 is 0.5, expected 1.0"})]
+    blank = [Result("preflight-blank", CH, score=1, max_score=14, cells=[("quiz_ae_loss", 1.0, 1.0)])]
     problems = grading.preflight_problems(ref, blank)
     assert len(problems) == 2
     assert "retrieval_checks 0/2" in problems[0] and "expected 1.0" in problems[0] and "pca_checks" not in problems[0]
     assert "quiz_ae_loss 1/1" in problems[1]
-    ok = [grading.Result("preflight-reference", CH, score=14, max_score=14)]
-    assert grading.preflight_problems(ok, [grading.Result("preflight-blank", CH, max_score=14)]) == []
-    crashed = [grading.Result("preflight-blank", CH, status="crashed", detail="the judge did not start")]
+    ok = [Result("preflight-reference", CH, score=14, max_score=14)]
+    assert grading.preflight_problems(ok, [Result("preflight-blank", CH, max_score=14)]) == []
+    crashed = [Result("preflight-blank", CH, status="crashed", detail="the judge did not start")]
     assert "the judge did not start" in grading.preflight_problems(ok, crashed)[0]
 
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import grade as grading
-from autograder import harness, integrity, mutants, remote
+from autograder import gradebook, harness, integrity, mutants, remote, seals
+from autograder.judge import JudgeRun, apply_judge
+from autograder.rows import Result
 from autograder.remote import LocalKernel, RemoteError, RemoteGone, WireError, decode, encode, pack, unpack
 from autograder import chapters
 from conftest import REPO
@@ -228,17 +229,17 @@ def test_a_message_over_the_limit_is_refused_before_it_is_read():
 # ----------------------------------------------------------------------------- secrets
 
 def test_student_secrets_differ_per_student_notebook_and_run_and_regrade_exactly(tmp_path):
-    one, two = grading.new_run_secret(None), grading.new_run_secret(None)
+    one, two = seals.new_run_secret(None), seals.new_run_secret(None)
     assert one != two and len(one) == 64
-    s = grading.student_secret
+    s = seals.student_secret
     assert len({s(one, "ann", CH), s(one, "bob", CH), s(one, "ann", "02_denoising"), s(two, "ann", CH)}) == 4
-    assert s(grading.new_run_secret(one.upper()), "ann", CH) == s(one, "ann", CH)
+    assert s(seals.new_run_secret(one.upper()), "ann", CH) == s(one, "ann", CH)
     for bad in ("", "xyz", "12ab"):
         with pytest.raises(ValueError):
-            grading.new_run_secret(bad)
+            seals.new_run_secret(bad)
     with pytest.raises(ValueError):
         s("", "ann", CH)
-    path = grading.store_run_secret(tmp_path, one)
+    path = seals.store_run_secret(tmp_path, one)
     assert path.read_text().strip() == one and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -259,7 +260,7 @@ def test_hidden_seed_reads_the_secret_at_each_call_and_the_judge_needs_one(monke
 def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path):
     nb = tmp_path / f"{CH}.ipynb"
     shutil.copy(REPO / "solutions" / f"{CH}.ipynb", nb)
-    chapter = grading.Chapter(CH, grading.add_seals(nb))
+    chapter = seals.Chapter(CH, seals.add_seals(nb))
     cells = chapter.judge_cells
     assert len(cells) == len(chapter.judged) >= 6
     assert {c["cell"]: c["checks"] for c in cells.values()} == chapter.judged
@@ -267,7 +268,7 @@ def test_each_judged_test_cell_gets_a_one_time_token_before_its_checks(tmp_path)
         src = chapter.locked[c["cell"]][0]
         assert src.index(token) < src.index("_judged(") and len(token) == 32
     shutil.copy(REPO / "solutions" / f"{CH}.ipynb", nb)
-    again = grading.Chapter(CH, grading.add_seals(nb))
+    again = seals.Chapter(CH, seals.add_seals(nb))
     assert not set(again.judge_cells) & set(cells)   # fresh per run
 
 
@@ -405,18 +406,18 @@ def test_the_judges_reports_replace_the_neutral_lines_and_refusals_are_evidence(
                      "source": "", "outputs": [
                          {"output_type": "error", "ename": "CheckFailed", "evalue": neutral(key, False),
                           "traceback": ["..."]}]}]}
-    run = grading.JudgeRun(verdicts={key: False}, evidence=["01_autoencoders.quiz:x refused: ..."],
-                           reports=[{"cell": "retrieval_checks", "check": key, "passed": False,
-                                     "report": "[retrieval_precision (hidden)] wrong values: expected 0.5\n"}])
+    run = JudgeRun(verdicts={key: False}, evidence=["01_autoencoders.quiz:x refused: ..."],
+                   reports=[{"cell": "retrieval_checks", "check": key, "passed": False,
+                             "report": "[retrieval_precision (hidden)] wrong values: expected 0.5\n"}])
     verdict = integrity.Verdict()
-    grading.apply_judge(nb, verdict, run, {"retrieval_checks": [key]})
+    apply_judge(nb, verdict, run, {"retrieval_checks": [key]})
     out = nb["cells"][0]["outputs"][0]
     assert out["evalue"] == "[retrieval_precision (hidden)] wrong values: expected 0.5"
     assert verdict.judged == {"retrieval_checks": False}
     assert verdict.evidence == ["judge: 01_autoencoders.quiz:x refused: ..."]
     verdict.sealed = {"retrieval_checks", "pca_checks"}
-    res = grading.Result("ann", CH, score=3.0, cells=[("retrieval_checks", 0.0, 2.0), ("pca_checks", 3.0, 3.0)])
+    res = Result("ann", CH, score=3.0, cells=[("retrieval_checks", 0.0, 2.0), ("pca_checks", 3.0, 3.0)])
     zeroed = []
-    monkeypatch.setattr(grading, "zero_grades", lambda root, r: zeroed.append(r.student))
-    grading.enforce_verdict(tmp_path, res, verdict)   # a refused request costs the notebook
+    monkeypatch.setattr(gradebook, "zero_grades", lambda root, r: zeroed.append(r.student))
+    gradebook.enforce_verdict(tmp_path, res, verdict)   # a refused request costs the notebook
     assert res.status == "tampered" and res.score == 0 and "refused" in res.detail and zeroed == ["ann"]

@@ -11,8 +11,10 @@ import shutil
 
 import pytest
 
-from autograder import bench, ledger, sandbox
+from autograder import bench, ledger, sandbox, seals, student
 from autograder import grade as grading
+from autograder.intake import Submission, collect, private_dir
+from autograder.rows import Job, Result
 from test_grading import CH, SOURCE
 
 pytestmark = pytest.mark.slow
@@ -127,7 +129,7 @@ def test_changed_regrades_only_changed_submissions(first, again, klass, tmp_path
 def test_keys_follow_content_course_and_secret(first, klass, tmp_path, monkeypatch):
     subs, _ = klass
     out, _ = first
-    students = grading.collect(subs, tmp_path)
+    students = collect(subs, tmp_path)
     secret = (out / ".secret").read_text().strip()
     settings = {"timeout": 900.0, "profile": "smoke", "secret": ledger.secret_fingerprint(secret)}
     plan = grading.plan_rows(students, [CH], ledger.State(out), settings)
@@ -166,14 +168,14 @@ def _fake_grading(monkeypatch, seen, stop_at=None):
         seen.append((job.sid, job.secret))
         if job.sid == stop_at:
             raise KeyboardInterrupt
-        page = grading.private_dir(job.out / "feedback" / job.sid)
+        page = private_dir(job.out / "feedback" / job.sid)
         for ch in job.chapters:
             (page / f"{ch}.html").write_text(f"page of {job.sid}")
-        return [grading.Result(job.sid, ch, 1.0, 2.0, cells=[("a", 1.0, 2.0)], timings={"kernel": 0.5})
+        return [Result(job.sid, ch, 1.0, 2.0, cells=[("a", 1.0, 2.0)], timings={"kernel": 0.5})
                 for ch in job.chapters]
 
-    monkeypatch.setattr(grading, "grade_student", grade_student)
-    monkeypatch.setattr(grading, "make_template", lambda root, chs: {ch: grading.Chapter(ch, {}) for ch in chs})
+    monkeypatch.setattr(student, "grade_student", grade_student)
+    monkeypatch.setattr(seals, "make_template", lambda root, chs: {ch: seals.Chapter(ch, {}) for ch in chs})
 
 
 def test_an_interrupted_run_keeps_the_finished_students(klass, tmp_path, monkeypatch):
@@ -202,7 +204,7 @@ def test_changed_needs_an_earlier_run(klass, tmp_path):
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
-    rows = [grading.Result("ada", CH, 12.0, 14.0, timings={"kernel": 2.0, "feedback": 1.5})]
+    rows = [Result("ada", CH, 12.0, 14.0, timings={"kernel": 2.0, "feedback": 1.5})]
     log = io.StringIO()
     progress = ledger.Progress(1, stream=log)
     progress.finished(rows)
@@ -230,7 +232,7 @@ def test_bench_chapter_names():
 
 
 def test_a_resubmission_meets_other_hidden_inputs_under_the_same_secret():
-    run, s = "cd" * 32, grading.student_secret
+    run, s = "cd" * 32, seals.student_secret
     assert s(run, "ada", CH, b"version 1") == s(run, "ada", CH, b"version 1")
     assert len({s(run, "ada", CH, b"version 1"), s(run, "ada", CH, b"version 2"), s(run, "bob", CH, b"version 1")}) == 3
 
@@ -250,16 +252,16 @@ def test_autograde_split_by_the_cells_own_timing():
                     {"metadata": {"execution": {"iopub.execute_input": iso(now - 5), "shell.execute_reply": iso(now - 2)}}},
                     {"metadata": {"execution": {"iopub.execute_input": "2020-01-01T00:00:00Z"}}}, {"metadata": {}}]}
     watch = ledger.Stopwatch()
-    grading.split_autograde(watch, nb, done - 10, done)
+    student.split_autograde(watch, nb, done - 10, done)
     assert watch.seconds == pytest.approx({"nbgrader_start": 3.0, "kernel": 5.0, "nbgrader_finish": 2.0}, abs=0.05)
     untimed = ledger.Stopwatch()
-    grading.split_autograde(untimed, {"cells": []}, done - 10, done)
+    student.split_autograde(untimed, {"cells": []}, done - 10, done)
     assert untimed.seconds == pytest.approx({"nbgrader_start": 10.0})
 
 
 def test_a_worker_with_another_course_refuses(tmp_path):
-    job = grading.Job("ada", grading.Submission("ada"), {CH: grading.Chapter(CH, {})}, tmp_path / "template",
-                      tmp_path / "work", tmp_path / "out", {}, 10.0, "ab" * 32, (), "another version", "elsewhere:1")
-    [row] = grading.grade_student(job)
+    job = Job("ada", Submission("ada"), {CH: seals.Chapter(CH, {})}, tmp_path / "template",
+              tmp_path / "work", tmp_path / "out", {}, 10.0, "ab" * 32, (), "another version", "elsewhere:1")
+    [row] = student.grade_student(job)
     assert row.status == "crashed" and "grader-error.log" in row.detail
     assert "another version of the course" in (tmp_path / "out" / "logs" / "ada" / "grader-error.log").read_text()

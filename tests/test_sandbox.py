@@ -14,7 +14,7 @@ import time
 import pytest
 
 from autograder import grade as grading
-from autograder import integrity, sandbox
+from autograder import confine, integrity, sandbox
 from conftest import REPO
 
 CH = "01_autoencoders"
@@ -186,19 +186,19 @@ def test_group_kill_reaches_a_respawning_fork_chain_in_its_own_session():
 
 def test_grading_output_is_read_with_a_cap(tmp_path):
     """A command printing 20 MB: the grader keeps its first and last OUTPUT_KEEP bytes."""
-    code, out = grading.run_confined(
+    code, out = confine.run_confined(
         [sys.executable, "-c", "import sys\nsys.stdout.write('a' * 10**7 + 'b' * 10**7 + 'END')"],
         cwd=tmp_path, env=dict(os.environ), timeout=60)
     assert code == 0
-    assert len(out) < 3 * grading.OUTPUT_KEEP and out.startswith("a" * 1000) and out.endswith("END"), len(out)
+    assert len(out) < 3 * confine.OUTPUT_KEEP and out.startswith("a" * 1000) and out.endswith("END"), len(out)
     assert "bytes of output discarded" in out
 
 
 def test_judge_runs_under_the_kernels_limits():
     r = subprocess.run([sys.executable, "-c", "import resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[0],"
                         " resource.getrlimit(resource.RLIMIT_FSIZE)[0], resource.getrlimit(resource.RLIMIT_CPU)[0])"],
-                       capture_output=True, text=True, preexec_fn=sandbox.judge_preexec, timeout=30)
-    assert r.stdout.split() == [str(sandbox.LIMITS[n]) for n in ("RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_CPU")]
+                       capture_output=True, text=True, preexec_fn=confine.judge_preexec, timeout=30)
+    assert r.stdout.split() == [str(confine.LIMITS[n]) for n in ("RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_CPU")]
 
 
 def test_each_notebook_gets_a_fresh_uid(tmp_path):
