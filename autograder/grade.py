@@ -51,6 +51,7 @@ from pathlib import Path
 
 from . import authoring, integrity, ledger, outputs, sandbox
 from .build import REPO, make_course_root, nbgrader, tool_env
+from .checknames import JUDGED_CALL
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 STATUSES = ("graded", "missing", "unreadable", "timed out", "crashed", "tampered")
@@ -136,9 +137,6 @@ class Chapter:
                 for gid, (src, _) in self.locked.items() if (m := TOKEN_CALL.search(src))}
 
 
-JUDGED_CALL = re.compile(r'_judged\(\s*"(ch\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
-
-
 def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
@@ -170,7 +168,7 @@ TOKEN_CALL = re.compile(r'_wb_token\("([0-9a-f]{32})"\)')
 
 def token_call(token: str) -> str:
     """The line that hands a graded test cell's one-time token to `remote.judged`."""
-    return f'from autograder.remote import cell_token as _wb_token; _wb_token("{token}")'
+    return f'from autograder.kernel_side import cell_token as _wb_token; _wb_token("{token}")'
 
 
 def student_secret(run_secret: str, sid: str, notebook: str, content: bytes = b"") -> str:

@@ -83,7 +83,7 @@ print("x_train", tuple(x_train.shape), "X_train", tuple(X_train.shape), "x_test"
 # %% [tests id=pca_checks points=3]
 ch01.check_pca(pca_fit, pca_encode, pca_decode)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.pca", pca_fit, pca_encode, pca_decode)
 ### END HIDDEN TESTS
 
@@ -136,7 +136,7 @@ print("fraction of variance kept by k = 2, 8, 32 directions:",
 # %% [tests id=autoencoder_checks points=3]
 ch01.check_autoencoders(MLPAutoencoder, ConvAutoencoder)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.autoencoders", MLPAutoencoder, ConvAutoencoder)
 ### END HIDDEN TESTS
 
@@ -157,7 +157,7 @@ _judged("ch01_autoencoders.autoencoders", MLPAutoencoder, ConvAutoencoder)
 # %% [tests id=train_step_checks points=2]
 ch01.check_train_step(train_step)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.train_step", train_step)
 ### END HIDDEN TESTS
 
@@ -188,7 +188,7 @@ _judged("ch01_autoencoders.train_step", train_step)
 # %% [tests id=principal_angles_checks points=2]
 ch01.check_principal_angles(principal_angles)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.principal_angles", principal_angles)
 ### END HIDDEN TESTS
 
@@ -320,7 +320,7 @@ plt.show()
 # %% [tests id=retrieval_checks points=2]
 ch01.check_retrieval_precision(retrieval_precision)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.retrieval", retrieval_precision)
 ### END HIDDEN TESTS
 
@@ -414,7 +414,7 @@ plt.show()
 # %% [tests id=quiz_pca_vs_ae points=1]
 ch01.check_quiz("answer_pca_vs_ae", answer_pca_vs_ae)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.quiz", "answer_pca_vs_ae", answer_pca_vs_ae)
 ### END HIDDEN TESTS
 
@@ -435,7 +435,7 @@ _judged("ch01_autoencoders.quiz", "answer_pca_vs_ae", answer_pca_vs_ae)
 ch01.check_quiz("answer_ae_loss", answer_ae_loss)
 ch01.check_quiz("answer_binary_loss", answer_binary_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch01_autoencoders.quiz", "answer_ae_loss", answer_ae_loss)
 _judged("ch01_autoencoders.quiz", "answer_binary_loss", answer_binary_loss)
 ### END HIDDEN TESTS

@@ -100,7 +100,7 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # %% [tests id=noise_checks points=1]
 ch02.check_gaussian_noise(add_gaussian_noise)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 ### END HIDDEN TESTS
 
@@ -122,7 +122,7 @@ _judged("ch02_denoising.gaussian_noise", add_gaussian_noise)
 # %% [tests id=salt_pepper_checks points=1]
 ch02.check_salt_and_pepper(salt_and_pepper)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.salt_pepper", salt_and_pepper)
 ### END HIDDEN TESTS
 
@@ -146,7 +146,7 @@ _judged("ch02_denoising.salt_pepper", salt_and_pepper)
 # %% [tests id=occlusion_checks points=2]
 ch02.check_occlusion(occlude_boxes)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.occlusion", occlude_boxes)
 ### END HIDDEN TESTS
 
@@ -187,7 +187,7 @@ plt.show()
 # %% [tests id=psnr_checks points=1]
 ch02.check_psnr(psnr)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.psnr", psnr)
 ### END HIDDEN TESTS
 
@@ -222,7 +222,7 @@ _judged("ch02_denoising.psnr", psnr)
 # %% [tests id=ssim_checks points=2]
 ch02.check_ssim(ssim)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.ssim", ssim)
 ### END HIDDEN TESTS
 
@@ -277,7 +277,7 @@ for name, distorted in [("noise σ=0.1", noisy_01), ("brighter by 0.1", brighter
 # %% [tests id=denoiser_checks points=2]
 ch02.check_denoiser(SigmaConditionedDenoiser)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 ### END HIDDEN TESTS
 
@@ -302,7 +302,7 @@ _judged("ch02_denoising.denoiser", SigmaConditionedDenoiser)
 # %% [tests id=denoising_step_checks points=2]
 ch02.check_denoising_step(denoising_step)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.denoising_step", denoising_step)
 ### END HIDDEN TESTS
 
@@ -418,7 +418,7 @@ for s in (0.3, 0.6):
 # %% [tests id=masked_mse_checks points=1]
 ch02.check_masked_mse(masked_mse)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.masked_mse", masked_mse)
 ### END HIDDEN TESTS
 
@@ -527,7 +527,7 @@ plt.show()
 # %% [tests id=quiz_told_sigma points=1]
 ch02.check_quiz("answer_told_sigma", answer_told_sigma)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.quiz", "answer_told_sigma", answer_told_sigma)
 ### END HIDDEN TESTS
 
@@ -564,7 +564,7 @@ plt.show()
 # %% [tests id=quiz_dae_target points=1]
 ch02.check_quiz("answer_dae_target", answer_dae_target)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.quiz", "answer_dae_target", answer_dae_target)
 ### END HIDDEN TESTS
 
@@ -585,7 +585,7 @@ _judged("ch02_denoising.quiz", "answer_dae_target", answer_dae_target)
 # %% [tests id=quiz_one_category points=1]
 ch02.check_quiz("answer_one_category", answer_one_category)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch02_denoising.quiz", "answer_one_category", answer_one_category)
 ### END HIDDEN TESTS
 

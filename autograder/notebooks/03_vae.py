@@ -109,7 +109,7 @@ print("X_train", tuple(X_train.shape), "X_test", tuple(X_test.shape), "fraction 
 # %% [tests id=reparam_checks points=2]
 ch03.check_reparameterize(reparameterize)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.reparameterize", reparameterize)
 ### END HIDDEN TESTS
 
@@ -140,7 +140,7 @@ _judged("ch03_vae.reparameterize", reparameterize)
 # %% [tests id=vae_checks points=3]
 ch03.check_vae(VAE, reparameterize)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.vae", VAE, reparameterize)
 ### END HIDDEN TESTS
 
@@ -170,7 +170,7 @@ _judged("ch03_vae.vae", VAE, reparameterize)
 # %% [tests id=kl_checks points=2]
 ch03.check_kl(kl_to_standard_normal)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.kl", kl_to_standard_normal)
 ### END HIDDEN TESTS
 
@@ -219,7 +219,7 @@ _judged("ch03_vae.kl", kl_to_standard_normal)
 # %% [tests id=elbo_checks points=3]
 ch03.check_negative_elbo(negative_elbo)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.negative_elbo", negative_elbo)
 ### END HIDDEN TESTS
 
@@ -375,7 +375,7 @@ print("autoencoder codes span", [f"[{a:.0f}, {b:.0f}]" for a, b in zip(Z_ae.min(
 # %% [tests id=sampling_checks points=2]
 ch03.check_sampling(sample_prior, interpolate)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.sampling", sample_prior, interpolate)
 ### END HIDDEN TESTS
 
@@ -498,7 +498,7 @@ vae_big = sweep[1.0][0]
 # %% [tests id=iwae_checks points=3]
 ch03.check_iwae(iwae_log_likelihood)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.iwae", iwae_log_likelihood)
 ### END HIDDEN TESTS
 
@@ -665,7 +665,7 @@ for name, imgs in samples.items():
 # %% [tests id=quiz_vae_facts points=1]
 ch03.check_quiz("answer_vae_facts", answer_vae_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.quiz", "answer_vae_facts", answer_vae_facts)
 ### END HIDDEN TESTS
 
@@ -696,7 +696,7 @@ _judged("ch03_vae.quiz", "answer_vae_facts", answer_vae_facts)
 ch03.check_quiz("answer_variational_inference", answer_variational_inference)
 ch03.check_quiz("answer_iwae_bound", answer_iwae_bound)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch03_vae.quiz", "answer_variational_inference", answer_variational_inference)
 _judged("ch03_vae.quiz", "answer_iwae_bound", answer_iwae_bound)
 ### END HIDDEN TESTS

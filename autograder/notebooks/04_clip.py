@@ -133,7 +133,7 @@ plt.show()
 # %% [tests id=clip_loss_checks points=3]
 ch04.check_clip_loss(clip_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.clip_loss", clip_loss)
 ### END HIDDEN TESTS
 
@@ -187,7 +187,7 @@ _judged("ch04_clip.clip_loss", clip_loss)
 # %% [tests id=encoders_checks points=3]
 ch04.check_encoders(ImageEncoder, TextEncoder)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.encoders", ImageEncoder, TextEncoder)
 ### END HIDDEN TESTS
 
@@ -306,7 +306,7 @@ log_metric("batch_diagonal_accuracy", (sim.argmax(1) == torch.arange(len(pick)))
 # %% [tests id=zero_shot_checks points=2]
 ch04.check_zero_shot(zero_shot_weights, zero_shot_predict)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.zero_shot", zero_shot_weights, zero_shot_predict)
 ### END HIDDEN TESTS
 
@@ -405,7 +405,7 @@ plt.show()
 # %% [tests id=recall_checks points=2]
 ch04.check_recall_at_k(recall_at_k)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.recall", recall_at_k)
 ### END HIDDEN TESTS
 
@@ -580,7 +580,7 @@ if len(saved) == 3:
 ch04.check_quiz("answer_causal_mask", answer_causal_mask)
 ch04.check_quiz("answer_normalise", answer_normalise)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.quiz", "answer_causal_mask", answer_causal_mask)
 _judged("ch04_clip.quiz", "answer_normalise", answer_normalise)
 ### END HIDDEN TESTS
@@ -604,7 +604,7 @@ _judged("ch04_clip.quiz", "answer_normalise", answer_normalise)
 # %% [tests id=quiz_clip_facts points=1]
 ch04.check_quiz("answer_clip_facts", answer_clip_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch04_clip.quiz", "answer_clip_facts", answer_clip_facts)
 ### END HIDDEN TESTS
 

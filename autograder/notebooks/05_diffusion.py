@@ -93,7 +93,7 @@ device = profile.device
 # %% [tests id=schedules_checks points=2]
 ch05.check_schedules(linear_betas, cosine_betas, noise_schedule)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.schedules", linear_betas, cosine_betas, noise_schedule)
 ### END HIDDEN TESTS
 
@@ -139,7 +139,7 @@ for name, ab in schedules.items():
 # %% [tests id=q_sample_checks points=2]
 ch05.check_q_sample(q_sample)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.q_sample", q_sample)
 ### END HIDDEN TESTS
 
@@ -177,7 +177,7 @@ _judged("ch05_diffusion.q_sample", q_sample)
 # %% [tests id=diffusion_loss_checks points=2]
 ch05.check_diffusion_loss(diffusion_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.diffusion_loss", diffusion_loss)
 ### END HIDDEN TESTS
 
@@ -216,7 +216,7 @@ _judged("ch05_diffusion.diffusion_loss", diffusion_loss)
 # %% [tests id=ddpm_step_checks points=3]
 ch05.check_ddpm_step(ddpm_step)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.ddpm_step", ddpm_step)
 ### END HIDDEN TESTS
 
@@ -357,7 +357,7 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # %% [tests id=time_embedding_checks points=2]
 ch05.check_time_embedding(timestep_embedding, ResBlock)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.time_embedding", timestep_embedding, ResBlock)
 ### END HIDDEN TESTS
 
@@ -390,7 +390,7 @@ _judged("ch05_diffusion.time_embedding", timestep_embedding, ResBlock)
 # %% [tests id=unet_checks points=2]
 ch05.check_unet(UNet)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.unet", UNet)
 ### END HIDDEN TESTS
 
@@ -430,7 +430,7 @@ _judged("ch05_diffusion.unet", UNet)
 # %% [tests id=guidance_checks points=2]
 ch05.check_guidance(drop_labels, guided_eps)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.guidance", drop_labels, guided_eps)
 ### END HIDDEN TESTS
 
@@ -589,7 +589,7 @@ plt.show()
 # %% [tests id=ddim_step_checks points=3]
 ch05.check_ddim_step(ddim_step)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.ddim_step", ddim_step)
 ### END HIDDEN TESTS
 
@@ -774,7 +774,7 @@ plt.show()
 ch05.check_quiz("answer_predicts", answer_predicts)
 ch05.check_quiz("answer_guidance_w", answer_guidance_w)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.quiz", "answer_predicts", answer_predicts)
 _judged("ch05_diffusion.quiz", "answer_guidance_w", answer_guidance_w)
 ### END HIDDEN TESTS
@@ -795,7 +795,7 @@ _judged("ch05_diffusion.quiz", "answer_guidance_w", answer_guidance_w)
 # %% [tests id=quiz_diffusion_facts points=1]
 ch05.check_quiz("answer_diffusion_facts", answer_diffusion_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch05_diffusion.quiz", "answer_diffusion_facts", answer_diffusion_facts)
 ### END HIDDEN TESTS
 

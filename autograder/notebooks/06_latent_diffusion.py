@@ -123,7 +123,7 @@ plt.show()
 # %% [tests id=autoencoder_checks points=3]
 ch06.check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.autoencoder", KLAutoencoder, autoencoder_loss, latent_scale_factor)
 ### END HIDDEN TESTS
 
@@ -233,7 +233,7 @@ plt.show()
 # %% [tests id=cross_attention_checks points=3]
 ch06.check_cross_attention(CrossAttention)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.cross_attention", CrossAttention)
 ### END HIDDEN TESTS
 
@@ -262,7 +262,7 @@ _judged("ch06_latent_diffusion.cross_attention", CrossAttention)
 # %% [tests id=cross_attn_block_checks points=2]
 ch06.check_block(CrossAttnBlock)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 ### END HIDDEN TESTS
 
@@ -296,7 +296,7 @@ _judged("ch06_latent_diffusion.cross_attn_block", CrossAttnBlock)
 # %% [tests id=training_loss_checks points=2]
 ch06.check_training_loss(training_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.training_loss", training_loss)
 ### END HIDDEN TESTS
 
@@ -408,7 +408,7 @@ plt.show()
 # %% [tests id=generate_checks points=3]
 ch06.check_generate(generate)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.generate", generate)
 ### END HIDDEN TESTS
 
@@ -779,7 +779,7 @@ else:
 ch06.check_quiz("answer_why_latent", answer_why_latent)
 ch06.check_quiz("answer_qkv", answer_qkv)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.quiz", "answer_why_latent", answer_why_latent)
 _judged("ch06_latent_diffusion.quiz", "answer_qkv", answer_qkv)
 ### END HIDDEN TESTS
@@ -802,7 +802,7 @@ _judged("ch06_latent_diffusion.quiz", "answer_qkv", answer_qkv)
 # %% [tests id=quiz_latent_facts points=1]
 ch06.check_quiz("answer_latent_facts", answer_latent_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch06_latent_diffusion.quiz", "answer_latent_facts", answer_latent_facts)
 ### END HIDDEN TESTS
 

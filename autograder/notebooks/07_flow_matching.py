@@ -86,7 +86,7 @@ profile = setup(seed=0)
 # %% [tests id=path_checks points=2]
 ch07.check_path(flow_path, velocity_target)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.path", flow_path, velocity_target)
 ### END HIDDEN TESTS
 
@@ -122,7 +122,7 @@ _judged("ch07_flow_matching.path", flow_path, velocity_target)
 # %% [tests id=flow_matching_loss_checks points=3]
 ch07.check_flow_matching_loss(flow_matching_loss)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.flow_matching_loss", flow_matching_loss)
 ### END HIDDEN TESTS
 
@@ -161,7 +161,7 @@ _judged("ch07_flow_matching.flow_matching_loss", flow_matching_loss)
 # %% [tests id=samplers_checks points=3]
 ch07.check_samplers(euler_sample, heun_sample)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.samplers", euler_sample, heun_sample)
 ### END HIDDEN TESTS
 
@@ -196,7 +196,7 @@ _judged("ch07_flow_matching.samplers", euler_sample, heun_sample)
 # %% [tests id=bridge_checks points=2]
 ch07.check_bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.bridge", ddpm_to_flow, eps_to_velocity, velocity_to_eps)
 ### END HIDDEN TESTS
 
@@ -265,7 +265,7 @@ log_metric("ddim_vs_euler_max_diff", worst, "", "8 DDIM steps (cosine schedule) 
 # %% [tests id=guidance_checks points=2]
 ch07.check_guidance(drop_labels, guided_velocity)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.guidance", drop_labels, guided_velocity)
 ### END HIDDEN TESTS
 
@@ -461,7 +461,7 @@ plt.show()
 # %% [tests id=straightness_checks points=2]
 ch07.check_straightness(straightness)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.straightness", straightness)
 ### END HIDDEN TESTS
 
@@ -790,14 +790,14 @@ for name in samplers:
 # %% [tests id=quiz_ddpm_time points=1]
 ch07.check_quiz("answer_ddpm_time", answer_ddpm_time)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.quiz", "answer_ddpm_time", answer_ddpm_time)
 ### END HIDDEN TESTS
 
 # %% [tests id=quiz_flow_facts points=1]
 ch07.check_quiz("answer_flow_facts", answer_flow_facts)
 ### BEGIN HIDDEN TESTS
-from autograder.remote import judged as _judged
+from autograder.kernel_side import judged as _judged
 _judged("ch07_flow_matching.quiz", "answer_flow_facts", answer_flow_facts)
 ### END HIDDEN TESTS
 
