@@ -14,9 +14,12 @@ fidelity and in the tests (tests/test_judge.py: every snippet a hidden check pas
 registered name, and no code is registered twice), instead of shipping its source. Add a
 snippet by adding its code here under a name `<chapter>.<what>`.
 
-Each snippet sees torch, nn, F, np and its vars (`remote.harness_scope`) and sets `result`.
+Each snippet sees torch, nn, F, np and its vars (`scope`) and sets `result`.
 """
 from __future__ import annotations
+
+import numpy as np
+import torch
 
 
 class UnregisteredSnippet(LookupError):
@@ -550,3 +553,8 @@ def code_of(name: str) -> str:
         return SNIPPETS[name]
     except (KeyError, TypeError):
         raise UnregisteredSnippet(f"no harness snippet named {str(name)[:80]!r}") from None
+
+
+def scope(**vars) -> dict:
+    """What a harness snippet sees: torch, nn, F, np, its vars, and `result`."""
+    return {"torch": torch, "np": np, "nn": torch.nn, "F": torch.nn.functional, "result": None, **vars}

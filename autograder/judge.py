@@ -8,14 +8,14 @@ to its standard input (no file or argument the kernel could read):
     {"secret": "<hex>", "reports": "<grader-only path>",
      "cells": {"<token>": {"cell": "pca_checks", "checks": ["ch01_autoencoders.pca"]}, ...}}
 
-`secret` is this student's and notebook's grading secret (grade.student_secret): the
+`secret` is this student's and notebook's grading secret (seals.student_secret): the
 hidden inputs are drawn from it (`mutants.hidden_seed`); without one the judge refuses to
 start. `cells` names, per one-time token, the graded test cell whose hidden block holds it
-and the checks (`verdict_key`) that block asks for (grade.add_seals).
+and the checks (`verdict_key`) that block asks for (seals.add_seals).
 
 The judge imports the chapter's hidden checks and the reference solutions (the kernel never
 does), listens on a Unix socket only the slot's sandbox user may connect to, and prints
-`ready`. Each hidden test block connects (`autograder.remote.judged`), sends its cell's
+`ready`. Each hidden test block connects (`autograder.kernel_side.judged`), sends its cell's
 token and names its check. The judge accepts a request only from the slot's user
 (SO_PEERCRED), with a known token, for a check of that token's cell that was not judged
 before; then it runs the check here, calling the learner's objects over the connection and
@@ -27,25 +27,35 @@ evidence of tampering.
 When its standard input closes (the grader is done with the notebook) it writes
 `{"verdicts": ..., "reports": [{"cell", "check", "passed", "report"}], "evidence": [...]}`
 to the `reports` file (mode 0600), prints the verdicts as one JSON line,
-`{"chNN_topic.check": true|false}`, and exits. The grader gives a graded cell its points
+`{"NN_topic.check": true|false}`, and exits. The grader gives a graded cell its points
 only if every check named in its hidden block passed here, puts the reports into the
-cell's feedback, and sets a notebook with evidence to `tampered` (grade.enforce_verdict).
+cell's feedback, and sets a notebook with evidence to `tampered` (gradebook.enforce_verdict).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
+import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from autograder import chapters, mutants, remote
-from autograder.remote import NAME, Channel, Kernel, RemoteGone, RemoteObject, WireError, decode
+from autograder import confine, integrity, mutants
+from autograder.build import REPO, tool_env
+from autograder.checknames import NAME
+from autograder.checks_runner import run_check
+from autograder.remote import Kernel, RemoteObject
+from autograder.wire import Channel, RemoteGone, WireError, decode
 
 CALL_TIMEOUT = 900.0   # seconds one answer of the kernel may take (the grader's limits come first)
 
@@ -54,37 +64,6 @@ def verdict_key(name: str, args: tuple) -> str:
     """What a verdict is kept under: the check, and its first argument when that is a
     string (the quiz checks name the question: `quiz:answer_ae_loss`)."""
     return f"{name}:{args[0]}" if args and type(args[0]) is str else name
-
-
-def run_check(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple[bool, str]:
-    """(passed, report) of hidden check `name` on the learner's objects behind `kernel`."""
-    from workbook.checks import CheckFailed
-
-    chapter, _, fn_name = name.partition(".")
-    try:
-        mod = chapters.module(chapter, "hidden")
-    except (KeyError, ImportError):
-        return False, f"no hidden checks named {chapter}\n"
-    fn = getattr(mod, fn_name, None)
-    if not NAME.fullmatch(name) or not callable(fn) or getattr(fn, "__module__", None) != mod.__name__:
-        return False, f"no hidden check {name}\n"
-    out = io.StringIO()
-    remote._current.append(kernel)
-    try:
-        with contextlib.redirect_stdout(out):
-            fn(*args, **kwargs)
-        return True, out.getvalue()
-    except CheckFailed as e:
-        return False, out.getvalue() + f"{e}\n"
-    except RemoteGone:
-        return False, out.getvalue() + f"[{fn_name} (hidden)] the kernel stopped answering (interrupted or crashed)\n"
-    except (WireError, OSError) as e:
-        return False, out.getvalue() + f"[{fn_name} (hidden)] could not exchange values with the kernel: {e}\n"
-    except Exception as e:  # noqa: BLE001 - e.g. a learner's value of an unexpected kind
-        return False, out.getvalue() + (f"[{fn_name} (hidden)] the checks could not finish: "
-                                        f"{type(e).__name__}: {e}\n")
-    finally:
-        remote._current.pop()
 
 
 MAX_REPORT = 200_000   # characters of one check's report kept for the feedback
@@ -185,8 +164,8 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1) -> None:
-    os.environ["WORKBOOK_HIDDEN_SEED"] = config.secret   # read by mutants.hidden_seed, in this process only
-    mutants.SECRET_REQUIRED = True
+    os.environ[mutants.SECRET_ENV] = config.secret   # read by mutants.hidden_seed, in this process only
+    os.environ[mutants.SECRET_REQUIRED_ENV] = "1"    # and never the dev secret instead
     record = Record(config)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
@@ -265,16 +244,7 @@ def main(argv: list[str] | None = None) -> None:
 # start one judge per notebook (`judge_for`), read its record, and put the record into the
 # grader's verdict and the autograded notebook (`apply_judge`, `insert_reports`).
 
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from autograder import confine, integrity  # noqa: E402
-from autograder.build import REPO, tool_env  # noqa: E402
 
 
 @dataclass

@@ -101,16 +101,18 @@ def known_mistakes(chapter: str, target: str, run) -> dict[str, object]:
 
 
 DEV_SECRET = "workbook-default-secret"  # in-process only: the instructor, `fidelity`, the tests
-SECRET_REQUIRED = False  # set by the judge (autograder.judge): grading never falls back to DEV_SECRET
+SECRET_ENV = "WORKBOOK_HIDDEN_SEED"
+SECRET_REQUIRED_ENV = "WORKBOOK_HIDDEN_SEED_REQUIRED"  # "1" in the judge: grading never falls back to DEV_SECRET
 
 
 def hidden_seed(name: str) -> int:
     """A seed for hidden inputs, derived from the grading secret (`WORKBOOK_HIDDEN_SEED`,
     read at each call) and the check's name. While grading the judge sets the secret of the
-    student and notebook (seals.student_secret); outside grading the fixed DEV_SECRET."""
-    secret = os.environ.get("WORKBOOK_HIDDEN_SEED")
+    student and notebook (seals.student_secret), and `WORKBOOK_HIDDEN_SEED_REQUIRED=1`;
+    outside grading the fixed DEV_SECRET."""
+    secret = os.environ.get(SECRET_ENV)
     if not secret:
-        if SECRET_REQUIRED:
+        if os.environ.get(SECRET_REQUIRED_ENV) == "1":
             raise RuntimeError("no grading secret (WORKBOOK_HIDDEN_SEED) in the judge")
         secret = DEV_SECRET
     return int.from_bytes(hashlib.sha256(f"{secret}/{name}".encode()).digest()[:6], "big")

@@ -251,7 +251,7 @@ def _preload() -> None:
     import torch.optim  # noqa: F401
 
     import workbook.checks  # noqa: F401
-    from autograder import integrity, remote  # noqa: F401
+    from autograder import integrity, kernel_side  # noqa: F401
 
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 8192, 16384, 1 << 18
@@ -512,9 +512,9 @@ def kernel_main(argv: list[str]) -> None:
     try:
         launch = Launch.from_env(argv)
         _preload()
-        from autograder import remote
+        from autograder import kernel_side
 
-        remote.set_judge_path(launch.judge or None)
+        kernel_side.set_judge_path(launch.judge or None)
         if launch.group is not None:
             launch.group.join(os.getpid())
         if launch.hide:  # mount namespaces are available

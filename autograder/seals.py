@@ -27,6 +27,7 @@ from pathlib import Path
 from . import integrity, outputs
 from .build import make_course_root, nbgrader
 from .chapters import path as chapter_part
+from .checknames import JUDGED_CALL
 
 
 def make_template(root: Path, chapters: list[str]) -> dict[str, "Chapter"]:
@@ -84,7 +85,6 @@ class Chapter:
                 for gid, (src, _) in self.locked.items() if (m := TOKEN_CALL.search(src))}
 
 
-JUDGED_CALL = re.compile(r'_judged\(\s*"(\d\d_[a-z0-9_]+\.[a-z][a-z0-9_]*)"(?:\s*,\s*"([^"]*)")?')
 
 
 def cell_source(cell: dict) -> str:
@@ -96,7 +96,7 @@ def add_seals(path: Path) -> dict[str, tuple[str, str]]:
     """Append `seal(grade_id, nonce)` in a hidden block to every graded code cell of the
     grader's copy of an instructor notebook; a fresh random nonce per cell and run. A cell
     whose hidden block asks the judge (`_judged`) also gets, as that block's first line, a
-    fresh random one-time token (`remote.cell_token`) the judge admits its checks with."""
+    fresh random one-time token (`kernel_side.cell_token`) the judge admits its checks with."""
     nb = json.loads(path.read_text())
     locked = {}
     for cell in nb["cells"]:
@@ -118,8 +118,8 @@ TOKEN_CALL = re.compile(r'_wb_token\("([0-9a-f]{32})"\)')
 
 
 def token_call(token: str) -> str:
-    """The line that hands a graded test cell's one-time token to `remote.judged`."""
-    return f'from autograder.remote import cell_token as _wb_token; _wb_token("{token}")'
+    """The line that hands a graded test cell's one-time token to `kernel_side.judged`."""
+    return f'from autograder.kernel_side import cell_token as _wb_token; _wb_token("{token}")'
 
 
 def student_secret(run_secret: str, sid: str, notebook: str, content: bytes = b"") -> str:

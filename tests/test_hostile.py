@@ -110,7 +110,7 @@ def retrieval_precision(Z, y, ks):  # the reference, if the kernel had it loaded
 '''
 
 QUIZ_ORACLE = """
-from autograder.remote import judged as _ask
+from autograder.kernel_side import judged as _ask
 from workbook.checks import CheckFailed
 for _q in ("answer_ae_loss", "answer_binary_loss"):
     globals()[_q] = "A"
@@ -124,7 +124,7 @@ for _q in ("answer_ae_loss", "answer_binary_loss"):
 """
 
 REPLAY = """
-from autograder.remote import judged as _ask
+from autograder.kernel_side import judged as _ask
 from workbook.checks import CheckFailed
 try:  # the retrieval checks failed in their cell: ask the judge again, with that cell's token
     _ask("01_autoencoders.retrieval", retrieval_precision)

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import gradebook, harness, integrity, mutants, remote, seals
+from autograder import chapters, gradebook, harness, integrity, kernel_side, mutants, remote, seals, wire
 from autograder.judge import JudgeRun, apply_judge
+from autograder.kernel_side import LocalKernel
+from autograder.remote import RemoteError
 from autograder.rows import Result
-from autograder.remote import LocalKernel, RemoteError, RemoteGone, WireError, decode, encode, pack, unpack
-from autograder import chapters
+from autograder.wire import RemoteGone, WireError, decode, encode, pack, unpack
 from conftest import REPO
 ref = chapters.module("01_autoencoders", "solutions")
 
@@ -141,11 +142,8 @@ def test_unknown_objects_travel_as_handles_and_errors_keep_their_kind():
     assert model.out_features == 3 and repr(model) == "<Linear in the learner's kernel>"
     # weights written by a harness snippet stay in the kernel's object
     k_model = k.side.handles.objects[3]
-    remote._current.append(k)
-    try:
+    with remote.serving(k):
         remote.run("common.copy_weights", model=model, weights=[torch.full((3, 2), 2.0), torch.zeros(3)])
-    finally:
-        remote._current.pop()
     assert torch.all(k_model.weight == 2.0)
 
 
@@ -156,15 +154,14 @@ def test_snippets_cross_by_name_and_unregistered_ones_are_refused():
     seen = []
     k.side.answer = (lambda answer: lambda msg, bufs: seen.append(dict(msg)) or answer(msg, bufs))(k.side.answer)
     (model,) = k.register((torch.nn.Linear(2, 3),))
-    remote._current.append(k)
-    try:
+    with remote.serving(k):
         shapes = remote.run(harness.SNIPPETS["common.shapes"], model=model)   # by its exact text
         with pytest.raises(harness.UnregisteredSnippet, match="not registered"):
             remote.run("result = __import__('os').getcwd()")
         with pytest.raises(harness.UnregisteredSnippet):
             remote.twin("result = 1")
-    finally:
-        remote._current.pop()
+    with pytest.raises(RuntimeError, match="for hidden checks"):   # outside a check: no kernel to run in
+        remote.run("common.shapes", model=model)
     assert shapes == [(3, 2), (3,)]
     runs = [m for m in seen if m.get("op") == "run"]
     assert runs == [{"op": "run", "name": "common.shapes", "vars": runs[0]["vars"]}]  # the name, no source
@@ -219,11 +216,11 @@ def test_every_snippet_of_the_hidden_checks_is_registered():
 def test_a_message_over_the_limit_is_refused_before_it_is_read():
     a, b = socket.socketpair()
     with a, b:
-        a.sendall(struct.pack("!Q", remote.MAX_MESSAGE + 1))   # the length only; no body follows
+        a.sendall(struct.pack("!Q", wire.MAX_MESSAGE + 1))   # the length only; no body follows
         b.settimeout(5)
         with pytest.raises(WireError, match="over the limit"):
-            remote.Channel(b).recv()
-    assert remote.MAX_MESSAGE <= 256 << 20
+            wire.Channel(b).recv()
+    assert wire.MAX_MESSAGE <= 256 << 20
 
 
 # ----------------------------------------------------------------------------- secrets
@@ -250,7 +247,7 @@ def test_hidden_seed_reads_the_secret_at_each_call_and_the_judge_needs_one(monke
     assert mutants.hidden_seed("x") != a
     monkeypatch.delenv("WORKBOOK_HIDDEN_SEED")
     assert mutants.hidden_seed("x") == mutants.hidden_seed("x")   # in-process: the fixed dev secret
-    monkeypatch.setattr(mutants, "SECRET_REQUIRED", True)
+    monkeypatch.setenv(mutants.SECRET_REQUIRED_ENV, "1")
     with pytest.raises(RuntimeError, match="no grading secret"):
         mutants.hidden_seed("x")
 
@@ -315,20 +312,20 @@ def test_judge_runs_each_check_once_from_its_cell_and_tells_the_kernel_only_pass
         seen.append(Z.shape)
         return ref.retrieval_precision(Z, y, ks)
 
-    passed, report = remote._ask_judge(path, "01_autoencoders.retrieval", (spy,), {}, "tok-retrieval")
+    passed, report = kernel_side._ask_judge(path, "01_autoencoders.retrieval", (spy,), {}, "tok-retrieval")
     assert passed and seen and report == "[retrieval (hidden)] passed"
     # the same check again (another answer, the same token): refused, the first verdict stays
     wrong = lambda Z, y, ks: ref.retrieval_precision(Z, y, ks) * 0.5  # noqa: E731
-    passed, report = remote._ask_judge(path, "01_autoencoders.retrieval", (wrong,), {}, "tok-retrieval")
+    passed, report = kernel_side._ask_judge(path, "01_autoencoders.retrieval", (wrong,), {}, "tok-retrieval")
     assert not passed and "judged already" in report
     # a quiz answer without a token, with another cell's token, with an unknown one: refused
     for token in (None, "tok-retrieval", "tok-forged"):
-        passed, report = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "A"), {}, token)
+        passed, report = kernel_side._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "A"), {}, token)
         assert not passed and "refused by the grader" in report
     # the quiz with its own token: a wrong answer fails, and the kernel learns nothing more
-    passed, report = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "Z"), {}, "tok-quiz")
+    passed, report = kernel_side._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", "Z"), {}, "tok-quiz")
     assert not passed and report == "[quiz answer_ae_loss (hidden)] failed: the details are in your feedback after grading"
-    passed, _ = remote._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {},
+    passed, _ = kernel_side._ask_judge(path, "01_autoencoders.quiz", ("answer_ae_loss", ref.answer_ae_loss), {},
                                   "tok-quiz")
     assert not passed   # trying the next option: refused
     # garbage on the socket, a check of another chapter, a vanished kernel: the judge lives on
@@ -336,14 +333,14 @@ def test_judge_runs_each_check_once_from_its_cell_and_tells_the_kernel_only_pass
         s.connect(path)
         s.sendall(struct.pack("!Q", 10) + b"not a msg!")
     with pytest.raises(RemoteGone):
-        remote._ask_judge(path, "02_denoising.quiz", ("x", "A"), {}, "tok-quiz")
+        kernel_side._ask_judge(path, "02_denoising.quiz", ("x", "A"), {}, "tok-quiz")
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
-        s.sendall(remote.pack({"op": "check", "name": "01_autoencoders.pca", "token": "tok-pca", "args": {"$t": [
+        s.sendall(pack({"op": "check", "name": "01_autoencoders.pca", "token": "tok-pca", "args": {"$t": [
             {"$h": 0}, {"$h": 1}, {"$h": 2}]}, "kwargs": {"$d": []}}, []))
         time.sleep(0.2)  # the judge calls handle 0; the kernel hangs up instead of answering
     bad_angles = lambda A, B: ref.principal_angles(A, B) + 0.25  # noqa: E731
-    passed, report = remote._ask_judge(path, "01_autoencoders.principal_angles", (bad_angles,), {}, "tok-angles")
+    passed, report = kernel_side._ask_judge(path, "01_autoencoders.principal_angles", (bad_angles,), {}, "tok-angles")
     assert not passed and "expected" not in report and "index" not in report
     verdicts = _verdicts(proc)
     assert verdicts == {"01_autoencoders.retrieval": True, "01_autoencoders.quiz:answer_ae_loss": False,
@@ -388,7 +385,7 @@ def test_hidden_inputs_depend_on_the_judges_secret(tmp_path):
                                              "cells": CELLS}, name=f"j{len(seen)}")
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         got = []
-        remote._ask_judge(path, "01_autoencoders.retrieval",
+        kernel_side._ask_judge(path, "01_autoencoders.retrieval",
                           (lambda Z, y, ks: got.append(Z.clone()) or ref.retrieval_precision(Z, y, ks),), {},
                           "tok-retrieval")
         _verdicts(proc)

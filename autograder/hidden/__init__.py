@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from autograder import harness
-from autograder.remote import harness_scope, run
+from autograder.remote import run
 from workbook.checks import Checks, choice_letters
 
 COPY_WEIGHTS = 'common.copy_weights'
@@ -72,6 +72,6 @@ def here(snippet: str, **vars):
     """One more copy, in the judge, of what a harness snippet (its registered name) builds:
     the judge's half of `remote.twin`."""
     name = harness.name_of(snippet)
-    scope = harness_scope(**vars)
+    scope = harness.scope(**vars)
     exec(compile(harness.code_of(name), f"<judge harness {name}>", "exec"), scope)
     return scope["result"]
