@@ -9,7 +9,7 @@ to its standard input (no file or argument the kernel could read):
      "cells": {"<token>": {"cell": "pca_checks", "checks": ["ch01_autoencoders.pca"]}, ...}}
 
 `secret` is this student's and notebook's grading secret (seals.student_secret): the
-hidden inputs are drawn from it (`mutants.hidden_seed`); without one the judge refuses to
+hidden inputs are drawn from it (`hidden.hidden_seed`); without one the judge refuses to
 start. `cells` names, per one-time token, the graded test cell whose hidden block holds it
 and the checks (`verdict_key`) that block asks for (seals.add_seals).
 
@@ -50,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import confine, integrity, mutants
+from autograder import confine, hidden, integrity
 from autograder.build import REPO, tool_env
 from autograder.checknames import NAME
 from autograder.checks_runner import run_check
@@ -164,8 +164,8 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1) -> None:
-    os.environ[mutants.SECRET_ENV] = config.secret   # read by mutants.hidden_seed, in this process only
-    os.environ[mutants.SECRET_REQUIRED_ENV] = "1"    # and never the dev secret instead
+    os.environ[hidden.SECRET_ENV] = config.secret   # read by hidden.hidden_seed, in this process only
+    os.environ[hidden.SECRET_REQUIRED_ENV] = "1"    # and never the dev secret instead
     record = Record(config)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

@@ -14,8 +14,6 @@ mistakes caught and alternatives passed.
 from __future__ import annotations
 
 import ast
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,21 +96,3 @@ def known_mistakes(chapter: str, target: str, run) -> dict[str, object]:
         except Exception:
             pass
     return out
-
-
-DEV_SECRET = "workbook-default-secret"  # in-process only: the instructor, `fidelity`, the tests
-SECRET_ENV = "WORKBOOK_HIDDEN_SEED"
-SECRET_REQUIRED_ENV = "WORKBOOK_HIDDEN_SEED_REQUIRED"  # "1" in the judge: grading never falls back to DEV_SECRET
-
-
-def hidden_seed(name: str) -> int:
-    """A seed for hidden inputs, derived from the grading secret (`WORKBOOK_HIDDEN_SEED`,
-    read at each call) and the check's name. While grading the judge sets the secret of the
-    student and notebook (seals.student_secret), and `WORKBOOK_HIDDEN_SEED_REQUIRED=1`;
-    outside grading the fixed DEV_SECRET."""
-    secret = os.environ.get(SECRET_ENV)
-    if not secret:
-        if os.environ.get(SECRET_REQUIRED_ENV) == "1":
-            raise RuntimeError("no grading secret (WORKBOOK_HIDDEN_SEED) in the judge")
-        secret = DEV_SECRET
-    return int.from_bytes(hashlib.sha256(f"{secret}/{name}".encode()).digest()[:6], "big")

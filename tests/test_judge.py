@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import chapters, gradebook, harness, integrity, kernel_side, mutants, remote, seals, wire
+from autograder import chapters, gradebook, harness, hidden, integrity, kernel_side, remote, seals, wire
 from autograder.judge import JudgeRun, apply_judge
 from autograder.kernel_side import LocalKernel
 from autograder.remote import RemoteError
@@ -171,8 +171,8 @@ def test_snippets_cross_by_name_and_unregistered_ones_are_refused():
 
 def _snippet_arguments(path):
     """Values of the UPPER_CASE module constants and string literals that a hidden module
-    hands to run / twin / _in_kernel (directly or as an argument next to `run`)."""
-    callers = {"run", "twin", "_in_kernel"}
+    hands to run / twin / in_kernel / run_reporting (directly or as an argument next to `run`)."""
+    callers = {"run", "twin", "in_kernel", "run_reporting"}
     name = (f"autograder.chapters.{path.parent.name}.hidden" if path.stem == "hidden" else
             "autograder.hidden" + ("" if path.stem == "__init__" else f".{path.stem}"))
     mod = importlib.import_module(name)
@@ -242,14 +242,14 @@ def test_student_secrets_differ_per_student_notebook_and_run_and_regrade_exactly
 
 def test_hidden_seed_reads_the_secret_at_each_call_and_the_judge_needs_one(monkeypatch):
     monkeypatch.setenv("WORKBOOK_HIDDEN_SEED", "a" * 64)
-    a = mutants.hidden_seed("x")
+    a = hidden.hidden_seed("x")
     monkeypatch.setenv("WORKBOOK_HIDDEN_SEED", "b" * 64)
-    assert mutants.hidden_seed("x") != a
+    assert hidden.hidden_seed("x") != a
     monkeypatch.delenv("WORKBOOK_HIDDEN_SEED")
-    assert mutants.hidden_seed("x") == mutants.hidden_seed("x")   # in-process: the fixed dev secret
-    monkeypatch.setenv(mutants.SECRET_REQUIRED_ENV, "1")
+    assert hidden.hidden_seed("x") == hidden.hidden_seed("x")   # in-process: the fixed dev secret
+    monkeypatch.setenv(hidden.SECRET_REQUIRED_ENV, "1")
     with pytest.raises(RuntimeError, match="no grading secret"):
-        mutants.hidden_seed("x")
+        hidden.hidden_seed("x")
 
 
 # ----------------------------------------------------------------------------- tokens in the notebook

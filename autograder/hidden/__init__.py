@@ -1,17 +1,73 @@
-"""Hidden checks: run only while grading (in the judge, `autograder.judge`), never shipped
-to learners. Shared helpers for checks whose learner objects live in the kernel."""
+"""What every chapter's hidden checks share (`autograder/chapters/NN_topic/hidden.py`): the
+hidden seed and the generators drawn from it, multiple-choice grading, and the helpers for
+checks whose learner objects live in the kernel. Hidden checks run only while grading (in
+the judge, `autograder.judge`) or in-process for instructors and tests; never shipped to
+learners. A helper two chapters need lives here, not in either chapter."""
 from __future__ import annotations
+
+import hashlib
+import os
 
 import torch
 
 from autograder import harness
-from autograder.remote import run
+from autograder.remote import RemoteError, run
 from workbook.checks import Checks, choice_letters
 
 COPY_WEIGHTS = 'common.copy_weights'
 PARAMETERS = 'common.parameters'
 SHAPES = 'common.shapes'
 
+
+# ----------------------------------------------------------------------------- hidden inputs
+
+DEV_SECRET = "workbook-default-secret"  # in-process only: the instructor, `fidelity`, the tests
+SECRET_ENV = "WORKBOOK_HIDDEN_SEED"
+SECRET_REQUIRED_ENV = "WORKBOOK_HIDDEN_SEED_REQUIRED"  # "1" in the judge: grading never falls back to DEV_SECRET
+
+
+def hidden_seed(name: str) -> int:
+    """A seed for hidden inputs, derived from the grading secret (`WORKBOOK_HIDDEN_SEED`,
+    read at each call) and the check's name. While grading the judge sets the secret of the
+    student and notebook (`seals.student_secret`), and `WORKBOOK_HIDDEN_SEED_REQUIRED=1`;
+    outside grading the fixed DEV_SECRET."""
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        if os.environ.get(SECRET_REQUIRED_ENV) == "1":
+            raise RuntimeError("no grading secret (WORKBOOK_HIDDEN_SEED) in the judge")
+        secret = DEV_SECRET
+    return int.from_bytes(hashlib.sha256(f"{secret}/{name}".encode()).digest()[:6], "big")
+
+
+def generators(chapter: str):
+    """`gen(name)`: a fresh generator seeded from the hidden seed of `chapter/name`, the one
+    source of every hidden input a chapter draws (`_gen = generators(CH)` in its checks)."""
+    def gen(name: str) -> torch.Generator:
+        return torch.Generator().manual_seed(hidden_seed(f"{chapter}/{name}"))
+    return gen
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A fresh generator with this seed (a draw that must be repeated exactly)."""
+    return torch.Generator().manual_seed(seed)
+
+
+def draw_int(g: torch.Generator, lo: int, hi: int) -> int:
+    """A random int in [lo, hi)."""
+    return int(torch.randint(lo, hi, (1,), generator=g))
+
+
+def draw_size(g: torch.Generator, low: int, high: int) -> int:
+    """A random size in [low, high], both included."""
+    return draw_int(g, low, high + 1)
+
+
+def draw_seed(g: torch.Generator) -> int:
+    """A random seed for a generator of its own."""
+    return draw_int(g, 0, 2**31 - 1)
+
+
+# ----------------------------------------------------------------------------- answers and kernels
 
 def grade_choice(name: str, answer, want, explain: str | None = None) -> None:
     """A multiple-choice answer against the reference's: a set of letters in any container
@@ -60,12 +116,30 @@ def call_keeping_global_rng(c: Checks, fn, *args, inputs: str = "", **kwargs):
 
 
 def in_kernel(name: str, code: str, **vars):
-    """A call that runs harness snippet `code` in the learner's kernel, named after the
-    learner's code it calls (`c.call` then reports its errors as that code's)."""
-    def call():
-        return run(code, **vars)
+    """A callable for `c.call` that runs harness snippet `code` in the learner's kernel with
+    `vars` (and any keywords it is called with), named after the learner's code it calls, so
+    that an error there reads `calling <name> raised ...`, as a direct call would."""
+    def call(**more):
+        return run(code, **vars, **more)
     call.__name__ = name
     return call
+
+
+def learner_name(fn, default: str = "the function") -> str:
+    """How the checks name a learner's function or class."""
+    return getattr(fn, "__name__", default)
+
+
+def run_reporting(c: Checks, name: str, code: str, inputs: str = "", **vars):
+    """Run harness snippet `code` in the kernel; an exception of the learner's code there is
+    a failure worded as `c.call` words it. Unlike `c.call`, a lost connection to the kernel
+    is not reported as the learner's error (the judge reports it)."""
+    try:
+        return run(code, **vars)
+    except NotImplementedError:
+        c.fail(f"{name} is not implemented yet", inputs=inputs)
+    except RemoteError as e:
+        c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs)
 
 
 def here(snippet: str, **vars):

@@ -18,7 +18,7 @@ from hypothesis import seed as seeded
 from hypothesis.errors import HypothesisException
 from hypothesis.extra import numpy as hnp
 
-from autograder.mutants import hidden_seed
+from autograder.hidden import hidden_seed
 from workbook.checks import CheckFailed, Checks
 
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}

@@ -14,28 +14,21 @@ import math
 import numpy as np
 import scipy.linalg
 import torch
-import torch.nn.functional as F
 from hypothesis import assume, strategies as st
 from sklearn.decomposition import PCA
 
-from autograder.hidden import grade_choice, load_reference_weights, parameters
+from autograder.hidden import draw_size, generators, grade_choice, load_reference_weights, parameters
 from autograder.hidden.properties import describe_tensor, dtypes, for_all, tensors
-from autograder.mutants import hidden_seed, known_mistakes
+from autograder.mutants import known_mistakes
 from autograder.remote import run, twin
 from . import solutions as ref
 from workbook import ch01
 from workbook.checks import Checks, tolerance
 
 CH = "01_autoencoders"
+_gen = generators(CH)
 D = ch01.DIAGNOSES
 
-
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
-
-
-def _size(g: torch.Generator, low: int, high: int) -> int:
-    return int(torch.randint(low, high + 1, (1,), generator=g))
 
 
 def _name(dtype: torch.dtype) -> str:
@@ -71,8 +64,8 @@ def _pca_data(g: torch.Generator, N: int, Dim: int, dtype: torch.dtype) -> torch
 def pca(pca_fit, pca_encode, pca_decode) -> None:
     c = Checks("pca (hidden)")
     g = _gen("pca")
-    cases = [(torch.float64, _size(g, 30, 50), _size(g, 6, 10), 3), (torch.float64, _size(g, 8, 12), 20, 5),
-             (torch.float32, _size(g, 25, 40), _size(g, 5, 8), 1), (torch.float32, 9, 9, 9)]
+    cases = [(torch.float64, draw_size(g, 30, 50), draw_size(g, 6, 10), 3), (torch.float64, draw_size(g, 8, 12), 20, 5),
+             (torch.float32, draw_size(g, 25, 40), draw_size(g, 5, 8), 1), (torch.float32, 9, 9, 9)]
     for dtype, N, Dim, k in cases:
         X = _pca_data(g, N, Dim, dtype)
         inputs = f"random X ({N}, {Dim}) {_name(dtype)} with a non-zero mean, k={k}"
@@ -136,9 +129,9 @@ def _signs(V: torch.Tensor, V_other: torch.Tensor) -> torch.Tensor:
 def principal_angles(fn) -> None:
     c = Checks("principal_angles (hidden)")
     g = _gen("angles")
-    cases = [(torch.float64, _size(g, 8, 12), 3, 4, True), (torch.float32, _size(g, 6, 9), 2, 2, True),
-             (torch.float32, _size(g, 8, 12), 4, 2, False), (torch.float64, _size(g, 5, 8), 1, 3, True),
-             (torch.float32, _size(g, 7, 10), 3, 2, True)]
+    cases = [(torch.float64, draw_size(g, 8, 12), 3, 4, True), (torch.float32, draw_size(g, 6, 9), 2, 2, True),
+             (torch.float32, draw_size(g, 8, 12), 4, 2, False), (torch.float64, draw_size(g, 5, 8), 1, 3, True),
+             (torch.float32, draw_size(g, 7, 10), 3, 2, True)]
     for dtype, Dim, p, q, shared in cases:
         A = torch.randn(Dim, p, generator=g, dtype=torch.float64)
         B = torch.randn(Dim, q, generator=g, dtype=torch.float64) @ torch.randn(q, q, generator=g, dtype=torch.float64)
@@ -166,7 +159,7 @@ def principal_angles(fn) -> None:
     # (D, p) against (D, q >= p) with span(A) inside span(B): all angles 0, cosines 1 up to rounding
     for dtype, p, extra in [(torch.float64, 3, 0), (torch.float32, 4, 0), (torch.float64, 5, 0),
                             (torch.float32, 3, 1), (torch.float64, 4, 2)]:
-        A, B = _same_subspace(g, _size(g, p + 2, p + 6), p, extra)
+        A, B = _same_subspace(g, draw_size(g, p + 2, p + 6), p, extra)
         A, B = A.to(dtype), B.to(dtype)
         inputs = f"A ({A.shape[0]}, {p}) {_name(dtype)} with integer entries, B = A @ R for an invertible " \
                  f"integer R" + (f" and {extra} more columns (span(A) inside span(B))" if extra else " (equal spans)")
@@ -219,14 +212,14 @@ def autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
     g = _gen("autoencoders")
     torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
     # batches large enough that every activation sees inputs of both signs; one batch of one
-    for Dim, k, hidden, B in [(_size(g, 20, 40), _size(g, 2, 6), (_size(g, 12, 19), _size(g, 7, 11)), 8),
-                              (_size(g, 8, 16), _size(g, 1, 4), (), 1),
-                              (_size(g, 10, 20), 3, (_size(g, 9, 14), _size(g, 6, 8), _size(g, 4, 5)), 8)]:
+    for Dim, k, hidden, B in [(draw_size(g, 20, 40), draw_size(g, 2, 6), (draw_size(g, 12, 19), draw_size(g, 7, 11)), 8),
+                              (draw_size(g, 8, 16), draw_size(g, 1, 4), (), 1),
+                              (draw_size(g, 10, 20), 3, (draw_size(g, 9, 14), draw_size(g, 6, 8), draw_size(g, 4, 5)), 8)]:
         x = torch.rand(B, Dim, generator=g)
         inputs = f"MLPAutoencoder(D={Dim}, k={k}, hidden={hidden}), x ({B}, {Dim})"
         _same_outputs(c, c.call(MLPAutoencoder, D=Dim, k=k, hidden=hidden, inputs=inputs),
                       _outputs_of_both_signs(ref.MLPAutoencoder(D=Dim, k=k, hidden=hidden), x), x, inputs)
-    k, ch = _size(g, 4, 6), _size(g, 3, 6)
+    k, ch = draw_size(g, 4, 6), draw_size(g, 3, 6)
     x = torch.rand(6, 1, 28, 28, generator=g)
     inputs = f"ConvAutoencoder(k={k}, c={ch}), x (6, 1, 28, 28)"
     _same_outputs(c, c.call(ConvAutoencoder, k=k, c=ch, inputs=inputs),
@@ -243,8 +236,8 @@ TRAIN_STEP_MODEL = '01_autoencoders.train_step_model'
 def train_step(fn) -> None:
     c = Checks("train_step (hidden)")
     g = _gen("train_step")
-    for dtype, shape, steps in [(torch.float32, (12,), 2), (torch.float64, (3, _size(g, 3, 5)), 1)]:
-        B = _size(g, 2, 6)
+    for dtype, shape, steps in [(torch.float32, (12,), 2), (torch.float64, (3, draw_size(g, 3, 5)), 1)]:
+        B = draw_size(g, 2, 6)
         seed = int(torch.randint(0, 2**31, (1,), generator=g))
         (model_t, opt_t), (model, opt) = twin(TRAIN_STEP_MODEL, seed=seed, shape=list(shape), h=7, k=3, dtype=dtype)
         x = torch.rand(B, *shape, generator=g, dtype=dtype)
@@ -302,9 +295,9 @@ def retrieval(fn) -> None:
     c = Checks("retrieval_precision (hidden)")
     g = _gen("retrieval")
     labels = torch.tensor([2, 5, 9, 11])
-    N1 = _size(g, 30, 50)
-    N2 = _size(g, 8, 14)
-    for dtype, N, dim, ks in [(torch.float32, N1, 3, [10, 1, _size(g, 2, 6), N1 - 1]),
+    N1 = draw_size(g, 30, 50)
+    N2 = draw_size(g, 8, 14)
+    for dtype, N, dim, ks in [(torch.float32, N1, 3, [10, 1, draw_size(g, 2, 6), N1 - 1]),
                               (torch.float64, N2, 2, [N2 - 1, 2])]:
         Z, y = _clustered_codes(g, N, dim, labels, ks, dtype)
         inputs = f"random codes Z ({N}, {dim}) {_name(dtype)} in 4 loose clusters, labels y in {labels.tolist()}, " \
@@ -319,7 +312,7 @@ def retrieval(fn) -> None:
                 mistakes={**known_mistakes(CH, "retrieval_precision", lambda f: f(Z, y, ks)),
                           D["ks_order"]: want[order]})
     for dtype, dim in [(torch.float32, 2), (torch.float64, 1)]:
-        M = _size(g, 3, 6)
+        M = draw_size(g, 3, 6)
         Z, y = _duplicate_pairs(g, M, dim, labels, dtype)
         ks = [2 * M - 1, 1, 3]
         inputs = f"{M} pairs of equal codes Z ({2 * M}, {dim}) {_name(dtype)} (shuffled), the two codes of a pair " \

@@ -16,36 +16,21 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from autograder.hidden import call_keeping_global_rng, grade_choice, load_reference_weights, parameters, here as _here
+from autograder.hidden import (
+    call_keeping_global_rng, draw_seed, draw_size, generators, grade_choice, here, in_kernel,
+    learner_name, load_reference_weights, parameters, seeded)
 from autograder.hidden.properties import describe_tensor, dtypes, for_all, image_shapes, tensors
-from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import run, twin
+from autograder.mutants import known_mistakes
+from autograder.remote import twin
 from . import solutions as ref
 from workbook import ch02
 from workbook.checks import CheckFailed, Checks, tolerance
 
 CH = "02_denoising"
+_gen = generators(CH)
 
 
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
 
-
-def _seed(g: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-
-
-def _fresh(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _in_kernel(fn, code: str, **vars):
-    """A call of the learner's `fn` inside a harness snippet in the kernel (which sees `fn`
-    and `vars`), named like `fn` so that `Checks.call` reports it as the learner's call."""
-    def call():
-        return run(code, fn=fn, **vars)
-    call.__name__ = getattr(fn, "__name__", "the function")
-    return call
 
 
 def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str):
@@ -73,7 +58,7 @@ def _call_keeping_x(c: Checks, fn, x: torch.Tensor, *args, inputs: str):
     """fn(x, *args) called in the kernel on a copy of x; fails if the call changed that x
     in place (the inputs are "Not modified" in every corruption's contract); returns the
     learner's result."""
-    out, x_after = c.call(_in_kernel(fn, KEEP_X_CALL, x=x, args=args), inputs=inputs)
+    out, x_after = c.call(in_kernel(learner_name(fn), KEEP_X_CALL, fn=fn, x=x, args=args), inputs=inputs)
     unchanged = isinstance(x_after, torch.Tensor) and x_after.shape == x.shape and x_after.dtype == x.dtype \
         and torch.equal(x_after, x)
     changed = int((x_after != x).sum()) if isinstance(x_after, torch.Tensor) and x_after.shape == x.shape else None
@@ -84,14 +69,11 @@ def _call_keeping_x(c: Checks, fn, x: torch.Tensor, *args, inputs: str):
     return out
 
 
-def _size(g: torch.Generator, low: int, high: int) -> int:
-    return int(torch.randint(low, high + 1, (1,), generator=g))
-
 
 def _shape(g: torch.Generator, B: int, C: int, low: int = 9, high: int = 24) -> tuple[int, int, int, int]:
     """(B, C, H, W) with H != W drawn in [low, high]: rows and columns must not be confused."""
-    H = _size(g, low, high)
-    W = _size(g, low, high - 1)
+    H = draw_size(g, low, high)
+    W = draw_size(g, low, high - 1)
     return B, C, H, W if W < H else W + 1
 
 
@@ -120,29 +102,29 @@ def _pair(c: Checks, out, name: str, inputs: str):
 def gaussian_noise(fn) -> None:
     c = Checks("add_gaussian_noise (hidden)")
     g = _gen("gaussian_noise")
-    cases = [(torch.float32, "float", _shape(g, _size(g, 2, 5), 3)),
-             (torch.float64, "tensor", _shape(g, _size(g, 2, 5), 2)),
+    cases = [(torch.float32, "float", _shape(g, draw_size(g, 2, 5), 3)),
+             (torch.float64, "tensor", _shape(g, draw_size(g, 2, 5), 2)),
              (torch.float32, "tensor", _shape(g, 1, 1)),
-             (torch.float64, "float", _shape(g, _size(g, 2, 5), 1)),
-             (torch.float32, "float64 tensor", _shape(g, _size(g, 1, 4), 2))]
+             (torch.float64, "float", _shape(g, draw_size(g, 2, 5), 1)),
+             (torch.float32, "float64 tensor", _shape(g, draw_size(g, 1, 4), 2))]
     for i, (dtype, kind, shape) in enumerate(cases):
         B = shape[0]
         x = torch.rand(shape, generator=g, dtype=dtype) * 2 - 0.5
         sigma = 0.05 + float(torch.rand(1, generator=g)) if kind == "float" \
             else 0.05 + torch.rand(B, generator=g, dtype=torch.float64 if kind == "float64 tensor" else dtype)
-        seed = _seed(g)
+        seed = draw_seed(g)
         inputs = f"{_describe(shape, dtype)}, sigma " + \
                  (f"= {sigma:.3f} (a float)" if kind == "float" else f"a random ({B},) {kind}") + ", a seeded generator"
         if i == 0:  # every draw from the generator passed in, none from the global one
-            out = call_keeping_global_rng(c, fn, x, sigma, _fresh(seed), inputs=inputs)
+            out = call_keeping_global_rng(c, fn, x, sigma, seeded(seed), inputs=inputs)
         else:
-            out = _call_keeping_x(c, fn, x, sigma, _fresh(seed), inputs=inputs)
+            out = _call_keeping_x(c, fn, x, sigma, seeded(seed), inputs=inputs)
         _values(c, "x_noisy", out, shape, dtype, inputs,
                 dtype_hint=ch02.DIAGNOSES["sigma_dtype" if kind == "float64 tensor" else "keep_dtype"])
-        want = ref.add_gaussian_noise(x, sigma, _fresh(seed))
+        want = ref.add_gaussian_noise(x, sigma, seeded(seed))
         # float32 tolerance in both dtypes: a float sigma may be rounded to float32 on its way
         c.close("x_noisy", out, want, **tolerance(torch.float32, scale=4.0), inputs=inputs,
-                mistakes=known_mistakes(CH, "add_gaussian_noise", lambda f: f(x.clone(), sigma, _fresh(seed))),
+                mistakes=known_mistakes(CH, "add_gaussian_noise", lambda f: f(x.clone(), sigma, seeded(seed))),
                 hint=ch02.DIAGNOSES["same_seed_differs"])
     c.done()
 
@@ -151,23 +133,23 @@ def salt_pepper(fn) -> None:
     c = Checks("salt_and_pepper (hidden)")
     g = _gen("salt_pepper")
     # (dtype, shape, black-and-white): a 0/1 image has pixels replaced by their own value
-    cases = [(torch.float32, _shape(g, _size(g, 2, 5), 3), False), (torch.float64, _shape(g, _size(g, 2, 5), 1), False),
-             (torch.float32, _shape(g, 1, 2), False), (torch.float64, _shape(g, _size(g, 2, 4), 2), True)]
+    cases = [(torch.float32, _shape(g, draw_size(g, 2, 5), 3), False), (torch.float64, _shape(g, draw_size(g, 2, 5), 1), False),
+             (torch.float32, _shape(g, 1, 2), False), (torch.float64, _shape(g, draw_size(g, 2, 4), 2), True)]
     for i, (dtype, shape, binary) in enumerate(cases):
         x = torch.rand(shape, generator=g, dtype=dtype)
         if binary:
             x = (x < 0.3).to(dtype)  # mostly black, some white, as MNIST
         p = (0.3 if binary else 0.05) + 0.6 * float(torch.rand(1, generator=g))
-        seed = _seed(g)
+        seed = draw_seed(g)
         inputs = ("black-and-white (0/1) " if binary else "") + f"{_describe(shape, dtype)}, p={p:.3f}, " \
                  "a seeded generator"
         if i == 0:
-            out = call_keeping_global_rng(c, fn, x, p, _fresh(seed), inputs=inputs)
+            out = call_keeping_global_rng(c, fn, x, p, seeded(seed), inputs=inputs)
         else:
-            out = _call_keeping_x(c, fn, x, p, _fresh(seed), inputs=inputs)
+            out = _call_keeping_x(c, fn, x, p, seeded(seed), inputs=inputs)
         x_noisy, mask = _pair(c, out, "salt_and_pepper", inputs)
-        want_x, want_m = ref.salt_and_pepper(x, p, _fresh(seed))
-        diag = known_mistakes(CH, "salt_and_pepper", lambda f: f(x.clone(), p, _fresh(seed)))
+        want_x, want_m = ref.salt_and_pepper(x, p, seeded(seed))
+        diag = known_mistakes(CH, "salt_and_pepper", lambda f: f(x.clone(), p, seeded(seed)))
         c.tensor("mask", mask, shape=shape, inputs=inputs)
         c.true(mask.dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(mask.dtype),
                hint=ch02.DIAGNOSES["mask_bool"])
@@ -182,22 +164,22 @@ def salt_pepper(fn) -> None:
 def occlusion(fn) -> None:
     c = Checks("occlude_boxes (hidden)")
     g = _gen("occlusion")
-    cases = [(torch.float32, _shape(g, _size(g, 3, 6), 3, 12, 28)), (torch.float64, _shape(g, _size(g, 2, 5), 1, 12, 28)),
+    cases = [(torch.float32, _shape(g, draw_size(g, 3, 6), 3, 12, 28)), (torch.float64, _shape(g, draw_size(g, 2, 5), 1, 12, 28)),
              (torch.float32, _shape(g, 1, 2, 12, 28))]
     for i, (dtype, shape) in enumerate(cases):
         B, C, H, W = shape
         n_boxes = (3, 1, 2)[i]
-        size = (_size(g, 2, min(H, W) // 2), min(H, W), _size(g, 1, min(H, W) - 1))[i]
+        size = (draw_size(g, 2, min(H, W) // 2), min(H, W), draw_size(g, 1, min(H, W) - 1))[i]
         x = torch.rand(shape, generator=g, dtype=dtype) + 0.1  # no pixel is 0 before the boxes
-        seed = _seed(g)
+        seed = draw_seed(g)
         inputs = f"{_describe(shape, dtype)}, n_boxes={n_boxes}, size={size}, a seeded generator"
         if i == 0:
-            out = call_keeping_global_rng(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
+            out = call_keeping_global_rng(c, fn, x, n_boxes, size, seeded(seed), inputs=inputs)
         else:
-            out = _call_keeping_x(c, fn, x, n_boxes, size, _fresh(seed), inputs=inputs)
+            out = _call_keeping_x(c, fn, x, n_boxes, size, seeded(seed), inputs=inputs)
         x_occ, mask = _pair(c, out, "occlude_boxes", inputs)
-        want_x, want_m = ref.occlude_boxes(x, n_boxes, size, _fresh(seed))
-        diag = known_mistakes(CH, "occlude_boxes", lambda f: f(x.clone(), n_boxes, size, _fresh(seed)))
+        want_x, want_m = ref.occlude_boxes(x, n_boxes, size, seeded(seed))
+        diag = known_mistakes(CH, "occlude_boxes", lambda f: f(x.clone(), n_boxes, size, seeded(seed)))
         c.tensor("mask", mask, shape=(B, 1, H, W), inputs=inputs)
         c.true(mask.dtype == torch.bool, "mask must be a bool tensor", inputs=inputs, got=str(mask.dtype),
                hint=ch02.DIAGNOSES["mask_bool"])
@@ -221,7 +203,7 @@ def _degraded(g: torch.Generator, shape, dtype: torch.dtype, L: float):
 def psnr(fn) -> None:
     c = Checks("psnr (hidden)")
     g = _gen("psnr")
-    cases = [(torch.float64, _shape(g, _size(g, 3, 5), 1), 1.0), (torch.float32, _shape(g, _size(g, 3, 5), 3), 255.0),
+    cases = [(torch.float64, _shape(g, draw_size(g, 3, 5), 1), 1.0), (torch.float32, _shape(g, draw_size(g, 3, 5), 3), 255.0),
              (torch.float32, _shape(g, 1, 2), 2.0)]
     for i, (dtype, shape, L) in enumerate(cases):
         x_hat, x = _degraded(g, shape, dtype, L)
@@ -276,7 +258,7 @@ def _ssim_oracle(a: np.ndarray, b: np.ndarray, L: float) -> np.ndarray:
 def ssim(fn) -> None:
     c = Checks("ssim (hidden)")
     g = _gen("ssim")
-    cases = [(torch.float64, _shape(g, 3, 1, 16, 28), 1.0), (torch.float32, _shape(g, _size(g, 2, 3), 3, 14, 24), 255.0),
+    cases = [(torch.float64, _shape(g, 3, 1, 16, 28), 1.0), (torch.float32, _shape(g, draw_size(g, 2, 3), 3, 14, 24), 255.0),
              (torch.float32, _shape(g, 1, 2, 14, 24), 2.0)]
     for dtype, shape, L in cases:
         x = torch.rand(shape, generator=g, dtype=torch.float64) ** 3  # dark, MNIST-like
@@ -305,15 +287,15 @@ def _copy_and_run(model: torch.nn.Module, reference: torch.nn.Module, x, sigma):
 def denoiser(SigmaConditionedDenoiser) -> None:
     c = Checks("SigmaConditionedDenoiser (hidden)")
     g = _gen("denoiser")
-    torch.manual_seed(_seed(g))
-    ch = _size(g, 3, 6)
+    torch.manual_seed(draw_seed(g))
+    ch = draw_size(g, 3, 6)
     reference = ref.SigmaConditionedDenoiser(c=ch)
     with torch.no_grad():  # outputs of both signs, so that an activation at the end shows
         reference.decoder[-1].bias -= reference(torch.rand(8, 1, 28, 28, generator=g), torch.rand(8, generator=g)).mean()
     inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights"
     model = c.call(SigmaConditionedDenoiser, c=ch, inputs=inputs)
     load_reference_weights(c, model, reference, inputs)  # shapes in order, then the weights (in the kernel)
-    for B in (_size(g, 2, 5), 1):
+    for B in (draw_size(g, 2, 5), 1):
         sigma = torch.rand(B, generator=g)
         x = torch.rand(B, 1, 28, 28, generator=g) + sigma.view(B, 1, 1, 1) * torch.randn(B, 1, 28, 28, generator=g)
         inputs = f"SigmaConditionedDenoiser(c={ch}) with the reference's weights, noisy x ({B}, 1, 28, 28), " \
@@ -356,26 +338,26 @@ def denoising_step(fn) -> None:
     c = Checks("denoising_step (hidden)")
     g = _gen("denoising_step")
     # (dtype, image channels, batch, kinds of sigma at each step)
-    for dtype, C, B, kinds in [(torch.float32, 3, _size(g, 2, 5), ("float", "tensor")),
+    for dtype, C, B, kinds in [(torch.float32, 3, draw_size(g, 2, 5), ("float", "tensor")),
                                (torch.float64, 1, 1, ("tensor",))]:
-        init = _seed(g)
+        init = draw_seed(g)
         (twin_model, opt_t), (model, opt) = twin(DENOISER_MODEL, seed=init, c=3, C=C, dtype=dtype)
-        H, W = 4 * _size(g, 2, 4), 4 * _size(g, 5, 7)
+        H, W = 4 * draw_size(g, 2, 4), 4 * draw_size(g, 5, 7)
         x = torch.rand(B, C, H, W, generator=g, dtype=dtype)
         sigmas = [0.3 + float(torch.rand(1, generator=g)) if kind == "float"
                   else 0.3 + torch.rand(B, generator=g, dtype=dtype) for kind in kinds]
-        seeds = [_seed(g) for _ in kinds]
+        seeds = [draw_seed(g) for _ in kinds]
         inputs = f"a denoiser of the stated layout for x ({B}, {C}, {H}, {W}) {str(dtype).replace('torch.', '')}, " \
                  f"its parameters holding stale gradients, SGD(lr=0.5), sigma {' then '.join(kinds)}, " \
                  f"{len(kinds)} step(s)"
 
         def first_loss(f):
-            m, o = _here(DENOISER_MODEL, seed=init, c=3, C=C, dtype=dtype)
-            return torch.tensor(float(f(m, x.clone(), sigmas[0], o, _fresh(seeds[0]))), dtype=torch.float64)
+            m, o = here(DENOISER_MODEL, seed=init, c=3, C=C, dtype=dtype)
+            return torch.tensor(float(f(m, x.clone(), sigmas[0], o, seeded(seeds[0]))), dtype=torch.float64)
 
         for step, (sigma, seed) in enumerate(zip(sigmas, seeds)):
-            expected = ref.denoising_step(twin_model, x, sigma, opt_t, _fresh(seed))
-            got = _call_step(c, fn, model, x.clone(), sigma, opt, _fresh(seed), inputs=inputs)
+            expected = ref.denoising_step(twin_model, x, sigma, opt_t, seeded(seed))
+            got = _call_step(c, fn, model, x.clone(), sigma, opt, seeded(seed), inputs=inputs)
             c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
                    got=type(got).__name__, hint=ch02.DIAGNOSES["loss_float"])
             c.close(f"loss returned at step {step + 1}", got, expected, **tolerance(dtype, ops=8), inputs=inputs,
@@ -393,7 +375,7 @@ def masked_mse(fn) -> None:
     D = ch02.DIAGNOSES
     # (dtype, image channels, mask channels)
     for dtype, C, mC in [(torch.float32, 1, 1), (torch.float32, 3, 1), (torch.float64, 2, 2)]:
-        B, _, H, W = _shape(g, _size(g, 3, 5), C)
+        B, _, H, W = _shape(g, draw_size(g, 3, 5), C)
         x = torch.rand(B, C, H, W, generator=g, dtype=dtype)
         x_hat = torch.rand(B, C, H, W, generator=g, dtype=dtype)
         mask = torch.rand(B, mC, H, W, generator=g) < 0.2

@@ -25,37 +25,20 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from autograder.hidden import call_keeping_global_rng, grade_choice
-from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import run, twin
+from autograder.hidden import call_keeping_global_rng, draw_seed, generators, grade_choice, in_kernel, seeded
+from autograder.mutants import known_mistakes
+from autograder.remote import twin
 from . import solutions as ref
 from workbook import ch03
 from workbook.checks import Checks, tolerance
 
 CH = "03_vae"
+_gen = generators(CH)
 F32, F64 = torch.float32, torch.float64
 DIAG = ch03.DIAGNOSES
 
 
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
 
-
-def _seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _seed(g: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-
-
-def _in_kernel(name: str, code: str):
-    """A harness snippet run in the learner's kernel, as a callable for `c.call`: an
-    exception of the learner's code in it reads as `calling <name> raised ...`."""
-    def call(**vars):
-        return run(code, **vars)
-    call.__name__ = name
-    return call
 
 
 def _pair(c: Checks, out, what: str, inputs: str) -> tuple:
@@ -83,7 +66,7 @@ REPARAM_GRADS = '03_vae.reparam_grads'
 
 def _z64(mu: torch.Tensor, logvar: torch.Tensor, seed: int) -> torch.Tensor:
     """z = mu + exp(logvar / 2) * eps in float64, eps drawn as the docstring says (in mu's dtype)."""
-    eps = torch.randn(mu.shape, generator=_seeded(seed), dtype=mu.dtype)
+    eps = torch.randn(mu.shape, generator=seeded(seed), dtype=mu.dtype)
     return mu.double() + torch.exp(0.5 * logvar.double()) * eps.double()
 
 
@@ -95,20 +78,20 @@ def reparameterize(fn) -> None:
     logvar = 20 * torch.rand(B, k, generator=g, dtype=F64) - 12  # in [-12, 8], as trained encoders give
     logvar[0, :2] = torch.tensor([-11.5, 7.5], dtype=F64)
     w = torch.randn(B, k, generator=g, dtype=F64)
-    seed = _seed(g)
+    seed = draw_seed(g)
     inputs = f"random mu, logvar ({B}, {k}) float64 (logvar in [-12, 8]), a seeded generator"
-    mistakes = known_mistakes(CH, "reparameterize", lambda f: f(mu, logvar, _seeded(seed)))
+    mistakes = known_mistakes(CH, "reparameterize", lambda f: f(mu, logvar, seeded(seed)))
     z = call_keeping_global_rng(c, fn, mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True),
-                                _seeded(seed), inputs=inputs)
+                                seeded(seed), inputs=inputs)
     c.tensor("z", z, shape=(B, k), dtype=F64, inputs=inputs)
     c.close("z", z, _z64(mu, logvar, seed), atol=1e-10, rtol=1e-12, inputs=inputs, mistakes=mistakes,
             hint=DIAG["reparam_draw"])
     c.true(z.requires_grad, "no gradient reaches mu and logvar", inputs=inputs, hint=DIAG["reparam_no_grad"])
-    grads = c.call(_in_kernel("backward", REPARAM_GRADS), reparameterize=fn, mu=mu, logvar=logvar, w=w,
-                   generator=_seeded(seed), inputs=inputs)
+    grads = c.call(in_kernel("backward", REPARAM_GRADS), reparameterize=fn, mu=mu, logvar=logvar, w=w,
+                   generator=seeded(seed), inputs=inputs)
     grads = _pair(c, grads, "the gradient computation", inputs)
     mu_r, lv_r = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-    (w * ref.reparameterize(mu_r, lv_r, _seeded(seed))).sum().backward()
+    (w * ref.reparameterize(mu_r, lv_r, seeded(seed))).sum().backward()
     for name, mine, want in [("mu", grads[0], mu_r), ("logvar", grads[1], lv_r)]:
         c.true(isinstance(mine, torch.Tensor) and bool(mine.abs().sum() > 0), f"no gradient reaches {name}",
                inputs=inputs, hint=DIAG["reparam_no_grad"])
@@ -117,12 +100,12 @@ def reparameterize(fn) -> None:
     S, B, k = 2, 4, 5
     mu = (3 * torch.randn(S, B, k, generator=g)).float()
     logvar = torch.randn(S, B, k, generator=g).float()
-    seed = _seed(g)
+    seed = draw_seed(g)
     inputs = f"random mu, logvar ({S}, {B}, {k}) float32, a seeded generator"
-    z = c.call(fn, mu.clone(), logvar.clone(), _seeded(seed), inputs=inputs)
+    z = c.call(fn, mu.clone(), logvar.clone(), seeded(seed), inputs=inputs)
     c.tensor("z", z, shape=(S, B, k), dtype=F32, inputs=inputs)
     _f32_close(c, "z", z, _z64(mu, logvar, seed), F32, ops=4, inputs=inputs,
-               mistakes=known_mistakes(CH, "reparameterize", lambda f: f(mu, logvar, _seeded(seed))),
+               mistakes=known_mistakes(CH, "reparameterize", lambda f: f(mu, logvar, seeded(seed))),
                hint=DIAG["reparam_draw"])
     z = c.call(fn, mu.clone(), logvar.clone(), inputs=inputs + ", no generator (the global one)")
     c.tensor("z without a generator", z, shape=(S, B, k), dtype=F32, inputs=inputs)
@@ -134,9 +117,9 @@ def reparameterize(fn) -> None:
 def _outputs(model: nn.Module, x: torch.Tensor, z0: torch.Tensor, reparameterize, seed: int) -> dict:
     with torch.no_grad():
         mu, logvar = model.encode(x)
-        out = tuple(model(x, generator=_seeded(seed)))
+        out = tuple(model(x, generator=seeded(seed)))
         return {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out,
-                "sampled": model.decode(reparameterize(mu, logvar, _seeded(seed)))}
+                "sampled": model.decode(reparameterize(mu, logvar, seeded(seed)))}
 
 
 # The reference's weights into the learner's model, by name (strict), in the kernel; on a
@@ -156,20 +139,20 @@ def vae(VAE, reparameterize) -> None:
         inputs = f"VAE(D={D}, k={k}, hidden={hidden}) with the reference's weights, x ({B}, {D})"
         x = torch.rand(B, D, generator=g)
         z0 = torch.randn(4, k, generator=g)
-        seed = _seed(g)
+        seed = draw_seed(g)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             reference = ref.VAE(D=D, k=k, hidden=hidden)
         state = reference.state_dict()
         model = c.call(VAE, D=D, k=k, hidden=hidden, inputs=inputs)
-        mismatch = c.call(_in_kernel("load_state_dict", LOAD_STATE), model=model,
+        mismatch = c.call(in_kernel("load_state_dict", LOAD_STATE), model=model,
                           state={n: t.detach() for n, t in state.items()}, inputs=inputs)
         if mismatch is not None:
             c.fail("the parameter names or shapes differ from the stated architecture", inputs=inputs,
                    expected=str({n: tuple(t.shape) for n, t in state.items()}),
                    got=str(mismatch[1]) if isinstance(mismatch, (tuple, list)) and len(mismatch) == 2 else None,
                    hint=DIAG["vae_names"])
-        mine = c.call(_in_kernel("_outputs", OUTPUTS), model=model, x=x, z0=z0, g_forward=_seeded(seed), g_sample=_seeded(seed), inputs=inputs)
+        mine = c.call(in_kernel("_outputs", OUTPUTS), model=model, x=x, z0=z0, g_forward=seeded(seed), g_sample=seeded(seed), inputs=inputs)
         want = _outputs(reference, x, z0, ref.reparameterize, seed)
 
         def run_mutant(cls):
@@ -279,7 +262,7 @@ def negative_elbo(fn) -> None:
                    mistakes=known_mistakes(CH, "negative_elbo", lambda f: f(*args, **kwargs)),
                    hint=DIAG["elbo_stable"] if not bool(torch.isfinite(got)) or not kwargs else None)
     inputs = "likelihood='laplace'"
-    raised = c.call(_in_kernel(getattr(fn, "__name__", "negative_elbo"), RAISED), fn=fn,
+    raised = c.call(in_kernel(getattr(fn, "__name__", "negative_elbo"), RAISED), fn=fn,
                     args=[x, out, mu, logvar], kwargs={"likelihood": "laplace"}, inputs=inputs)
     c.true(raised == "ValueError", "an unknown likelihood must raise ValueError", inputs=inputs,
            got="no exception" if raised is None else str(raised), hint=DIAG["elbo_value_error"])
@@ -303,12 +286,12 @@ def sampling(sample_prior, interpolate) -> None:
     b = torch.randn(D, generator=g)
     model, there = twin(RANDOM_LINEAR_MODEL, A=A, C=C, W=W, b=b)
     for n in (9, 1):
-        seed = _seed(g)
+        seed = draw_seed(g)
         inputs = f"a random linear model (k=3, D=6), n={n}, a seeded generator"
-        got = call_keeping_global_rng(c, sample_prior, there, n, _seeded(seed), inputs=inputs)
+        got = call_keeping_global_rng(c, sample_prior, there, n, seeded(seed), inputs=inputs)
         c.tensor("samples", got, shape=(n, 6), dtype=F32, inputs=inputs)
-        c.close("samples", got, ref.sample_prior(model, n, _seeded(seed)), atol=1e-6, inputs=inputs,
-                mistakes=known_mistakes(CH, "sample_prior", lambda f: f(model, n, _seeded(seed))))
+        c.close("samples", got, ref.sample_prior(model, n, seeded(seed)), atol=1e-6, inputs=inputs,
+                mistakes=known_mistakes(CH, "sample_prior", lambda f: f(model, n, seeded(seed))))
     for dtype in (F32, F64):
         model, there = twin(RANDOM_LINEAR_MODEL, A=A.to(dtype), C=C.to(dtype), W=W.to(dtype), b=b.to(dtype))
         x_a, x_b = torch.randn(6, generator=g, dtype=dtype), torch.randn(6, generator=g, dtype=dtype)
@@ -338,7 +321,7 @@ def _iwae64(model: nn.Module, x: torch.Tensor, k: int, seed: int) -> torch.Tenso
         dtype = model.encode(x[:1])[0].dtype
         mu, logvar = m64.encode(x.double())
         B, d = mu.shape
-        eps = torch.randn(k, B, d, generator=_seeded(seed), dtype=dtype).double()
+        eps = torch.randn(k, B, d, generator=seeded(seed), dtype=dtype).double()
         std = torch.exp(0.5 * logvar)
         z = mu + std * eps  # (k, B, d)
         logits = m64.decode(z.reshape(k * B, d)).reshape(k, B, -1)
@@ -355,17 +338,17 @@ def iwae(fn) -> None:
     # log-weights lie near -2000 (exp underflows even in float64); float32 with log-weights
     # in the hundreds (exp underflows in float32) and a batch of one
     for dtype, D, gain, B, ks in [(F64, 12, 1.0, 5, (1, 9)), (F64, 40, 200.0, 3, (5,)), (F32, 40, 30.0, 1, (6,))]:
-        seed = _seed(g)
+        seed = draw_seed(g)
         model, there = twin(RANDOM_VAE, seed=seed, D=D, k=2, h=8, dtype=dtype, gain=gain)
         x = (torch.rand(B, D, generator=g) < 0.5).to(dtype)
         for k in ks:
             name = str(dtype).replace("torch.", "")
             inputs = (f"a random VAE(D={D}, k=2, hidden=(8,)) in {name}, last decoder layer scaled by {gain:g}, "
                       f"binary x ({B}, {D}), k={k}, a seeded generator")
-            got = call_keeping_global_rng(c, fn, there, x.clone(), k, _seeded(seed + k), inputs=inputs)
+            got = call_keeping_global_rng(c, fn, there, x.clone(), k, seeded(seed + k), inputs=inputs)
             c.tensor("log p(x)", got, shape=(B,), dtype=dtype, finite=False, inputs=inputs)
             want = _iwae64(model, x, k, seed + k)
-            mistakes = known_mistakes(CH, "iwae_log_likelihood", lambda f: f(model, x, k, _seeded(seed + k)))
+            mistakes = known_mistakes(CH, "iwae_log_likelihood", lambda f: f(model, x, k, seeded(seed + k)))
             tol = tolerance(dtype, scale=float(want.abs().max()), ops=8)
             c.close("log p(x)", got, want, atol=max(tol["atol"], 1e-8 * (dtype == F64)), rtol=tol["rtol"],
                     inputs=inputs, mistakes=mistakes,

@@ -17,31 +17,18 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 
-from autograder.hidden import grade_choice
-from autograder.mutants import hidden_seed, known_mistakes
-from autograder.remote import RemoteError, RemoteObject, run, twin
+from autograder.hidden import generators, grade_choice, run_reporting
+from autograder.mutants import known_mistakes
+from autograder.remote import RemoteObject, twin
 from . import solutions as ref
 from workbook import ch04
 from workbook.captions import COLOUR_NAMES, DIGIT_WORDS
 from workbook.checks import Checks, tolerance
 
 CH = "04_clip"
+_gen = generators(CH)
 DIAG = ch04.DIAGNOSES
 
-
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
-
-
-def _in_kernel(c: Checks, name: str, code: str, inputs: str = "", **vars):
-    """run(code, **vars) in the learner's kernel; an exception of the learner's code there
-    becomes a failure worded as `c.call` words it ("calling <name> raised ...")."""
-    try:
-        return run(code, **vars)
-    except NotImplementedError:
-        c.fail(f"{name} is not implemented yet", inputs=inputs)
-    except RemoteError as e:
-        c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs)
 
 
 def _open_clip_loss(I, T, t):
@@ -73,7 +60,7 @@ def clip_loss(fn) -> None:
         want = _open_clip_loss(*oracle)
         c.close("loss (vs open_clip's ClipLoss)", loss, want, atol=1e-8, inputs=inputs,
                 mistakes=known_mistakes(CH, "clip_loss", lambda f: f(I.clone(), T.clone(), ts.clone())))
-        error, grads = _in_kernel(c, getattr(fn, "__name__", "clip_loss"), CLIP_GRADS, inputs=inputs,
+        error, grads = run_reporting(c, getattr(fn, "__name__", "clip_loss"), CLIP_GRADS, inputs=inputs,
                                   fn=fn, I=I, T=T, t=ts)
         if error is not None:
             c.fail(f"calling backward raised {error}", inputs=inputs)
@@ -120,7 +107,7 @@ def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, 
     name: its persistent buffers only (the learner's own causal mask is kept)."""
     name = learner.__name__
     state = reference.state_dict()
-    lp = _in_kernel(c, name, NAMED_SHAPES, inputs=inputs, model=learner)
+    lp = run_reporting(c, name, NAMED_SHAPES, inputs=inputs, model=learner)
     rp = {k: tuple(v.shape) for k, v in reference.named_parameters()}
     if lp != rp:
         missing = sorted(set(rp) - set(lp))[:4]
@@ -130,14 +117,14 @@ def _copy_weights(c: Checks, learner: RemoteObject, reference: torch.nn.Module, 
                expected=f"{len(rp)} parameters, e.g. {sorted(rp)[:3]}",
                got=f"missing {missing}, unexpected {extra}, wrong shapes {wrong}",
                hint=DIAG["encoder_names"])
-    _in_kernel(c, name, COPY_BY_NAME, inputs=inputs, model=learner,
+    run_reporting(c, name, COPY_BY_NAME, inputs=inputs, model=learner,
                params={k: v.detach() for k, v in reference.named_parameters()},
                buffers={k: v.detach() for k, v in reference.named_buffers() if k in state})
 
 
 def _forward(c: Checks, model: RemoteObject, x: torch.Tensor, train: bool, inputs: str):
     """model.train(train); model(x) without gradients, in the kernel."""
-    return _in_kernel(c, model.__name__, FORWARD, inputs=inputs, model=model, x=x, train=train)
+    return run_reporting(c, model.__name__, FORWARD, inputs=inputs, model=model, x=x, train=train)
 
 
 def _run_with(cls, kwargs: dict, reference: torch.nn.Module, x: torch.Tensor, train: bool):
@@ -222,7 +209,7 @@ def _text_encoder(c: Checks, g: torch.Generator, TextEncoder, heads: int) -> Non
         c.close("model(text)" + (" in train mode" if train else ""), out, want, atol=1e-5, inputs=tin,
                 mistakes=known_mistakes(CH, "TextEncoder", lambda cls: _run_with(cls, kw, reference, tokens, train)),
                 hint=DIAG["text_layers"])
-    shapes = _in_kernel(c, model.__name__, LN_FINAL_SHAPES, inputs=inputs, model=model, x=short)
+    shapes = run_reporting(c, model.__name__, LN_FINAL_SHAPES, inputs=inputs, model=model, x=short)
     c.true(shapes == [(6, 6, 24)], "ln_final was not applied (once) to the Transformer's output (B, L, width)",
            inputs=inputs + "; text (6, 6)", expected=[(6, 6, 24)], got=shapes, hint=DIAG["text_no_ln"])
 
@@ -317,7 +304,7 @@ def recall(fn) -> None:
         inputs = f"{what}, float32, ks={ks}"
         out = c.call(fn, I.clone(), T.clone(), ks, inputs=inputs)
         if isinstance(out, RemoteObject):
-            out = _in_kernel(c, getattr(fn, "__name__", "recall_at_k"), AS_DICT, inputs=inputs, out=out)
+            out = run_reporting(c, getattr(fn, "__name__", "recall_at_k"), AS_DICT, inputs=inputs, out=out)
         c.true(isinstance(out, dict) and set(out) == {"image_to_text", "text_to_image"},
                'recall_at_k must return a dict with keys "image_to_text" and "text_to_image"', inputs=inputs,
                got=type(out).__name__ + (f" with keys {sorted(map(str, out))}" if isinstance(out, dict) else ""))

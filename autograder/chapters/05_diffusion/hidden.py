@@ -18,8 +18,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.resnet import ResnetBlock2D
 
-from autograder.hidden import COPY_WEIGHTS, grade_choice, in_kernel as _in_kernel, here as _here
-from autograder.mutants import hidden_seed, known_mistakes
+from autograder.hidden import COPY_WEIGHTS, draw_int, generators, grade_choice, here, hidden_seed, in_kernel
+from autograder.mutants import known_mistakes
 from autograder.remote import run, twin
 from . import solutions as ref
 from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES
@@ -27,17 +27,11 @@ from workbook import ch05
 from workbook.checks import Checks, describe, tolerance
 
 CH = "05_diffusion"
+_gen = generators(CH)
 KINDS = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 # diffusers keeps its schedules in float32: values agree to float32 rounding.
 TOL = dict(atol=1e-6, rtol=1e-5)
 
-
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
-
-
-def _int(g: torch.Generator, lo: int, hi: int) -> int:
-    return int(torch.randint(lo, hi, (1,), generator=g))
 
 
 NAMED_SHAPES = '05_diffusion.named_shapes'
@@ -46,7 +40,7 @@ NAMED_SHAPES = '05_diffusion.named_shapes'
 def schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     c = Checks("schedules (hidden)")
     g = _gen("schedules")
-    for T in (_int(g, 20, 200), 1000):
+    for T in (draw_int(g, 20, 200), 1000):
         for kind, fn in (("linear", linear_betas), ("cosine", cosine_betas)):
             lib = DDPMScheduler(num_train_timesteps=T, beta_schedule=KINDS[kind])
             inputs = f"{kind} schedule, T = {T} (vs diffusers' DDPMScheduler(beta_schedule={KINDS[kind]!r}))"
@@ -86,7 +80,7 @@ KEEP_INPUTS = '05_diffusion.keep_inputs'
 def _call_keeping_inputs(c: Checks, name: str, fn, args: tuple, names: tuple, inputs: str):
     """Call the learner's `fn(*args)` in the kernel, fail if it changed a tensor argument
     in place, and return what it returned."""
-    out, after = c.call(_in_kernel(name, KEEP_INPUTS, fn=fn, args=list(args)), inputs=inputs)
+    out, after = c.call(in_kernel(name, KEEP_INPUTS, fn=fn, args=list(args)), inputs=inputs)
     for arg_name, before, now in zip(names, args, after):
         if isinstance(before, torch.Tensor):
             same = isinstance(now, torch.Tensor) and now.shape == before.shape and torch.equal(now, before)
@@ -102,7 +96,7 @@ def q_sample(fn) -> None:
     for kind in ("linear", "cosine"):
         lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=KINDS[kind])
         ab = lib.alphas_cumprod.double()
-        B, C, H, W = _int(g, 3, 9), _int(g, 1, 4), _int(g, 2, 6), _int(g, 2, 6)
+        B, C, H, W = draw_int(g, 3, 9), draw_int(g, 1, 4), draw_int(g, 2, 6), draw_int(g, 2, 6)
         x0 = torch.randn(B, C, H, W, generator=g)
         eps = torch.randn(B, C, H, W, generator=g)
         t = torch.randint(0, 1000, (B,), generator=g)
@@ -114,7 +108,7 @@ def q_sample(fn) -> None:
         c.close("x_t (vs diffusers' add_noise, in float64)", x_t, lib.add_noise(x0.double(), eps.double(), t),
                 inputs=inputs, **tolerance(torch.float32, scale=scale),
                 mistakes=known_mistakes(CH, "q_sample", lambda f: f(x0.clone(), t.clone(), eps.clone(), ab.clone())))
-    B = _int(g, 1, 5)
+    B = draw_int(g, 1, 5)
     x0 = torch.randn(B, 3, dtype=torch.float64, generator=g)
     eps = torch.randn(B, 3, dtype=torch.float64, generator=g)
     t = torch.randint(0, 10, (B,), generator=g)
@@ -140,7 +134,7 @@ BACKWARD = '05_diffusion.backward'
 def diffusion_loss(fn) -> None:
     c = Checks("diffusion_loss (hidden)")
     g = _gen("diffusion_loss")
-    T = _int(g, 6, 16)
+    T = draw_int(g, 6, 16)
     ab = torch.sort(torch.rand(T, generator=g, dtype=torch.float64) * 0.9 + 0.05, descending=True).values
     a, b = 0.2 + 0.6 * torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
     seeds = [hidden_seed(f"{CH}/diffusion_loss/run/{k}") for k in range(3)]
@@ -153,7 +147,7 @@ def diffusion_loss(fn) -> None:
         _, model = twin(RECORDER, a=a, b=b, dtype=dtype)
 
         def learner(seed):
-            out = c.call(_in_kernel("diffusion_loss", LOSS, fn=fn, model=model, x0=x0, alpha_bars=ab, y=labels,
+            out = c.call(in_kernel("diffusion_loss", LOSS, fn=fn, model=model, x0=x0, alpha_bars=ab, y=labels,
                                     generator=torch.Generator().manual_seed(seed)), inputs=inputs)
             loss, kept_rng, calls = out
             c.true(kept_rng, "the global random generator was used: every draw must come from the generator "
@@ -187,12 +181,12 @@ def diffusion_loss(fn) -> None:
         eps_hat = a * x_t.double() + b * torch.tanh(t.double() / 7).view(-1, *([1] * (len(shape) - 1)))
 
         def mutant_value(f):  # a mutant's value on the same draws
-            rec = _here(RECORDER, a=a, b=b, dtype=dtype)
+            rec = here(RECORDER, a=a, b=b, dtype=dtype)
             return f(rec, x0, ab, labels, torch.Generator().manual_seed(seeds[0]))
 
         c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), inputs=inputs, **tolerance(dtype, scale=4.0, ops=8),
                 mistakes=known_mistakes(CH, "diffusion_loss", mutant_value))
-        grad = c.call(_in_kernel("backward", BACKWARD, model=model), inputs=inputs)
+        grad = c.call(in_kernel("backward", BACKWARD, model=model), inputs=inputs)
         c.true(isinstance(grad, torch.Tensor) and bool(grad.abs() > 0), "no gradient reached the model's parameters",
                inputs=inputs)
         # The draws come from the generator: the same seed gives the same draws, another seed others.
@@ -211,7 +205,7 @@ def _reverse_inputs(g: torch.Generator, shape: tuple, dtype: torch.dtype):
     draws it for float64 samples) and given to the learner in `dtype`."""
     x = torch.randn(*shape, generator=g, dtype=torch.float64)
     e = torch.randn(*shape, generator=g, dtype=torch.float64)
-    seed = _int(g, 0, 2**31)
+    seed = draw_int(g, 0, 2**31)
     z = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return x, e, z, seed
 
@@ -222,8 +216,8 @@ def ddpm_step(fn) -> None:
     for kind in ("linear", "cosine"):
         lib = DDPMScheduler(num_train_timesteps=1000, beta_schedule=KINDS[kind], clip_sample=False)
         ab = lib.alphas_cumprod.double()
-        for t in sorted({0, 1, _int(g, 2, 998), 999 if kind == "linear" else 990}, reverse=True):
-            shape = (_int(g, 1, 4), _int(g, 1, 4), _int(g, 2, 5), _int(g, 2, 5))
+        for t in sorted({0, 1, draw_int(g, 2, 998), 999 if kind == "linear" else 990}, reverse=True):
+            shape = (draw_int(g, 1, 4), draw_int(g, 1, 4), draw_int(g, 2, 5), draw_int(g, 2, 5))
             x, e, z, seed = _reverse_inputs(g, shape, torch.float32)
             want = lib.step(e, t, x, generator=torch.Generator().manual_seed(seed))  # float64 throughout
             inputs = f"{kind} schedule (T = 1000), t = {t}, random x_t, eps_hat, noise {shape} float32"
@@ -242,7 +236,7 @@ def ddpm_step(fn) -> None:
                     mistakes=known_mistakes(CH, "ddpm_step", lambda f: f(*args)[0]))
     # float64 samples stay float64, at float64 precision.
     ab = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").alphas_cumprod.double()
-    t, shape = _int(g, 1, 999), (2, 3, 2, 5)
+    t, shape = draw_int(g, 1, 999), (2, 3, 2, 5)
     x, e, z, _ = _reverse_inputs(g, shape, torch.float64)
     inputs = f"linear schedule, t = {t}, random x_t, eps_hat, noise {shape} float64"
     args = (e, t, x, ab, z)
@@ -265,11 +259,11 @@ def ddim_step(fn) -> None:
         lib.set_timesteps(n)
         ab = lib.alphas_cumprod.double()
         steps = lib.timesteps.tolist()
-        picks = sorted({0, _int(g, 1, n - 1), n - 1})
+        picks = sorted({0, draw_int(g, 1, n - 1), n - 1})
         for i in picks:
             t = steps[i]
             t_prev = t - 1000 // n  # diffusers' previous timestep (< 0 at the last step)
-            shape = (_int(g, 1, 4), _int(g, 1, 4), _int(g, 2, 5), _int(g, 2, 5))
+            shape = (draw_int(g, 1, 4), draw_int(g, 1, 4), draw_int(g, 2, 5), draw_int(g, 2, 5))
             x, e, z, _ = _reverse_inputs(g, shape, torch.float32)
             want = lib.step(e, t, x, eta=eta, variance_noise=z if eta > 0 else None)  # float64 throughout
             inputs = f"{kind} schedule, {n} DDIM steps, t = {t} -> t_prev = {t_prev}, eta = {eta}, " \
@@ -287,8 +281,8 @@ def ddim_step(fn) -> None:
             c.close("x_prev (vs diffusers' DDIMScheduler.step)", x_prev, want.prev_sample, inputs=inputs, **tol,
                     mistakes=known_mistakes(CH, "ddim_step", lambda f: f(*args)[0]))
     ab = DDPMScheduler(num_train_timesteps=1000, beta_schedule=KINDS["cosine"]).alphas_cumprod.double()
-    t = _int(g, 100, 999)
-    t_prev, eta, shape = t - _int(g, 1, 100), 0.3 + 0.7 * float(torch.rand(1, generator=g)), (3, 2, 4, 3)
+    t = draw_int(g, 100, 999)
+    t_prev, eta, shape = t - draw_int(g, 1, 100), 0.3 + 0.7 * float(torch.rand(1, generator=g)), (3, 2, 4, 3)
     x, e, z, _ = _reverse_inputs(g, shape, torch.float64)
     inputs = f"cosine schedule, t = {t} -> t_prev = {t_prev}, eta = {eta:.3f}, random {shape} float64"
     args = (e, t, t_prev, x, ab, eta, z)
@@ -318,12 +312,12 @@ def _embedding64(t: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
 def time_embedding(timestep_embedding, ResBlock) -> None:
     c = Checks("time_embedding (hidden)")
     g = _gen("time_embedding")
-    B = _int(g, 2, 7)
+    B = draw_int(g, 2, 7)
     cases = [  # (t, dim, max_period or None for the default)
-        (torch.randint(0, 1000, (B,), generator=g), 2 * _int(g, 2, 9), None),
-        (torch.randint(0, 1000, (1,), generator=g), 2 * _int(g, 16, 64), None),
-        (1000 * torch.rand(B, generator=g), 2 * _int(g, 3, 12), float(_int(g, 50, 5000))),
-        (1000 * torch.rand(B, generator=g, dtype=torch.float64), 2 * _int(g, 3, 12), None),
+        (torch.randint(0, 1000, (B,), generator=g), 2 * draw_int(g, 2, 9), None),
+        (torch.randint(0, 1000, (1,), generator=g), 2 * draw_int(g, 16, 64), None),
+        (1000 * torch.rand(B, generator=g), 2 * draw_int(g, 3, 12), float(draw_int(g, 50, 5000))),
+        (1000 * torch.rand(B, generator=g, dtype=torch.float64), 2 * draw_int(g, 3, 12), None),
     ]
     for t, dim, max_period in cases:
         extra = () if max_period is None else (max_period,)
@@ -336,16 +330,16 @@ def time_embedding(timestep_embedding, ResBlock) -> None:
                 mistakes=known_mistakes(CH, "timestep_embedding", lambda f: f(t.clone(), dim, *extra)))
     c.exercise = "ResBlock (hidden)"
     names = DIFFUSERS_RESBLOCK_NAMES
-    for c_in, c_out, groups in ((8 * _int(g, 1, 4), 8 * _int(g, 1, 4), 8), (16, 16, 4)):
-        emb_dim = _int(g, 4, 40)
-        H, W = _int(g, 2, 7), _int(g, 2, 7)
+    for c_in, c_out, groups in ((8 * draw_int(g, 1, 4), 8 * draw_int(g, 1, 4), 8), (16, 16, 4)):
+        emb_dim = draw_int(g, 4, 40)
+        H, W = draw_int(g, 2, 7), draw_int(g, 2, 7)
         inputs = f"ResBlock({c_in}, {c_out}, {emb_dim}, groups={groups}) with random weights, " \
                  f"x (3, {c_in}, {H}, {W}), emb (3, {emb_dim})"
         block = c.call(ResBlock, c_in, c_out, emb_dim, groups, inputs=inputs)
         with torch.random.fork_rng():  # its weights are drawn below; the RNG is left alone
             theirs = ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups,
                                    eps=1e-5)
-        mine = dict(c.call(_in_kernel("named_parameters", NAMED_SHAPES, model=block), inputs=inputs))
+        mine = dict(c.call(in_kernel("named_parameters", NAMED_SHAPES, model=block), inputs=inputs))
         weights = {}
         with torch.no_grad():
             for name, p in theirs.named_parameters():
@@ -359,7 +353,7 @@ def time_embedding(timestep_embedding, ResBlock) -> None:
         c.true(len(mine) == len(dict(theirs.named_parameters())), "the block has parameters the contract does not state",
                inputs=inputs, got=sorted(set(mine) - {f"{names[n.split('.')[0]]}.{n.split('.')[1]}"
                                                         for n, _ in theirs.named_parameters()}))
-        c.call(_in_kernel("load_state_dict", LOAD_NAMED, model=block, weights=weights), inputs=inputs)
+        c.call(in_kernel("load_state_dict", LOAD_NAMED, model=block, weights=weights), inputs=inputs)
         x = torch.randn(3, c_in, H, W, generator=g)
         emb = torch.randn(3, emb_dim, generator=g)
         out = c.call(block, x, emb, inputs=inputs)
@@ -445,13 +439,13 @@ def _load_unet(c: Checks, model, reference: torch.nn.Module, inputs: str) -> Non
     stated ones, else by order when the same parameter shapes come in the same order (an
     upsampling conv inside an nn.Sequential, other names for the same layers)."""
     rp = [(k, tuple(v.shape)) for k, v in reference.named_parameters()]
-    lp = [tuple(kv) for kv in c.call(_in_kernel("named_parameters", NAMED_SHAPES, model=model), inputs=inputs)]
+    lp = [tuple(kv) for kv in c.call(in_kernel("named_parameters", NAMED_SHAPES, model=model), inputs=inputs)]
     if dict(lp) == dict(rp):
-        c.call(_in_kernel("load_state_dict", LOAD_STATE, model=model, state=dict(reference.state_dict())),
+        c.call(in_kernel("load_state_dict", LOAD_STATE, model=model, state=dict(reference.state_dict())),
                inputs=inputs)
         return
     if [s for _, s in lp] == [s for _, s in rp]:
-        c.call(_in_kernel("load_state_dict", COPY_WEIGHTS, model=model,
+        c.call(in_kernel("load_state_dict", COPY_WEIGHTS, model=model,
                           weights=[p.detach() for p in reference.parameters()]), inputs=inputs)
         return
     rd, ld = dict(rp), dict(lp)
@@ -479,12 +473,12 @@ def guidance(drop_labels, guided_eps) -> None:
     c = Checks("guidance (hidden)")
     g = _gen("guidance")
     p = 0.05 + 0.5 * torch.rand(1, generator=g).item()
-    null = _int(g, 10, 100)
-    n = _int(g, 3000, 6000)
+    null = draw_int(g, 10, 100)
+    n = draw_int(g, 3000, 6000)
     y = torch.randint(0, 10, (n,), generator=g)
-    seed = _int(g, 0, 2**31)
+    seed = draw_int(g, 0, 2**31)
     inputs = f"{n} random labels, p_uncond = {p:.3f}, null_label = {null}, a seeded generator"
-    res = c.call(_in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
+    res = c.call(in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
                             generator=torch.Generator().manual_seed(seed)), inputs=inputs)
     out, y_after, kept_rng = res
     c.tensor("labels", out, shape=(n,), dtype=torch.int64, inputs=inputs)
@@ -511,10 +505,10 @@ def guidance(drop_labels, guided_eps) -> None:
                     f"{int((want == null).sum())} dropped", got=f"{int((out == null).sum())} dropped, "
                                                               f"{int((out != want).sum())} labels differ",
            hint=ch05.DIAGNOSES["stated_draw"])
-    null = _int(g, 11, 31)  # never the usual 10: a hard-coded null label shows
+    null = draw_int(g, 11, 31)  # never the usual 10: a hard-coded null label shows
     net, net_there = twin(NET, table=torch.randn(null + 1, 4, generator=g))
     for scale in (1.0 + 6 * torch.rand(1, generator=g).item(), 0.0, 1.0):
-        B, H, W = _int(g, 1, 6), _int(g, 2, 5), _int(g, 2, 5)
+        B, H, W = draw_int(g, 1, 6), draw_int(g, 2, 5), draw_int(g, 2, 5)
         x = torch.randn(B, 4, H, W, generator=g)
         t = torch.randint(0, 1000, (B,), generator=g)
         yy = torch.randint(0, 10, (B,), generator=g)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autograder.hidden import grade_choice
-from autograder.mutants import hidden_seed, known_mistakes
+from autograder.hidden import draw_int, generators, grade_choice, hidden_seed, in_kernel
+from autograder.mutants import known_mistakes
 from autograder.remote import RemoteError, run, twin
 from . import solutions as ref
 from workbook.ch06 import _diffusers_attention, copy_attention_weights, mask_bias
@@ -26,15 +26,9 @@ from workbook import ch06
 from workbook.checks import Checks
 
 CH = "06_latent_diffusion"
+_gen = generators(CH)
 _F64 = torch.float64
 
-
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
-
-
-def _int(g: torch.Generator, lo: int, hi: int) -> int:
-    return int(torch.randint(lo, hi, (1,), generator=g))
 
 
 def _random_mask(g: torch.Generator, B: int, L: int) -> torch.Tensor:
@@ -48,17 +42,9 @@ def _padded_mask(g: torch.Generator, B: int, L: int) -> torch.Tensor:
     row 0 always has padding (at most L - 1 real tokens), so that a mask left out shows."""
     assert L >= 3
     lengths = torch.randint(2, L + 1, (B,), generator=g)
-    lengths[0] = _int(g, 2, L)
+    lengths[0] = draw_int(g, 2, L)
     return torch.arange(L)[None, :] < lengths[:, None]
 
-
-def _in_kernel(name: str, code: str):
-    """A callable for `c.call` that runs a harness snippet in the kernel, so that an error
-    of the learner's code in it reads `calling <name> raised ...`, as a direct call would."""
-    def call(**vars):
-        return run(code, **vars)
-    call.__name__ = name
-    return call
 
 
 # ----------------------------------------------------------------------------- weights
@@ -83,7 +69,7 @@ def _load(c: Checks, mine, theirs: nn.Module, inputs: str, stand_in=None) -> Non
 def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c = Checks("autoencoder (hidden)")
     g = _gen("autoencoder")
-    C, ch, lat = _int(g, 1, 4), 4 * _int(g, 1, 4), _int(g, 2, 6)
+    C, ch, lat = draw_int(g, 1, 4), 4 * draw_int(g, 1, 4), draw_int(g, 2, 6)
     inputs = f"KLAutoencoder({C}, {ch}, {lat}) with the reference's weights"
     with torch.random.fork_rng():
         torch.manual_seed(hidden_seed(f"{CH}/autoencoder/init"))
@@ -136,7 +122,7 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     # B >= 3 and 12 latent elements per example: a KL summed over the batch (B times the
     # mean), one without its factor 0.5 (twice) and one averaged over the elements (1/12)
     # give distinct values.
-    B = _int(g, 3, 8)
+    B = draw_int(g, 3, 8)
     x = torch.randn(B, 3, 4, 6, generator=g, dtype=_F64)
     x_hat = torch.randn(B, 3, 4, 6, generator=g, dtype=_F64)
     mean = torch.randn(B, 3, 2, 2, generator=g, dtype=_F64)
@@ -192,9 +178,9 @@ COPY_ATTENTION = '06_latent_diffusion.copy_attention'
 def cross_attention(CrossAttention) -> None:
     c = Checks("cross_attention (hidden)")
     g = _gen("cross_attention")
-    heads, head_dim = _int(g, 2, 5), 2 * _int(g, 1, 5)   # >= 2 heads: with one, merging skips no transpose
-    dq, dc = _int(g, 3, 12), _int(g, 3, 12)
-    B, N, L = _int(g, 1, 4), _int(g, 2, 10), _int(g, 3, 10)   # N >= 2 queries: with one, a merge order cannot show
+    heads, head_dim = draw_int(g, 2, 5), 2 * draw_int(g, 1, 5)   # >= 2 heads: with one, merging skips no transpose
+    dq, dc = draw_int(g, 3, 12), draw_int(g, 3, 12)
+    B, N, L = draw_int(g, 1, 4), draw_int(g, 2, 10), draw_int(g, 3, 10)   # N >= 2 queries: with one, a merge order cannot show
     inputs = f"CrossAttention({dq}, {dc}, heads={heads}, head_dim={head_dim}), x ({B}, {N}, {dq}), " \
              f"context ({B}, {L}, {dc}), weights from diffusers' Attention"
     with torch.random.fork_rng():
@@ -209,7 +195,7 @@ def cross_attention(CrossAttention) -> None:
     weights = {"to_q": theirs.to_q.weight.detach(), "to_k": theirs.to_k.weight.detach(),
                "to_v": theirs.to_v.weight.detach(), "to_out.weight": theirs.to_out[0].weight.detach(),
                "to_out.bias": theirs.to_out[0].bias.detach()}
-    c.call(_in_kernel("copy_attention_weights", COPY_ATTENTION), model=mine, weights=weights,
+    c.call(in_kernel("copy_attention_weights", COPY_ATTENTION), model=mine, weights=weights,
            inputs=inputs + " (copying to_q, to_k, to_v, to_out)")
     copy_attention_weights(ref_attn, theirs)
     x = torch.randn(B, N, dq, generator=g)
@@ -247,11 +233,11 @@ BLOCK_FORWARD = '06_latent_diffusion.block_forward'
 def cross_attn_block(CrossAttnBlock) -> None:
     c = Checks("cross_attn_block (hidden)")
     g = _gen("cross_attn_block")
-    heads = _int(g, 1, 4)
-    C, groups = heads * 4 * _int(g, 1, 3), _int(g, 1, 3)  # groups 1 or 2: neither the default nor the visible 4
+    heads = draw_int(g, 1, 4)
+    C, groups = heads * 4 * draw_int(g, 1, 3), draw_int(g, 1, 3)  # groups 1 or 2: neither the default nor the visible 4
     # H >= 2: GroupNorm needs more than one value per group (B = 1, H = W = 1 and one
     # channel per group would leave it undefined).
-    dc, B, H, W, L = _int(g, 3, 10), _int(g, 1, 4), _int(g, 2, 6), _int(g, 1, 6), _int(g, 3, 9)
+    dc, B, H, W, L = draw_int(g, 3, 10), draw_int(g, 1, 4), draw_int(g, 2, 6), draw_int(g, 1, 6), draw_int(g, 3, 9)
     inputs = f"CrossAttnBlock({C}, {dc}, heads={heads}, groups={groups}), x ({B}, {C}, {H}, {W}), " \
              f"context ({B}, {L}, {dc}), random mask, the reference's weights"
     with torch.random.fork_rng():
@@ -260,7 +246,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
     with torch.no_grad():
         for p in theirs.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-    built = c.call(_in_kernel("CrossAttnBlock", BLOCK_BUILD), Block=CrossAttnBlock, args=(C, dc, heads, groups),
+    built = c.call(in_kernel("CrossAttnBlock", BLOCK_BUILD), Block=CrossAttnBlock, args=(C, dc, heads, groups),
                    seed=0, inputs=inputs)
     mine, stand_in = built
     _load(c, mine, theirs, inputs, stand_in)
@@ -268,7 +254,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
     context = torch.randn(B, L, dc, generator=g)
     mask = _padded_mask(g, B, L)
     inputs = inputs.replace("random mask", f"mask lengths {mask.sum(1).tolist()}")
-    got, last_attn = c.call(_in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
+    got, last_attn = c.call(in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
                             StandIn=stand_in, model=mine, args=(x, context, mask), inputs=inputs)
     c.tensor("output", got, shape=(B, C, H, W), inputs=inputs)
     if isinstance(last_attn, torch.Tensor) and tuple(last_attn.shape) == (B, heads, H * W, L):
@@ -290,7 +276,7 @@ def cross_attn_block(CrossAttnBlock) -> None:
     # x of amplitude 1e-3 (variance 1e-6): GroupNorm's eps = 1e-6 matters
     small = 1e-3 * x
     inputs = inputs.replace(f"x ({B}", f"x * 1e-3 ({B}")
-    got, _ = c.call(_in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
+    got, _ = c.call(in_kernel("CrossAttnBlock.forward", BLOCK_FORWARD), Block=CrossAttnBlock,
                     StandIn=stand_in, model=mine, args=(small, context, mask), inputs=inputs)
     with torch.no_grad():
         c.close("output", got, theirs(small, context, mask), atol=1e-4, inputs=inputs,
@@ -309,7 +295,7 @@ ARG_NAMES = ("z0", "context", "mask", "null_context", "null_mask", "alpha_bars",
 def training_loss(fn) -> None:
     c = Checks("training_loss (hidden)")
     g = _gen("training_loss")
-    T, B, L, D = _int(g, 5, 40), 3000, _int(g, 3, 8), _int(g, 2, 5)
+    T, B, L, D = draw_int(g, 5, 40), 3000, draw_int(g, 3, 8), draw_int(g, 2, 5)
     ab = torch.sort(torch.rand(T, generator=g, dtype=_F64) * 0.98 + 0.01, descending=True).values
     z0 = 0.5 * torch.randn(B, 2, 3, 3, generator=g, dtype=_F64)  # std 0.5: a z0 target is far from an eps one
     context = (torch.arange(B, dtype=_F64) + 1).view(B, 1, 1).expand(B, L, D).clone()
@@ -325,7 +311,7 @@ def training_loss(fn) -> None:
     def learner(seed):
         args = (z0, context, mask, null_context, null_mask, ab, p, torch.Generator().manual_seed(seed))
         loss, calls, backward_error, has_grad, kept_rng, changed = c.call(
-            _in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
+            in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
         c.true(not changed, f"training_loss modified its input {', '.join(ARG_NAMES[i] for i in changed)} in place",
                inputs=inputs, expected="the inputs unchanged", hint=ch06.DIAGNOSES["inputs_in_place"])
         c.true(kept_rng, "the global random generator was used: every draw must come from the generator passed in",
@@ -376,7 +362,7 @@ def training_loss(fn) -> None:
             torch.Generator().manual_seed(seed))
     inputs = f"z0 ({n}, 2, 3, 3) float32, context float32, alpha_bars float64 (T = {T}), p_uncond = {p:.3f}, " \
              "the recording stand-in U-Net"
-    loss, calls, _, _, _, _ = c.call(_in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
+    loss, calls, _, _, _, _ = c.call(in_kernel("training_loss", TRAINING_LOSS), loss_fn=fn, args=args, inputs=inputs)
     c.true(len(calls) == 1, "the U-Net should be called once, on the whole batch", inputs=inputs,
            got=f"{len(calls)} calls")
     c.true(calls[0][0].dtype == torch.float32, "z_t given to the U-Net must have z0's dtype", inputs=inputs,
@@ -400,8 +386,8 @@ CHECKED_UNET = '06_latent_diffusion.checked_unet'
 def generate(fn) -> None:
     c = Checks("generate (hidden)")
     g = _gen("generate")
-    B, ch, hw, D, L = _int(g, 2, 5), _int(g, 1, 5), _int(g, 2, 5), _int(g, 2, 6), 6  # B >= 2: 2B rows differ
-    steps, scale, sf = _int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
+    B, ch, hw, D, L = draw_int(g, 2, 5), draw_int(g, 1, 5), draw_int(g, 2, 5), draw_int(g, 2, 6), 6  # B >= 2: 2B rows differ
+    steps, scale, sf = draw_int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
     table = torch.randn(64, D, generator=g)
     a = torch.randn(ch, ch, generator=g) / ch
     b = torch.randn(D, ch, generator=g) / D

@@ -12,24 +12,17 @@ from __future__ import annotations
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 
-from autograder.hidden import grade_choice, in_kernel as _in_kernel, here as _here
-from autograder.mutants import hidden_seed, known_mistakes
+from autograder.hidden import draw_int, generators, grade_choice, here, in_kernel
+from autograder.mutants import known_mistakes
 from autograder.remote import run, twin
 from . import solutions as ref
 from workbook.ch07 import DIAGNOSES, QUIZ_EXPLAIN
 from workbook.checks import Checks, tolerance
 
 CH = "07_flow_matching"
+_gen = generators(CH)
 F64, F32 = torch.float64, torch.float32
 
-
-def _gen(name: str) -> torch.Generator:
-    return torch.Generator().manual_seed(hidden_seed(f"{CH}/{name}"))
-
-
-def _int(g: torch.Generator, lo: int, hi: int) -> int:
-    """A random int in [lo, hi)."""
-    return int(torch.randint(lo, hi, (1,), generator=g))
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
@@ -38,9 +31,9 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
 
 def _shape(g: torch.Generator, B: int, images: bool | None = None) -> tuple[int, ...]:
     """(B, C, H, W) (always when `images`) or (B, D): channels and sizes vary, never empty."""
-    if images or (images is None and _int(g, 0, 2)):
-        return (B, _int(g, 1, 5), _int(g, 1, 5), _int(g, 2, 6))
-    return (B, _int(g, 1, 7))
+    if images or (images is None and draw_int(g, 0, 2)):
+        return (B, draw_int(g, 1, 5), draw_int(g, 1, 5), draw_int(g, 2, 6))
+    return (B, draw_int(g, 1, 7))
 
 
 def _scale(*xs) -> float:
@@ -55,7 +48,7 @@ KEEP_INPUTS = '05_diffusion.keep_inputs'
 def _keeping(c: Checks, name: str, fn, args: tuple, names: tuple, inputs: str, hints: dict | None = None):
     """Call the learner's `fn(*args)` in the kernel, fail if it changed one of its tensor
     arguments in place, and return what it returned."""
-    res = c.call(_in_kernel(name, KEEP_INPUTS, fn=fn, args=list(args)), inputs=inputs)
+    res = c.call(in_kernel(name, KEEP_INPUTS, fn=fn, args=list(args)), inputs=inputs)
     out, after = res
     for arg_name, before, now in zip(names, args, after):
         if isinstance(before, torch.Tensor):
@@ -78,9 +71,9 @@ def path(flow_path, velocity_target) -> None:
     c = Checks("path (hidden)")
     g = _gen("path")
     lib = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=_uniform(g, 1.0, 3.0))
-    lib.set_timesteps(_int(g, 5, 30))
+    lib.set_timesteps(draw_int(g, 5, 30))
     for dtype in (F32, F64):
-        B = _int(g, 2, 6) if dtype == F32 else _int(g, 1, 6)  # images: several times, one per example
+        B = draw_int(g, 2, 6) if dtype == F32 else draw_int(g, 1, 6)  # images: several times, one per example
         shape = _shape(g, B, images=True if dtype == F32 else None)
         x0 = torch.randn(shape, generator=g, dtype=dtype) * 2
         eps = torch.randn(shape, generator=g, dtype=dtype)
@@ -127,19 +120,19 @@ def flow_matching_loss(fn) -> None:
     g = _gen("flow_matching_loss")
     for dtype, logit, given, labels in ((F64, False, False, False), (F32, True, False, True),
                                         (F64, False, True, False), (F32, False, False, False)):
-        B = _int(g, 40, 120)
+        B = draw_int(g, 40, 120)
         shape = _shape(g, B, images=True if dtype == F32 else None)
         x0 = torch.randn(shape, generator=g, dtype=dtype)
         eps = torch.randn(shape, generator=g, dtype=dtype) * 1.3 if given else None
         y = torch.randint(0, 10, (B,), generator=g) if labels else None
         a, b = _uniform(g, 0.2, 0.8), _uniform(g, 0.3, 1.0)
-        gen = torch.Generator().manual_seed(_int(g, 0, 2**31))
+        gen = torch.Generator().manual_seed(draw_int(g, 0, 2**31))
         state = gen.get_state()
         inputs = (f"x0 {shape} {str(dtype)[6:]}, logit_normal={logit}, eps {'given' if given else 'None'}, "
                   f"y {'random labels' if labels else 'None'}, a stand-in model v_hat = {a:.3f} x_t + "
                   f"{b:.3f} tanh(3 t)")
         _, model = twin(RECORDER, a=a, b=b, dtype=dtype)
-        res = c.call(_in_kernel("flow_matching_loss", LOSS, fn=fn, model=model, x0=x0.clone(),
+        res = c.call(in_kernel("flow_matching_loss", LOSS, fn=fn, model=model, x0=x0.clone(),
                                 eps=None if eps is None else eps.clone(), y=None if y is None else y.clone(),
                                 generator=gen, logit_normal=logit), inputs=inputs)
         loss, calls, kept, grad, state_after = res
@@ -172,7 +165,7 @@ def flow_matching_loss(fn) -> None:
         want = ((v_hat - (e - x0.double())) ** 2).mean()
 
         def mutant_value(f):
-            rec = _here(RECORDER, a=a, b=b, dtype=dtype)
+            rec = here(RECORDER, a=a, b=b, dtype=dtype)
             return f(rec, x0.clone(), eps=None if eps is None else eps.clone(), y=y,
                      generator=torch.Generator().set_state(state), logit_normal=logit)
         c.close("loss", loss, want, **tolerance(dtype, float(want) + _scale(x0, e) ** 2, 16), inputs=inputs,
@@ -204,7 +197,7 @@ def _lib_sample(lib, field, x):
 
 def _check_calls(c: Checks, field, times: torch.Tensor, want_n: int, B: int, dtype, inputs: str, name: str,
                  heun: bool = False) -> None:
-    calls = c.call(_in_kernel("velocity", CALLS, field=field), inputs=inputs)
+    calls = c.call(in_kernel("velocity", CALLS, field=field), inputs=inputs)
     run(CLEAR, field=field)
     c.true(isinstance(calls, list) and len(calls) == want_n,
            f"{name} should evaluate the velocity {want_n} times for {len(times) - 1} steps",
@@ -224,10 +217,10 @@ def samplers(euler_sample, heun_sample) -> None:
     for shift in (1.0, _uniform(g, 2.0, 4.0)):
         a, b, k = _uniform(g, 0.5, 1.5), _uniform(g, -1.0, 1.0), _uniform(g, -0.5, 0.5)
         here, there = twin(FIELD, a=a, b=b, k=k)
-        B = _int(g, 1, 6)
+        B = draw_int(g, 1, 6)
         shape = _shape(g, B, images=True if shift == 1.0 else None)
         x1 = torch.randn(shape, generator=g)
-        n = _int(g, 2, 9)
+        n = draw_int(g, 2, 9)
         inputs = f"x1 {shape} float32, a nonlinear field, {n} steps of diffusers' schedule with shift {shift:.3f}"
         lib = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
         lib.set_timesteps(n)
@@ -252,10 +245,10 @@ def samplers(euler_sample, heun_sample) -> None:
                 mistakes=known_mistakes(CH, "heun_sample", lambda f: f(here, x1.clone(), times.clone())))
     # float64, uneven random timesteps, against the reference in float64
     here, there = twin(FIELD, a=_uniform(g, 0.5, 1.5), b=_uniform(g, -1.0, 1.0), k=_uniform(g, -0.5, 0.5))
-    n = _int(g, 2, 7)
+    n = draw_int(g, 2, 7)
     inner = torch.sort(torch.rand(n - 1, generator=g, dtype=F64) * 0.9 + 0.05, descending=True).values
     times = torch.cat([torch.ones(1, dtype=F64), inner, torch.zeros(1, dtype=F64)])
-    B = _int(g, 1, 6)
+    B = draw_int(g, 1, 6)
     shape = _shape(g, B)
     x1 = torch.randn(shape, generator=g, dtype=F64)
     inputs = f"x1 {shape} float64, a nonlinear field, uneven timesteps {[round(v, 3) for v in times.tolist()]}"
@@ -282,10 +275,10 @@ def bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
     c = Checks("bridge (hidden)")
     g = _gen("bridge")
     for dtype in (F32, F64):
-        B = _int(g, 1, 7)
+        B = draw_int(g, 1, 7)
         shape = _shape(g, B, images=True if dtype == F32 else None)
         a = torch.rand(B, generator=g, dtype=F64) * 0.95 + 0.05
-        a[0] = 1.0 if B > 1 and _int(g, 0, 2) else a[0]
+        a[0] = 1.0 if B > 1 and draw_int(g, 0, 2) else a[0]
         x0 = torch.randn(shape, generator=g, dtype=F64)
         eps = torch.randn(shape, generator=g, dtype=F64)
         ab = a.view(-1, *([1] * (len(shape) - 1)))
@@ -346,12 +339,12 @@ def guidance(drop_labels, guided_velocity) -> None:
     c = Checks("guidance (hidden)")
     g = _gen("guidance")
     for p in (_uniform(g, 0.05, 0.6), 1.0, 0.0):
-        null = _int(g, 10, 100)
-        B = _int(g, 200, 2000)
+        null = draw_int(g, 10, 100)
+        B = draw_int(g, 200, 2000)
         y = torch.randint(0, 10, (B,), generator=g)
-        seed = _int(g, 0, 2**31)
+        seed = draw_int(g, 0, 2**31)
         inputs = f"{B} random labels, p_uncond = {p:.3f}, null_label = {null}, a seeded generator"
-        res = c.call(_in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
+        res = c.call(in_kernel("drop_labels", DROP, fn=drop_labels, y=y.clone(), p_uncond=p, null_label=null,
                                 generator=torch.Generator().manual_seed(seed)), inputs=inputs)
         out, y_after, kept, fresh, state_after = res
         c.true(kept, "the global random generator was used: draw with the generator passed in", inputs=inputs,
@@ -368,10 +361,10 @@ def guidance(drop_labels, guided_velocity) -> None:
         c.close("labels", out, want, atol=0, rtol=0, inputs=inputs, hint=DIAGNOSES["drop_rate"],
                 mistakes=known_mistakes(CH, "drop_labels",
                                         lambda f: f(y.clone(), p, null, torch.Generator().manual_seed(seed))))
-    null = _int(g, 10, 50)
+    null = draw_int(g, 10, 50)
     net, net_there = twin(NET, table=torch.randn(null + 1, generator=g))
     for scale in (_uniform(g, 1.5, 6.0), 0.0, 1.0):
-        B = _int(g, 1, 6)
+        B = draw_int(g, 1, 6)
         shape = _shape(g, B, images=True if scale > 1 else None)
         x = torch.randn(shape, generator=g)
         t = torch.rand(B, generator=g)
@@ -395,10 +388,10 @@ def straightness(fn) -> None:
     # the last grid does not run from 1 to 0: S is divided by the total time t_0 - t_n
     for dtype, (first, last) in ((F64, (1.0, 0.0)), (F32, (1.0, 0.0)), (F64, (_uniform(g, 0.6, 0.9), _uniform(g, 0.1, 0.4)))):
         here, there = twin(FIELD, a=_uniform(g, 0.5, 1.5), b=_uniform(g, -1.0, 1.0), k=_uniform(g, -0.5, 0.5))
-        n = _int(g, 2, 8)
+        n = draw_int(g, 2, 8)
         inner = torch.sort(torch.rand(n - 1, generator=g, dtype=F64) * 0.9 + 0.05, descending=True).values
         times = torch.cat([torch.ones(1, dtype=F64), inner, torch.zeros(1, dtype=F64)]) * (first - last) + last
-        B = _int(g, 1, 6)
+        B = draw_int(g, 1, 6)
         shape = _shape(g, B, images=True if dtype == F64 else None)
         x1 = torch.randn(shape, generator=g, dtype=dtype)
         inputs = f"x1 {shape} {str(dtype)[6:]}, a nonlinear field, uneven timesteps " \
@@ -407,7 +400,7 @@ def straightness(fn) -> None:
                        inputs, hints={"x1": DIAGNOSES["in_place"]})
         out = _pair(c, out, "straightness", inputs)
         S, x0 = out
-        calls = c.call(_in_kernel("velocity", CALLS, field=there), inputs=inputs)
+        calls = c.call(in_kernel("velocity", CALLS, field=there), inputs=inputs)
         c.true(isinstance(calls, list) and len(calls) == n, f"straightness should evaluate the velocity n = {n} "
                "times", inputs=inputs, got=len(calls) if isinstance(calls, list) else calls)
         S_want, x0_want = ref.straightness(here, x1.double(), times.clone())
