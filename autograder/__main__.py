@@ -12,6 +12,8 @@
     python -m autograder fidelity --pipeline [--limit K] the same through the real grading pipeline
     python -m autograder fidelity --hidden-only          what the hidden checks catch without the visible ones
     python -m autograder fidelity --secrets 200          verdicts that do not depend on the grading secret
+    python -m autograder where ddim_step                 every file and line of one exercise
+    python -m autograder new-chapter 08_topic            lay out a new chapter that builds, grades and passes fidelity
 
 Grading into an --out folder that holds an earlier run resumes it: the run secret is read
 from OUT/.secret, and a notebook whose key is unchanged (a hash of the submitted notebook,
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--secrets", type=int, default=None, metavar="N",
                    help="run the hidden checks under N grading secrets: the reference and every alternative "
                         "must pass under all, every mistake must be caught under at least 99%% of them")
+    w = sub.add_parser("where", help="every file and line of one exercise")
+    w.add_argument("name", help="a solution's name (e.g. ddim_step) or a test cell id (e.g. ddim_step_checks)")
+    nc = sub.add_parser("new-chapter", help="lay out a new chapter (one exercise, its checks, a mistake, an alternative)")
+    nc.add_argument("chapter", help="NN_topic, e.g. 08_score_matching")
     a = p.parse_args(argv)
 
     if a.cmd == "build":
@@ -132,6 +138,20 @@ def main(argv: list[str] | None = None) -> int:
             return sweep_report(a.only, a.secrets, jobs=a.jobs)
         from .fidelity import report
         return report(a.only, hidden_only=a.hidden_only)
+    if a.cmd == "where":
+        from .where import main as where
+        return where(a.name)
+    if a.cmd == "new-chapter":
+        from .scaffold import new_chapter
+        try:
+            made = new_chapter(a.chapter)
+        except (ValueError, FileExistsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("\n".join(["wrote:", *(f"  {p}" for p in made),
+                         f"next: python -m autograder build --only {a.chapter[:2]} && "
+                         f"python -m autograder fidelity --only {a.chapter}"]))
+        return 0
     return 1
 
 
