@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# ----------------------------------------------------------------------------- helpers and plots
+# ----------------------------------------------------------------------------- helpers
 
 @torch.no_grad()
 def embed(module: nn.Module, inputs: torch.Tensor, device, batch_size: int = 500) -> torch.Tensor:

@@ -3,7 +3,7 @@ parts so that no earlier exercise is given away:
 `TextUNet`, the latent noise predictor that uses your cross-attention block;
 `TextConditioner`, prompts -> (context, mask) from chapter 04's text encoder;
 `make_scheduler`, diffusers' DDIMScheduler with Stable Diffusion's schedule;
-`load_judge`, the digit + colour classifier that scores generated images.
+`load_rater`, the digit + colour classifier that scores generated images.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def make_scheduler(T: int = 1000):
                          clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
 
 
-# ----------------------------------------------------------------------------- given: data, prompts, judge
+# ----------------------------------------------------------------------------- given: data, prompts, rater
 
 def to_model(x01: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] -> [-1, 1], the range the autoencoder works in."""
@@ -162,7 +162,7 @@ def prompt(digit: int, colour: int) -> str:
 
 
 class DigitColourNet(nn.Module):
-    """The judge: a small CNN with two heads, digit (10) and ink colour (6), on (B, 3, 32, 32) in [0, 1]."""
+    """The rater: a small CNN with two heads, digit (10) and ink colour (6), on (B, 3, 32, 32) in [0, 1]."""
 
     def __init__(self, c: int = 32):
         super().__init__()
@@ -179,18 +179,18 @@ class DigitColourNet(nn.Module):
         return self.digit(h), self.colour(h)
 
 
-def load_judge(profile, verbose: bool = True) -> DigitColourNet:
-    """The profile's digit + colour judge: loaded from the artifacts folder, or trained and
+def load_rater(profile, verbose: bool = True) -> DigitColourNet:
+    """The profile's digit + colour rater: loaded from the artifacts folder, or trained and
     saved there. It must not share the generator's blind spot: the text-to-image model never
-    sees a HELD_OUT (digit, colour) pair, so the judge is trained on the training digits
+    sees a HELD_OUT (digit, colour) pair, so the rater is trained on the training digits
     recoloured with *every* colour (two colourings each, all 60 pairs), never on test images.
-    ``judge.test_accuracy`` holds its digit, colour and both-right accuracy on the real
+    ``rater.test_accuracy`` holds its digit, colour and both-right accuracy on the real
     captioned test split, for the seen and for the held-out pairs separately."""
-    from .captions import make_captioned
-    from .data import load_mnist
+    from ..captions import make_captioned
+    from ..data import load_mnist
 
     n_train, epochs = profile.pick(smoke=(1000, 2), cpu=(None, 5), gpu=(None, 5))
-    path = artifacts_dir(profile.name) / f"ch06_judge-allpairs-n{n_train}-e{epochs}.pt"
+    path = artifacts_dir(profile.name) / f"ch06_rater-allpairs-n{n_train}-e{epochs}.pt"
     device = profile.device
     model = DigitColourNet()
     if path.exists():
@@ -198,7 +198,7 @@ def load_judge(profile, verbose: bool = True) -> DigitColourNet:
         model.load_state_dict(saved["state_dict"])
         model.test_accuracy = saved["test_accuracy"]
         if verbose:
-            print(f"loaded the digit + colour judge from {path} ({model.test_accuracy})")
+            print(f"loaded the digit + colour rater from {path} ({model.test_accuracy})")
         return model.to(device).eval()
     t0 = time.time()
     x, y = load_mnist("train", limit=n_train)
@@ -222,26 +222,26 @@ def load_judge(profile, verbose: bool = True) -> DigitColourNet:
     held = test.held_out()
     model.test_accuracy = {}
     for group, mask in (("seen", ~held), ("held_out", held)):
-        r = judge_images(model, test.x[mask], test.digit[mask], test.colour[mask])
+        r = rate_images(model, test.x[mask], test.digit[mask], test.colour[mask])
         model.test_accuracy.update({f"{group}_{k}": round(v, 4) for k, v in r.items()})
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "test_accuracy": model.test_accuracy}, tmp)
     os.replace(tmp, path)
     if verbose:
-        print(f"trained the digit + colour judge on {len(images)} recoloured training images (all 60 pairs) in "
+        print(f"trained the digit + colour rater on {len(images)} recoloured training images (all 60 pairs) in "
               f"{time.time() - t0:.1f} s: accuracy on real test images {model.test_accuracy}; saved to {path}")
     return model
 
 
 @torch.no_grad()
-def judge_images(judge: nn.Module, images01: torch.Tensor, digit: torch.Tensor, colour: torch.Tensor) -> dict:
-    """Fractions of images (N, 3, 32, 32) in [0, 1] whose digit, colour, and both, the judge
+def rate_images(rater: nn.Module, images01: torch.Tensor, digit: torch.Tensor, colour: torch.Tensor) -> dict:
+    """Fractions of images (N, 3, 32, 32) in [0, 1] whose digit, colour, and both, the rater
     reads as requested."""
-    device = next(judge.parameters()).device
+    device = next(rater.parameters()).device
     pd, pc = [], []
     for chunk in images01.split(256):
-        ld, lc = judge(chunk.to(device))
+        ld, lc = rater(chunk.to(device))
         pd.append(ld.argmax(1).cpu())
         pc.append(lc.argmax(1).cpu())
     pd, pc = torch.cat(pd), torch.cat(pc)
