@@ -11,6 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from autograder import chapters
 from workbook import ch06
+from workbook.ch06.checks import _diffusers_attention
 
 S = chapters.module("06_latent_diffusion", "solutions")
 
@@ -46,7 +47,7 @@ def test_scale_factor_gives_unit_variance():
 @pytest.mark.parametrize("masked", [False, True])
 def test_cross_attention_matches_diffusers_and_sdpa(masked):
     torch.manual_seed(0)
-    theirs = ch06._diffusers_attention(12, 7, 3, 4)
+    theirs = _diffusers_attention(12, 7, 3, 4)
     mine = S.CrossAttention(12, 7, 3, 4)
     ch06.copy_attention_weights(mine, theirs)
     x, context = torch.randn(2, 5, 12), torch.randn(2, 6, 7)

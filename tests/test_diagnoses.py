@@ -1,5 +1,5 @@
 """One source per diagnosis: every chapter's texts for the learner live once, keyed, in
-`workbook.chNN.DIAGNOSES` (and the ideas behind its quizzes in `QUIZ_EXPLAIN`); the visible
+`workbook.chNN.checks.DIAGNOSES` (and the ideas behind its quizzes in `QUIZ_EXPLAIN`); the visible
 checks, the hidden checks and the catalogue of mistakes all name them by key."""
 import collections
 import importlib
@@ -13,7 +13,7 @@ CHAPTERS = ["01_autoencoders", "02_denoising", "03_vae", "04_clip", "05_diffusio
 
 
 def _chapter(chapter: str):
-    return importlib.import_module(f"workbook.ch{chapter[:2]}")
+    return importlib.import_module(f"workbook.ch{chapter[:2]}.checks")
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -22,7 +22,7 @@ def test_every_diagnosis_comes_from_the_chapter_text(chapter):
     mistakes, _ = catalogue(chapter)
     stray = [f"{m.target}: {m.diagnosis}" for m in mistakes
              if m.diagnosed and not m.exercise.startswith("quiz") and m.diagnosis not in texts]
-    assert not stray, f"diagnoses written outside ch{chapter[:2]}.DIAGNOSES: {stray}"
+    assert not stray, f"diagnoses written outside ch{chapter[:2]}/checks.py DIAGNOSES: {stray}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

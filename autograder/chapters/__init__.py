@@ -8,7 +8,7 @@ instructor writes for chapter `NN_topic`:
 
 Generated from them (never edited by hand): `solutions/NN_topic.ipynb` (the instructor
 notebook, solutions in place) and `course/NN_topic.ipynb` (the student notebook). What a
-learner may read (visible checks, given models, plots) is `course/workbook/chNN*.py`.
+learner may read (visible checks, given models, plots) is `course/workbook/chNN/`.
 
 A chapter's name is `NN_topic` everywhere: folder, notebooks, `--chapter`, gradebook
 columns, and the check names the judge answers (`NN_topic.check`).

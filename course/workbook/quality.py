@@ -1,6 +1,6 @@
 """Sample quality of MNIST-like generators, measured with a small digit classifier.
 
-Chapters 03, 05 and 06 judge generated digits the same way:
+Chapters 03, 05 and 06 rate generated digits the same way:
 
 * ``load_classifier(profile)``: a small CNN trained once per profile on the available
   MNIST training images and cached in ``workbook.paths.artifacts_dir(profile.name)``

@@ -590,14 +590,14 @@ plt.show()
 #
 # The shape of the DDIM paper's Table 1, on our data: class-conditional samples (guidance
 # scale 2, the same number per digit) from DDPM with all 1000 steps and from DDIM with
-# 10 to 100 steps, at $\eta = 0$ (deterministic) and $\eta = 1$. Each set is judged by
+# 10 to 100 steps, at $\eta = 0$ (deterministic) and $\eta = 1$. Each set is rated by
 # the chapter-03 classifier: the fraction classified as the requested digit, the Fréchet
 # distance to real test images in the classifier's features (lower is better; compare
 # with the floor of two real sets of the same size), and the fraction of the ten digits
 # predicted at least once.
 
 # %%
-def judge(images01: torch.Tensor, requested: torch.Tensor) -> dict:
+def rate(images01: torch.Tensor, requested: torch.Tensor) -> dict:
     n = len(images01)
     return {"accuracy": quality.class_accuracy(images01, requested.cpu(), classifier=clf)["accuracy"],
             "frechet": quality.frechet_distance(images01, x_test[:n], classifier=clf),
@@ -617,14 +617,14 @@ requested = eval_labels(cfg["ddpm_eval"])
 t0 = time.time()
 out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50))
 secs = time.time() - t0
-table[f"DDPM, {cfg['T']} steps"] = judge(to_images(out), requested) | {"seconds": secs, "n": len(requested)}
+table[f"DDPM, {cfg['T']} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": len(requested)}
 requested = eval_labels(n_eval)
 for eta in (0.0, 1.0):
     for n in cfg["ddim_steps"]:
         t0 = time.time()
         out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta)
         secs = time.time() - t0
-        table[f"DDIM eta={eta:g}, {n} steps"] = judge(to_images(out), requested) | {"seconds": secs, "n": n_eval}
+        table[f"DDIM eta={eta:g}, {n} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": n_eval}
 print(f"{'sampler':24s} {'images':>6s} {'accuracy':>9s} {'Fréchet':>8s} {'coverage':>9s} {'seconds':>8s}")
 for name, r in table.items():
     print(f"{name:24s} {r['n']:6d} {r['accuracy']:9.3f} {r['frechet']:8.2f} {r['coverage']:9.2f} {r['seconds']:8.1f}")
@@ -655,7 +655,7 @@ requested = eval_labels(n_eval)
 for s in cfg["sweep_scales"]:
     out = sample_ddim(guided(model, requested, s), shape(n_eval), alpha_bars, cfg["sweep_steps"],
                       profile.generator(60))
-    sweep[s] = judge(to_images(out), requested)
+    sweep[s] = rate(to_images(out), requested)
     print(f"scale {s:3.1f}: accuracy {sweep[s]['accuracy']:.3f}, Fréchet {sweep[s]['frechet']:.2f}, "
           f"coverage {sweep[s]['coverage']:.2f}")
     log_metric(f"guidance_scale{s:g}_accuracy", sweep[s]["accuracy"], "",

@@ -21,7 +21,7 @@ from autograder.hidden import draw_int, generators, grade_choice, hidden_seed, i
 from autograder.mutants import known_mistakes
 from autograder.remote import RemoteError, run, twin
 from . import solutions as ref
-from workbook.ch06 import _diffusers_attention, copy_attention_weights, mask_bias
+from workbook.ch06.checks import _diffusers_attention, copy_attention_weights, mask_bias
 from workbook import ch06
 from workbook.checks import Checks
 

@@ -425,8 +425,8 @@ plt.show()
 # %% [markdown]
 # ### Does the image follow the prompt? A guidance sweep
 #
-# The judge (`ch06.load_judge`, a small CNN) reads the digit and the ink colour of each
-# generated image. A judge trained on the captioned training images would share the
+# The rater (`ch06.load_rater`, a small CNN) reads the digit and the ink colour of each
+# generated image. A rater trained on the captioned training images would share the
 # generator's blind spot: it would never have seen a held-out pair either, and be weakest
 # exactly where we measure composition. So it is trained on the training digits recoloured
 # with every colour (all 60 pairs), and its accuracy on *real* test images of each group is
@@ -436,13 +436,13 @@ plt.show()
 # requested.
 
 # %%
-judge = ch06.load_judge(profile)
-acc = judge.test_accuracy
-print(f"judge on real test images: seen pairs: digit {acc['seen_digit']:.3f}, colour {acc['seen_colour']:.3f}, "
+rater = ch06.load_rater(profile)
+acc = rater.test_accuracy
+print(f"rater on real test images: seen pairs: digit {acc['seen_digit']:.3f}, colour {acc['seen_colour']:.3f}, "
       f"both {acc['seen_both']:.3f}; held-out pairs: digit {acc['held_out_digit']:.3f}, "
       f"colour {acc['held_out_colour']:.3f}, both {acc['held_out_both']:.3f}")
 for group in ("seen", "held_out"):
-    log_metric(f"judge_both_accuracy_real_{group}", acc[f"{group}_both"], "",
+    log_metric(f"rater_both_accuracy_real_{group}", acc[f"{group}_both"], "",
                f"digit and colour read correctly on real test images of the {group.replace('_', '-')} pairs")
 seen = [(d, c) for d in range(10) for c in range(6) if (d, c) not in HELD_OUT]
 held = sorted(HELD_OUT)
@@ -459,8 +459,8 @@ for s in cfg["scales"]:
     for name, pairs in (("seen", requests(seen, cfg["n_eval"])), ("held-out", requests(held, cfg["n_eval"]))):
         images = torch.cat([to_images(ours([prompt(d, c) for d, c in chunk], s, seed=4 + k)).cpu()
                             for k, chunk in enumerate([pairs[i:i + 60] for i in range(0, len(pairs), 60)])])
-        sweep[(s, name)] = ch06.judge_images(judge, images, torch.tensor([d for d, _ in pairs]),
-                                             torch.tensor([c for _, c in pairs]))
+        sweep[(s, name)] = ch06.rate_images(rater, images, torch.tensor([d for d, _ in pairs]),
+                                            torch.tensor([c for _, c in pairs]))
 print(f"sampling for the sweep: {time.time() - t0:.0f} s")
 print(f"{'scale':>5s} {'combinations':>13s} {'digit':>6s} {'colour':>7s} {'both':>6s}")
 for (s, name), r in sweep.items():
@@ -481,8 +481,8 @@ save_figure(fig, "guidance_sweep")
 plt.show()
 
 # %% [markdown]
-# The cell below compares each generated group with what the judge reads on real images of
-# the same group (the ratio is the fraction of the judge's own ceiling that the samples
+# The cell below compares each generated group with what the rater reads on real images of
+# the same group (the ratio is the fraction of the rater's own ceiling that the samples
 # reach), at the largest guidance scale.
 
 # %%
@@ -653,7 +653,7 @@ pairs = requests(seen, cfg["n_eval"])
 images = to_images(generate([prompt(d, c) for d, c in pairs], text.encode, lib_model, lambda z: vae.decode(z).sample,
                             scheduler, guidance_scale=4.0, num_steps=cfg["sample_steps"], latent_shape=(4, 8, 8),
                             scale_factor=lib_scale, generator=profile.generator(11))).cpu()
-lib_score = ch06.judge_images(judge, images, torch.tensor([d for d, _ in pairs]), torch.tensor([c for _, c in pairs]))
+lib_score = ch06.rate_images(rater, images, torch.tensor([d for d, _ in pairs]), torch.tensor([c for _, c in pairs]))
 print(f"diffusers' parts, your loop, guidance 4, seen combinations: {lib_score}")
 log_metric("diffusers_scale4_seen_both_accuracy", lib_score["both"], "",
            f"AutoencoderKL + UNet2DConditionModel trained {cfg['lib_steps']} steps, your generate")
@@ -717,19 +717,19 @@ else:
 # left at t = T or destroyed early; mismatch at sampling).
 
 # %% [markdown]
-# **W2 (2 points).** The chapter's judge is trained on recoloured training digits that cover
-# every (digit, colour) pair. Why would a judge trained on the captioned training split itself
+# **W2 (2 points).** The chapter's rater is trained on recoloured training digits that cover
+# every (digit, colour) pair. Why would a rater trained on the captioned training split itself
 # mislead exactly where the held-out pairs are measured?
 
 # %% [written id=written_blind_spot points=2]
-# **Model answer.** The captioned training split contains no held-out pair, so a judge trained
+# **Model answer.** The captioned training split contains no held-out pair, so a rater trained
 # on it has never seen, e.g., a red seven: it is weakest there and may read a correct red
 # seven as another colour or digit it associates with red. Its errors would then be counted as
 # the generator's failures to compose, making the held-out accuracy look worse than it is. The
-# judge must cover every pair (and its accuracy on real images of each group must be reported)
-# so that the comparison measures the generator, not the judge.
+# rater must cover every pair (and its accuracy on real images of each group must be reported)
+# so that the comparison measures the generator, not the rater.
 #
-# **Rubric.** 1 point: the training split lacks the held-out pairs, so that judge is weakest
+# **Rubric.** 1 point: the training split lacks the held-out pairs, so that rater is weakest
 # exactly there. 1 point: its errors would be attributed to the generator (biased
 # measurement); fix: cover all pairs / report per-group ceiling.
 

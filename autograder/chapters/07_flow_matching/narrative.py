@@ -517,7 +517,7 @@ print(f"one Euler step: SWD {one_step['before']:.4f} before reflow, {one_step['a
 #
 # Both start from the same noise and use guidance scale 2 (the same number of network
 # calls per step for both, so the evaluation counts below leave the factor 2 out). Each
-# sample set is judged by the chapter-03 classifier: the fraction classified as the
+# sample set is rated by the chapter-03 classifier: the fraction classified as the
 # requested digit and the Fréchet distance to real test images in its features (lower is
 # better; the floor is the value for two real sets of the same size).
 
@@ -630,7 +630,7 @@ def guided_flow(unet, scale: float = 2.0):
     return velocity
 
 
-def judge_mnist(x: torch.Tensor) -> dict:
+def rate_mnist(x: torch.Tensor) -> dict:
     images = to_images(x)
     return {"accuracy": quality.class_accuracy(images, requested.cpu(), classifier=clf)["accuracy"],
             "frechet": quality.frechet_distance(images, x_test[:n_eval], classifier=clf)}
@@ -650,7 +650,7 @@ grid = {}
 for name, (sample, nfe) in samplers.items():
     for n in mcfg["sampling_steps"]:
         x = sample(n)
-        mnist_table[(name, n)] = {"nfe": nfe(n)} | judge_mnist(x)
+        mnist_table[(name, n)] = {"nfe": nfe(n)} | rate_mnist(x)
         grid[f"{name}, {n}"] = to_images(x[:10])
 print(f"{'sampler':18s} {'steps':>5s} {'NFE':>4s} {'accuracy':>9s} {'Fréchet':>8s}")
 for (name, n), r in mnist_table.items():

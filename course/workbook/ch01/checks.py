@@ -1,18 +1,21 @@
-"""Chapter 01 visible checks and plots (PCA and autoencoders).
+"""Chapter 01 visible checks (PCA and autoencoders): the `check_*` functions the notebook calls,
+the chapter's texts for the learner (`DIAGNOSES`, `QUIZ_EXPLAIN`) and the stand-ins the checks
+use.
 
 Every check runs on small fixed inputs whose answers are known by construction, so it
 needs no reference solution. Hidden checks, run when grading, use fresh random inputs.
 """
+
 from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks, check_choice, count_parameters
+from ..checks import Checks, check_choice, count_parameters
+
 
 QUIZ_OPTIONS = {"answer_pca_vs_ae": "ABCDE", "answer_ae_loss": "ABCD", "answer_binary_loss": "ABCD"}
 QUIZ_SETS = {"answer_pca_vs_ae"}  # answered with a set of letters
@@ -291,27 +294,3 @@ def check_retrieval_precision(retrieval_precision) -> None:
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
     check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
-
-
-# ----------------------------------------------------------------------------- plots
-
-def show_reconstructions(x: torch.Tensor, rows: dict[str, torch.Tensor], n: int = 8):
-    """x (B, 1, 28, 28) originals; rows: method name -> reconstructions of the same shape."""
-    fig, axes = plt.subplots(1 + len(rows), n, figsize=(n * 0.9, (1 + len(rows)) * 1.0))
-    for j in range(n):
-        for i, (label, imgs) in enumerate([("input", x), *rows.items()]):
-            ax = axes[i, j]
-            ax.imshow(imgs[j].reshape(28, 28).detach().cpu(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("test images and their reconstructions")
-    return fig
-
-
-def scatter_codes(ax, Z: torch.Tensor, y: torch.Tensor, title: str) -> None:
-    """Z (N, 2) codes coloured by digit label y (N,)."""
-    sc = ax.scatter(Z[:, 0].cpu(), Z[:, 1].cpu(), c=y.cpu(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-    ax.set_title(title)
-    ax.set_xticks([]), ax.set_yticks([])
-    return sc

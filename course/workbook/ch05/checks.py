@@ -1,20 +1,22 @@
-"""Chapter 05 visible checks, helpers and plots (denoising diffusion).
+"""Chapter 05 visible checks (denoising diffusion): the `check_*` functions the notebook calls,
+the chapter's texts for the learner (`DIAGNOSES`, `QUIZ_EXPLAIN`) and the stand-ins the checks
+use.
 
 Every check runs on small inputs whose answers are known by construction (written out
 from the formulas of the chapter with hand-picked numbers, or from diffusers, the
 library the chapter's code must agree with); none uses a reference solution. Hidden
 checks, run when grading, use fresh random inputs and diffusers' schedulers.
 """
+
 from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks, check_choice, substituted
+from ..checks import Checks, check_choice, substituted
+
 
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
 QUIZ_SETS = {"answer_diffusion_facts"}  # answered with a set of letters
@@ -633,123 +635,3 @@ def check_guidance(drop_labels, guided_eps) -> None:
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
     check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
-
-
-# ----------------------------------------------------------------------------- data, models, samplers
-
-def toy_data(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A 2-D toy distribution (n, 2): eight Gaussian blobs on a circle of radius 1.5, std 0.1."""
-    k = torch.randint(0, 8, (n,), generator=generator)
-    angle = k.double() * (2 * math.pi / 8)
-    centres = 1.5 * torch.stack([angle.cos(), angle.sin()], dim=1)
-    return (centres + 0.1 * torch.randn(n, 2, generator=generator, dtype=torch.float64)).float()
-
-
-class ToyDenoiser(nn.Module):
-    """An MLP noise predictor for 2-D points: [x_t, features of t / T] -> eps_hat (B, 2)."""
-
-    def __init__(self, T: int, width: int = 128):
-        super().__init__()
-        self.T = T
-        self.net = nn.Sequential(nn.Linear(2 + 16, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
-                                 nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        u = t.float()[:, None] / self.T  # (B, 1) in [0, 1)
-        k = torch.arange(8, device=x.device, dtype=torch.float32)[None, :]
-        feats = torch.cat([torch.sin(math.pi * (2 ** k) * u / 8), torch.cos(math.pi * (2 ** k) * u / 8)], dim=1)
-        return self.net(torch.cat([x, feats], dim=1))
-
-
-def ddim_timesteps(T: int, num_steps: int) -> list[int]:
-    """`num_steps` timesteps from T - 1 down, evenly spaced ("trailing" spacing, as diffusers'
-    `timestep_spacing="trailing"`): 1 step -> [T-1]; T steps -> [T-1, ..., 0]."""
-    if not 1 <= num_steps <= T:
-        raise ValueError(f"num_steps must be in 1..{T}, got {num_steps}")
-    return sorted({int(round(T - k * T / num_steps)) - 1 for k in range(num_steps)}, reverse=True)
-
-
-def to_images(x: torch.Tensor, size: int = 28) -> torch.Tensor:
-    """Model space [-1, 1] at any resolution -> (N, 1, size, size) in [0, 1] for display and judging."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return x.clamp(0, 1)
-
-
-class EMA:
-    """An exponential moving average of a model's weights, with warm-up:
-    decay_n = min(decay, (1 + n) / (10 + n)) at update n."""
-
-    def __init__(self, model: nn.Module, decay: float = 0.999):
-        import copy
-        self.model = copy.deepcopy(model).eval()
-        self.decay, self.n = decay, 0
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        for pe, p in zip(self.model.parameters(), model.parameters()):
-            pe.lerp_(p.detach(), 1 - d)
-        for be, b in zip(self.model.buffers(), model.buffers()):
-            be.copy_(b)
-        self.n += 1
-
-
-# ----------------------------------------------------------------------------- plots
-
-def plot_schedules(schedules: dict[str, torch.Tensor]):
-    """alpha_bar_t and log-SNR = log(alpha_bar / (1 - alpha_bar)) against t, for each schedule."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for name, ab in schedules.items():
-        ab = ab.double()
-        axes[0].plot(ab.numpy(), label=name)
-        axes[1].plot((ab / (1 - ab)).log().numpy(), label=name)
-    axes[0].set(xlabel="t", ylabel="alpha_bar_t", title="signal kept: alpha_bar_t")
-    axes[1].set(xlabel="t", ylabel="log SNR", title="log(alpha_bar / (1 - alpha_bar))")
-    axes[0].legend()
-    fig.tight_layout()
-    return fig
-
-
-def show_rows(rows: dict[str, torch.Tensor], col_titles: list[str] | None = None, size: float = 1.0):
-    """A grid of images: one row per entry (label -> (N, 1, H, W) in [0, 1])."""
-    n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.3), squeeze=False)
-    for r, (label, imgs) in enumerate(rows.items()):
-        for j in range(n):
-            ax = axes[r, j]
-            ax.axis("off")
-            if j < len(imgs):
-                ax.imshow(imgs[j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
-            if r == 0 and col_titles and j < len(col_titles):
-                ax.set_title(col_titles[j], fontsize=8)
-        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_toy_steps(snapshots: list[tuple[str, torch.Tensor]], data: torch.Tensor):
-    """Scatter plots of 2-D points at several steps of a chain (title -> (N, 2)), data in grey."""
-    fig, axes = plt.subplots(1, len(snapshots), figsize=(2.2 * len(snapshots), 2.4), squeeze=False)
-    for ax, (title, pts) in zip(axes[0], snapshots):
-        ax.scatter(data[:, 0], data[:, 1], s=1, c="lightgrey")
-        ax.scatter(pts[:, 0].cpu(), pts[:, 1].cpu(), s=1, c="tab:blue")
-        ax.set(xlim=(-3, 3), ylim=(-3, 3), title=title, xticks=[], yticks=[])
-        ax.set_aspect("equal")
-    fig.tight_layout()
-    return fig
-
-
-def plot_curve(xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str, logx: bool = False):
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for name, ys in series.items():
-        ax.plot(xs, ys, "o-", label=name)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if logx:
-        ax.set_xscale("log")
-    ax.legend()
-    fig.tight_layout()
-    return fig

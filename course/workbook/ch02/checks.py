@@ -1,17 +1,20 @@
-"""Chapter 02 visible checks and plots (denoising autoencoders).
+"""Chapter 02 visible checks (denoising autoencoders): the `check_*` functions the notebook calls,
+the chapter's texts for the learner (`DIAGNOSES`, `QUIZ_EXPLAIN`) and the stand-ins the checks
+use.
 
 Every check runs on small fixed inputs whose answers are known by construction (or follow
 from the exercise's stated recipe), so it needs no reference solution. Hidden checks, run
 when grading, use fresh random inputs.
 """
+
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import Checks, check_choice
+from ..checks import Checks, check_choice
+
 
 QUIZ_OPTIONS = {"answer_told_sigma": "ABCD", "answer_dae_target": "ABCD", "answer_one_category": "ABCD"}
 QUIZ_SETS = {"answer_one_category"}  # answered with a set of letters
@@ -584,30 +587,3 @@ def check_masked_mse(masked_mse) -> None:
 def check_quiz(name: str, answer) -> None:
     """Format only: the right answers are checked when grading."""
     check_choice(name, answer, QUIZ_OPTIONS[name], many=name in QUIZ_SETS, explain=QUIZ_EXPLAIN[name])
-
-
-# ----------------------------------------------------------------------------- plots
-
-def show_rows(rows: dict[str, torch.Tensor], n: int = 8, title: str = ""):
-    """rows: label -> images (B, 1, 28, 28), B >= n; one row per label, shown in [0, 1]."""
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95), squeeze=False)
-    for i, (label, imgs) in enumerate(rows.items()):
-        for j in range(n):
-            ax = axes[i, j]
-            ax.imshow(imgs[j].reshape(28, 28).detach().cpu().clamp(0, 1), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-def plot_curves(ax, sigmas, curves: dict[str, list[float]], ylabel: str, title: str, marker_at=None) -> None:
-    """On `ax`, one line per method: a value (PSNR, SSIM, ...) vs the noise level sigma."""
-    for name, ys in curves.items():
-        ax.plot(sigmas, ys, "o-", label=name, ms=4)
-    if marker_at is not None:
-        ax.axvline(marker_at, color="gray", ls=":", lw=1)
-    ax.set(xlabel="noise level sigma", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)

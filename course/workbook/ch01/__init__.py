@@ -1,0 +1,11 @@
+"""Chapter 01 (PCA and autoencoders): the names its notebook uses, by job.
+
+- `checks.py`: the visible checks (`check_*`), the chapter's texts for the learner (`DIAGNOSES`,
+  `QUIZ_EXPLAIN`) and the stand-ins and helpers only the checks use;
+- `plots.py`: the figures.
+
+`from workbook import ch01` then `ch01.<name>` reaches each of them.
+"""
+from .checks import (DIAGNOSES, QUIZ_EXPLAIN, QUIZ_OPTIONS, check_autoencoders, check_pca,
+                     check_principal_angles, check_quiz, check_retrieval_precision, check_train_step)
+from .plots import scatter_codes, show_reconstructions
