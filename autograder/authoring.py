@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 HEADER = re.compile(r"^# %%(?:\s*\[(?P<kind>\w+)(?P<opts>[^\]]*)\])?\s*$")
 DIRECTIVE = re.compile(r"^#\| solution:\s*(?P<names>.+?)\s*$")
-NAME = re.compile(r"^(?P<num>\d\d)_(?P<topic>[a-z0-9_]+)$")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 JUDGED_IMPORT = "from autograder.kernel_side import judged as _judged"
@@ -63,6 +62,12 @@ def chapter_names() -> list[str]:
 
 def solutions_path(chapter: str) -> Path:
     return chapters.path(chapter, "solutions")
+
+
+def solution_names(line: str) -> list[str]:
+    """The definitions a `#| solution: NAME ...` line copies in ([] for any other line)."""
+    m = DIRECTIVE.match(line)
+    return m["names"].replace(",", " ").split() if m else []
 
 
 def hidden_block(chapter: str, check: str, visible: list[str], where: str) -> list[str]:
@@ -187,7 +192,7 @@ def build_instructor_notebook(chapter: str, solutions_text: str | None = None) -
     """The instructor (source) notebook of one chapter, e.g. chapter='01_autoencoders'.
     With `solutions_text` (a changed solutions module, e.g. a catalogued mistake applied),
     the solution cells hold that code as written, without solution markers: a submission."""
-    if not NAME.match(chapter):
+    if not chapters.NAME.match(chapter):
         raise AuthoringError(f"chapter name {chapter!r} must look like 'NN_topic'")
     src_path = chapters.path(chapter, "narrative")
     where_file = f"{chapter}/{src_path.name}"
@@ -237,9 +242,8 @@ def build_instructor_notebook(chapter: str, solutions_text: str | None = None) -
                     raise AuthoringError(f"{where}: solution cell but {sol_path} does not exist")
                 body: list[str] = []
                 for line in c.lines:
-                    m = DIRECTIVE.match(line)
-                    if m:
-                        names = m["names"].replace(",", " ").split()
+                    names = solution_names(line)
+                    if names:
                         show = solutions.wrapped if solutions_text is None else solutions.plain
                         body.append("\n\n\n".join(show(x) for x in names))
                     else:

@@ -29,43 +29,41 @@ def places(name: str) -> list[tuple[str, str]]:
     for ch in chapters.names():
         narrative = chapters.path(ch, "narrative")
         cells = authoring.parse_cells(narrative.read_text(), str(narrative))
-        solved = {x for c in cells if c.kind == "solution" for ln in c.lines
-                  if (m := authoring.DIRECTIVE.match(ln)) for x in m["names"].replace(",", " ").split()}
-        tests = [c for c in cells if c.kind == "tests" and (c.opts.get("id") == name or name in solved and any(
-            name in ln or c.opts.get("id") == f"{name}_checks" for ln in c.lines))]
+        copied = {c.line_no: {x for ln in c.lines for x in authoring.solution_names(ln)}
+                  for c in cells if c.kind == "solution"}
+        solved = set().union(*copied.values())
+        trees = {c.line_no: ast.parse("\n".join(c.lines)) for c in cells if c.kind == "tests"}
+        named = {c.line_no: {n.id for n in ast.walk(trees[c.line_no]) if isinstance(n, ast.Name)}
+                 | {n.value for n in ast.walk(trees[c.line_no])   # a quiz names its answer
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+                 for c in cells if c.kind == "tests"}
+        tests = [c for c in cells if c.kind == "tests" and (c.opts.get("id") == name or name in named[c.line_no])]
         if name not in solved and not tests:
             continue
-        for c in cells:
-            if c.kind == "solution" and any(name in ln for ln in c.lines if authoring.DIRECTIVE.match(ln)):
-                out.append(("narrative, solution cell", _rel(narrative, c.line_no)))
+        out += [("narrative, solution cell", _rel(narrative, line)) for line, names in copied.items() if name in names]
+        hidden = chapters.path(ch, "hidden")
+        checks = _defs(hidden)
         for c in tests:
             out.append((f"narrative, test cell {c.opts['id']}", _rel(narrative, c.line_no)))
-            code = "\n".join(c.lines)
-            for stmt in ast.parse(code).body:
+            for stmt in trees[c.line_no].body:
                 call = getattr(stmt, "value", None)
                 if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-                    module = importlib.import_module(f"workbook.{call.func.value.id}")
-                    fn = getattr(module, call.func.attr)
+                    fn = getattr(importlib.import_module(f"workbook.{call.func.value.id}"), call.func.attr)
                     row = ("visible check", _rel(inspect.getsourcefile(fn), inspect.getsourcelines(fn)[1]))
                     if row not in out:
                         out.append(row)
-            hidden = chapters.path(ch, "hidden")
-            check = c.opts.get("hidden")
-            if check in _defs(hidden):
-                out.append((f"hidden check {ch}.{check}", _rel(hidden, _defs(hidden)[check])))
+            if c.opts.get("hidden") in checks:
+                out.append((f"hidden check {ch}.{c.opts['hidden']}", _rel(hidden, checks[c.opts["hidden"]])))
         solutions = chapters.path(ch, "solutions")
         src = authoring.SolutionSource(solutions)
-        named = {n.id for c in tests for n in ast.walk(ast.parse("\n".join(c.lines))) if isinstance(n, ast.Name)}
-        named |= {n.value for c in tests for n in ast.walk(ast.parse("\n".join(c.lines)))
-                  if isinstance(n, ast.Constant) and isinstance(n.value, str)}   # a quiz names its answer
-        for t in sorted(({name} | named) & set(src.nodes), key=lambda t: src.nodes[t].lineno):
+        wanted = {name}.union(*(named[c.line_no] for c in tests))
+        for t in sorted(wanted & set(src.nodes), key=lambda t: src.nodes[t].lineno):
             out.append(("reference solution", _rel(solutions, src.nodes[t].lineno)))
         ids = {c.opts["id"] for c in tests}
         found, alts = mutants.catalogue(ch)
-        mistakes = chapters.path(ch, "mistakes")
         n_m = sum(m.target == name or m.exercise in ids for m in found)
         n_a = sum(a.target == name or a.exercise in ids for a in alts)
-        out.append((f"catalogue: {n_m} mistakes, {n_a} alternatives", _rel(mistakes, 1)))
+        out.append((f"catalogue: {n_m} mistakes, {n_a} alternatives", _rel(chapters.path(ch, "mistakes"), 1)))
     if not out:
         raise KeyError(f"no exercise named {name!r} (try a solution's name, e.g. a function the learner writes, "
                        "or a test cell id)")

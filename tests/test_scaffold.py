@@ -45,7 +45,7 @@ def test_a_new_chapter_builds_passes_fidelity_and_grades_as_it_stands(tmp_path):
     _run(["-m", "autograder", "build", "--check"], copy)
     report = _run(["-m", "autograder", "fidelity", "--only", NEW], copy)
     assert "scale_checks: mistakes caught 1/1, alternatives passed 1/1" in report
-    _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/test_ch08_solutions.py"], copy)
+    _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ch08_solutions.py"], copy)
     # grade: the reference notebook, the blank one, and the catalogued mistake
     subs = tmp_path / "subs"
     for sid, nb in (("ref", copy / "solutions" / f"{NEW}.ipynb"), ("blank", copy / "course" / f"{NEW}.ipynb")):
@@ -65,3 +65,17 @@ def test_a_new_chapter_builds_passes_fidelity_and_grades_as_it_stands(tmp_path):
     assert float(rows["blank"]["score"]) == 0 and float(rows["wrong"]["score"]) == 0, rows
     pages = [p for p in (tmp_path / "out" / "feedback").rglob("*.html") if "wrong" in p.parts]
     assert pages and "scaling multiplies" in pages[0].read_text()   # the mistake's diagnosis, in the feedback
+
+
+def test_where_finds_every_part_of_an_exercise_from_its_name():
+    from autograder import where
+
+    rows = dict(where.places("ddim_step"))
+    assert rows["narrative, solution cell"].startswith("autograder/chapters/05_diffusion/narrative.py:")
+    assert rows["narrative, test cell ddim_step_checks"].startswith("autograder/chapters/05_diffusion/narrative.py:")
+    assert rows["visible check"].startswith("course/workbook/ch05/checks.py:")
+    assert rows["hidden check 05_diffusion.ddim_step"].startswith("autograder/chapters/05_diffusion/hidden.py:")
+    assert rows["reference solution"].startswith("autograder/chapters/05_diffusion/solutions.py:")
+    assert any(k.startswith("catalogue: ") and not k.startswith("catalogue: 0 ") for k in rows)
+    with pytest.raises(KeyError, match="no exercise named"):
+        where.places("no_such_exercise")

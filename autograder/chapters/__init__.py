@@ -49,8 +49,3 @@ def module(chapter: str, part: str) -> ModuleType:
     """A chapter's python part, imported (`solutions`, `hidden` or `mistakes`)."""
     path(chapter, part)
     return importlib.import_module(f"{__name__}.{chapter}.{part}")
-
-
-def number(chapter: str) -> str:
-    """'05' for '05_diffusion'."""
-    return NAME.match(chapter)["num"]
