@@ -33,16 +33,21 @@ _gen = generators(CH)
 
 
 
-def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str):
-    """Like `c.call`, with the likely mistake `hint` when the learner's code raises."""
-    name = getattr(fn, "__name__", "the function")
+def _call_hinting(c: Checks, fn, *args, inputs: str, hint: str | None = None, name: str = "the function",
+                  explain=None):
+    """Like `c.call`, with the likely mistake `hint` when the learner's code raises. `explain(e)`, when
+    given, may return a (message, hint) pair that words a known cause of the exception instead."""
+    name = getattr(fn, "__name__", name)
     try:
         return fn(*args)
     except NotImplementedError:
         c.fail(f"{name} is not implemented yet", inputs=inputs)
     except CheckFailed:
         raise
-    except Exception as e:  # the learner's code raised
+    except Exception as e:  # the learner's code raised, or something it called did
+        known = explain(e) if explain is not None else None
+        if known is not None:
+            c.fail(known[0], inputs=inputs, hint=known[1])
         c.fail(f"calling {name} raised {type(e).__name__}: {e}", inputs=inputs, hint=hint)
 
 
@@ -318,20 +323,13 @@ def denoiser(SigmaConditionedDenoiser) -> None:
 DENOISER_MODEL = '02_denoising.denoiser_model'
 
 
-def _call_step(c: Checks, fn, *args, inputs: str):
-    """Like `c.call`; where the stated model (built by the harness) raised on what the learner's
-    denoising_step gave it, says so and how the model must be called."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        c.fail(f"{getattr(fn, '__name__', 'denoising_step')} is not implemented yet", inputs=inputs)
-    except CheckFailed:
-        raise
-    except Exception as e:  # the learner's code raised, or the model it called did
-        if f"<harness {DENOISER_MODEL}>" in str(getattr(e, "where", "")):
-            c.fail(f"the model raised {type(e).__name__}: {e}, called from your denoising_step", inputs=inputs,
-                   hint=ch02.DIAGNOSES["step_sigma_b"])
-        c.fail(f"calling {getattr(fn, '__name__', 'denoising_step')} raised {type(e).__name__}: {e}", inputs=inputs)
+def _model_raised(e: Exception):
+    """Where the stated model (built by the harness) raised on what the learner's denoising_step
+    gave it: says so and how the model must be called."""
+    if f"<harness {DENOISER_MODEL}>" in str(getattr(e, "where", "")):
+        return (f"the model raised {type(e).__name__}: {e}, called from your denoising_step",
+                ch02.DIAGNOSES["step_sigma_b"])
+    return None
 
 
 def denoising_step(fn) -> None:
@@ -357,7 +355,8 @@ def denoising_step(fn) -> None:
 
         for step, (sigma, seed) in enumerate(zip(sigmas, seeds)):
             expected = ref.denoising_step(twin_model, x, sigma, opt_t, seeded(seed))
-            got = _call_step(c, fn, model, x.clone(), sigma, opt, seeded(seed), inputs=inputs)
+            got = _call_hinting(c, fn, model, x.clone(), sigma, opt, seeded(seed), inputs=inputs,
+                                name="denoising_step", explain=_model_raised)
             c.true(isinstance(got, float), "denoising_step must return a Python float", inputs=inputs,
                    got=type(got).__name__, hint=ch02.DIAGNOSES["loss_float"])
             c.close(f"loss returned at step {step + 1}", got, expected, **tolerance(dtype, ops=8), inputs=inputs,
