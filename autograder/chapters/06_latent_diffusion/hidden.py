@@ -436,5 +436,47 @@ def generate(fn) -> None:
     c.done()
 
 
+
+def img2img(fn) -> None:
+    c = Checks("img2img (hidden)")
+    g = _gen("img2img")
+    B, ch, hw, D, L = draw_int(g, 2, 5), draw_int(g, 1, 5), draw_int(g, 2, 5), draw_int(g, 2, 6), 6
+    steps, scale, sf = draw_int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
+    keep = draw_int(g, 1, steps - 1)  # 0 < keep < steps: a partial run
+    strength = (keep + 0.1 + 0.8 * float(torch.rand(1, generator=g))) / steps
+    table = torch.randn(64, D, generator=g)
+    a = torch.randn(ch, ch, generator=g) / ch
+    b = torch.randn(D, ch, generator=g) / D
+    image_latents = torch.randn(B, ch, hw, hw, generator=g)
+    here, there = twin(GENERATE_HARNESS, L=L, table=table, a=a, b=b)
+    encode_text, unet, decode, make_scheduler = here
+    enc_k, unet_k, decode_k, make_scheduler_k = there
+    unet_k = run(CHECKED_UNET, unet=unet_k)
+    prompts = [f"prompt {k} {'x' * k}" for k in range(B)]
+    names = {"ddim": "diffusers' DDIMScheduler", "euler": "diffusers' EulerDiscreteScheduler (init_noise_sigma "
+                                                         "far from 1, scale_model_input not the identity)"}
+    # a partial run with each scheduler, then strength 1 (generate's start) with Euler and strength 0 with DDIM
+    for kind, s in (("ddim", strength), ("euler", strength), ("euler", 1.0), ("ddim", 0.0)):
+        seed = hidden_seed(f"{CH}/img2img/draw-{kind}-{s:g}")
+        inputs = f"image_latents ({B}, {ch}, {hw}, {hw}), {B} prompts, {names[kind]}, {steps} steps, " \
+                 f"strength = {s:.4f}, guidance_scale = {scale:.3f}, scale_factor = {sf:.3f}, a random stand-in U-Net"
+        kwargs = dict(strength=s, guidance_scale=scale, num_steps=steps, scale_factor=sf)
+        got = c.call(fn, image_latents.clone(), prompts, enc_k, unet_k, decode_k, make_scheduler_k(kind), **kwargs,
+                     generator=torch.Generator().manual_seed(seed), inputs=inputs)
+
+        def images(f, kind=kind, kwargs=kwargs, seed=seed):
+            return f(image_latents.clone(), prompts, encode_text, unet, decode, make_scheduler(kind), **kwargs,
+                     generator=torch.Generator().manual_seed(seed))
+
+        want = images(ref.img2img)
+        if s == 1.0:  # strength 1 is generate from the same generator: the judge's reference says so too
+            want = ref.generate(prompts, encode_text, unet, decode, make_scheduler(kind), guidance_scale=scale,
+                                num_steps=steps, latent_shape=(ch, hw, hw), scale_factor=sf,
+                                generator=torch.Generator().manual_seed(seed))
+        c.tensor("images", got, shape=tuple(want.shape), inputs=inputs)
+        c.close("images", got, want, atol=1e-4, inputs=inputs, mistakes=known_mistakes(CH, "img2img", images),
+                hint=ch06.DIAGNOSES["i2i_full_strength" if s == 1.0 else "i2i_kept_steps"])
+    c.done()
+
 def quiz(name: str, answer) -> None:
     grade_choice(name, answer, getattr(ref, name), explain=ch06.QUIZ_EXPLAIN[name])

@@ -383,3 +383,52 @@ def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, 
     return F.mse_loss(unet(z_t, t, context=context, mask=mask), eps)
 '''),
 ]
+
+_ADD = "latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(B))"
+MISTAKES += [
+    Mistake("img2img_checks", "img2img", "keep = min(int(num_steps * strength), num_steps)",
+            "keep = min(int(num_steps * (1 - strength)), num_steps)", D["i2i_strength_inverted"]),
+    Mistake("img2img_checks", "img2img", "timesteps = scheduler.timesteps[num_steps - keep:]\n",
+            "timesteps = scheduler.timesteps[num_steps - keep - 1:]\n", D["i2i_kept_steps"]),
+    Mistake("img2img_checks", "img2img", _ADD,
+            "latents = scheduler.add_noise(image_latents, noise, scheduler.timesteps[:1].repeat(B))",
+            D["i2i_noise_timestep"]),
+    Mistake("img2img_checks", "img2img", _ADD, "latents = noise * scheduler.init_noise_sigma", D["i2i_add_noise"]),
+    Mistake("img2img_checks", "img2img", _ADD, _ADD + " * scheduler.init_noise_sigma", D["i2i_sigma_twice"]),
+    Mistake("img2img_checks", "img2img", "if keep == num_steps:", "if keep > num_steps:", D["i2i_full_strength"]),
+    Mistake("img2img_checks", "img2img", "latents = noise * scheduler.init_noise_sigma\n", "latents = noise\n",
+            D["no_init_noise_sigma"]),
+    Mistake("img2img_checks", "img2img", "torch.randn(image_latents.shape, generator=generator).to(",
+            "torch.randn(image_latents.shape).to(", D["i2i_noise_draw"]),
+    Mistake("img2img_checks", "img2img", _GUIDE, "eps_hat = eps_c\n", D["both_halves"]),
+]
+
+ALTERNATIVES += [
+    Alternative("img2img_checks", "img2img", '''
+@torch.no_grad()
+def img2img(image_latents, prompts, encode_text, unet, decode, scheduler, *, strength, guidance_scale, num_steps,
+            scale_factor, generator=None):
+    """diffusers' img2img bookkeeping (init_timestep, t_start, the scheduler's order), conditional first."""
+    B = len(prompts)
+    cond, cond_mask = encode_text(list(prompts))
+    uncond, uncond_mask = encode_text([""] * B)
+    context, mask = torch.cat([cond, uncond]), torch.cat([cond_mask, uncond_mask])
+    scheduler.set_timesteps(num_steps)
+    init_timestep = min(int(num_steps * strength), num_steps)
+    t_start = max(num_steps - init_timestep, 0)
+    timesteps = scheduler.timesteps[t_start * getattr(scheduler, "order", 1):]
+    noise = torch.randn(image_latents.shape, generator=generator).to(image_latents.device, image_latents.dtype)
+    if init_timestep == 0:
+        return decode(image_latents / scale_factor)
+    if init_timestep == num_steps:
+        latents = scheduler.init_noise_sigma * noise
+    else:
+        latents = scheduler.add_noise(image_latents, noise, timesteps[0].expand(B))
+    for t in timesteps:
+        doubled = scheduler.scale_model_input(latents.repeat(2, 1, 1, 1), t)
+        eps = unet(doubled, t.expand(2 * B).long().to(latents.device), context, mask)
+        eps_c, eps_u = eps[:B], eps[B:]
+        latents = scheduler.step(torch.lerp(eps_u, eps_c, guidance_scale), t, latents).prev_sample
+    return decode(latents / scale_factor)
+'''),
+]

@@ -237,6 +237,54 @@ def generate(prompts, encode_text, unet, decode, scheduler, *, guidance_scale, n
     return decode(latents / scale_factor)
 
 
+
+@torch.no_grad()
+def img2img(image_latents, prompts, encode_text, unet, decode, scheduler, *, strength, guidance_scale, num_steps,
+            scale_factor, generator=None):
+    """Image plus text to image (SDEdit; diffusers' StableDiffusionImg2ImgPipeline): noise the given
+    latents part of the way, then run only the last part of generate's loop.
+
+    1. context, mask as in generate (unconditional first, (2B, L, D), (2B, L)).
+    2. Set the scheduler's timesteps (num_steps of them); keep = int(num_steps * strength) of them,
+       the last ones (scheduler.timesteps from index num_steps - keep on).
+    3. noise = torch.randn(image_latents.shape, generator=generator) (the one random draw, on the
+       CPU, then moved to image_latents' device and dtype). If keep == num_steps (strength 1),
+       the latents start as noise times scheduler.init_noise_sigma, generate's start (diffusers' inpainting
+       convention), so img2img equals generate from the same generator; otherwise
+       latents = scheduler.add_noise(image_latents, noise, timesteps[:1] repeated B times).
+    4. For t in timesteps: generate's guided step. 5. Return decode(latents / scale_factor).
+    With keep == 0 (strength 0) no step runs: decode(image_latents / scale_factor).
+
+    Args:
+        image_latents: (B, c, h, w) scaled latents (encoder mean times scale_factor).
+        prompts, encode_text, unet, decode, scheduler, guidance_scale, num_steps, scale_factor: as in generate.
+        strength: float in [0, 1], the fraction of the schedule to run.
+
+    Returns:
+        what decode returns, e.g. images (B, C, H, W).
+    """
+    B = len(prompts)
+    cond, cond_mask = encode_text(list(prompts))
+    uncond, uncond_mask = encode_text([""] * B)
+    context, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
+    scheduler.set_timesteps(num_steps)
+    keep = min(int(num_steps * strength), num_steps)
+    timesteps = scheduler.timesteps[num_steps - keep:]
+    noise = torch.randn(image_latents.shape, generator=generator).to(image_latents)
+    if keep == num_steps:
+        latents = noise * scheduler.init_noise_sigma
+    elif keep > 0:
+        latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(B))
+    else:
+        latents = image_latents
+    for timestep in timesteps:
+        latent_input = scheduler.scale_model_input(torch.cat([latents, latents]), timestep)
+        t_batch = torch.full((2 * B,), int(timestep), dtype=torch.long, device=latents.device)
+        eps_u, eps_c = unet(latent_input, t_batch, context, mask).chunk(2)
+        eps_hat = eps_u + guidance_scale * (eps_c - eps_u)
+        latents = scheduler.step(eps_hat, timestep, latents).prev_sample
+    return decode(latents / scale_factor)
+
 # Q1. Why does Stable Diffusion run the diffusion in an autoencoder's latent space?
 answer_why_latent = "C"
 

@@ -116,6 +116,19 @@ DIAGNOSES: dict[str, str] = {
                           "scheduler.scale_model_input(torch.cat([latents, latents]), t) at every step",
     "step_latents": "step the latents themselves (not the scaled, doubled input): scheduler.step(eps_hat, t, latents)",
     "return_decoded": "return decode(...)",
+    # img2img
+    "i2i_kept_steps": "run the last keep = int(num_steps * strength) timesteps: scheduler.timesteps[num_steps - keep:]",
+    "i2i_strength_inverted": "strength is the fraction of the schedule that runs (1: all of it, from pure noise; "
+                             "0: none, the input back), not the fraction skipped",
+    "i2i_noise_timestep": "noise the latents to the first kept timestep, timesteps[:1] repeated B times, "
+                          "not to the schedule's first one",
+    "i2i_add_noise": "noise the given latents with scheduler.add_noise(image_latents, noise, t): the image must "
+                     "stay in the starting latents",
+    "i2i_noise_draw": "noise = torch.randn(image_latents.shape, generator=generator), the one draw from the "
+                      "generator",
+    "i2i_full_strength": "at strength 1 start exactly as generate: latents = noise * scheduler.init_noise_sigma",
+    "i2i_sigma_twice": "add_noise already gives the noisy latents at that timestep: do not also multiply by "
+                       "scheduler.init_noise_sigma",
 }
 QUIZ_SETS = {"answer_latent_facts"}
 _F64 = torch.float64
@@ -632,4 +645,103 @@ def check_generate(generate) -> None:
         DIAGNOSES["scale_not_divided"]: sample,
     })
     c.close("generate's result", out, decoded[0] * 10, atol=1e-5, inputs=inputs, hint=DIAGNOSES["return_decoded"])
+    c.done()
+
+
+class _NoisingScheduler(_FakeScheduler):
+    """_FakeScheduler with timesteps [12, 9, 5, 1] and add_noise(x, noise, t) = x + noise * t / 10."""
+
+    def set_timesteps(self, num_steps, device=None):
+        self.log.append(("set_timesteps", num_steps))
+        self.timesteps = torch.tensor([12, 9, 5, 1])[:num_steps]
+
+    def add_noise(self, original, noise, timesteps):
+        self.log.append(("add_noise", original.clone(), noise.clone(), torch.as_tensor(timesteps).clone()))
+        return original + noise * torch.as_tensor(timesteps).to(noise).view(-1, 1, 1, 1) / 10
+
+
+def check_img2img(img2img) -> None:
+    c = Checks("img2img")
+    prompts = ["a red seven", "a blue two"]
+
+    def encode_text(batch):
+        """context row: the prompt's length in every feature ("" -> 0); mask: all 3 tokens real."""
+        return (torch.tensor([float(len(p)) for p in batch]).view(-1, 1, 1).expand(-1, 3, 2).clone(),
+                torch.ones(len(batch), 3, dtype=torch.bool))
+
+    def unet(latent_input, t, context, mask):
+        return latent_input + context.mean(dim=(1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1).to(latent_input) / 100
+
+    def replay(start, timesteps, g=3.0):
+        """generate's loop on the stand-ins from `start`, guidance g, with scale_model_input halving."""
+        z = start
+        lengths = torch.tensor([0.0, 0.0, 11.0, 10.0]).view(-1, 1, 1, 1)
+        for t in timesteps:
+            eps_u, eps_c = (0.5 * torch.cat([z, z]) + lengths + t / 100).chunk(2)
+            z = z - 0.1 * (eps_u + g * (eps_c - eps_u))
+        return z
+
+    z0 = torch.linspace(-1, 1, 16).view(2, 2, 2, 2)
+    noise = torch.randn((2, 2, 2, 2), generator=torch.Generator().manual_seed(5))
+    common = "prompts = ['a red seven', 'a blue two'], image_latents (2, 2, 2, 2), a stand-in scheduler " \
+             "(timesteps 12, 9, 5, 1; init_noise_sigma 2; add_noise(x, noise, t) = x + noise t / 10), " \
+             "a stand-in U-Net, guidance_scale = 3, num_steps = 4, scale_factor = 0.5"
+    kw = dict(guidance_scale=3.0, num_steps=4, scale_factor=0.5)
+
+    # strength 0.75: the last 3 timesteps, from the latents noised to t = 9
+    scheduler = _NoisingScheduler()
+    inputs = f"{common}, strength = 0.75"
+    out = c.call(img2img, z0.clone(), prompts, encode_text, unet, lambda z: z * 10, scheduler, strength=0.75,
+                 generator=torch.Generator().manual_seed(5), **kw, inputs=inputs)
+    steps = [e[2] for e in scheduler.log if e[0] == "step"]
+    c.true(steps == [9, 5, 1], "with strength 0.75 and 4 steps, step through the last 3 timesteps (9, 5, 1)",
+           inputs=inputs, got=f"steps at {steps}", hint=DIAGNOSES[
+               "i2i_strength_inverted" if steps == [1] else "i2i_kept_steps"])
+    noised = [e for e in scheduler.log if e[0] == "add_noise"]
+    c.true(len(noised) == 1, "call scheduler.add_noise once, on the given latents", inputs=inputs,
+           got=f"{len(noised)} calls", hint=DIAGNOSES["i2i_add_noise"])
+    if noised:
+        _, original, drawn, t = noised[0]
+        c.close("the latents given to add_noise", original, z0, atol=1e-6, inputs=inputs,
+                hint=DIAGNOSES["i2i_add_noise"])
+        c.close("the noise given to add_noise", drawn, noise, atol=1e-6, inputs=inputs,
+                hint=DIAGNOSES["i2i_noise_draw"])
+        c.true(tuple(t.shape) == (2,) and bool((t == 9).all()), "noise to the first kept timestep, as a (B,) tensor",
+               inputs=inputs, got=t.tolist(), hint=DIAGNOSES["i2i_noise_timestep"])
+    scaled = [e for e in scheduler.log if e[0] == "scale_model_input"]
+    if scaled:
+        start = z0 + noise * 0.9
+        c.close("the first latents given to scale_model_input (both halves)", scaled[0][1], torch.cat([start, start]),
+                atol=1e-5, inputs=inputs, mistakes={
+                    DIAGNOSES["i2i_sigma_twice"]: torch.cat([start, start]) * 2,
+                    DIAGNOSES["i2i_noise_timestep"]: torch.cat([z0 + noise * 1.2] * 2),
+                }, hint=DIAGNOSES["i2i_add_noise"])
+    want = replay(z0 + noise * 0.9, [9, 5, 1])
+    c.close("img2img's result", out, want / 0.5 * 10, atol=1e-4, inputs=inputs, mistakes={
+        DIAGNOSES["both_halves"]: replay(z0 + noise * 0.9, [9, 5, 1], g=1.0) / 0.5 * 10,
+        DIAGNOSES["scale_not_divided"]: want * 10,
+    }, hint=DIAGNOSES["return_decoded"])
+
+    # strength 1: generate's start, noise * init_noise_sigma, all 4 timesteps
+    scheduler = _NoisingScheduler()
+    inputs = f"{common}, strength = 1"
+    out = c.call(img2img, z0.clone(), prompts, encode_text, unet, lambda z: z * 10, scheduler, strength=1.0,
+                 generator=torch.Generator().manual_seed(5), **kw, inputs=inputs)
+    scaled = [e for e in scheduler.log if e[0] == "scale_model_input"]
+    c.true(len(scaled) == 4, "with strength 1 run all num_steps timesteps", inputs=inputs, got=f"{len(scaled)} steps",
+           hint=DIAGNOSES["i2i_kept_steps"])
+    if scaled:
+        c.close("the first latents given to scale_model_input (both halves)", scaled[0][1],
+                torch.cat([noise, noise]) * 2, atol=1e-6, inputs=inputs, mistakes={
+                    DIAGNOSES["i2i_full_strength"]: torch.cat([z0 + noise * 1.2] * 2),
+                    DIAGNOSES["no_init_noise_sigma"]: torch.cat([noise, noise]),
+                }, hint=DIAGNOSES["i2i_full_strength"])
+    c.close("img2img's result", out, replay(noise * 2, [12, 9, 5, 1]) / 0.5 * 10, atol=1e-4, inputs=inputs)
+
+    # strength 0: nothing runs, the input decoded
+    scheduler = _NoisingScheduler()
+    inputs = f"{common}, strength = 0"
+    out = c.call(img2img, z0.clone(), prompts, encode_text, unet, lambda z: z * 10, scheduler, strength=0.0,
+                 generator=torch.Generator().manual_seed(5), **kw, inputs=inputs)
+    c.close("img2img's result", out, z0 / 0.5 * 10, atol=1e-5, inputs=inputs, hint=DIAGNOSES["i2i_strength_inverted"])
     c.done()
