@@ -2,8 +2,8 @@
 
 `sanitize_for_feedback` removes the hidden tests, the seal lines and every traceback from
 the autograded notebook; `add_model_answers` puts the model answer after each written
-answer; `generate_feedback` runs `nbgrader generate_feedback` in a process of its own, forked
-from a server that imported nbgrader once per run; `write_feedback` hardens each page
+answer; `generate_feedback` runs `nbgrader generate_feedback` in a process of its own
+(`autograder.forked`); `write_feedback` hardens each page
 (`outputs.harden_page`) into the run's private output folder. A failure or time-out costs
 only the page.
 """
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
-import threading
 from pathlib import Path
 
-from . import integrity, outputs
+from . import forked, integrity, outputs
 from .build import nbgrader, tool_env
 from .intake import private_dir
 from .rows import Job, Result
@@ -95,59 +93,21 @@ def add_model_answers(graded: Path, written: dict[str, tuple[float, str]]) -> No
 
 def generate_feedback(root: Path, notebook: str, sid: str, timeout: float = FEEDBACK_TIMEOUT) -> None:
     """`nbgrader generate_feedback` for one notebook, in a process of its own that is killed
-    after `timeout`. The process is forked from a server that has imported nbgrader and
-    nbconvert once per run and never sees a submission (`_feedback_server`), so each page
-    starts from the same clean state without paying those imports again; where a process
-    cannot have children of its own (a daemonic dask worker) it is `python -m nbgrader`."""
-    ctx = _feedback_server()
+    after `timeout`: forked from the run's server (`autograder.forked`, nbgrader and nbconvert
+    imported once per run), or `python -m nbgrader` where that cannot be."""
+    ctx = forked.context()
     if ctx is None:
         nbgrader(["generate_feedback", notebook, "--student", sid, "--force"], cwd=root, timeout=timeout)
         return
-    proc = ctx.Process(target=_feedback_child, args=(str(root), notebook, sid, tool_env()), daemon=True)
-    proc.start()
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+    code, _log = forked.run(ctx, _feedback_child, (str(root), notebook, sid, tool_env()), cwd=root, timeout=timeout)
+    if code is None:
         raise TimeoutError(f"generate_feedback took more than {timeout:.0f} s")
 
 
-FEEDBACK_PRELOAD = ["autograder.feedback", "nbgrader.apps.nbgraderapp", "nbgrader.apps.generatefeedbackapp",
-                    "nbgrader.converters.generate_feedback", "nbconvert.exporters.html"]
-_feedback_lock = threading.Lock()
-_feedback_ctx: list = []
-
-
-def _feedback_server():
-    """The run's forkserver context for feedback pages (None: use a plain subprocess)."""
-    import multiprocessing
-
-    if multiprocessing.current_process().daemon or os.environ.get("WORKBOOK_FEEDBACK_FORK") == "0":
-        return None
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if getattr(main, "__file__", None) and not (spec and spec.name.endswith("__main__")):
-        return None   # a script (or -m module) as main: multiprocessing would import it again in every child
-    with _feedback_lock:
-        if not _feedback_ctx:
-            try:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(FEEDBACK_PRELOAD)
-            except ValueError:
-                ctx = None
-            _feedback_ctx.append(ctx)
-    return _feedback_ctx[0]
-
-
-def _feedback_child(root: str, notebook: str, sid: str, env: dict) -> None:
+def _feedback_child(output: int, root: str, notebook: str, sid: str, env: dict) -> None:
     """In the forked process: nbgrader's own command line, from the course root (where it
     finds its config), its log discarded as the subprocess's was."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.chdir(root)
-    os.environ.clear()
-    os.environ.update(env)
+    forked.enter(root, env)
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
     sys.argv = ["nbgrader", "generate_feedback", notebook, "--student", sid, "--force"]

@@ -50,13 +50,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import confine, hidden, integrity
+from autograder import confine, forked, hidden, integrity
 from autograder.build import REPO, tool_env
 from autograder.checknames import NAME
 from autograder.checks_runner import run_check
 from autograder.remote import Kernel, RemoteObject
 from autograder.wire import Channel, RemoteGone, WireError, decode
 
+START_TIMEOUT = 120.0  # seconds a forked judge has to listen
 CALL_TIMEOUT = 900.0   # seconds one answer of the kernel may take (the grader's limits come first)
 
 
@@ -163,7 +164,11 @@ def peer_uid(conn: socket.socket) -> int:
     return uid
 
 
-def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1) -> None:
+def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1,
+          announce=lambda: print("ready", flush=True), until_done=lambda: sys.stdin.read()) -> None:
+    """Answer check requests on the socket `path` until `until_done()` returns (standard
+    input closed: the grader wants the verdicts), then write the record and exit.
+    `announce()` tells the grader the socket is listening."""
     os.environ[hidden.SECRET_ENV] = config.secret   # read by hidden.hidden_seed, in this process only
     os.environ[hidden.SECRET_REQUIRED_ENV] = "1"    # and never the dev secret instead
     record = Record(config)
@@ -177,13 +182,13 @@ def serve(path: str, chapter: str, config: Config, uid: int = -1, gid: int = -1)
 
     def finish() -> None:  # stdin closed: the grader wants the verdicts (or is gone)
         try:
-            sys.stdin.read()
+            until_done()
             record.write()
         finally:  # never outlive the grader, even if it can no longer read the verdicts
             os._exit(0)
 
     threading.Thread(target=finish, daemon=True).start()
-    print("ready", flush=True)
+    announce()
     while True:
         conn, _ = srv.accept()
         conn.settimeout(CALL_TIMEOUT)
@@ -275,35 +280,109 @@ def judge_for(slot, chapter, env_extra: dict, secret: str):
     uid, gid = (slot.uid, slot.gid) if slot.confined else (-1, -1)
     env = tool_env(env_extra)
     env.pop("WORKBOOK_HIDDEN_SEED", None)
-    proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", str(run.socket),
-                             "--chapter", chapter.name, "--uid", str(uid), "--gid", str(gid)],
-                            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=confine.judge_preexec)
+    config = json.dumps({"secret": secret, "reports": str(record), "cells": chapter.judge_cells})
+    args = (str(run.socket), chapter.name, uid, gid)
+    ctx = forked.context()
+    proc = _ForkedJudge(ctx, args, env, folder) if ctx else _JudgeCommand(args, env)
     try:
-        proc.stdin.write(json.dumps({"secret": secret, "reports": str(record),
-                                     "cells": chapter.judge_cells}) + "\n")
-        proc.stdin.flush()
-        ready = proc.stdout.readline().strip()  # after its imports (a few seconds)
-        if ready != "ready":
-            raise RuntimeError(f"the judge did not start: {proc.stderr.read()[-2000:]}")
+        proc.start(config)   # returns once it listens (after its imports, when it is a command)
         run.started = time.perf_counter() - t0
         yield run
     finally:
         try:
-            _out, err = proc.communicate(timeout=60)   # closes stdin: the judge writes its record
+            run.log = proc.finish(timeout=60)[-5000:]   # ends its input: the judge writes its record
             found = json.loads(record.read_text())
             run.verdicts = {str(k): v is True for k, v in found["verdicts"].items()}
             run.reports = [r for r in found["reports"] if isinstance(r, dict)]
             run.evidence = [str(e) for e in found["evidence"]]
-            run.log = err[-5000:]
-        except (subprocess.TimeoutExpired, OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (subprocess.TimeoutExpired, TimeoutError, OSError, ValueError, KeyError, TypeError, AttributeError):
             run.verdicts = {}
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.kill()
             shutil.rmtree(folder, ignore_errors=True)
+
+
+class _JudgeCommand:
+    """The judge as `python -m autograder.judge`, its configuration on standard input."""
+
+    def __init__(self, args: tuple, env: dict):
+        path, chapter, uid, gid = args
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.judge", "--socket", path,
+                                      "--chapter", chapter, "--uid", str(uid), "--gid", str(gid)],
+                                     cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     preexec_fn=confine.judge_preexec)
+
+    def start(self, config: str) -> None:
+        self.proc.stdin.write(config + "\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the judge did not start: {self.proc.stderr.read()[-2000:]}")
+
+    def finish(self, timeout: float) -> str:
+        return self.proc.communicate(timeout=timeout)[1]
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+class _ForkedJudge:
+    """The judge forked from the run's server (`autograder.forked`: torch, the checks and
+    the wire already imported), its configuration and `ready` on a pipe of its own, its
+    standard error in a grader-only file of the judge's folder."""
+
+    def __init__(self, ctx, args: tuple, env: dict, folder: Path):
+        self.ours, theirs = ctx.Pipe()
+        self.log = folder / "stderr.log"
+        self.proc = ctx.Process(target=_forked_judge, args=(theirs, str(self.log), args, env), daemon=True)
+        self.proc.start()
+        theirs.close()
+
+    def start(self, config: str) -> None:
+        self.ours.send(config)
+        try:
+            ready = self.ours.recv() if self.ours.poll(START_TIMEOUT) else None
+        except (EOFError, OSError):
+            ready = None
+        if ready != "ready":
+            raise RuntimeError(f"the judge did not start: {self._log()[-2000:]}")
+
+    def finish(self, timeout: float) -> str:
+        self.ours.close()   # the judge's until_done returns: it writes its record and exits
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            raise TimeoutError("the judge did not write its record in time")
+        return self._log()
+
+    def _log(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")
+        return ""
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.is_alive():   # not yet in a session of its own
+            self.proc.kill()
+        self.proc.join()
+        self.ours.close()
+
+
+def _forked_judge(conn, log: str, args: tuple, env: dict) -> None:
+    """The judge's `main`, in a process forked from the run's server."""
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    forked.enter(str(REPO), env, confine.JUDGE_LIMITS, out)
+    config = Config.parse(conn.recv())
+
+    def until_done() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                conn.recv()
+
+    path, chapter, uid, gid = args
+    serve(path, chapter, config, uid, gid, announce=lambda: conn.send("ready"), until_done=until_done)
 
 
 def apply_judge(nb: dict, verdict: integrity.Verdict, judge: JudgeRun, judged: dict[str, list[str]]) -> None:

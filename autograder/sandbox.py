@@ -237,6 +237,17 @@ def wrap_command(cmd: list[str]) -> list[str]:
     return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
 
 
+def private_network() -> None:
+    """What `wrap_command` does, for the calling process itself (a forked `nbgrader
+    autograde`, `autograder.forked`): a network namespace of its own with only loopback
+    up, where that works; raises SandboxError where it should work and does not."""
+    if not capabilities().network:
+        return
+    _unshare(CLONE_NEWNET, "CLONE_NEWNET")
+    if subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True).returncode != 0:
+        raise SandboxError("could not bring up loopback in the grading network namespace")
+
+
 # ----------------------------------------------------------------------------- kernel side
 
 class SandboxError(RuntimeError):
@@ -255,7 +266,7 @@ def _preload() -> None:
 
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 8192, 16384, 1 << 18
-CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 ANCHOR = "/proc"   # staging place while the view is built (a fresh /proc replaces it)

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import confine, integrity, ledger, outputs, sandbox
+from . import confine, forked, integrity, ledger, outputs, sandbox
 from .build import tool_env
 from .feedback import sanitize_for_feedback, write_feedback
 from .gradebook import enforce_verdict, read_scores
@@ -152,10 +152,13 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
                                                       judge=judge.socket,
                                                       private=tuple(Path(p) for p in job.private))})
         env.pop("WORKBOOK_HIDDEN_SEED", None)
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", ch, "--student", sid, "--force",
-               f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
+        argv = ["autograde", ch, "--student", sid, "--force", f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         t_run = time.perf_counter()
-        code, log = confine.run_confined(sandbox.wrap_command(cmd), cwd=root, env=env, timeout=job.timeout)
+        if ctx := forked.context():
+            code, log = forked.run(ctx, _autograde_child, (str(root), argv, env), cwd=root, timeout=job.timeout)
+        else:
+            code, log = confine.run_confined(sandbox.wrap_command([sys.executable, "-m", "nbgrader", *argv]),
+                                             cwd=root, env=env, timeout=job.timeout)
         t_done = time.perf_counter()
     t_check = time.perf_counter()
     key_file.unlink(missing_ok=True)
@@ -193,6 +196,18 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
                            + [f"graded in {time.time() - t0:.1f} s"])
     watch.add("integrity", time.perf_counter() - t_check)
     return verdict
+
+
+def _autograde_child(output: int, root: str, argv: list[str], env: dict) -> None:
+    """`nbgrader autograde` in a process forked from the run's server (`autograder.forked`):
+    what `python -m nbgrader` would do from the course root, in the same limits and the same
+    private network as the command (`sandbox.wrap_command`)."""
+    forked.enter(root, env, confine.NBGRADER_LIMITS, output)
+    sandbox.private_network()
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    sys.argv = ["nbgrader", *argv]
+    NbGraderApp.launch_instance(argv=argv)
 
 
 def split_autograde(watch: "ledger.Stopwatch", nb: dict, t_run: float, t_done: float) -> None:
