@@ -448,8 +448,8 @@ plt.show()
 #
 # **Predict before you run it** (not graded). In the cell below, write the zero-shot
 # accuracy on seen pairs that you expect for the digit (chance 0.1) and for the colour
-# (chance 0.17), with one negative per pair and with the whole batch. The cell after the
-# next one prints your numbers next to the measured ones.
+# (chance 0.17), with one negative per pair and with the whole batch. After the sweep,
+# a cell prints your numbers next to the measured ones.
 
 # %%
 # Your prediction: numbers in [0, 1] (None: no prediction).
@@ -521,8 +521,8 @@ log_metric("one_negative_minus_batch_zero_shot_colour",
 # Compare the two rows of each attribute, then your prediction. With one negative, the
 # colour alone picks the right caption 92 % of the time (the last lines): the loss gives
 # little reason to encode anything else. With the whole batch about $k/6$ captions share
-# each colour, the colour alone picks the right one 5 % of the time, and only the digit
-# tells them apart. So where your run shows the colour about as accurate at both ends and
+# each colour, the colour alone picks the right one about $6/k$ of the time (the last
+# line), and only the digit tells them apart. So where your run shows the colour about as accurate at both ends and
 # the digit much less accurate with one negative, it is the negatives that taught the
 # digit; recall@10, which asks for each image's own caption among all test captions, then
 # falls with it. Where the two digit accuracies are close (the `smoke` profile trains for a
