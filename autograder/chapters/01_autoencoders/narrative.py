@@ -451,3 +451,16 @@ print("collapsed (nearly the same output for every input):", ", ".join(collapsed
 #   died (then a different seed or a smaller learning rate usually revives it).
 # * Nothing makes an autoencoder's code space *regular*: decoding a random code rarely
 #   gives a digit. Chapter 03 (VAEs) fixes that; chapter 02 first trains denoisers.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Pearson, *On Lines and Planes of Closest Fit to Systems of Points in Space*, Philosophical Magazine 1901,
+#   and Hotelling, *Analysis of a Complex of Statistical Variables into Principal Components*, 1933: PCA as
+#   the best-fitting subspace (Pearson) and as uncorrelated directions of largest variance (Hotelling).
+# * Bourlard & Kamp, *Auto-Association by Multilayer Perceptrons and Singular Value Decomposition*,
+#   Biological Cybernetics 1988: why an autoencoder trained on the squared error finds PCA's subspace.
+# * Hinton & Salakhutdinov, *Reducing the Dimensionality of Data with Neural Networks*, Science 2006: deep
+#   autoencoders against PCA, and the 2-D codes and retrieval that section 5 repeats.
+# * Goodfellow, Bengio & Courville, *Deep Learning*, MIT Press 2016, chapter 14: undercomplete,
+#   regularised, denoising and contractive autoencoders in one chapter.

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbook import ch02
+from workbook.captions import COLOUR_NAMES, COLOURS, load_captioned
 from workbook.data import load_mnist, mnist_source
 from workbook.profile import setup
 from workbook.results import log_metric, save_figure
@@ -439,7 +440,98 @@ plt.show()
 # strokes where it is confident (a 0's missing arc, a 1's missing segment) and a grey blur
 # where several completions are plausible: under the squared error the best guess is their
 # average.
+
+# %% [markdown]
+# ## Colouring grey digits
 #
+# The third corruption of the introduction removes the colour; the target is the colour
+# image. The data are chapter 04's coloured digits (`load_captioned`, here at 28 × 28):
+# every MNIST digit painted in one of six colours on a dark or light grey background. The
+# input is the grey version of each image, its luminance $0.299R + 0.587G + 0.114B$ (one
+# channel); the target, its three colour channels.
+#
+# The network is your `SigmaConditionedDenoiser` with three output channels (its last
+# `ConvTranspose2d` replaced by one that gives 3), trained with your `denoising_step` at
+# σ = 0, so no noise is added: like `HideBoxes` above, a wrapper makes the grey input out of
+# each clean colour batch, and the colour batch stays the target. Not graded.
+
+# %%
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # grey = 0.299 R + 0.587 G + 0.114 B
+
+
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) colour images -> (B, 1, H, W) luminance."""
+    return (x * LUMA.to(x.device, x.dtype)).sum(1, keepdim=True)
+
+
+class Greyscale(nn.Module):
+    """Wraps a network: turns its colour input grey, then runs the network on it."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_in, sigma):
+        return self.net(to_grey(x_in), sigma)
+
+
+colour_train = load_captioned("train", limit=cfg["n_train"], seed=profile.seed, size=28)
+colour_test = load_captioned("test", limit=cfg["n_test"], seed=profile.seed, size=28)  # the digits of x_test
+torch.manual_seed(profile.seed)
+colouriser = SigmaConditionedDenoiser(c=cfg["c"])
+colouriser.decoder[-1] = nn.ConvTranspose2d(cfg["c"], 3, 4, stride=2, padding=1)  # 3 channels out
+noise_gen = profile.generator(501)
+fit(Greyscale(colouriser), colour_train.x, lambda m, xb, opt: denoising_step(m, xb, 0.0, opt, noise_gen),
+    epochs=cfg["epochs"], batch_size=cfg["batch"], lr=2e-3, generator=profile.generator(5), device=device)
+
+target = colour_test.x                                   # (N, 3, 28, 28)
+grey_in = to_grey(target)                                # (N, 1, 28, 28)
+coloured = restore(colouriser, grey_in, 0.0)             # (N, 3, 28, 28), clipped to [0, 1]
+baselines = {"grey copied to R, G, B": grey_in.expand(-1, 3, -1, -1),
+             "mean training image": colour_train.x.mean(0, keepdim=True).expand_as(target)}
+ink = (x_test > 0.5).expand(-1, 3, -1, -1)               # the digit's strokes, where the colour is
+for name, x_hat in {**baselines, "colourising DAE": coloured}.items():
+    print(f"{name:24s} MSE {F.mse_loss(x_hat, target).item():.4f}   on the strokes "
+          f"{masked_mse(x_hat, target, ink).item():.4f}")
+
+
+def stroke_colour(x: torch.Tensor) -> torch.Tensor:
+    """(N,) index into COLOUR_NAMES of the palette colour nearest to the mean RGB on the strokes."""
+    rgb = (x * ink).sum((2, 3)) / ink.sum((2, 3))                      # (N, 3)
+    return torch.cdist(rgb, torch.tensor(list(COLOURS.values()))).argmin(1)
+
+
+painted = stroke_colour(coloured)
+named = painted == colour_test.colour
+print(f"stroke colour nearest to the true one: {named.float().mean().item():.3f} of test digits (chance 1/6)")
+for i, name in enumerate(COLOUR_NAMES):
+    sel = colour_test.colour == i
+    if sel.any():
+        print(f"  {name:7s} (grey level {(torch.tensor(COLOURS[name]) * LUMA.flatten()).sum():.2f}): right "
+              f"{named[sel].float().mean().item():.2f}, most often painted {COLOUR_NAMES[painted[sel].mode().values]}")
+log_metric("colourise_mse_dae", F.mse_loss(coloured, target), "per pixel", "grey test digit in, colour out")
+log_metric("colourise_mse_grey_copy", F.mse_loss(baselines["grey copied to R, G, B"], target), "per pixel",
+           "the grey input in all three channels")
+log_metric("colourise_stroke_mse_ratio", masked_mse(coloured, target, ink) / masked_mse(grey_in.expand(-1, 3, -1, -1),
+           target, ink), "", "DAE over grey copy, on the strokes; below 1: it puts colour back")
+log_metric("colourise_colour_accuracy", named.float().mean(), "", "nearest palette colour on the strokes; chance 1/6")
+fig = ch02.show_rows({"grey input": grey_in[:8], "colourised": coloured[:8], "target": target[:8]},
+                     title="colouring grey digits")
+save_figure(fig, "colourisation")
+plt.show()
+
+# %% [markdown]
+# Compare the DAE with the two baselines. The grey copy is exact on the background (it is
+# grey already) and wrong on every coloured stroke; the mean image ignores the input. If your
+# DAE's error on the strokes is below the grey copy's, it puts some colour back from the grey
+# level alone. The per-colour lines show where that cannot work: red, blue and purple have
+# nearly the same grey level (0.33 to 0.36), so they give the same grey strokes, and under
+# the squared error the best output is their average colour, nearest to purple; if your run
+# paints all three as one colour, that is why. Yellow strokes on a light background are
+# nearly invisible in grey. Nothing in a grey digit tells those colours apart; in photos a
+# network can use what an object is (grass is green), and Zhang et al. (Further reading)
+# predict a distribution over colours instead of their average.
+
 # %% [markdown]
 # ### Written questions
 #
@@ -597,3 +689,17 @@ log_metric("generated_mean_pixel", x.mean(), "", f"training digits: {x_train.mea
 # * Measure restorations with PSNR (error energy, per image, in dB) and SSIM (local structure).
 # * Told the noise level, one network denoises every level; iterated from pure noise it
 #   starts to generate. That σ-conditioned denoiser is the heart of diffusion (chapter 05).
+
+# %% [markdown]
+# **Further reading**
+#
+# * Vincent et al., *Extracting and Composing Robust Features with Denoising Autoencoders*, ICML 2008, and
+#   *Stacked Denoising Autoencoders*, JMLR 2010: the denoising criterion and why it learns structure, not a copy.
+# * Zhang et al., *Beyond a Gaussian Denoiser: Residual Learning of Deep CNN for Image Denoising* (DnCNN),
+#   IEEE TIP 2017: a deep network that predicts the noise rather than the clean image, as chapter 05 does.
+# * Mohan et al., *Robust and Interpretable Blind Image Denoising via Bias-Free Convolutional Neural
+#   Networks*, ICLR 2020: without biases, one denoiser that is not told σ works across noise levels.
+# * Pathak et al., *Context Encoders: Feature Learning by Inpainting*, CVPR 2016: filling large holes, and
+#   why the squared error alone gives the blurry fills of section 4.
+# * Zhang, Isola & Efros, *Colorful Image Colorization*, ECCV 2016: colouring as a choice among quantised
+#   colours, to avoid the greyish average of plausible colours that the squared error gives.

@@ -8,7 +8,10 @@
 # Supervision*, 2021) trains two encoders at once, one for images and one for texts, so that
 # an image and a sentence describing it land close together in a shared embedding space.
 # Instead of *generating* a caption, the model only has to pick, within a batch, which text
-# goes with which image: a contrastive task, much cheaper to learn.
+# goes with which image: a contrastive task, much cheaper to learn. It was trained on
+# 400 million (image, text) pairs collected from the internet (the WIT data set, for
+# *WebImageText*), in batches of 32,768 pairs; the data cell below prints how far this
+# chapter's numbers are from those.
 #
 # Once trained, the text encoder turns any set of class names into a classifier with no
 # labelled images at all ("zero-shot"): embed prompts such as "a photo of a {label}" and
@@ -81,6 +84,8 @@ tokenizer = CaptionTokenizer()
 train_tokens = tokenizer(train.captions)  # (N, 16)
 print(f"train: {len(train)} pairs, test: {len(test)} pairs ({int(test.held_out().sum())} of them held-out "
       f"combinations), vocabulary: {tokenizer.vocab_size} token ids")
+print(f"this chapter: {len(train):,} training pairs, batch {cfg['batch']}; CLIP: 400,000,000 pairs (WIT), "
+      f"batch 32,768, i.e. {4e8 / len(train):,.0f}x more pairs and {32768 / cfg['batch']:,.0f}x larger batches")
 print("held out of training:", sorted(f"{COLOUR_NAMES[c]} {DIGIT_WORDS[d]}" for d, c in HELD_OUT))
 print(repr(train.captions[0]), "->", train_tokens[0].tolist())
 fig = ch04.show_examples(train.x, train.captions, n=16)
@@ -430,17 +435,33 @@ plt.show()
 # %% [markdown]
 # ## More negatives
 #
-# Each image is contrasted with the other texts of its batch: the negatives. With few
-# negatives, most of them differ in colour already, and the colour alone solves the task;
-# with many, some share the colour but show another digit, which forces both encoders to
-# encode the digit. CLIP used batches of 32,768 pairs.
+# Each image is contrasted with the other texts of its batch: the negatives. CLIP used
+# batches of 32,768 pairs, so each image had 32,767 negatives; ours has `batch - 1` of them.
+# What does their number change?
 #
-# To vary *only* the number of negatives, fresh models are trained on the same data, with
-# the same batches and number of steps, but the loss is computed within groups of $k$ pairs
-# of each batch (`group=k`): every image then has $k-1$ negatives.
+# To vary *only* that number, fresh models are trained on the same data, with the same
+# batches and number of steps (so the same examples seen), but the loss is computed within
+# groups of $k$ pairs of each batch (`group=k`): every image then has $k-1$ negatives. The
+# smallest group, $k = 2$, leaves **one negative per pair**: your `clip_loss` on two pairs
+# only asks which of two captions goes with each image. The largest, $k$ = `batch`, is the loss
+# you trained with above (here for `sweep_epochs` epochs).
+#
+# **Predict before you run it** (not graded). In the cell below, write the zero-shot
+# accuracy on seen pairs that you expect for the digit (chance 0.1) and for the colour
+# (chance 0.17), with one negative per pair and with the whole batch. After the sweep,
+# a cell prints your numbers next to the measured ones.
 
 # %%
-sweep = {}
+# Your prediction: numbers in [0, 1] (None: no prediction).
+my_prediction = {
+    "digit, one negative": None,
+    "colour, one negative": None,
+    "digit, whole batch": None,
+    "colour, whole batch": None,
+}
+
+# %%
+sweep, sweep_models = {}, {}
 for k in cfg["sweep_groups"]:
     torch.manual_seed(profile.seed)
     model = make_clip()
@@ -448,6 +469,8 @@ for k in cfg["sweep_groups"]:
     train_clip(model, train.x, train_tokens, epochs=cfg["sweep_epochs"], batch_size=cfg["batch"], lr=cfg["lr"],
                generator=profile.generator(3), group=k)
     sweep[k] = zero_shot_accuracy(model, test)
+    if k in (2, cfg["batch"]):
+        sweep_models[k] = model
     print(f"group {k:4d} ({k - 1:3d} negatives): digit {sweep[k]['digit']['seen']:.3f}, "
           f"colour {sweep[k]['colour']['seen']:.3f}, both {sweep[k]['both']['seen']:.3f} (seen pairs), "
           f"both {sweep[k]['both']['held-out']:.3f} (held-out)  [{time.time() - t0:.0f} s]")
@@ -462,6 +485,48 @@ ax.set_xticks(cfg["sweep_groups"], [str(k) for k in cfg["sweep_groups"]])
 ax.legend()
 save_figure(fig, "accuracy_vs_batch_size")
 plt.show()
+
+# %% [markdown]
+# Your prediction against the two ends of the sweep, with recall@k on the test pairs (your
+# `recall_at_k`) as a second measure. The last line asks how far the colour alone goes: if
+# the colours of a group are drawn uniformly from six, a model that reads only the colour,
+# and guesses among the captions of the right colour, picks the right caption of a group of
+# $k$ with probability $\mathbb E[1/(1 + M)]$, $M \sim \mathrm{Binomial}(k - 1, 1/6)$ the
+# other pairs of the same colour, which is $(1 - (5/6)^k) / (k/6)$.
+
+# %%
+one, full = sweep_models[2], sweep_models[cfg["batch"]]
+print(f"{'zero-shot, seen pairs':28s} {'your prediction':>15s} {'measured':>9s}")
+for task in ("digit", "colour"):
+    for label, k in (("one negative", 2), ("whole batch", cfg["batch"])):
+        guess = my_prediction.get(f"{task}, {label}")
+        print(f"{task + ', ' + label:28s} {'-' if guess is None else str(guess):>15s} {sweep[k][task]['seen']:9.3f}")
+recall_sweep = {}
+for label, k, m in (("one negative", 2, one), ("whole batch", cfg["batch"], full)):
+    recall_sweep[k] = recall_at_k(ch04.embed(m.image_encoder, test.x, device),
+                                  ch04.embed(m.text_encoder, tokenizer(test.captions), device), (1, 10))
+    r = recall_sweep[k]["image_to_text"]
+    print(f"{label} (k = {k}): image -> text R@1 = {r[0]:.3f}, R@10 = {r[1]:.3f}")
+    log_metric(f"negatives_sweep_recall_image_to_text_at10_k{k}", r[1], "",
+               f"{k - 1} negatives per pair, {len(test)} test pairs")
+for k in (2, cfg["batch"]):
+    print(f"colour alone picks the right caption among k = {k}: {(1 - (5 / 6) ** k) / (k / 6):.3f}")
+log_metric("one_negative_minus_batch_zero_shot_digit", sweep[2]["digit"]["seen"] - sweep[cfg["batch"]]["digit"]["seen"],
+           "", f"k = 2 minus k = {cfg['batch']}, same data and steps")
+log_metric("one_negative_minus_batch_zero_shot_colour",
+           sweep[2]["colour"]["seen"] - sweep[cfg["batch"]]["colour"]["seen"], "",
+           f"k = 2 minus k = {cfg['batch']}, same data and steps")
+
+# %% [markdown]
+# Compare the two rows of each attribute, then your prediction. With one negative, the
+# colour alone picks the right caption 92 % of the time (the last lines): the loss gives
+# little reason to encode anything else. With the whole batch about $k/6$ captions share
+# each colour, the colour alone picks the right one about $6/k$ of the time (the last
+# line), and only the digit tells them apart. So where your run shows the colour about as accurate at both ends and
+# the digit much less accurate with one negative, it is the negatives that taught the
+# digit; recall@10, which asks for each image's own caption among all test captions, then
+# falls with it. Where the two digit accuracies are close (the `smoke` profile trains for a
+# few steps, and neither model learns much), the run is too short to tell.
 
 # %% [markdown]
 # ## Keeping the encoders
@@ -596,3 +661,17 @@ ch04.check_quiz("answer_clip_facts", answer_clip_facts)
 #   side composes words, classes never seen together in training can still be recognised.
 # * The same embeddings give retrieval in both directions, measured by recall@k, and a
 #   linear probe on the image features shows what labels can add.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Radford et al., *Learning Transferable Visual Models From Natural Language Supervision*, ICML 2021: the
+#   CLIP paper, for its Figure 3 pseudocode, the WIT data and the prompt-ensembling experiments.
+# * van den Oord, Li & Vinyals, *Representation Learning with Contrastive Predictive Coding*, 2018: the
+#   InfoNCE loss, a bound on mutual information that tightens with more negatives.
+# * Chen et al., *A Simple Framework for Contrastive Learning of Visual Representations* (SimCLR), ICML
+#   2020: the same loss between two views of one image, and how batch size and temperature matter.
+# * Cherti et al., *Reproducible Scaling Laws for Contrastive Language-Image Learning*, CVPR 2023: open_clip
+#   trained on public data, zero-shot accuracy as a power law in data, model size and compute.
+# * Zhai et al., *Sigmoid Loss for Language Image Pre-Training* (SigLIP), ICCV 2023: a per-pair sigmoid loss
+#   instead of the softmax over the batch, and what it changes for small and large batches.

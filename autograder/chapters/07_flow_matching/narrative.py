@@ -781,3 +781,17 @@ ch07.check_quiz("answer_flow_facts", answer_flow_facts)
 #   path; deterministic DDIM is Euler on that path.
 # * Guidance works on velocities as on noise: $v_u + s(v_c - v_u)$.
 # * Reflow retrains on the model's own (noise, sample) pairs: straighter paths, fewer steps.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Lipman et al., *Flow Matching for Generative Modeling*, ICLR 2023: why regressing the velocity of each
+#   pair learns the velocity of the whole flow (noise at t = 0 there, the opposite of this chapter).
+# * Liu, Gong & Liu, *Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow*,
+#   ICLR 2023: straight paths and reflow, the method of section 6.
+# * Albergo & Vanden-Eijnden, *Building Normalizing Flows with Stochastic Interpolants*, ICLR 2023: the same
+#   idea from interpolants between two densities, with the link to diffusion.
+# * Esser et al., *Scaling Rectified Flow Transformers for High-Resolution Image Synthesis* (Stable Diffusion
+#   3), ICML 2024: rectified flow at scale, and the logit-normal choice of t compared with others.
+# * Tong et al., *Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal Transport*,
+#   TMLR 2024: pairing noise and data within a batch by optimal transport, for straighter paths.

@@ -9,12 +9,17 @@ import torch
 # ----------------------------------------------------------------------------- plots
 
 def show_rows(rows: dict[str, torch.Tensor], n: int = 8, title: str = ""):
-    """rows: label -> images (B, 1, 28, 28), B >= n; one row per label, shown in [0, 1]."""
+    """rows: label -> images (B, 1, 28, 28) grey or (B, 3, 28, 28) RGB, B >= n; one row per
+    label, shown in [0, 1]."""
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95), squeeze=False)
     for i, (label, imgs) in enumerate(rows.items()):
         for j in range(n):
             ax = axes[i, j]
-            ax.imshow(imgs[j].reshape(28, 28).detach().cpu().clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            img = imgs[j].detach().cpu().clamp(0, 1)
+            if img.shape[0] == 3:
+                ax.imshow(img.permute(1, 2, 0).numpy())
+            else:
+                ax.imshow(img.reshape(28, 28), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
