@@ -155,6 +155,62 @@ with torch.no_grad(), substituted(type(model), reparameterize=stand_in):
     result = {"mu": mu, "logvar": logvar, "decode": model.decode(z0), "forward": out,
               "sampled": model.decode(stand_in(mu, logvar, g_sample))}
 """,
+    '03_vae.vae_step_model': """
+class StepVAE(nn.Module):
+    def __init__(self, D, k, h):
+        super().__init__()
+        self.k = k
+        self.encoder = nn.Sequential(nn.Linear(D, h), nn.Tanh())
+        self.mu_head = nn.Linear(h, k)
+        self.logvar_head = nn.Linear(h, k)
+        self.decoder = nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, D))
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        return self.decode(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
+
+
+with torch.random.fork_rng():
+    torch.manual_seed(seed)
+    model = StepVAE(D, k, h).to(dtype)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+result = (model, torch.optim.SGD(model.parameters(), lr=lr))
+""",
+    '03_vae.vae_step_call': """
+from workbook.checks import substituted
+
+
+def negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1.0, sigma=1.0):
+    if likelihood == "bernoulli":
+        rec = F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="none").flatten(1).sum(1)
+    elif likelihood == "gaussian":
+        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)
+    else:
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    kl = 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0).sum(dim=-1)
+    return (rec + beta * kl).mean()
+
+
+def reparameterize(mu, logvar, generator=None):
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+before = torch.random.get_rng_state()
+with substituted(fn, negative_elbo=negative_elbo, reparameterize=reparameterize):
+    out = fn(model, x, optimizer, beta=beta, generator=generator)
+kept = bool(torch.equal(before, torch.random.get_rng_state()))
+result = (out, kept, [p.detach().clone() for p in model.parameters()])
+""",
     '03_vae.raised': """
 try:
     fn(*args, **kwargs)

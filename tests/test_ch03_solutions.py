@@ -19,12 +19,14 @@ VAE = _S.VAE
 answer_iwae_bound = _S.answer_iwae_bound
 answer_vae_facts = _S.answer_vae_facts
 answer_variational_inference = _S.answer_variational_inference
+answer_beta_zero = _S.answer_beta_zero
 interpolate = _S.interpolate
 iwae_log_likelihood = _S.iwae_log_likelihood
 kl_to_standard_normal = _S.kl_to_standard_normal
 negative_elbo = _S.negative_elbo
 reparameterize = _S.reparameterize
 sample_prior = _S.sample_prior
+vae_step = _S.vae_step
 
 F64 = torch.float64
 
@@ -148,6 +150,60 @@ def test_vae_learns_on_digits():
     with torch.no_grad():
         end = negative_elbo(X, *model(X, generator=gen(5))).item()
     assert end < start - 200  # 784 log 2 = 543 nats at the start, ~200 after training
+
+
+# ---------------------------------------------------------------------------
+# vae_step
+# ---------------------------------------------------------------------------
+
+
+def _distributions_step(model, x, beta, seed, lr):
+    """One SGD step on -E_q[log Bernoulli(x | decode(z))] + beta KL[q || N(0, I)] written with
+    torch.distributions (rsample from the same eps), on a copy: (loss, parameters after)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    mu, logvar = m.encode(x)
+    q = Normal(mu, (0.5 * logvar).exp())
+    eps = torch.randn(mu.shape, generator=gen(seed), dtype=mu.dtype)
+    z = q.loc + q.scale * eps
+    rec = -Bernoulli(logits=m.decode(z)).log_prob(x).sum(1)
+    kl = kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(1)
+    loss = (rec + beta * kl).mean()
+    grads = torch.autograd.grad(loss, list(m.parameters()))
+    return loss.item(), [p.detach() - lr * g for p, g in zip(m.parameters(), grads)]
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 2.5])
+def test_vae_step_matches_distributions_and_keeps_global_rng(beta):
+    torch.manual_seed(0)
+    model = VAE(D=12, k=3, hidden=(7,)).double()
+    x = torch.rand(5, 12, generator=gen(1), dtype=F64).bernoulli(generator=gen(2))
+    for p in model.parameters():  # stale gradients: the step must clear them
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(2):
+        want_loss, want = _distributions_step(model, x, beta, 10 + step, 0.05)
+        rng = torch.random.get_rng_state()
+        loss = vae_step(model, x, opt, beta=beta, generator=gen(10 + step))
+        assert torch.equal(rng, torch.random.get_rng_state())
+        assert isinstance(loss, float)
+        assert loss == pytest.approx(want_loss, rel=1e-12, abs=1e-10)
+        for p, w in zip(model.parameters(), want):
+            torch.testing.assert_close(p.detach(), w, rtol=1e-12, atol=1e-12)
+
+
+def test_vae_step_trains_with_fit():
+    from functools import partial
+
+    from workbook.train import fit
+
+    torch.manual_seed(0)
+    X = (torch.rand(256, 20, generator=gen(3)) < torch.linspace(0.05, 0.95, 20)).float()
+    model = VAE(D=20, k=2, hidden=(16,))
+    history = fit(model, X, partial(vae_step, beta=1.0, generator=gen(4)), epochs=15, batch_size=32, lr=1e-2,
+                  generator=gen(5), device=torch.device("cpu"))
+    assert history[-1] < history[0] - 2.0
 
 
 # ---------------------------------------------------------------------------
@@ -383,3 +439,4 @@ def test_quiz_answers():
     assert answer_vae_facts == {"A", "B", "C"}
     assert answer_variational_inference == "B"
     assert answer_iwae_bound == "B"
+    assert answer_beta_zero == "B"

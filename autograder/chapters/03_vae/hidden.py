@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from autograder.hidden import call_keeping_global_rng, draw_seed, generators, grade_choice, in_kernel, seeded
+from autograder.hidden import (call_keeping_global_rng, draw_int, draw_seed, draw_size, generators, grade_choice,
+                               in_kernel, seeded)
 from autograder.mutants import known_mistakes
 from autograder.remote import twin
 from . import solutions as ref
@@ -266,6 +267,89 @@ def negative_elbo(fn) -> None:
                     args=[x, out, mu, logvar], kwargs={"likelihood": "laplace"}, inputs=inputs)
     c.true(raised == "ValueError", "an unknown likelihood must raise ValueError", inputs=inputs,
            got="no exception" if raised is None else str(raised), hint=DIAG["elbo_value_error"])
+    c.done()
+
+
+# ----------------------------------------------------------------------------- training step
+
+# A small VAE (encode, decode, forward(x, generator) drawing eps as reparameterize does) in
+# `dtype`, seeded without touching the global RNG, its .grad holding stale gradients that a
+# step must clear, with its SGD(lr) optimizer: built from torch alone in the judge and in the
+# kernel (`twin`).
+VAE_STEP_MODEL = '03_vae.vae_step_model'
+# The learner's vae_step called in the kernel with stand-ins (torch alone) for their
+# negative_elbo and reparameterize, so a mistake there costs its own exercise only:
+# (what it returned, whether the global RNG was left alone, the parameters after the step).
+VAE_STEP_CALL = '03_vae.vae_step_call'
+
+
+def _flat(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def _oracle_step(model: nn.Module, x: torch.Tensor, beta: float, seed: int, lr: float, eps_dtype) -> tuple:
+    """One correct SGD step in float64 on a float64 copy of `model`, its stale gradients
+    ignored: (loss, the updated copy); eps drawn in the learner's dtype, as the contract says."""
+    m = copy.deepcopy(model).double()
+    mu, logvar = m.encode(x.double())
+    eps = torch.randn(mu.shape, generator=seeded(seed), dtype=eps_dtype).double()
+    logits = m.decode(mu + torch.exp(0.5 * logvar) * eps)
+    loss = ref.negative_elbo(x.double(), logits, mu, logvar, beta=beta)
+    grads = torch.autograd.grad(loss, list(m.parameters()))
+    with torch.no_grad():
+        for p, g in zip(m.parameters(), grads):
+            p -= lr * g
+    return loss.item(), m
+
+
+def _beta(g: torch.Generator) -> float:
+    """A KL weight clearly away from 1 (so that ignoring it shows): in [0.2, 0.7] or [1.6, 3]."""
+    u = float(torch.rand(1, generator=g))
+    return 0.2 + 0.5 * u if draw_int(g, 0, 2) == 0 else 1.6 + 1.4 * u
+
+
+def vae_step(fn) -> None:
+    c = Checks("vae_step (hidden)")
+    g = _gen("vae_step")
+    lr, steps = 0.1, 2
+    for dtype, D, k, B in [(F32, draw_size(g, 8, 14), 3, draw_size(g, 2, 5)), (F64, draw_size(g, 5, 9), 2, 1)]:
+        seed, beta = draw_seed(g), _beta(g)
+        seeds = [draw_seed(g) for _ in range(steps)]
+        x = (torch.rand(B, D, generator=g) < 0.5).to(dtype)
+        (model, opt), (model_k, opt_k) = twin(VAE_STEP_MODEL, seed=seed, D=D, k=k, h=6, dtype=dtype, lr=lr)
+        name = str(dtype).replace("torch.", "")
+        inputs = (f"a random VAE (D={D}, k={k}, Tanh) in {name} whose .grad hold an earlier step's gradients, "
+                  f"binary x ({B}, {D}), SGD(lr={lr}), beta={beta:.3f}, a seeded generator, {steps} steps in a row")
+
+        def run_mutant(f, model=model, x=x, beta=beta, seeds=seeds):
+            m = copy.deepcopy(model)
+            o = torch.optim.SGD(m.parameters(), lr=lr)
+            out = {"loss": [], "params": []}
+            with torch.random.fork_rng():
+                for s in seeds:
+                    out["loss"].append(f(m, x.clone(), o, beta=beta, generator=seeded(s)))
+                    out["params"].append(_flat(m.parameters()))
+            return out
+
+        diag = known_mistakes(CH, "vae_step", run_mutant)
+        oracle = model
+        for step, s in enumerate(seeds):
+            want, oracle = _oracle_step(oracle, x, beta, s, lr, dtype)
+            got = c.call(in_kernel(getattr(fn, "__name__", "vae_step"), VAE_STEP_CALL), fn=fn, model=model_k,
+                         x=x.clone(), optimizer=opt_k, beta=beta, generator=seeded(s), inputs=inputs)
+            c.true(isinstance(got, (tuple, list)) and len(got) == 3, "vae_step could not be run", inputs=inputs)
+            out, kept, params = got
+            c.true(kept, "the global random generator was used: the draw of z must come from the generator "
+                   "passed in", inputs=inputs, hint=DIAG["step_generator"])
+            c.true(isinstance(out, float), "vae_step must return the loss as a Python float", inputs=inputs,
+                   got=type(out).__name__, hint=DIAG["step_float"])
+            c.close(f"loss returned at step {step + 1}", out, want, **tolerance(dtype, scale=abs(want), ops=16),
+                    inputs=inputs, mistakes={d: m["loss"][step] for d, m in diag.items()}, hint=DIAG["step_loss"])
+            want_p = _flat(oracle.parameters())
+            c.close(f"parameters after step {step + 1}", _flat(params), want_p,
+                    **tolerance(dtype, scale=float(want_p.abs().max()), ops=16), inputs=inputs,
+                    mistakes={d: m["params"][step] for d, m in diag.items()},
+                    hint=DIAG["step_zero_grad"] if step else DIAG["step_update"])
     c.done()
 
 

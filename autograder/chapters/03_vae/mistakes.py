@@ -20,6 +20,8 @@ _LIKELIHOODS = '''elif likelihood == "gaussian":
         rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)  # (B,)
     else:
         raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")'''
+_STEP_LOSS = "negative_elbo(x, logits, mu, logvar, beta=beta)\n    loss.backward()"
+_STEP_FORWARD = "logits, mu, logvar = model(x, generator=generator)  # (B, D), (B, k), (B, k)"
 _IWAE_EPS = "eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype).to(mu.device)  # (k, B, d)"
 _IWAE_RETURN = "return torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)"
 
@@ -115,6 +117,27 @@ MISTAKES = [
     Mistake("elbo_checks", "negative_elbo", _LIKELIHOODS,
             "else:\n        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)  # (B,)",
             D["elbo_value_error"]),
+    # training step
+    Mistake("vae_step_checks", "vae_step", "    optimizer.zero_grad()\n    # z", "    # z", D["step_zero_grad"]),
+    Mistake("vae_step_checks", "vae_step", "return loss.item()", "return loss", D["step_float"]),
+    Mistake("vae_step_checks", "vae_step", "    optimizer.step()\n    return loss.item()",
+            "    return loss.item()\n    optimizer.step()", D["step_no_step"]),
+    Mistake("vae_step_checks", "vae_step", "    loss.backward()\n    optimizer.step()",
+            "    optimizer.step()\n    loss.backward()", D["step_no_step"]),
+    Mistake("vae_step_checks", "vae_step", "    loss.backward()\n    optimizer.step()",
+            "    loss.backward()\n    optimizer.zero_grad()\n    optimizer.step()", D["step_no_step"]),
+    Mistake("vae_step_checks", "vae_step", _STEP_LOSS, "negative_elbo(x, logits, mu, logvar)\n    loss.backward()", D["step_beta"]),
+    Mistake("vae_step_checks", "vae_step", _STEP_LOSS,
+            "negative_elbo(x, logits, mu.detach(), logvar.detach(), beta=beta)\n    loss.backward()", D["step_detached_kl"]),
+    Mistake("vae_step_checks", "vae_step", _STEP_FORWARD, _STEP_FORWARD.replace("model(x, generator=generator)", "model(x)"),
+            D["step_generator"]),
+    Mistake("vae_step_checks", "vae_step", _STEP_FORWARD,
+            "mu, logvar = model.encode(x)\n    logits = model.decode(reparameterize(mu, logvar))",
+            D["step_generator"]),
+    Mistake("vae_step_checks", "vae_step", _STEP_FORWARD,
+            "mu, logvar = model.encode(x)\n    logits = model.decode(mu)", D["step_mu"]),
+    Mistake("vae_step_checks", "vae_step", "    return loss.item()",
+            "    return negative_elbo(x, *model(x, generator=generator), beta=beta).item()", D["step_loss_after"]),
     # sampling and interpolation
     Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
             "return model.decode(z)  # (n, D)", D["sample_logits"]),
@@ -171,6 +194,12 @@ MISTAKES = [
     Mistake("quiz_vi_iwae", "answer_variational_inference", '"B"', '"C"', "the ELBO also rewards reconstruction",
             diagnosed=False),
     Mistake("quiz_vi_iwae", "answer_iwae_bound", '"B"', '"C"', "L_k rises with k", diagnosed=False),
+    Mistake("quiz_beta_zero", "answer_beta_zero", '"B"', '"A"', "that is a large beta (posterior collapse)",
+            diagnosed=False),
+    Mistake("quiz_beta_zero", "answer_beta_zero", '"B"', '"C"', "beta weights one term of two: it changes the optimum",
+            diagnosed=False),
+    Mistake("quiz_beta_zero", "answer_beta_zero", '"B"', '"D"', "the Bernoulli reconstruction term is >= 0",
+            diagnosed=False),
     Mistake("quiz_vi_iwae", "answer_iwae_bound", '"B"', '"D"', "L_k is a lower bound", diagnosed=False),
 ]
 
@@ -181,6 +210,31 @@ MISTAKES += [
 ]
 
 ALTERNATIVES = [
+    Alternative("vae_step_checks", "vae_step", '''
+def vae_step(model, x, optimizer, *, beta, generator):
+    """encode, reparameterize and decode written out; model.zero_grad(); float(loss)."""
+    model.zero_grad()
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu, logvar, generator)
+    loss = negative_elbo(x, model.decode(z), mu, logvar, beta=beta)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+''', "encode, reparameterize, decode"),
+    Alternative("vae_step_checks", "vae_step", '''
+def vae_step(model, x, optimizer, beta, generator):
+    """Positional beta and generator; the loss written out (BCE-with-logits + beta * KL), its value read
+    before backward; gradients zeroed to 0 rather than None."""
+    optimizer.zero_grad(set_to_none=False)
+    logits, mu, logvar = model(x, generator=generator)
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / len(x)
+    loss = rec + beta * kl
+    value = loss.item()
+    loss.backward()
+    optimizer.step()
+    return value
+''', "loss written out"),
     Alternative("sampling_checks", "interpolate", '''
 @torch.no_grad()
 def interpolate(model, x_a, x_b, steps):
@@ -353,4 +407,5 @@ def iwae_log_likelihood(model, x, k, generator=None):
     Alternative("quiz_vi_iwae", "answer_variational_inference", 'answer_variational_inference = {"B"}',
                 "a one-letter set"),
     Alternative("quiz_vi_iwae", "answer_iwae_bound", 'answer_iwae_bound = "b"', "lower case"),
+    Alternative("quiz_beta_zero", "answer_beta_zero", 'answer_beta_zero = "b"', "lower case"),
 ]

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Variational autoencoders
 #
-# **Time:** about 2 hours of work: the exercises about 100 minutes (each says its own), the questions about 10, plus reading.
+# **Time:** about 2¼ hours of work: the exercises about 110 minutes (each says its own), the questions about 10, plus reading.
 # The `cpu` profile runs the whole notebook in about 5 minutes on 2 CPU cores.
 #
 # Chapter 01 ended on a problem: an autoencoder compresses digits well, but its latent
@@ -39,6 +39,7 @@
 
 # %%
 import math
+from functools import partial
 
 import matplotlib.pyplot as plt
 import torch
@@ -208,6 +209,40 @@ ch03.check_kl(kl_to_standard_normal)
 ch03.check_negative_elbo(negative_elbo)
 
 # %% [markdown]
+# ## 5 · One training step
+#
+# Training repeats one step over mini-batches (`workbook.train.fit` calls
+# `step(model, x, optimizer)` for every batch and averages what it returns). For a VAE the
+# step draws one $z$ per image, so it takes the generator as well, and the KL weight $\beta$:
+#
+# 1. clear the gradients with the optimizer: `.grad` still holds the previous step's, and
+#    a backward pass adds to it;
+# 2. run the model with the generator, `model(x, generator=generator)`: it encodes, samples
+#    $z = \mu + \sigma\odot\varepsilon$ with your `reparameterize` and returns
+#    `(logits, mu, logvar)`;
+# 3. the loss: your `negative_elbo` of section 4, with the KL weight `beta`;
+# 4. backpropagate, then let the optimizer update the parameters;
+# 5. return the loss as a Python float: the loss of this batch *before* the update (a
+#    tensor would keep the whole graph alive while `fit` collects the values).
+#
+# **Implement** *(about 10 min)* `vae_step(model, x, optimizer, *, beta, generator) -> float` as the
+# docstring states, with every random draw from `generator`. Every VAE below is trained with it.
+#
+# **Checked:** on a small VAE whose `.grad` hold stale gradients, with SGD and $\beta = 0.5$:
+# the global generator untouched, a float returned, the loss value, the parameters after the
+# step against a step computed by hand, and a second step in a row (with stand-ins for your
+# `negative_elbo` and `reparameterize`, so a mistake there costs its own exercise only).
+# Hidden: random VAEs in float32 and float64 (a batch of one), a random $\beta$ away from 1,
+# two steps in a row, the global generator untouched, loss and parameters against a float64
+# step with the same draws.
+
+# %% [solution id=vae_step]
+#| solution: vae_step
+
+# %% [tests id=vae_step_checks points=3 hidden=vae_step]
+ch03.check_vae_step(vae_step)
+
+# %% [markdown]
 # ## Training a VAE and its deterministic twin
 #
 # To see what the noise and the KL term change, we train two models with the *same*
@@ -247,25 +282,13 @@ class Autoencoder(nn.Module):
         return self.decode(self.encoder(x))
 
 
-def ae_step(model, x, optimizer):
+def ae_step(model, x, opt):
     """One step on the Bernoulli reconstruction loss (nats per image), as the VAE's, without KL."""
-    loss = F.binary_cross_entropy_with_logits(model(x), x, reduction="sum") / len(x)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def vae_step(beta, generator):
-    """A training step on negative_elbo with weight beta, drawing z with `generator`."""
-    def step(model, x, optimizer):
-        logits, mu, logvar = model(x, generator=generator)
-        loss = negative_elbo(x, logits, mu, logvar, beta=beta)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-    return step
+    rec = F.binary_cross_entropy_with_logits(model(x), x, reduction="sum") / len(x)
+    opt.zero_grad()
+    rec.backward()
+    opt.step()
+    return rec.item()
 
 
 @torch.no_grad()
@@ -281,7 +304,8 @@ def evaluate(model, X, generator):
 def train_vae(k, beta, seed):
     torch.manual_seed(seed)
     model = VAE(784, k)
-    fit(model, X_train, vae_step(beta, profile.generator(seed + 1)), epochs=cfg["epochs"],
+    step = partial(vae_step, beta=beta, generator=profile.generator(seed + 1))  # your step, beta and generator fixed
+    fit(model, X_train, step, epochs=cfg["epochs"],
         batch_size=cfg["batch"], lr=1e-3, generator=profile.generator(seed), device=device)
     return model
 
@@ -338,7 +362,7 @@ print("autoencoder codes span", [f"[{a:.0f}, {b:.0f}]" for a, b in zip(Z_ae.min(
 # rather than islands: nearby codes decode to similar images, and a code drawn from the
 # prior lands among them.
 #
-# ## 5 · Generating and interpolating
+# ## 6 · Generating and interpolating
 #
 # **Implement** *(about 15 min)*
 #
@@ -422,7 +446,33 @@ plt.show()
 #
 # Write the $-$ELBO as **distortion** $D = \mathbb E_q[-\log p(x\mid z)]$ plus **rate**
 # $R = \mathrm{KL}[q(z\mid x)\,\|\,p(z)]$. Averaged over the data, the rate is an upper
-# bound on the mutual information $I(x; z)$, the nats the code carries about $x$. Minimising $D + \beta R$ for several $\beta$ traces
+# bound on the mutual information $I(x; z)$, the nats the code carries about $x$. Your
+# `vae_step` minimises $D + \beta R$.
+#
+# **Predict before you run it.** Train the same VAE with $\beta = 0$: the KL term is still
+# computed, but it no longer counts in the loss. Compared with the $\beta = 1$ model, what
+# happens? Set `answer_beta_zero` to one letter.
+#
+# * A: the rate falls to about 0 and all reconstructions look alike: without the KL term the
+#   encoder has no reason to carry information about $x$.
+# * B: the rate rises well above the $\beta = 1$ model's (nothing charges for information:
+#   encodings get narrow and spread away from the origin), the distortion falls (sharper
+#   reconstructions), and decoding $z \sim \mathcal N(0, I)$ gives worse digits.
+# * C: nothing changes: $\beta$ only rescales the loss, and Adam's steps do not depend on
+#   the scale of the loss.
+# * D: training diverges: without the KL term the loss is unbounded below.
+#
+# The sweep below runs $\beta \ge 0.25$; the cell after it trains $\beta = 0$ and prints
+# what to compare your answer with.
+
+# %% [solution id=quiz_beta]
+#| solution: answer_beta_zero
+
+# %% [tests id=quiz_beta_zero points=1 hidden=quiz]
+ch03.check_quiz("answer_beta_zero", answer_beta_zero)
+
+# %% [markdown]
+# Minimising $D + \beta R$ for several $\beta$ traces
 # the trade-off: small $\beta$ buys sharper reconstructions with informative codes
 # (high rate, closer to an autoencoder), large $\beta$ forces the encodings onto the prior
 # (low rate, blurry reconstructions; at the extreme the decoder ignores $z$: *posterior
@@ -446,7 +496,50 @@ plt.show()
 vae_big = sweep[1.0][0]
 
 # %% [markdown]
-# ## 6 · How good a density model? Importance-weighted log-likelihood
+# Now $\beta = 0$, trained exactly as the sweep's models, next to the $\beta = 1$ model: the
+# rate and distortion on the test set, how wide the encodings are (the mean $\sigma$ of
+# $q(z\mid x)$; the prior's is 1) and how far their means spread (the root mean square of
+# $\mu$ over test digits and latent dimensions; the prior's is 1), then reconstructions and
+# decoded prior samples.
+
+# %%
+vae_beta0 = train_vae(cfg["k_big"], 0.0, seed=30)
+beta_models = {"β=0": vae_beta0, "β=1": vae_big}
+with torch.no_grad():
+    for name, model in beta_models.items():
+        r = evaluate(model, X_test, profile.generator(20))
+        mu, logvar = model.encode(X_test.to(device))
+        sd, rms = torch.exp(0.5 * logvar).mean().item(), mu.pow(2).mean().sqrt().item()
+        print(f"{name}: rate {r['rate']:6.1f} nats, distortion {r['distortion']:6.1f} nats, "
+              f"mean sigma {sd:.3f}, rms of mu {rms:.2f}")
+        tag = name.replace("β=", "beta")
+        log_metric(f"vae_k{cfg['k_big']}_{tag}_rate", r["rate"], "nats", "test mean KL[q(z|x) || p(z)]")
+        log_metric(f"vae_k{cfg['k_big']}_{tag}_distortion", r["distortion"], "nats", "test -log p(x|z), one z")
+        log_metric(f"vae_k{cfg['k_big']}_{tag}_mean_sigma", sd, "", "mean sigma of q(z|x) on test digits")
+    rows = {"test digits": X_test[:12]}
+    for name, model in beta_models.items():
+        rows[f"{name} reconstr."] = torch.sigmoid(model.decode(model.encode(X_test[:12].to(device))[0])).cpu()
+    for name, model in beta_models.items():
+        rows[f"{name}, z ~ N(0, I)"] = sample_prior(model, 12, profile.generator(9)).cpu()
+fig = ch03.image_rows(rows, f"β = 0 against β = 1 (k={cfg['k_big']})", n=12)
+save_figure(fig, "beta_zero")
+plt.show()
+
+# %% [markdown]
+# Compare with your prediction, on the printed numbers. At $\beta = 0$ nothing in the loss
+# charges for information, so the encoder is free to make every encoding as precise as helps
+# reconstruction: if your run shows a rate several times the $\beta = 1$ model's and a mean
+# $\sigma$ well below 1, that is what happened, and the lower distortion is what it bought.
+# Nothing keeps the means near the origin either (an rms of $\mu$ far from 1 says they
+# drifted off the prior's scale), so codes drawn from $\mathcal N(0, I)$ fall between and
+# beside the narrow encodings the decoder was trained on: compare the two rows of prior
+# samples, and the β = 0 row of the sample-quality table below. With short training (the
+# `smoke` profile) the differences are smaller, since the encodings have had little time to
+# narrow. A $\beta = 0$ VAE is close to a noisy autoencoder: it reconstructs, but its prior
+# is no longer a model of its codes.
+
+# %% [markdown]
+# ## 7 · How good a density model? Importance-weighted log-likelihood
 #
 # The ELBO is only a lower bound on $\log p(x)$. A tighter estimate (Burda, Grosse &
 # Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016) averages $k$ importance
@@ -549,7 +642,8 @@ for name, rec in rec_labels.items():
     log_metric(f"{name.lower()}_k2_reconstruction_class_accuracy", acc["accuracy"], "",
                "classifier accuracy on reconstructed test digits (labels of the originals)")
 samples[f"VAE k={cfg['k_big']}, z ~ N(0, I)"] = sample_prior(vae_big, n, profile.generator(7)).cpu()
-tags = dict(zip(samples, ["ae_k2", "ae_k2_fitted", "vae_k2", f"vae_k{cfg['k_big']}"]))
+samples[f"VAE k={cfg['k_big']} β=0, N(0, I)"] = sample_prior(vae_beta0, n, profile.generator(8)).cpu()
+tags = dict(zip(samples, ["ae_k2", "ae_k2_fitted", "vae_k2", f"vae_k{cfg['k_big']}", f"vae_k{cfg['k_big']}_beta0"]))
 print(f"{'samples':28s} coverage  entropy  Fréchet distance (floor {floor:.2f})")
 for name, imgs in samples.items():
     s = quality.summarize(imgs, x_real, classifier=clf)
@@ -571,6 +665,9 @@ for name, imgs in samples.items():
 #   result (Ghosh et al., *From Variational to Deterministic Autoencoders*, ICLR 2020): a
 #   deterministic autoencoder plus an ex-post density model is a fair generator, at the
 #   price of a second model fitted after the fact.
+# * The $\beta = 0$ row is the same network trained without the KL term: if its Fréchet
+#   distance is above the $\beta = 1$ row's, its prior no longer describes where its codes
+#   lie (compare your prediction).
 # * What the VAE gives is one objective with the prior built in, an encoder distribution,
 #   and a likelihood bound to report (above). What it costs is blur: its samples are
 #   Bernoulli means of a decoder trained on noisy, overlapping codes, which averages
@@ -619,7 +716,7 @@ for name, imgs in samples.items():
 # proposal.
 
 # %% [markdown]
-# ## 7 · Concept questions
+# ## 8 · Concept questions
 #
 # Answer by assigning Python values. The check cell only verifies the format; the answers
 # are graded when you submit.
@@ -684,3 +781,12 @@ ch03.check_quiz("answer_iwae_bound", answer_iwae_bound)
 #   with measurements (coverage, Fréchet distance against a real-data floor), not by eye.
 #   Chapters 05 and 06 return to generation with diffusion models and reuse these
 #   measurements.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Kingma & Welling, *Auto-Encoding Variational Bayes*, ICLR 2014.
+# * Rezende, Mohamed & Wierstra, *Stochastic Backpropagation and Approximate Inference in Deep Generative Models*, ICML 2014.
+# * Higgins et al., *β-VAE: Learning Basic Visual Concepts with a Constrained Variational Framework*, ICLR 2017.
+# * Alemi et al., *Fixing a Broken ELBO*, ICML 2018.
+# * Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016.

@@ -179,6 +179,42 @@ def negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1
     return (rec + beta * kl).mean()
 
 
+def vae_step(model, x, optimizer, *, beta, generator):
+    """One optimisation step on the negative ELBO with weight beta on the KL.
+
+    In this order: clear the gradients (optimizer.zero_grad); run the model on x with the
+    generator, model(x, generator=generator), which gives (logits, mu, logvar); compute the
+    loss with your negative_elbo (Bernoulli likelihood, KL weight beta); backpropagate it;
+    let the optimizer update the parameters (optimizer.step). model(x, generator=...) is
+    VAE.forward: encode, draw one z with your reparameterize, decode; calling encode,
+    reparameterize(mu, logvar, generator) and decode yourself (decoding the sample z,
+    never mu) is the same step.
+
+    Args:
+        model: encode(x) -> (mu, logvar) (B, k) each, decode(z) -> logits (B, D) and
+            forward(x, generator) -> (logits, mu, logvar), like VAE.
+        x: (B, D) binary inputs (0 or 1).
+        optimizer: a torch.optim optimizer over model's parameters (their .grad may hold
+            the gradients of an earlier step).
+        beta: float, weight of the KL term, passed to negative_elbo.
+        generator: torch.Generator on the CPU: the one draw of the step (eps ~ N(0, I),
+            the shape of mu, drawn as reparameterize draws it) comes from it, so the global
+            random generator is left untouched.
+
+    Returns:
+        loss: a Python float (not a tensor), the loss of this batch before the update,
+            in nats per image.
+    """
+    optimizer.zero_grad()
+    # z = mu + sigma * eps, decoded to logits
+    logits, mu, logvar = model(x, generator=generator)  # (B, D), (B, k), (B, k)
+    # L = rec + beta * KL, averaged over the batch
+    loss = negative_elbo(x, logits, mu, logvar, beta=beta)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 @torch.no_grad()
 def sample_prior(model, n, generator=None):
     """Decode n draws from the prior p(z) = N(0, I).
@@ -298,3 +334,12 @@ answer_variational_inference = "B"
 #   C: a correct implementation returns the same value for every k: there is a bug.
 #   D: L_5000 is an upper bound on log p(x).
 answer_iwae_bound = "B"
+
+# Quiz: Train the same VAE with beta = 0 (the KL term computed but not in the loss). Compared
+#   with the beta = 1 model, what happens?
+#   A: the rate falls to about 0 and all reconstructions look alike.
+#   B: the rate rises well above the beta = 1 model's, the distortion falls, and decoding
+#      z ~ N(0, I) gives worse digits.
+#   C: nothing changes: beta only rescales the loss.
+#   D: training diverges: without the KL term the loss is unbounded below.
+answer_beta_zero = "B"

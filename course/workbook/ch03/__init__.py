@@ -7,5 +7,5 @@
 `from workbook import ch03` then `ch03.<name>` reaches each of them.
 """
 from .checks import (DIAGNOSES, QUIZ_EXPLAIN, QUIZ_OPTIONS, check_iwae, check_kl, check_negative_elbo,
-                     check_quiz, check_reparameterize, check_sampling, check_vae)
+                     check_quiz, check_reparameterize, check_sampling, check_vae, check_vae_step)
 from .plots import image_rows, manifold, rate_distortion, scatter_latents

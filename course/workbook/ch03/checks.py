@@ -9,6 +9,7 @@ needs no reference implementation. Hidden checks, run when grading, use fresh ra
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -19,7 +20,7 @@ from ..checks import Checks, check_choice, count_parameters, substituted
 
 
 QUIZ_OPTIONS = {"answer_vae_facts": "ABCDE", "answer_variational_inference": "ABCD",
-                "answer_iwae_bound": "ABCD"}
+                "answer_iwae_bound": "ABCD", "answer_beta_zero": "ABCD"}
 QUIZ_SETS = {"answer_vae_facts"}  # answered with a set of letters
 LOG2PI = math.log(2 * math.pi)
 
@@ -95,6 +96,23 @@ DIAGNOSES: dict[str, str] = {
                           "of each example, then average over examples",
     "elbo_dtype": "keep the input's dtype: no .double() or float64 constants in the loss",
     "elbo_value_error": "raise ValueError for a likelihood other than 'bernoulli' or 'gaussian'",
+    # training step
+    "step_zero_grad": "the gradients of an earlier step were added in: call optimizer.zero_grad() before "
+                      "loss.backward()",
+    "step_float": "return the loss as a Python float: loss.item() (a tensor keeps its whole graph alive)",
+    "step_loss": "return negative_elbo(x, logits, mu, logvar, beta=beta).item(), computed before optimizer.step()",
+    "step_loss_after": "the loss returned was computed after optimizer.step(): return the value of the loss "
+                       "you called backward() on",
+    "step_beta": "beta was ignored: pass beta=beta to negative_elbo",
+    "step_generator": "z was drawn from the global random generator: call model(x, generator=generator) "
+                      "(or reparameterize(mu, logvar, generator))",
+    "step_mu": "the decoder was given mu, not a sample: decode z = reparameterize(mu, logvar, generator) "
+               "(model(x, generator=generator) does that)",
+    "step_no_step": "the parameters did not change: call optimizer.step() after loss.backward() (a step "
+                    "before backward, or a zero_grad between them, has no gradient to apply)",
+    "step_detached_kl": "the KL term sent no gradient to the encoder (mu or logvar detached): pass the mu and "
+                        "logvar that the model returned to negative_elbo as they are",
+    "step_update": "one step is zero_grad, forward with the generator, negative_elbo with beta, backward, step",
     # sampling and interpolation
     "sample_logits": "logits were returned: apply torch.sigmoid to get pixel probabilities",
     "sample_uniform": "z must be standard normal (torch.randn), not uniform (torch.rand)",
@@ -142,6 +160,9 @@ QUIZ_EXPLAIN: dict[str, str] = {
                         "trades away",
     "answer_variational_inference": "write log p(x) = ELBO + KL[q(z|x) || p(z|x)]: with the decoder fixed, "
                                     "which of the three terms can the encoder change?",
+    "answer_beta_zero": "with beta = 0 the loss is the distortion alone: ask what the encoder gains from precise, "
+                        "well separated encodings once information costs nothing, what that does to the "
+                        "reconstructions, and whether the prior still describes where the codes lie",
     "answer_iwae_bound": "L_k averages importance weights inside the log: by Jensen's inequality it is a lower "
                          "bound on log p(x) in expectation, and averaging more weights can only tighten it",
 }
@@ -424,7 +445,121 @@ def check_negative_elbo(negative_elbo) -> None:
     c.done()
 
 
-# ----------------------------------------------------------------------------- 5 sampling
+# ----------------------------------------------------------------------------- 5 training step
+
+class _StepVAE(nn.Module):
+    """A small VAE to check vae_step on (torch alone): Tanh layers, and a forward that samples
+    z = mu + exp(logvar / 2) * eps with eps drawn as reparameterize draws it."""
+
+    def __init__(self, D: int, k: int, h: int):
+        super().__init__()
+        self.k = k
+        self.encoder = nn.Sequential(nn.Linear(D, h), nn.Tanh())
+        self.mu_head = nn.Linear(h, k)
+        self.logvar_head = nn.Linear(h, k)
+        self.decoder = nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, D))
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x, generator=None):
+        mu, logvar = self.encode(x)
+        return self.decode(_reparameterize(mu, logvar, generator)), mu, logvar
+
+
+def _negative_elbo(x, x_hat_or_logits, mu, logvar, likelihood="bernoulli", beta=1.0, sigma=1.0):
+    """A stand-in for the learner's negative_elbo while their vae_step is checked (torch alone)."""
+    if likelihood == "bernoulli":
+        rec = F.binary_cross_entropy_with_logits(x_hat_or_logits, x, reduction="none").flatten(1).sum(1)
+    elif likelihood == "gaussian":
+        rec = ((x - x_hat_or_logits) ** 2).flatten(1).sum(1) / (2.0 * sigma**2)
+    else:
+        raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+    kl = 0.5 * (mu**2 + torch.exp(logvar) - logvar - 1.0).sum(dim=-1)
+    return (rec + beta * kl).mean()
+
+
+def _flat(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def _step_variants(model: nn.Module, x: torch.Tensor, beta: float, seed: int) -> dict:
+    """Loss and gradients (flat) of one step of `model` on x, drawing eps from a generator
+    seeded `seed`: as the contract says, and as the likely mistakes compute them."""
+    out = {}
+    for name, b, sample, detach in [("ok", beta, True, False), ("beta1", 1.0, True, False),
+                                    ("mu", beta, False, False), ("detached", beta, True, True)]:
+        mu, logvar = model.encode(x)
+        z = _reparameterize(mu, logvar, _gen(seed)) if sample else mu
+        m, lv = (mu.detach(), logvar.detach()) if detach else (mu, logvar)
+        loss = _negative_elbo(x, model.decode(z), m, lv, beta=b)
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        out[name] = (loss.item(), _flat(grads))
+    return out
+
+
+def check_vae_step(vae_step) -> None:
+    """The learner's negative_elbo and reparameterize are replaced by stand-ins while their
+    vae_step runs, so a mistake there costs the points of its own exercise only."""
+    c = Checks("vae_step")
+    dt, lr, beta = torch.float64, 0.1, 0.5
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _StepVAE(6, 2, 4).to(dt)
+    x = (torch.rand(3, 6, generator=_gen(3)) < 0.5).to(dt)
+    stale = [torch.randn(p.shape, generator=_gen(4), dtype=dt) for p in model.parameters()]
+    for p, s in zip(model.parameters(), stale):
+        p.grad = s.clone()
+    before = _flat(model.parameters())
+    v = _step_variants(model, x, beta, seed=0)
+    p_ok = before - lr * v["ok"][1]
+    # the loss after a correct step, with the generator's next draw (a loss computed after optimizer.step())
+    after = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, w in zip(after.parameters(), p_ok.split([q.numel() for q in model.parameters()])):
+            p.copy_(w.view_as(p))
+    g_next = _gen(0)
+    torch.randn((3, 2), generator=g_next, dtype=dt)
+    with torch.no_grad():
+        loss_after = _negative_elbo(x, *after(x, generator=g_next), beta=beta).item()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    inputs = (f"a small VAE (D=6, k=2, Tanh) in float64 whose .grad hold an earlier step's gradients, binary x (3, 6), "
+              f"SGD(lr={lr}), beta={beta}, generator seeded 0")
+    rng = torch.random.get_rng_state()
+    with substituted(vae_step, negative_elbo=_negative_elbo, reparameterize=_reparameterize):
+        loss = c.call(vae_step, model, x.clone(), opt, beta=beta, generator=_gen(0), inputs=inputs)
+    c.true(torch.equal(rng, torch.random.get_rng_state()),
+           "the global random generator was used: the draw of z must come from the generator passed in",
+           inputs=inputs, hint=DIAGNOSES["step_generator"])
+    c.true(isinstance(loss, float), "vae_step must return the loss as a Python float", inputs=inputs,
+           got=type(loss).__name__, hint=DIAGNOSES["step_float"])
+    c.close("loss returned", loss, v["ok"][0], atol=1e-8, inputs=inputs,
+            mistakes={DIAGNOSES["step_beta"]: v["beta1"][0], DIAGNOSES["step_mu"]: v["mu"][0],
+                      DIAGNOSES["step_loss_after"]: loss_after},
+            hint=DIAGNOSES["step_loss"])
+    c.close("parameters after the step", _flat(model.parameters()), p_ok, atol=1e-8, inputs=inputs,
+            mistakes={DIAGNOSES["step_no_step"]: before,
+                      DIAGNOSES["step_zero_grad"]: before - lr * (v["ok"][1] + _flat(stale)),
+                      DIAGNOSES["step_beta"]: before - lr * v["beta1"][1],
+                      DIAGNOSES["step_mu"]: before - lr * v["mu"][1],
+                      DIAGNOSES["step_detached_kl"]: before - lr * v["detached"][1]},
+            hint=DIAGNOSES["step_update"])
+    # a second step in a row: the gradients of the first must not be added in
+    twin = copy.deepcopy(model)
+    v = _step_variants(twin, x, beta, seed=1)
+    inputs += "; then a second step, generator seeded 1"
+    with substituted(vae_step, negative_elbo=_negative_elbo, reparameterize=_reparameterize):
+        c.call(vae_step, model, x.clone(), opt, beta=beta, generator=_gen(1), inputs=inputs)
+    c.close("parameters after the second step", _flat(model.parameters()), _flat(twin.parameters()) - lr * v["ok"][1],
+            atol=1e-8, inputs=inputs, hint=DIAGNOSES["step_zero_grad"])
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 6 sampling
 
 class TinyLatentModel(nn.Module):
     """A fixed stand-in for a VAE with k = 2, D = 5, whose outputs are easy to compute:
@@ -490,7 +625,7 @@ def check_sampling(sample_prior, interpolate) -> None:
     c.done()
 
 
-# ----------------------------------------------------------------------------- 6 IWAE
+# ----------------------------------------------------------------------------- 7 IWAE
 
 class _ConstantDecoder(nn.Module):
     """q(z|x) = N(0, I) = p(z) and logits that ignore z: every importance weight is p(x)."""
