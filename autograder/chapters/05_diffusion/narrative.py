@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Diffusion: generating by removing noise
 #
-# **Time:** about 3 hours of work: the exercises about 175 minutes (each says its own), the questions about 10, plus reading.
+# **Time:** about 3¼ hours of work: the exercises about 195 minutes (each says its own), the questions about 10, plus reading.
 # The `cpu` profile runs the whole notebook in 10 to 20 minutes (its training alone 6 to 9 minutes on an idle machine) on 2 CPU cores.
 #
 # A diffusion model (Sohl-Dickstein et al. 2015; Ho, Jain & Abbeel, *Denoising Diffusion
@@ -265,22 +265,39 @@ for step in bar:
 print(f"toy model: {toy_cfg['steps']} steps in {time.time() - t0:.1f} s, last loss {loss.item():.3f}")
 
 
-@torch.no_grad()
-def sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=()) -> tuple[torch.Tensor, dict]:
-    """Ancestral sampling with your ddpm_step, from x_{T-1} ~ N(0, I) down to x_0.
-    eps_fn(x_t, t (B,)) -> eps_hat. Returns the samples and {t: (x_t, x0_hat)} for t in keep."""
-    x = torch.randn(shape, generator=generator).to(device)
-    kept = {}
-    for t in progress(reversed(range(len(alpha_bars))), desc="DDPM sampling", total=len(alpha_bars)):
-        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        eps_hat = eps_fn(x, t_batch)
-        x_next, x0_hat = ddpm_step(eps_hat, t, x, alpha_bars, torch.randn(shape, generator=generator).to(device))
-        if t in keep:
-            kept[t] = (x.cpu(), x0_hat.cpu())
-        x = x_next
-    return x, kept
+# %% [markdown]
+# ### The sampling loop
+#
+# Sampling runs `ddpm_step` $T$ times, from pure noise down to $t = 0$ (Ho et al.'s
+# Algorithm 2): draw $x_{T-1} \sim \mathcal N(0, I)$; then for $t = T-1, \dots, 0$ ask the
+# network for $\hat\varepsilon = \varepsilon_\theta(x_t, t)$, draw a fresh $z$, and let
+# `ddpm_step` give $x_{t-1}$, which is the $x_t$ of the next step.
+#
+# **Implement** *(about 10 min)* `sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=(),
+# device="cpu") -> (x, kept)` with your `ddpm_step`. `eps_fn(x_t, t_batch)` is the network
+# (`t_batch` a (B,) int64 tensor, every entry $t$). Every draw is `torch.randn(shape,
+# generator=generator)` moved `.to(device)`: first $x_{T-1}$, then one fresh noise per
+# step, in the order of the steps (the one at $t = 0$ may be left out: `ddpm_step` adds
+# no noise there). `kept[t] = (x_t, x0_hat)` on the CPU for each $t$ in `keep`. The
+# docstring states every detail.
+#
+# **Checked** (with your `ddpm_step` swapped for diffusers' step while the check runs, so
+# that a mistake there is not counted twice): a stand-in `eps_fn` records what it is
+# given: the timesteps in order, as (B,) int64 tensors, one call per step, each step's
+# $x_{t-1}$ fed back; the draws, replayed from a generator of the same seed; `kept`; the
+# result against diffusers' `DDPMScheduler` loop from the same seed. Hidden: the same on
+# random schedules, lengths and shapes.
 
+# %% [solution id=sample_ddpm]
+#| solution: sample_ddpm
 
+# %% [tests id=sample_ddpm_checks points=2 hidden=sample_ddpm]
+ch05.check_sample_ddpm(sample_ddpm)
+
+# %% [markdown]
+# The toy model (on the CPU) sampled with your loop:
+
+# %%
 toy.eval()
 keep = [int(f * (toy_cfg["T"] - 1)) for f in (1, 0.7, 0.4, 0.2, 0.1, 0.05, 0)]
 points, kept = sample_ddpm(toy, (toy_cfg["n"], 2), toy_ab, profile.generator(21), keep=keep)
@@ -521,7 +538,8 @@ shape = lambda n: (n, 1, cfg["res"], cfg["res"])
 labels = torch.arange(4, device=device) * 2  # digits 0, 2, 4, 6
 keep = [int(f * (cfg["T"] - 1)) for f in (1, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0)]
 t0 = time.time()
-samples, kept = sample_ddpm(guided(model, labels, 2.0), shape(4), alpha_bars, profile.generator(32), keep=keep)
+samples, kept = sample_ddpm(guided(model, labels, 2.0), shape(4), alpha_bars, profile.generator(32), keep=keep,
+                             device=device)
 print(f"DDPM, {cfg['T']} steps, 4 images: {time.time() - t0:.1f} s")
 rows = {}
 for i in range(2):
@@ -561,25 +579,32 @@ plt.show()
 # %% [tests id=ddim_step_checks points=3 hidden=ddim_step]
 ch05.check_ddim_step(ddim_step)
 
+# %% [markdown]
+# **Implement** *(about 10 min)* `sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator,
+# eta=0.0, device="cpu") -> x`: the same loop as `sample_ddpm` with your `ddim_step`, along
+# `steps = ddim_timesteps(T, num_steps)`, each step from `steps[i]` to `t_prev = steps[i + 1]`
+# and the last one to `t_prev = -1`. The first draw is $x_{T-1}$; only when $\eta > 0$ is
+# one fresh noise drawn per step (with $\eta = 0$ nothing more is drawn and `noise=None`).
+#
+# **Checked** (with your `ddim_step` swapped for diffusers' step): the steps $9 \to 6 \to 2
+# \to -1$ of `ddim_timesteps(10, 3)`, `eta` passed on, at $\eta = 0$ only the starting noise
+# drawn and the same samples twice; at $\eta = 1$ and $0.5$ the noise draws and the result
+# against diffusers' `DDIMScheduler` loop (`timestep_spacing="trailing"`). Hidden: random
+# schedules and shapes, $\eta \in \{0, 0.5, 1\}$, against diffusers where its steps are
+# those of `ddim_timesteps` ($T$ a multiple of `num_steps`), else against the reference.
+
+# %% [solution id=sample_ddim]
+#| solution: sample_ddim
+
+# %% [tests id=sample_ddim_checks points=2 hidden=sample_ddim]
+ch05.check_sample_ddim(sample_ddim)
+
 # %%
-@torch.no_grad()
-def sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator, eta=0.0) -> torch.Tensor:
-    """DDIM sampling with your ddim_step along ddim_timesteps(T, num_steps)."""
-    x = torch.randn(shape, generator=generator).to(device)
-    steps = ddim_timesteps(len(alpha_bars), num_steps)
-    for i, t in enumerate(steps):
-        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x, _ = ddim_step(eps_fn(x, t_batch), t, t_prev, x, alpha_bars, eta, noise)
-    return x
-
-
 # Samples against the number of DDIM steps: one row per count, the same starting noise.
 digits = torch.arange(10, device=device)
 rows = {}
 for n in cfg["grid_steps"]:
-    out = sample_ddim(guided(model, digits, 2.0), shape(10), alpha_bars, n, profile.generator(40))
+    out = sample_ddim(guided(model, digits, 2.0), shape(10), alpha_bars, n, profile.generator(40), device=device)
     rows[f"{n} step{'s' * (n > 1)}"] = to_images(out)
 fig = ch05.show_rows(rows, [str(d) for d in range(10)])
 save_figure(fig, "samples_vs_ddim_steps")
@@ -615,14 +640,16 @@ log_metric("frechet_floor", floor, "", f"{n_eval} real train vs {n_eval} real te
 table = {}
 requested = eval_labels(cfg["ddpm_eval"])
 t0 = time.time()
-out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50))
+out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50),
+                     device=device)
 secs = time.time() - t0
 table[f"DDPM, {cfg['T']} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": len(requested)}
 requested = eval_labels(n_eval)
 for eta in (0.0, 1.0):
     for n in cfg["ddim_steps"]:
         t0 = time.time()
-        out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta)
+        out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta,
+                          device=device)
         secs = time.time() - t0
         table[f"DDIM eta={eta:g}, {n} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": n_eval}
 print(f"{'sampler':24s} {'images':>6s} {'accuracy':>9s} {'Fréchet':>8s} {'coverage':>9s} {'seconds':>8s}")
@@ -654,7 +681,7 @@ rows = {}
 requested = eval_labels(n_eval)
 for s in cfg["sweep_scales"]:
     out = sample_ddim(guided(model, requested, s), shape(n_eval), alpha_bars, cfg["sweep_steps"],
-                      profile.generator(60))
+                      profile.generator(60), device=device)
     sweep[s] = rate(to_images(out), requested)
     print(f"scale {s:3.1f}: accuracy {sweep[s]['accuracy']:.3f}, Fréchet {sweep[s]['frechet']:.2f}, "
           f"coverage {sweep[s]['coverage']:.2f}")
