@@ -321,7 +321,42 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # (not at $t = T-1$, where $\bar\alpha \approx 0$ and dividing by $\sqrt{\bar\alpha}$ throws the
 # guess off the chart): early guesses sit near the mean of the data, the best guess when
 # little is known; they spread to the circle, then commit to a blob as the noise shrinks.
+
+# %% [markdown]
+# ### The whole noise, not the step
 #
+# A common misreading: "the network predicts what one step removes". Measure it on the toy
+# model: noise fresh data to a few $t$, ask for $\hat\varepsilon$, and compare its size with
+# the true noise $\varepsilon$ and with what one reverse step actually moves, $x_t - \mu$
+# (`ddpm_step` with zero fresh noise). All sizes are root-mean-square per coordinate.
+
+# %%
+x0_demo = toy_data(4000, profile.generator(23))
+rms = lambda v: v.pow(2).mean().sqrt().item()
+print(f"{'t':>5s} {'rms eps':>8s} {'rms eps_hat':>12s} {'cos(eps_hat, eps)':>18s} {'rms of one step':>16s}")
+for t_ in (toy_cfg["T"] // 10, toy_cfg["T"] // 2, 3 * toy_cfg["T"] // 4):  # (the clipped last steps move far)
+    eps_demo = torch.randn(x0_demo.shape, generator=profile.generator(24))
+    t_demo = torch.full((len(x0_demo),), t_, dtype=torch.long)
+    x_t_demo = q_sample(x0_demo, t_demo, eps_demo, toy_ab)
+    with torch.no_grad():
+        eps_hat_demo = toy(x_t_demo, t_demo)
+    move = x_t_demo - ddpm_step(eps_hat_demo, t_, x_t_demo, toy_ab, torch.zeros_like(x_t_demo))[0]
+    cos = F.cosine_similarity(eps_hat_demo.flatten(), eps_demo.flatten(), dim=0).item()
+    print(f"{t_:5d} {rms(eps_demo):8.3f} {rms(eps_hat_demo):12.3f} {cos:18.3f} {rms(move):16.4f}")
+    log_metric(f"toy_eps_hat_rms_t{t_}", rms(eps_hat_demo), "", "rms of the predicted noise on fresh toy data")
+    log_metric(f"toy_one_step_rms_t{t_}", rms(move), "", "rms of x_t - mu, one DDPM step without fresh noise")
+
+# %% [markdown]
+# Read the columns against each other. Where the cosine is close to 1, `eps_hat` points
+# along the whole noise $\varepsilon$ mixed into $x_0$, and if its size there is close to
+# `rms eps` (about 1), the network predicts all of it. If the last column, what one step
+# moves, is a small fraction of `rms eps_hat` in every row, the rest is the schedule's
+# doing: one step removes only $\beta_t / \sqrt{1 - \bar\alpha_t}$ of the predicted noise (and
+# rescales by $1/\sqrt{\alpha_t}$). A low cosine and a small `eps_hat` at small $t$ are
+# expected too: there $x_t$ is nearly clean, the little noise in it is hard to tell from
+# the data, and a prediction shrunk towards 0 is the best guess in squared error.
+
+# %% [markdown]
 # ## 5 · The noise predictor: time embedding, residual block, U-Net
 #
 # The network sees $x_t$ and must know how noisy it is, so it also gets $t$. Following the
@@ -599,6 +634,15 @@ ch05.check_ddim_step(ddim_step)
 # %% [tests id=sample_ddim_checks points=2 hidden=sample_ddim]
 ch05.check_sample_ddim(sample_ddim)
 
+# %% [markdown]
+# **Predict, then run.** The next cell samples every digit with DDIM from 1 step up to
+# 1000, the same starting noise in every row. What will the row of **1 step** look like?
+# (Hint: with one step, $t = T-1 \to -1$, `ddim_step` returns $\hat x_0$ at $t = T-1$.)
+# Write your prediction in the cell below before you run the grid; it is not graded.
+
+# %%
+prediction_one_step = "..."  # your prediction, in a sentence
+
 # %%
 # Samples against the number of DDIM steps: one row per count, the same starting noise.
 digits = torch.arange(10, device=device)
@@ -606,9 +650,22 @@ rows = {}
 for n in cfg["grid_steps"]:
     out = sample_ddim(guided(model, digits, 2.0), shape(10), alpha_bars, n, profile.generator(40), device=device)
     rows[f"{n} step{'s' * (n > 1)}"] = to_images(out)
+    ink = rows[f"{n} step{'s' * (n > 1)}"]
+    print(f"{n:5d} steps: fraction of pixels that are clearly ink (> 0.5) or paper (< 0.1): "
+          f"{((ink > 0.5) | (ink < 0.1)).float().mean().item():.3f}")
+    log_metric(f"ddim_grid_{n}_steps_decided_pixels", ((ink > 0.5) | (ink < 0.1)).float().mean().item(), "",
+               "fraction of pixels > 0.5 or < 0.1 in the 10 grid samples")
 fig = ch05.show_rows(rows, [str(d) for d in range(10)])
 save_figure(fig, "samples_vs_ddim_steps")
 plt.show()
+
+# %% [markdown]
+# Compare with your prediction. With one step the sampler returns the network's first
+# guess $\hat x_0$ from pure noise: the average of what the digit could be, so if your
+# 1-step row is blurry grey shapes and its fraction of clearly decided pixels (printed above)
+# is lower than that of the many-step rows, that is why. Each further step re-asks the
+# network on a less noisy $x_t$ and the strokes sharpen; where the fraction stops changing
+# between rows, more steps no longer change the samples much.
 
 # %% [markdown]
 # ### Sample quality against the number of steps
@@ -674,6 +731,13 @@ plt.show()
 # From $s = 0$ (unconditional: the label is ignored) through $s = 1$ (the conditional
 # model) to strong guidance. One row per digit, one column per scale, the same starting
 # noise in every column.
+#
+# **Predict, then run.** At $s = 0$ the guided prediction is $\varepsilon_u$ alone. What
+# accuracy of the requested digit do you expect at $s = 0$, and what will the row of digit
+# 3 look like in that column? Write it below before running the sweep (not graded).
+
+# %%
+prediction_scale_zero = "..."  # your prediction, in a sentence
 
 # %%
 sweep = {}
@@ -699,6 +763,8 @@ save_figure(fig, "accuracy_vs_guidance")
 plt.show()
 
 # %% [markdown]
+# Compare with your prediction, using the accuracies printed above.
+#
 # With $s = 0$ the accuracy is near chance (0.1): the unconditional model ignores the
 # label. $s = 1$ (the plain conditional model) already follows the label most of the time;
 # raising $s$ makes the requested digit nearly certain, with thicker, more uniform strokes.
@@ -797,3 +863,13 @@ ch05.check_quiz("answer_diffusion_facts", answer_diffusion_facts)
 # * A U-Net with a time embedding in every residual block is the standard noise predictor.
 # * Classifier-free guidance: one network, labels dropped at random in training,
 #   $\varepsilon_u + s(\varepsilon_c - \varepsilon_u)$ at sampling; $s = 1 + w$.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Sohl-Dickstein et al., *Deep Unsupervised Learning using Nonequilibrium Thermodynamics*, ICML 2015.
+# * Ho, Jain & Abbeel, *Denoising Diffusion Probabilistic Models*, NeurIPS 2020.
+# * Song, Meng & Ermon, *Denoising Diffusion Implicit Models*, ICLR 2021.
+# * Nichol & Dhariwal, *Improved Denoising Diffusion Probabilistic Models*, ICML 2021.
+# * Ho & Salimans, *Classifier-Free Diffusion Guidance*, NeurIPS 2021 Workshop on Deep Generative Models (arXiv 2022).
+# * Karras, Aittala, Aila & Laine, *Elucidating the Design Space of Diffusion-Based Generative Models*, NeurIPS 2022.
