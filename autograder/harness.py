@@ -346,6 +346,30 @@ with torch.no_grad():
         params[k].copy_(w)
 """,
     '05_diffusion.load_state': """model.load_state_dict(state)""",
+    '05_diffusion.sampler_stand_ins': """
+import inspect
+from workbook.ch05.checks import stand_in_ddim_step, stand_in_ddpm_step
+from workbook.checks import substituted
+
+result = substituted(inspect.unwrap(fn), ddpm_step=stand_in_ddpm_step, ddim_step=stand_in_ddim_step)
+result.__enter__()
+""",
+    '05_diffusion.eps_fn': """
+def eps_fn(x, t):
+    if not (isinstance(t, torch.Tensor) and t.dtype == torch.int64 and tuple(t.shape) == (x.shape[0],)):
+        raise TypeError(f"eps_fn(x_t, t) takes t as a ({x.shape[0]},) int64 tensor, got "
+                        f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__} "
+                        f"{getattr(t, 'dtype', '')}")
+    return torch.tanh(a * x + b * torch.cos(t.to(x.dtype) / 7).view(-1, *([1] * (x.dim() - 1))))
+
+
+result = eps_fn
+""",
+    '05_diffusion.sample': """
+before = torch.random.get_rng_state()
+out = fn(*args, generator=generator, **kwargs)
+result = (out, generator.get_state(), bool(torch.equal(before, torch.random.get_rng_state())))
+""",
     '06_latent_diffusion.generate_harness': """
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 

@@ -236,3 +236,65 @@ def test_drop_labels_is_the_stated_draw_and_unet_takes_non_square_inputs():
     assert torch.equal(out, torch.where(u < 0.3, 17, y))
     net = S.UNet(2, 8, (1, 2, 2), num_classes=3, groups=4)
     assert net(torch.randn(2, 2, 12, 8), torch.tensor([1, 900])).shape == (2, 2, 12, 8)
+
+
+def _eps_fn(x, t):
+    """A fixed nonlinear stand-in noise predictor."""
+    return torch.tanh(0.7 * x + torch.cos(t.to(x.dtype) / 7).view(-1, *([1] * (x.dim() - 1))))
+
+
+def _betas_of(alpha_bars):
+    return (1 - alpha_bars / torch.cat([torch.ones(1, dtype=alpha_bars.dtype), alpha_bars[:-1]])).tolist()
+
+
+@pytest.mark.parametrize("kind", ["linear", "squaredcos_cap_v2"])
+def test_sample_ddpm_is_diffusers_ddpm_loop(kind):
+    T, shape = 30, (3, 2, 4, 4)
+    ab = DDPMScheduler(num_train_timesteps=T, beta_schedule=kind).alphas_cumprod.double()
+    x, kept = S.sample_ddpm(_eps_fn, shape, ab, torch.Generator().manual_seed(1), keep=(T - 1, 5, 0))
+    lib = DDPMScheduler(num_train_timesteps=T, trained_betas=_betas_of(ab), clip_sample=False)
+    g = torch.Generator().manual_seed(1)
+    want = torch.randn(shape, generator=g)
+    start = want
+    for t in lib.timesteps:  # diffusers draws no noise at t = 0
+        want = lib.step(_eps_fn(want, torch.full((shape[0],), int(t))), t, want, generator=g).prev_sample
+    assert x.dtype == torch.float32 and x.shape == shape
+    torch.testing.assert_close(x, want, atol=1e-4, rtol=1e-4)
+    assert sorted(kept) == [0, 5, T - 1]
+    torch.testing.assert_close(kept[T - 1][0], start)
+    torch.testing.assert_close(kept[0][1], x, atol=1e-5, rtol=1e-5)  # at t = 0 the mean is x0_hat
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("T,n", [(40, 4), (30, 1), (50, 10)])
+def test_sample_ddim_is_diffusers_ddim_loop(eta, T, n):
+    shape = (2, 1, 3, 5)
+    ab = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    before = torch.random.get_rng_state()
+    g_mine = torch.Generator().manual_seed(2)
+    x = S.sample_ddim(_eps_fn, shape, ab, n, g_mine, eta=eta)
+    assert torch.equal(before, torch.random.get_rng_state())
+    lib = DDIMScheduler(num_train_timesteps=T, trained_betas=_betas_of(ab), clip_sample=False, set_alpha_to_one=True,
+                        timestep_spacing="trailing")
+    lib.set_timesteps(n)
+    assert lib.timesteps.tolist() == ddim_timesteps(T, n)
+    g = torch.Generator().manual_seed(2)
+    want = torch.randn(shape, generator=g)
+    for t in lib.timesteps:
+        want = lib.step(_eps_fn(want, torch.full((shape[0],), int(t))), t, want, eta=eta, generator=g).prev_sample
+    torch.testing.assert_close(x, want, atol=1e-4, rtol=1e-4)
+    assert torch.equal(g_mine.get_state(), g.get_state())  # the same draws, the last step's included
+
+
+def test_sampler_stand_ins_are_the_steps():
+    """The checks swap these diffusers-based steps in for the learner's: they must be the steps."""
+    from workbook.ch05.checks import stand_in_ddim_step, stand_in_ddpm_step
+    ab = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    g = torch.Generator().manual_seed(3)
+    x, e, z = (torch.randn(2, 3, 4, generator=g) for _ in range(3))
+    for t in (99, 50, 1, 0):
+        for a, b in zip(stand_in_ddpm_step(e, t, x, ab, z), S.ddpm_step(e, t, x, ab, z)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for t, t_prev, eta in ((99, 60, 0.0), (60, 7, 0.5), (7, -1, 1.0), (30, -1, 0.0)):
+        for a, b in zip(stand_in_ddim_step(e, t, t_prev, x, ab, eta, z), S.ddim_step(e, t, t_prev, x, ab, eta, z)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

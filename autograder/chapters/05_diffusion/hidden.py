@@ -24,6 +24,8 @@ from autograder.remote import run, twin
 from . import solutions as ref
 from workbook.ch05 import DIFFUSERS_RESBLOCK_NAMES
 from workbook import ch05
+from workbook.ch05 import ddim_timesteps
+from workbook.ch05.checks import _ddim_loop, _ddpm_loop
 from workbook.checks import Checks, describe, tolerance
 
 CH = "05_diffusion"
@@ -294,6 +296,133 @@ def ddim_step(fn) -> None:
         c.tensor(what, out[k], shape=shape, dtype=torch.float64, inputs=inputs)
         c.close(what, out[k], want[k], inputs=inputs, **tolerance(torch.float64, scale=1e3, ops=16),
                 mistakes=known_mistakes(CH, "ddim_step", lambda f: f(*args)[k]))
+    c.done()
+
+
+# The samplers: the learner's ddpm_step and ddim_step (graded apart) are replaced in the
+# kernel by diffusers' steps (workbook.ch05.checks.stand_in_*), `result` undoing the swap;
+# a stand-in noise predictor eps_fn(x_t, t) = tanh(a x_t + b cos(t / 7)) that refuses t
+# other than a (B,) int64 tensor; the learner's sampler called with a seeded generator,
+# bringing back the generator's state after the call and whether the global one was left alone.
+SAMPLER_STAND_INS = '05_diffusion.sampler_stand_ins'
+EPS_FN = '05_diffusion.eps_fn'
+SAMPLE = '05_diffusion.sample'
+
+
+def _sample(c: Checks, name: str, fn, args: list, kwargs: dict, seed: int, inputs: str):
+    """The learner's sampler in the kernel with a generator of `seed`: (its result, the
+    generator's state after the call); fails if the global random generator was used."""
+    out, state, kept_rng = c.call(in_kernel(name, SAMPLE, fn=fn, args=args, kwargs=kwargs,
+                                            generator=torch.Generator().manual_seed(seed)), inputs=inputs)
+    c.true(kept_rng, "the global random generator was used: every draw must come from the generator passed in",
+           inputs=inputs, hint=ch05.DIAGNOSES["global_rng"])
+    return out, state
+
+
+def _random_alpha_bars(g: torch.Generator, T: int) -> torch.Tensor:
+    return torch.sort(torch.rand(T, generator=g, dtype=torch.float64) * 0.9 + 0.05, descending=True).values
+
+
+def sample_ddpm(fn) -> None:
+    """With diffusers' step in place of the learner's ddpm_step (graded apart), swapped in the kernel."""
+    swap = run(SAMPLER_STAND_INS, fn=fn)
+    try:
+        _sample_ddpm(fn)
+    finally:
+        run(UNDO, swap=swap)
+
+
+def _sample_ddpm(fn) -> None:
+    c = Checks("sample_ddpm (hidden)")
+    g = _gen("sample_ddpm")
+    a, b = 0.3 + 0.6 * float(torch.rand(1, generator=g)), 0.5 + float(torch.rand(1, generator=g))
+    eps_here, eps_there = twin(EPS_FN, a=a, b=b)
+    for kind in ("cosine", "random"):
+        T = draw_int(g, 5, 40)
+        if kind == "cosine":
+            ab = DDPMScheduler(num_train_timesteps=T, beta_schedule=KINDS["cosine"]).alphas_cumprod.double()
+            shape = (draw_int(g, 1, 4), draw_int(g, 1, 3), draw_int(g, 2, 4), draw_int(g, 2, 4))
+        else:
+            ab = _random_alpha_bars(g, T)
+            shape = (draw_int(g, 1, 9), 2)
+        keep = tuple(sorted({T - 1, 0, draw_int(g, 1, T - 2)}, reverse=True))
+        seed = hidden_seed(f"{CH}/sample_ddpm/{kind}")
+        inputs = f"{kind} alpha_bars (T = {T}), shape = {shape}, a stand-in eps_fn = tanh({a:.3f} x_t + " \
+                 f"{b:.3f} cos(t / 7)), a seeded generator, keep = {keep}, device = 'cpu'"
+        out, _ = _sample(c, "sample_ddpm", fn, [eps_there, shape, ab], dict(keep=keep, device="cpu"), seed, inputs)
+        c.true(isinstance(out, tuple) and len(out) == 2, "sample_ddpm must return a pair (x, kept)", inputs=inputs,
+               got=describe(out))
+        x, kept = out
+
+        def run_here(f, part=0):
+            return f(eps_here, shape, ab, torch.Generator().manual_seed(seed), keep=keep, device="cpu")[part]
+
+        c.tensor("x", x, shape=shape, dtype=torch.float32, inputs=inputs)
+        tol = tolerance(torch.float32, scale=4.0, ops=T)
+        c.close("x (vs diffusers' DDPMScheduler loop from the same generator)", x,
+                _ddpm_loop(eps_here, shape, ab, seed), inputs=inputs, **tol,
+                mistakes=known_mistakes(CH, "sample_ddpm", run_here))
+        want = run_here(ref.sample_ddpm, 1)
+        c.true(isinstance(kept, dict) and sorted(kept) == sorted(keep), "kept must have one entry per t in keep",
+               inputs=inputs, expected=f"keys {sorted(keep)}", got=sorted(kept) if isinstance(kept, dict)
+               else describe(kept), hint=ch05.DIAGNOSES["kept"])
+        for t in keep:
+            pair = kept[t]
+            c.true(isinstance(pair, tuple) and len(pair) == 2, f"kept[{t}] must be a pair (x_t, x0_hat)",
+                   inputs=inputs, got=describe(pair), hint=ch05.DIAGNOSES["kept"])
+            for k, what in enumerate(("x_t", "x0_hat")):
+                c.tensor(f"kept[{t}][{k}]", pair[k], shape=shape, inputs=inputs)
+                c.close(f"kept[{t}][{k}], {what} at t = {t}", pair[k], want[t][k], inputs=inputs,
+                        **tolerance(torch.float32, scale=4.0 / float(ab[t].sqrt()), ops=T),
+                        mistakes=known_mistakes(CH, "sample_ddpm", lambda f: run_here(f, 1)[t][k]),
+                        hint=ch05.DIAGNOSES["kept"])
+    c.done()
+
+
+def sample_ddim(fn) -> None:
+    """With diffusers' step in place of the learner's ddim_step (graded apart), swapped in the kernel."""
+    swap = run(SAMPLER_STAND_INS, fn=fn)
+    try:
+        _sample_ddim(fn)
+    finally:
+        run(UNDO, swap=swap)
+
+
+def _sample_ddim(fn) -> None:
+    c = Checks("sample_ddim (hidden)")
+    g = _gen("sample_ddim")
+    a, b = 0.3 + 0.6 * float(torch.rand(1, generator=g)), 0.5 + float(torch.rand(1, generator=g))
+    eps_here, eps_there = twin(EPS_FN, a=a, b=b)
+    n = draw_int(g, 2, 6)
+    cases = [(n * draw_int(g, 2, 8), n, eta, "diffusers") for eta in (0.0, 0.5, 1.0)]
+    n = draw_int(g, 2, 6)  # T not a multiple of num_steps: diffusers steps by T // n, ddim_timesteps does not
+    cases += [(n * draw_int(g, 2, 8) + draw_int(g, 1, n), n, eta, "reference") for eta in (0.0, 1.0)]
+    cases.append((draw_int(g, 3, 30), 1, 1.0, "diffusers"))  # one step, T-1 -> -1
+    for i, (T, n, eta, oracle) in enumerate(cases):
+        ab = _random_alpha_bars(g, T)
+        shape = (draw_int(g, 1, 4), draw_int(g, 1, 3), draw_int(g, 2, 4), draw_int(g, 2, 4))
+        seed = hidden_seed(f"{CH}/sample_ddim/{i}")
+        inputs = f"random alpha_bars (T = {T}), num_steps = {n} (ddim_timesteps: {ddim_timesteps(T, n)}), " \
+                 f"eta = {eta:g}, shape = {shape}, a stand-in eps_fn = tanh({a:.3f} x_t + {b:.3f} cos(t / 7)), " \
+                 "a seeded generator, device = 'cpu'"
+        x, state = _sample(c, "sample_ddim", fn, [eps_there, shape, ab, n], dict(eta=eta, device="cpu"), seed,
+                           inputs)
+
+        def run_here(f):
+            return f(eps_here, shape, ab, n, torch.Generator().manual_seed(seed), eta=eta, device="cpu")
+
+        c.tensor("x", x, shape=shape, dtype=torch.float32, inputs=inputs)
+        want = _ddim_loop(eps_here, shape, ab, n, eta, seed) if oracle == "diffusers" \
+            else run_here(ref.sample_ddim)
+        c.close(f"x (vs {'diffusers DDIMScheduler loop' if oracle == 'diffusers' else 'the reference'} from the "
+                "same generator)", x, want, inputs=inputs, **tolerance(torch.float32, scale=4.0, ops=T),
+                mistakes=known_mistakes(CH, "sample_ddim", run_here))
+        if eta == 0:
+            after = torch.Generator().manual_seed(seed)
+            torch.randn(shape, generator=after)
+            c.true(isinstance(state, torch.Tensor) and torch.equal(state, after.get_state()),
+                   "with eta = 0, sample_ddim should draw the starting noise and nothing else", inputs=inputs,
+                   hint=ch05.DIAGNOSES["ddim_eta_zero_draws"])
     c.done()
 
 

@@ -517,3 +517,87 @@ def drop_labels(y, p_uncond, null_label, generator=None):
 answer_diffusion_facts = {"a", "b", "d", "e"}
 ''', "lower-case letters"),
 ]
+
+# the samplers
+_DDPM_LOOP = """    kept = {}
+    for t in reversed(range(len(alpha_bars))):  # T-1, ..., 0
+        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        eps_hat = eps_fn(x, t_batch)
+        noise = torch.randn(shape, generator=generator).to(device)
+"""
+_DDIM_LOOP = """    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
+"""
+_T_PREV = "t_prev = steps[i + 1] if i + 1 < len(steps) else -1"
+MISTAKES += [
+    Mistake("sample_ddpm_checks", "sample_ddpm", "for t in reversed(range(len(alpha_bars))):",
+            "for t in range(len(alpha_bars)):", D["steps_downward"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "for t in reversed(range(len(alpha_bars))):",
+            "for t in reversed(range(1, len(alpha_bars))):", D["all_steps"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "for t in reversed(range(len(alpha_bars))):",
+            "for t in reversed(range(len(alpha_bars) - 1)):", D["all_steps"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", _DDPM_LOOP,
+            _DDPM_LOOP.replace("        noise = torch.randn(shape, generator=generator).to(device)\n", "")
+            .replace("    kept = {}\n", "    kept = {}\n    noise = torch.randn(shape, generator=generator).to(device)\n"),
+            D["fresh_noise"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "noise = torch.randn(shape, generator=generator).to(device)",
+            "noise = torch.randn_like(x)", D["global_rng"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "        x = x_prev\n    return x, kept", "    return x_prev, kept",
+            D["feed_back"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "kept[t] = (x.cpu(), x0_hat.cpu())",
+            "kept[t] = (x_prev.cpu(), x0_hat.cpu())", D["kept"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "eps_hat = eps_fn(x, t_batch)", "eps_hat = eps_fn(x, t)",
+            D["t_batch"]),
+    Mistake("sample_ddpm_checks", "sample_ddpm", "t, dtype=torch.long, device=device)\n        eps_hat",
+            "t, dtype=torch.float32, device=device)\n        eps_hat", D["t_batch"]),
+    Mistake("sample_ddim_checks", "sample_ddim", _T_PREV, "t_prev = steps[i + 1] if i + 1 < len(steps) else 0",
+            D["ddim_last_prev"]),
+    Mistake("sample_ddim_checks", "sample_ddim", _T_PREV, "t_prev = t - 1", D["ddim_sequence"]),
+    Mistake("sample_ddim_checks", "sample_ddim", "steps = ddim_timesteps(len(alpha_bars), num_steps)",
+            "steps = list(reversed(range(len(alpha_bars))))", D["ddim_sequence"]),
+    Mistake("sample_ddim_checks", "sample_ddim", "steps = ddim_timesteps(len(alpha_bars), num_steps)",
+            "steps = ddim_timesteps(len(alpha_bars), num_steps)[::-1]", D["steps_downward"]),
+    Mistake("sample_ddim_checks", "sample_ddim", "torch.randn(shape, generator=generator).to(device) if eta > 0 else None",
+            "torch.randn(shape, generator=generator).to(device)", D["ddim_eta_zero_draws"]),
+    Mistake("sample_ddim_checks", "sample_ddim", "t, t_prev, x, alpha_bars, eta, noise)",
+            "t, t_prev, x, alpha_bars, noise=noise)", D["ddim_eta_passed"]),
+    Mistake("sample_ddim_checks", "sample_ddim", "torch.randn(shape, generator=generator).to(device) if eta > 0 else None",
+            "torch.randn_like(x) if eta > 0 else None", D["global_rng"]),
+    Mistake("sample_ddim_checks", "sample_ddim", _DDIM_LOOP,
+            "    noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None\n"
+            + _DDIM_LOOP.replace("        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None\n",
+                                 ""), D["fresh_noise"]),
+]
+
+ALTERNATIVES += [
+    Alternative("sample_ddpm_checks", "sample_ddpm", '''
+def sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=(), device="cpu"):
+    """No draw at t = 0 (as diffusers' DDPMScheduler), noise passed by keyword, torch.no_grad as a context."""
+    with torch.no_grad():
+        T = alpha_bars.shape[0]
+        x_t = torch.randn(shape, generator=generator).to(device)
+        kept = {}
+        for t in range(T - 1, -1, -1):
+            eps_hat = eps_fn(x_t, torch.full((shape[0],), t, device=device, dtype=torch.int64))
+            noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
+            x_prev, x0_hat = ddpm_step(eps_hat, t, x_t, alpha_bars, noise=noise)
+            if t in keep:
+                kept[t] = (x_t.cpu(), x0_hat.cpu())
+            x_t = x_prev
+        return x_t, kept
+'''),
+    Alternative("sample_ddim_checks", "sample_ddim", '''
+@torch.no_grad()
+def sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator, eta=0.0, device="cpu"):
+    """Pairs (t, t_prev) with zip; no draw at the last step, where sigma = 0."""
+    steps = ddim_timesteps(len(alpha_bars), num_steps)
+    x = torch.randn(shape, generator=generator).to(device)
+    for t, t_prev in zip(steps, steps[1:] + [-1]):
+        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 and t_prev >= 0 else None
+        eps_hat = eps_fn(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
+        x = ddim_step(eps_hat, t, t_prev, x, alpha_bars, eta=eta, noise=noise)[0]
+    return x
+'''),
+]

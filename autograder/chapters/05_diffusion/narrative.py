@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Diffusion: generating by removing noise
 #
-# **Time:** about 3 hours of work: the exercises about 175 minutes (each says its own), the questions about 10, plus reading.
+# **Time:** about 3¼ hours of work: the exercises about 195 minutes (each says its own), the questions about 10, plus reading.
 # The `cpu` profile runs the whole notebook in 10 to 20 minutes (its training alone 6 to 9 minutes on an idle machine) on 2 CPU cores.
 #
 # A diffusion model (Sohl-Dickstein et al. 2015; Ho, Jain & Abbeel, *Denoising Diffusion
@@ -265,22 +265,39 @@ for step in bar:
 print(f"toy model: {toy_cfg['steps']} steps in {time.time() - t0:.1f} s, last loss {loss.item():.3f}")
 
 
-@torch.no_grad()
-def sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=()) -> tuple[torch.Tensor, dict]:
-    """Ancestral sampling with your ddpm_step, from x_{T-1} ~ N(0, I) down to x_0.
-    eps_fn(x_t, t (B,)) -> eps_hat. Returns the samples and {t: (x_t, x0_hat)} for t in keep."""
-    x = torch.randn(shape, generator=generator).to(device)
-    kept = {}
-    for t in progress(reversed(range(len(alpha_bars))), desc="DDPM sampling", total=len(alpha_bars)):
-        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        eps_hat = eps_fn(x, t_batch)
-        x_next, x0_hat = ddpm_step(eps_hat, t, x, alpha_bars, torch.randn(shape, generator=generator).to(device))
-        if t in keep:
-            kept[t] = (x.cpu(), x0_hat.cpu())
-        x = x_next
-    return x, kept
+# %% [markdown]
+# ### The sampling loop
+#
+# Sampling runs `ddpm_step` $T$ times, from pure noise down to $t = 0$ (Ho et al.'s
+# Algorithm 2): draw $x_{T-1} \sim \mathcal N(0, I)$; then for $t = T-1, \dots, 0$ ask the
+# network for $\hat\varepsilon = \varepsilon_\theta(x_t, t)$, draw a fresh $z$, and let
+# `ddpm_step` give $x_{t-1}$, which is the $x_t$ of the next step.
+#
+# **Implement** *(about 10 min)* `sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=(),
+# device="cpu") -> (x, kept)` with your `ddpm_step`. `eps_fn(x_t, t_batch)` is the network
+# (`t_batch` a (B,) int64 tensor, every entry $t$). Every draw is `torch.randn(shape,
+# generator=generator)` moved `.to(device)`: first $x_{T-1}$, then one fresh noise per
+# step, in the order of the steps (the one at $t = 0$ may be left out: `ddpm_step` adds
+# no noise there). `kept[t] = (x_t, x0_hat)` on the CPU for each $t$ in `keep`. The
+# docstring states every detail.
+#
+# **Checked** (with your `ddpm_step` swapped for diffusers' step while the check runs, so
+# that a mistake there is not counted twice): a stand-in `eps_fn` records what it is
+# given: the timesteps in order, as (B,) int64 tensors, one call per step, each step's
+# $x_{t-1}$ fed back; the draws, replayed from a generator of the same seed; `kept`; the
+# result against diffusers' `DDPMScheduler` loop from the same seed. Hidden: the same on
+# random schedules, lengths and shapes.
 
+# %% [solution id=sample_ddpm]
+#| solution: sample_ddpm
 
+# %% [tests id=sample_ddpm_checks points=2 hidden=sample_ddpm]
+ch05.check_sample_ddpm(sample_ddpm)
+
+# %% [markdown]
+# The toy model (on the CPU) sampled with your loop:
+
+# %%
 toy.eval()
 keep = [int(f * (toy_cfg["T"] - 1)) for f in (1, 0.7, 0.4, 0.2, 0.1, 0.05, 0)]
 points, kept = sample_ddpm(toy, (toy_cfg["n"], 2), toy_ab, profile.generator(21), keep=keep)
@@ -304,7 +321,42 @@ log_metric("toy_on_blob_fraction", on_blob, "", "fraction of 2-D samples within 
 # (not at $t = T-1$, where $\bar\alpha \approx 0$ and dividing by $\sqrt{\bar\alpha}$ throws the
 # guess off the chart): early guesses sit near the mean of the data, the best guess when
 # little is known; they spread to the circle, then commit to a blob as the noise shrinks.
+
+# %% [markdown]
+# ### The whole noise, not the step
 #
+# A common misreading: "the network predicts what one step removes". Measure it on the toy
+# model: noise fresh data to a few $t$, ask for $\hat\varepsilon$, and compare its size with
+# the true noise $\varepsilon$ and with what one reverse step actually moves, $x_t - \mu$
+# (`ddpm_step` with zero fresh noise). All sizes are root-mean-square per coordinate.
+
+# %%
+x0_demo = toy_data(4000, profile.generator(23))
+rms = lambda v: v.pow(2).mean().sqrt().item()
+print(f"{'t':>5s} {'rms eps':>8s} {'rms eps_hat':>12s} {'cos(eps_hat, eps)':>18s} {'rms of one step':>16s}")
+for t_ in (toy_cfg["T"] // 10, toy_cfg["T"] // 2, 3 * toy_cfg["T"] // 4):  # (the clipped last steps move far)
+    eps_demo = torch.randn(x0_demo.shape, generator=profile.generator(24))
+    t_demo = torch.full((len(x0_demo),), t_, dtype=torch.long)
+    x_t_demo = q_sample(x0_demo, t_demo, eps_demo, toy_ab)
+    with torch.no_grad():
+        eps_hat_demo = toy(x_t_demo, t_demo)
+    move = x_t_demo - ddpm_step(eps_hat_demo, t_, x_t_demo, toy_ab, torch.zeros_like(x_t_demo))[0]
+    cos = F.cosine_similarity(eps_hat_demo.flatten(), eps_demo.flatten(), dim=0).item()
+    print(f"{t_:5d} {rms(eps_demo):8.3f} {rms(eps_hat_demo):12.3f} {cos:18.3f} {rms(move):16.4f}")
+    log_metric(f"toy_eps_hat_rms_t{t_}", rms(eps_hat_demo), "", "rms of the predicted noise on fresh toy data")
+    log_metric(f"toy_one_step_rms_t{t_}", rms(move), "", "rms of x_t - mu, one DDPM step without fresh noise")
+
+# %% [markdown]
+# Read the columns against each other. Where the cosine is close to 1, `eps_hat` points
+# along the whole noise $\varepsilon$ mixed into $x_0$, and if its size there is close to
+# `rms eps` (about 1), the network predicts all of it. If the last column, what one step
+# moves, is a small fraction of `rms eps_hat` in every row, the rest is the schedule's
+# doing: one step removes only $\beta_t / \sqrt{1 - \bar\alpha_t}$ of the predicted noise (and
+# rescales by $1/\sqrt{\alpha_t}$). A low cosine and a small `eps_hat` at small $t$ are
+# expected too: there $x_t$ is nearly clean, the little noise in it is hard to tell from
+# the data, and a prediction shrunk towards 0 is the best guess in squared error.
+
+# %% [markdown]
 # ## 5 · The noise predictor: time embedding, residual block, U-Net
 #
 # The network sees $x_t$ and must know how noisy it is, so it also gets $t$. Following the
@@ -521,7 +573,8 @@ shape = lambda n: (n, 1, cfg["res"], cfg["res"])
 labels = torch.arange(4, device=device) * 2  # digits 0, 2, 4, 6
 keep = [int(f * (cfg["T"] - 1)) for f in (1, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0)]
 t0 = time.time()
-samples, kept = sample_ddpm(guided(model, labels, 2.0), shape(4), alpha_bars, profile.generator(32), keep=keep)
+samples, kept = sample_ddpm(guided(model, labels, 2.0), shape(4), alpha_bars, profile.generator(32), keep=keep,
+                             device=device)
 print(f"DDPM, {cfg['T']} steps, 4 images: {time.time() - t0:.1f} s")
 rows = {}
 for i in range(2):
@@ -561,29 +614,58 @@ plt.show()
 # %% [tests id=ddim_step_checks points=3 hidden=ddim_step]
 ch05.check_ddim_step(ddim_step)
 
+# %% [markdown]
+# **Implement** *(about 10 min)* `sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator,
+# eta=0.0, device="cpu") -> x`: the same loop as `sample_ddpm` with your `ddim_step`, along
+# `steps = ddim_timesteps(T, num_steps)`, each step from `steps[i]` to `t_prev = steps[i + 1]`
+# and the last one to `t_prev = -1`. The first draw is $x_{T-1}$; only when $\eta > 0$ is
+# one fresh noise drawn per step (with $\eta = 0$ nothing more is drawn and `noise=None`).
+#
+# **Checked** (with your `ddim_step` swapped for diffusers' step): the steps $9 \to 6 \to 2
+# \to -1$ of `ddim_timesteps(10, 3)`, `eta` passed on, at $\eta = 0$ only the starting noise
+# drawn and the same samples twice; at $\eta = 1$ and $0.5$ the noise draws and the result
+# against diffusers' `DDIMScheduler` loop (`timestep_spacing="trailing"`). Hidden: random
+# schedules and shapes, $\eta \in \{0, 0.5, 1\}$, against diffusers where its steps are
+# those of `ddim_timesteps` ($T$ a multiple of `num_steps`), else against the reference.
+
+# %% [solution id=sample_ddim]
+#| solution: sample_ddim
+
+# %% [tests id=sample_ddim_checks points=2 hidden=sample_ddim]
+ch05.check_sample_ddim(sample_ddim)
+
+# %% [markdown]
+# **Predict, then run.** The next cell samples every digit with DDIM from 1 step up to
+# 1000, the same starting noise in every row. What will the row of **1 step** look like?
+# (Hint: with one step, $t = T-1 \to -1$, `ddim_step` returns $\hat x_0$ at $t = T-1$.)
+# Write your prediction in the cell below before you run the grid; it is not graded.
+
 # %%
-@torch.no_grad()
-def sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator, eta=0.0) -> torch.Tensor:
-    """DDIM sampling with your ddim_step along ddim_timesteps(T, num_steps)."""
-    x = torch.randn(shape, generator=generator).to(device)
-    steps = ddim_timesteps(len(alpha_bars), num_steps)
-    for i, t in enumerate(steps):
-        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x, _ = ddim_step(eps_fn(x, t_batch), t, t_prev, x, alpha_bars, eta, noise)
-    return x
+prediction_one_step = "..."  # your prediction, in a sentence
 
-
+# %%
 # Samples against the number of DDIM steps: one row per count, the same starting noise.
 digits = torch.arange(10, device=device)
 rows = {}
 for n in cfg["grid_steps"]:
-    out = sample_ddim(guided(model, digits, 2.0), shape(10), alpha_bars, n, profile.generator(40))
+    out = sample_ddim(guided(model, digits, 2.0), shape(10), alpha_bars, n, profile.generator(40), device=device)
     rows[f"{n} step{'s' * (n > 1)}"] = to_images(out)
+    ink = rows[f"{n} step{'s' * (n > 1)}"]
+    print(f"{n:5d} steps: fraction of pixels that are clearly ink (> 0.5) or paper (< 0.1): "
+          f"{((ink > 0.5) | (ink < 0.1)).float().mean().item():.3f}")
+    log_metric(f"ddim_grid_{n}_steps_decided_pixels", ((ink > 0.5) | (ink < 0.1)).float().mean().item(), "",
+               "fraction of pixels > 0.5 or < 0.1 in the 10 grid samples")
 fig = ch05.show_rows(rows, [str(d) for d in range(10)])
 save_figure(fig, "samples_vs_ddim_steps")
 plt.show()
+
+# %% [markdown]
+# Compare with your prediction. With one step the sampler returns the network's first
+# guess $\hat x_0$ from pure noise: the average of what the digit could be, so if your
+# 1-step row is blurry grey shapes and its fraction of clearly decided pixels (printed above)
+# is lower than that of the many-step rows, that is why. Each further step re-asks the
+# network on a less noisy $x_t$ and the strokes sharpen; where the fraction stops changing
+# between rows, more steps no longer change the samples much.
 
 # %% [markdown]
 # ### Sample quality against the number of steps
@@ -615,14 +697,16 @@ log_metric("frechet_floor", floor, "", f"{n_eval} real train vs {n_eval} real te
 table = {}
 requested = eval_labels(cfg["ddpm_eval"])
 t0 = time.time()
-out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50))
+out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50),
+                     device=device)
 secs = time.time() - t0
 table[f"DDPM, {cfg['T']} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": len(requested)}
 requested = eval_labels(n_eval)
 for eta in (0.0, 1.0):
     for n in cfg["ddim_steps"]:
         t0 = time.time()
-        out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta)
+        out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta,
+                          device=device)
         secs = time.time() - t0
         table[f"DDIM eta={eta:g}, {n} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": n_eval}
 print(f"{'sampler':24s} {'images':>6s} {'accuracy':>9s} {'Fréchet':>8s} {'coverage':>9s} {'seconds':>8s}")
@@ -647,6 +731,13 @@ plt.show()
 # From $s = 0$ (unconditional: the label is ignored) through $s = 1$ (the conditional
 # model) to strong guidance. One row per digit, one column per scale, the same starting
 # noise in every column.
+#
+# **Predict, then run.** At $s = 0$ the guided prediction is $\varepsilon_u$ alone. What
+# accuracy of the requested digit do you expect at $s = 0$, and what will the row of digit
+# 3 look like in that column? Write it below before running the sweep (not graded).
+
+# %%
+prediction_scale_zero = "..."  # your prediction, in a sentence
 
 # %%
 sweep = {}
@@ -654,7 +745,7 @@ rows = {}
 requested = eval_labels(n_eval)
 for s in cfg["sweep_scales"]:
     out = sample_ddim(guided(model, requested, s), shape(n_eval), alpha_bars, cfg["sweep_steps"],
-                      profile.generator(60))
+                      profile.generator(60), device=device)
     sweep[s] = rate(to_images(out), requested)
     print(f"scale {s:3.1f}: accuracy {sweep[s]['accuracy']:.3f}, Fréchet {sweep[s]['frechet']:.2f}, "
           f"coverage {sweep[s]['coverage']:.2f}")
@@ -672,6 +763,8 @@ save_figure(fig, "accuracy_vs_guidance")
 plt.show()
 
 # %% [markdown]
+# Compare with your prediction, using the accuracies printed above.
+#
 # With $s = 0$ the accuracy is near chance (0.1): the unconditional model ignores the
 # label. $s = 1$ (the plain conditional model) already follows the label most of the time;
 # raising $s$ makes the requested digit nearly certain, with thicker, more uniform strokes.
@@ -770,3 +863,13 @@ ch05.check_quiz("answer_diffusion_facts", answer_diffusion_facts)
 # * A U-Net with a time embedding in every residual block is the standard noise predictor.
 # * Classifier-free guidance: one network, labels dropped at random in training,
 #   $\varepsilon_u + s(\varepsilon_c - \varepsilon_u)$ at sampling; $s = 1 + w$.
+
+# %% [markdown]
+# **Further reading**
+#
+# * Sohl-Dickstein et al., *Deep Unsupervised Learning using Nonequilibrium Thermodynamics*, ICML 2015.
+# * Ho, Jain & Abbeel, *Denoising Diffusion Probabilistic Models*, NeurIPS 2020.
+# * Song, Meng & Ermon, *Denoising Diffusion Implicit Models*, ICLR 2021.
+# * Nichol & Dhariwal, *Improved Denoising Diffusion Probabilistic Models*, ICML 2021.
+# * Ho & Salimans, *Classifier-Free Diffusion Guidance*, NeurIPS 2021 Workshop on Deep Generative Models (arXiv 2022).
+# * Karras, Aittala, Aila & Laine, *Elucidating the Design Space of Diffusion-Based Generative Models*, NeurIPS 2022.

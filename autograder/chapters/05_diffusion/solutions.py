@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from workbook.ch05.models import ddim_timesteps
+
 
 def linear_betas(T=1000, beta_1=1e-4, beta_T=0.02):
     """The linear schedule of Ho et al. (2020): betas evenly spaced from beta_1 to beta_T.
@@ -158,6 +160,81 @@ def ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
     if sigma > 0:
         x_prev = x_prev + sigma * noise
     return x_prev, x0_hat
+
+
+@torch.no_grad()
+def sample_ddpm(eps_fn, shape, alpha_bars, generator, keep=(), device="cpu"):
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2) with your ddpm_step, from pure noise
+    x_{T-1} down to a sample of the data.
+
+    T = len(alpha_bars). Every draw is torch.randn(shape, generator=generator), made on the CPU
+    (where the generator lives) and then moved with .to(device), in this order:
+        1. x_{T-1}, the starting noise;
+        2. at each step t = T-1, T-2, ..., 0 (in that order), one fresh noise for ddpm_step.
+           (The draw at t = 0 may be left out: ddpm_step adds no noise there.)
+    At each step: t_batch = torch.full((B,), t, dtype=torch.long, device=device),
+    eps_hat = eps_fn(x_t, t_batch), (x_prev, x0_hat) = ddpm_step(eps_hat, t, x_t, alpha_bars,
+    noise), and x_prev becomes the x_t of the next step.
+
+    Args:
+        eps_fn: callable (x_t (B, ...), t_batch (B,) int64) -> eps_hat (B, ...), e.g. a model.
+        shape: tuple (B, ...), the shape of the samples.
+        alpha_bars: (T,) tensor.
+        generator: torch.Generator on the CPU; every draw comes from it (the global random
+            generator is left alone).
+        keep: timesteps whose x_t and x0_hat to keep.
+        device: where x_t and t_batch live (and eps_fn runs).
+
+    Returns:
+        (x, kept): x (shape) float32 on device, the result of the last step (t = 0);
+        kept = {t: (x_t, x0_hat)} for each t in keep: the x_t given to the step at t and that
+        step's x0_hat, both moved to the CPU.
+    """
+    x = torch.randn(shape, generator=generator).to(device)  # x_{T-1}
+    kept = {}
+    for t in reversed(range(len(alpha_bars))):  # T-1, ..., 0
+        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        eps_hat = eps_fn(x, t_batch)
+        noise = torch.randn(shape, generator=generator).to(device)
+        x_prev, x0_hat = ddpm_step(eps_hat, t, x, alpha_bars, noise)
+        if t in keep:
+            kept[t] = (x.cpu(), x0_hat.cpu())
+        x = x_prev
+    return x, kept
+
+
+@torch.no_grad()
+def sample_ddim(eps_fn, shape, alpha_bars, num_steps, generator, eta=0.0, device="cpu"):
+    """DDIM sampling (Song et al. 2021) with your ddim_step along steps = ddim_timesteps(T, num_steps).
+
+    T = len(alpha_bars). The step from steps[i] goes to t_prev = steps[i + 1], and the last one
+    (from steps[-1]) to t_prev = -1. Every draw is torch.randn(shape, generator=generator), on
+    the CPU, then moved with .to(device), in this order:
+        1. x_{T-1}, the starting noise;
+        2. only when eta > 0: one fresh noise per step, in the order of the steps (the draw at
+           the last step may be left out: sigma is 0 there). With eta = 0 nothing else is drawn
+           and ddim_step gets noise=None.
+    At each step: t_batch = torch.full((B,), t, dtype=torch.long, device=device),
+    (x_prev, x0_hat) = ddim_step(eps_fn(x_t, t_batch), t, t_prev, x_t, alpha_bars, eta, noise),
+    and x_prev becomes the x_t of the next step.
+
+    Args:
+        eps_fn: callable (x_t (B, ...), t_batch (B,) int64) -> eps_hat (B, ...).
+        shape: tuple (B, ...); alpha_bars: (T,) tensor; num_steps: int in 1..T.
+        generator: torch.Generator on the CPU (the global random generator is left alone).
+        eta: float >= 0 (0: deterministic; 1: DDPM's variance); device: where x_t and t_batch live.
+
+    Returns:
+        x: (shape) float32 on device, the result of the last step (to t_prev = -1).
+    """
+    x = torch.randn(shape, generator=generator).to(device)  # x_{T-1}
+    steps = ddim_timesteps(len(alpha_bars), num_steps)
+    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
+        t_batch = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
+        x, _ = ddim_step(eps_fn(x, t_batch), t, t_prev, x, alpha_bars, eta, noise)
+    return x
 
 
 def timestep_embedding(t, dim, max_period=10000):

@@ -9,6 +9,6 @@
 """
 from .checks import (DIAGNOSES, DIFFUSERS_RESBLOCK_NAMES, QUIZ_EXPLAIN, QUIZ_OPTIONS, check_ddim_step,
                      check_ddpm_step, check_diffusion_loss, check_guidance, check_q_sample, check_quiz,
-                     check_schedules, check_time_embedding, check_unet)
+                     check_sample_ddim, check_sample_ddpm, check_schedules, check_time_embedding, check_unet)
 from .models import EMA, ddim_timesteps, to_images, toy_data, ToyDenoiser
 from .plots import plot_curve, plot_schedules, plot_toy_steps, show_rows

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..checks import Checks, check_choice, substituted
+from ..checks import Checks, check_choice, describe, substituted
 
 
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
@@ -99,6 +99,24 @@ DIAGNOSES: dict[str, str] = {
     "sigma_direction": "sigma^2 must also be taken out of the direction term: sqrt(1 - a_prev - sigma^2) eps_hat",
     "noise_missing": "the noise term sigma * noise is missing",
     "noise_sigma2": "the noise was scaled by sigma^2: multiply it by sigma",
+    # samplers
+    "steps_downward": "the steps go from t = T-1 (pure noise) down to 0: for t in reversed(range(T))",
+    "all_steps": "one step for every t in T-1, T-2, ..., 0, t = 0 included: reversed(range(T))",
+    "t_batch": "give eps_fn the timestep as a (B,) int64 tensor: torch.full((B,), t, dtype=torch.long, "
+               "device=device)",
+    "first_draw": "the starting noise x_{T-1} is the first draw: x = torch.randn(shape, generator=generator)"
+                  ".to(device), before any other",
+    "fresh_noise": "draw a fresh noise for every step, noise = torch.randn(shape, generator=generator), after "
+                   "the starting noise and in the order of the steps (not one noise reused for all steps)",
+    "feed_back": "the x_prev a step returns is the x_t of the next step: x = x_prev inside the loop",
+    "step_args": "pass the step its arguments in the stated order: ddpm_step(eps_hat, t, x_t, alpha_bars, noise), "
+                 "with eps_hat = eps_fn(x_t, t_batch) and t the Python int of this step",
+    "kept": "kept[t] = (the x_t given to the step at t, that step's x0_hat), both .cpu(), for each t in keep",
+    "ddim_sequence": "step along steps = ddim_timesteps(T, num_steps): from steps[i] to t_prev = steps[i + 1]",
+    "ddim_last_prev": "the last step goes to t_prev = -1 (before the first step, alpha_bar = 1), not to t_prev = 0",
+    "ddim_eta_zero_draws": "with eta = 0 draw nothing after the starting noise (pass noise=None): "
+                           "noise = torch.randn(...) if eta > 0 else None",
+    "ddim_eta_passed": "pass eta and the fresh noise on: ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta, noise)",
     # timestep embedding
     "sin_first": "sin comes first here: the order is [cos(t w_0..), sin(t w_0..)]",
     "half_minus_one": "the frequencies are w_i = max_period ** (-i / half) with half = dim // 2 (not half - 1)",
@@ -436,6 +454,263 @@ def check_ddim_step(ddim_step) -> None:
     xi, ei = torch.randn(2, 1, 3, 3, generator=g), torch.randn(2, 1, 3, 3, generator=g)
     out = c.call(ddim_step, ei, 2, 0, xi, ab, 0.0, None, inputs=inputs)
     c.tensor("x_prev", out[0], shape=(2, 1, 3, 3), dtype=torch.float32, inputs=inputs)
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 5b the samplers
+
+def stand_in_ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
+    """diffusers' DDIMScheduler.step from t to t_prev, with ddim_step's signature: the sampler
+    checks use it in place of your ddim_step (it has its own check), so that a mistake there
+    counts once. (A two-entry schedule [alpha_bar_{t_prev}, alpha_bar_t] makes diffusers step
+    exactly from t to t_prev; t_prev = -1 is its own "before the first step", alpha_bar = 1.)"""
+    from diffusers import DDIMScheduler
+    t, t_prev = int(t), int(t_prev)
+    if eta > 0 and t_prev >= 0 and noise is None:
+        raise ValueError(f"ddim_step got eta = {eta:g} and noise=None (at t = {t}): draw a fresh noise for the step")
+    lib = DDIMScheduler(num_train_timesteps=2, clip_sample=False, set_alpha_to_one=True)
+    lib.set_timesteps(2)
+    a_t = alpha_bars[t].detach().double().cpu()
+    lib.alphas_cumprod = torch.stack([alpha_bars[t_prev].detach().double().cpu() if t_prev >= 0 else a_t, a_t])
+    out = lib.step(eps_hat, 1 if t_prev >= 0 else 0, x_t, eta=float(eta),
+                   variance_noise=torch.zeros_like(x_t) if noise is None else noise)
+    return out.prev_sample, out.pred_original_sample
+
+
+def stand_in_ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
+    """DDPM's step as diffusers computes it, with ddpm_step's signature: DDIMScheduler.step at
+    eta = 1 from t to t - 1, which is DDPM's posterior step (Song et al. 2021). The sampler
+    check uses it in place of your ddpm_step."""
+    t = int(t)
+    if t > 0 and noise is None:
+        raise ValueError(f"ddpm_step got noise=None at t = {t}: draw a fresh noise for every step")
+    return stand_in_ddim_step(eps_hat, t, t - 1, x_t, alpha_bars, 1.0, noise if t > 0 else None)
+
+
+class _Recorded:
+    """Wraps a step function and records each call: its arguments by name (tensors cloned)
+    and what it returned."""
+
+    def __init__(self, fn):
+        import inspect
+        self.fn, self.signature, self.calls = fn, inspect.signature(fn), []
+        self.__name__ = fn.__name__
+
+    def __call__(self, *args, **kwargs):
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = self.fn(*args, **kwargs)
+        self.calls.append(({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bound.arguments.items()},
+                           out))
+        return out
+
+
+class _RecordingEps:
+    """A stand-in noise predictor, eps_fn(x_t, t) = tanh(0.5 x_t + t / 10) (t per example),
+    that records what it is given and what it returned."""
+
+    def __init__(self, record: bool = True):
+        self.calls, self.record = [], record
+
+    def __call__(self, x, t):
+        tt = torch.as_tensor(t).to(x.dtype)
+        out = torch.tanh(0.5 * x + (tt.view(-1, *([1] * (x.dim() - 1))) if tt.dim() else tt) / 10)
+        if self.record:
+            self.calls.append((x.clone(), t.clone() if isinstance(t, torch.Tensor) else t, out.clone()))
+        return out
+
+
+def _t_value(t) -> int | None:
+    """The timestep a call was given: the first entry of a tensor, or the number."""
+    try:
+        return int(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else int(t)
+    except (TypeError, ValueError, RuntimeError, IndexError):
+        return None
+
+
+def _check_loop_calls(c: Checks, eps_fn: _RecordingEps, step: _Recorded, want_t: list, B: int, inputs: str,
+                      order_hint: str) -> None:
+    """What the loops share: eps_fn once per step at the stated timesteps as (B,) int64 tensors,
+    the step called once per step on eps_fn's output, and its x_prev fed back."""
+    seen = [_t_value(t) for _, t, _ in eps_fn.calls]
+    c.true(seen == want_t, f"eps_fn should be called once per step, at t = {want_t} in that order", inputs=inputs,
+           got=f"called at t = {seen}", hint=DIAGNOSES["steps_downward"] if seen == want_t[::-1] else order_hint)
+    for _, t, _ in eps_fn.calls:
+        c.true(isinstance(t, torch.Tensor) and tuple(t.shape) == (B,) and t.dtype == torch.int64,
+               "eps_fn must get the timestep as a (B,) int64 tensor, one entry per example", inputs=inputs,
+               expected=f"shape ({B},), torch.int64", got=describe(t), hint=DIAGNOSES["t_batch"])
+    name = step.__name__.replace("stand_in_", "")
+    c.true(len(step.calls) == len(want_t), f"{name} should be called once per step", inputs=inputs,
+           expected=f"{len(want_t)} calls", got=f"{len(step.calls)} calls")
+    for k, ((x_in, _, eps_out), (args, out)) in enumerate(zip(eps_fn.calls, step.calls)):
+        where = f"{inputs}; the step at t = {want_t[k]}"
+        c.true(_t_value(args["t"]) == want_t[k], f"{name} must get the t of its step, as eps_fn did", inputs=where,
+               got=f"t = {args['t']!r}", hint=DIAGNOSES["step_args"])
+        c.close(f"eps_hat given to {name}", args["eps_hat"], eps_out, atol=1e-7, inputs=where,
+                hint=DIAGNOSES["step_args"])
+        c.close(f"x_t given to {name}", args["x_t"], x_in, atol=1e-7, inputs=where, hint=DIAGNOSES["step_args"])
+        if k + 1 < len(eps_fn.calls):
+            c.close("x_t of the next step", eps_fn.calls[k + 1][0], out[0], atol=1e-7, inputs=where,
+                    mistakes={DIAGNOSES["feed_back"]: x_in}, hint=DIAGNOSES["feed_back"])
+
+
+def _ddpm_loop(eps_fn, shape, alpha_bars, seed) -> torch.Tensor:
+    """diffusers' DDPMScheduler over all T steps, its noise drawn from a generator of `seed`."""
+    from diffusers import DDPMScheduler
+    prev = torch.cat([torch.ones(1, dtype=_F64), alpha_bars[:-1].double()])
+    lib = DDPMScheduler(num_train_timesteps=len(alpha_bars), trained_betas=(1 - alpha_bars.double() / prev).tolist(),
+                        clip_sample=False)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    for t in lib.timesteps:
+        x = lib.step(eps_fn(x, torch.full((shape[0],), int(t))), t, x, generator=g).prev_sample
+    return x
+
+
+def _ddim_loop(eps_fn, shape, alpha_bars, num_steps, eta, seed) -> torch.Tensor:
+    """diffusers' DDIMScheduler ("trailing" spacing, alpha_bar = 1 before the first step) over
+    num_steps steps, its noise drawn from a generator of `seed` (for T divisible by num_steps,
+    where its steps are those of ddim_timesteps)."""
+    from diffusers import DDIMScheduler
+    prev = torch.cat([torch.ones(1, dtype=_F64), alpha_bars[:-1].double()])
+    lib = DDIMScheduler(num_train_timesteps=len(alpha_bars), trained_betas=(1 - alpha_bars.double() / prev).tolist(),
+                        clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+    lib.set_timesteps(num_steps)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    for t in lib.timesteps:
+        x = lib.step(eps_fn(x, torch.full((shape[0],), int(t))), t, x, eta=eta, generator=g).prev_sample
+    return x
+
+
+def check_sample_ddpm(sample_ddpm) -> None:
+    """Your ddpm_step is replaced by diffusers' step while this runs (it has its own check)."""
+    import inspect
+    step = _Recorded(stand_in_ddpm_step)
+    with substituted(inspect.unwrap(sample_ddpm), ddpm_step=step):  # unwrap: through @torch.no_grad()
+        _check_sample_ddpm(sample_ddpm, step)
+
+
+def _check_sample_ddpm(sample_ddpm, step: _Recorded) -> None:
+    c = Checks("sample_ddpm")
+    ab = _t([0.9, 0.72, 0.36, 0.1])
+    shape, keep = (3, 2), (3, 1)
+    eps_fn = _RecordingEps()
+    inputs = "T = 4, alpha_bars = [.9, .72, .36, .1], shape = (3, 2), a stand-in eps_fn = tanh(0.5 x_t + t / 10), " \
+             "generator = torch.Generator().manual_seed(7), keep = (3, 1), device = 'cpu'"
+    before = torch.random.get_rng_state()
+    out = c.call(sample_ddpm, eps_fn, shape, ab, torch.Generator().manual_seed(7), keep=keep, device="cpu",
+                 inputs=inputs)
+    c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every draw "
+           "must come from the generator passed in", inputs=inputs, hint=DIAGNOSES["global_rng"])
+    c.true(isinstance(out, tuple) and len(out) == 2, "sample_ddpm must return a pair (x, kept)", inputs=inputs,
+           got=describe(out))
+    x, kept = out
+    _check_loop_calls(c, eps_fn, step, [3, 2, 1, 0], 3, inputs, DIAGNOSES["all_steps"])
+    g = torch.Generator().manual_seed(7)
+    draws = [torch.randn(shape, generator=g) for _ in range(5)]  # x_{T-1}, then one noise per step
+    c.close("the first x_t given to eps_fn", eps_fn.calls[0][0], draws[0], atol=1e-7, inputs=inputs,
+            mistakes={DIAGNOSES["first_draw"]: draws[1]}, hint=DIAGNOSES["first_draw"])
+    for k, (args, _) in enumerate(step.calls[:3]):  # t = 3, 2, 1 use their noise
+        c.close(f"the noise given to ddpm_step at t = {3 - k}", args["noise"], draws[k + 1], atol=1e-7,
+                inputs=inputs + " (draws replayed from a generator of the same seed)",
+                mistakes={DIAGNOSES["fresh_noise"]: draws[1]}, hint=DIAGNOSES["fresh_noise"])
+    c.tensor("x", x, shape=shape, dtype=torch.float32, inputs=inputs)
+    c.close("x (the result of the last step, t = 0)", x, step.calls[-1][1][0], atol=1e-7, inputs=inputs)
+    c.true(isinstance(kept, dict) and sorted(kept) == [1, 3], "kept must have one entry per t in keep",
+           inputs=inputs, expected="keys [1, 3]", got=sorted(kept) if isinstance(kept, dict) else describe(kept),
+           hint=DIAGNOSES["kept"])
+    for k, t in ((0, 3), (2, 1)):
+        pair = kept[t]
+        c.true(isinstance(pair, tuple) and len(pair) == 2, f"kept[{t}] must be a pair (x_t, x0_hat)", inputs=inputs,
+               got=describe(pair), hint=DIAGNOSES["kept"])
+        c.close(f"kept[{t}][0], x_t at t = {t}", pair[0], eps_fn.calls[k][0], atol=1e-7, inputs=inputs,
+                mistakes={DIAGNOSES["kept"]: step.calls[k][1][0]}, hint=DIAGNOSES["kept"])
+        c.close(f"kept[{t}][1], x0_hat at t = {t}", pair[1], step.calls[k][1][1], atol=1e-7, inputs=inputs,
+                hint=DIAGNOSES["kept"])
+        c.true(pair[0].device.type == "cpu" and pair[1].device.type == "cpu", f"kept[{t}] must be on the CPU",
+               inputs=inputs, hint=DIAGNOSES["kept"])
+    c.close("x (vs diffusers' DDPMScheduler loop, same generator seed)", x, _ddpm_loop(_RecordingEps(False), shape,
+            ab, 7), atol=1e-5, inputs=inputs)
+    # A batch of one image, 8 steps.
+    ab = torch.cumprod(1 - torch.linspace(0.05, 0.4, 8, dtype=_F64), 0)
+    shape = (1, 1, 2, 3)
+    inputs = "T = 8, alpha_bars of betas linspace(0.05, 0.4, 8), shape = (1, 1, 2, 3), the same eps_fn, seed 8"
+    step.calls.clear()
+    out = c.call(sample_ddpm, _RecordingEps(False), shape, ab, torch.Generator().manual_seed(8), inputs=inputs)
+    c.true(isinstance(out, tuple) and len(out) == 2, "sample_ddpm must return a pair (x, kept)", inputs=inputs)
+    c.tensor("x", out[0], shape=shape, dtype=torch.float32, inputs=inputs)
+    c.close("x (vs diffusers' DDPMScheduler loop, same generator seed)", out[0],
+            _ddpm_loop(_RecordingEps(False), shape, ab, 8), atol=1e-5, inputs=inputs)
+    c.true(out[1] == {}, "with keep left at its default, kept is empty", inputs=inputs, got=describe(out[1]))
+    c.done()
+
+
+def check_sample_ddim(sample_ddim) -> None:
+    """Your ddim_step is replaced by diffusers' step while this runs (it has its own check)."""
+    import inspect
+    step = _Recorded(stand_in_ddim_step)
+    with substituted(inspect.unwrap(sample_ddim), ddim_step=step):  # unwrap: through @torch.no_grad()
+        _check_sample_ddim(sample_ddim, step)
+
+
+def _check_sample_ddim(sample_ddim, step: _Recorded) -> None:
+    c = Checks("sample_ddim")
+    ab = torch.linspace(0.99, 0.05, 10, dtype=_F64)
+    shape = (2, 3)
+    eps_fn = _RecordingEps()
+    inputs = "T = 10, alpha_bars = linspace(0.99, 0.05, 10), num_steps = 3 (ddim_timesteps(10, 3) = [9, 6, 2]), " \
+             "eta = 0, shape = (2, 3), a stand-in eps_fn = tanh(0.5 x_t + t / 10), " \
+             "generator = torch.Generator().manual_seed(9), device = 'cpu'"
+    g = torch.Generator().manual_seed(9)
+    before = torch.random.get_rng_state()
+    x = c.call(sample_ddim, eps_fn, shape, ab, 3, g, eta=0.0, device="cpu", inputs=inputs)
+    c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every draw "
+           "must come from the generator passed in", inputs=inputs, hint=DIAGNOSES["global_rng"])
+    _check_loop_calls(c, eps_fn, step, [9, 6, 2], 2, inputs, DIAGNOSES["ddim_sequence"])
+    pairs = [(_t_value(a["t"]), _t_value(a["t_prev"])) for a, _ in step.calls]
+    c.true(pairs == [(9, 6), (6, 2), (2, -1)], "the steps go 9 -> 6, 6 -> 2 and 2 -> -1", inputs=inputs,
+           got=" , ".join(f"{a} -> {b}" for a, b in pairs),
+           hint=DIAGNOSES["ddim_last_prev"] if pairs[:2] == [(9, 6), (6, 2)] else DIAGNOSES["ddim_sequence"])
+    first = torch.randn(shape, generator=torch.Generator().manual_seed(9))
+    c.close("the first x_t given to eps_fn", eps_fn.calls[0][0], first, atol=1e-7, inputs=inputs,
+            hint=DIAGNOSES["first_draw"])
+    for a, _ in step.calls:
+        c.true(a["eta"] == 0, "ddim_step must get the eta passed in", inputs=inputs, got=f"eta = {a['eta']!r}",
+               hint=DIAGNOSES["ddim_eta_passed"])
+    after = torch.Generator().manual_seed(9)
+    torch.randn(shape, generator=after)
+    c.true(torch.equal(g.get_state(), after.get_state()), "with eta = 0, sample_ddim should draw the starting "
+           "noise and nothing else", inputs=inputs, hint=DIAGNOSES["ddim_eta_zero_draws"])
+    c.tensor("x", x, shape=shape, dtype=torch.float32, inputs=inputs)
+    c.close("x (the result of the last step, to t_prev = -1)", x, step.calls[-1][1][0], atol=1e-7, inputs=inputs)
+    again = c.call(sample_ddim, _RecordingEps(False), shape, ab, 3, torch.Generator().manual_seed(9), eta=0.0,
+                   device="cpu", inputs=inputs + ", called again")
+    c.close("x from a second call with the same seed (eta = 0 is deterministic)", again, x, atol=0, rtol=0,
+            inputs=inputs)
+    # eta = 1 and 0.5 against diffusers' DDIMScheduler (T = 12, 3 steps: 11 -> 7 -> 3 -> -1, as ddim_timesteps).
+    ab = torch.cumprod(1 - torch.linspace(0.02, 0.3, 12, dtype=_F64), 0)
+    shape = (1, 1, 3, 2)
+    for eta in (1.0, 0.5):
+        inputs = f"T = 12, alpha_bars of betas linspace(0.02, 0.3, 12), num_steps = 3, eta = {eta:g}, " \
+                 "shape = (1, 1, 3, 2), the same eps_fn, generator seeded 12"
+        step.calls.clear()
+        before = torch.random.get_rng_state()
+        x = c.call(sample_ddim, _RecordingEps(False), shape, ab, 3, torch.Generator().manual_seed(12), eta=eta,
+                   inputs=inputs)
+        c.true(torch.equal(before, torch.random.get_rng_state()), "the global random generator was used: every "
+               "draw must come from the generator passed in", inputs=inputs, hint=DIAGNOSES["global_rng"])
+        g = torch.Generator().manual_seed(12)
+        draws = [torch.randn(shape, generator=g) for _ in range(4)]
+        for k, (a, _) in enumerate(step.calls[:2]):
+            c.true(a["eta"] == eta, "ddim_step must get the eta passed in", inputs=inputs, got=f"eta = {a['eta']!r}",
+                   hint=DIAGNOSES["ddim_eta_passed"])
+            c.close(f"the noise given to ddim_step at step {k + 1}", a["noise"], draws[k + 1], atol=1e-7,
+                    inputs=inputs + " (draws replayed from a generator of the same seed)",
+                    mistakes={DIAGNOSES["fresh_noise"]: draws[1]}, hint=DIAGNOSES["fresh_noise"])
+        c.tensor("x", x, shape=shape, dtype=torch.float32, inputs=inputs)
+        c.close("x (vs diffusers' DDIMScheduler loop, same generator seed)", x,
+                _ddim_loop(_RecordingEps(False), shape, ab, 3, eta, 12), atol=1e-5, inputs=inputs)
     c.done()
 
 
