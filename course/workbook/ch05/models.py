@@ -37,6 +37,14 @@ class ToyDenoiser(nn.Module):
         return self.net(torch.cat([x, feats], dim=1))
 
 
+class ToyDenoiserNoTime(ToyDenoiser):
+    """`ToyDenoiser` blind to the noise level: the same MLP (same parameters), its time features
+    always computed at t = 0, whatever t it is given."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, torch.zeros_like(t))
+
+
 def ddim_timesteps(T: int, num_steps: int) -> list[int]:
     """`num_steps` timesteps from T - 1 down, evenly spaced ("trailing" spacing, as diffusers'
     `timestep_spacing="trailing"`): 1 step -> [T-1]; T steps -> [T-1, ..., 0]."""

@@ -51,6 +51,25 @@ def plot_toy_steps(snapshots: list[tuple[str, torch.Tensor]], data: torch.Tensor
     return fig
 
 
+def plot_toy_errors(samples: dict[str, torch.Tensor], data: torch.Tensor, ts: list[int],
+                    errors: dict[str, list[float]], ylabel: str):
+    """Samples of several 2-D models (name -> (N, 2), data in grey) and one error curve per model
+    against t (name -> one value per entry of ts, log scale)."""
+    n = len(samples)
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.4 * n + 4, 2.6), gridspec_kw={"width_ratios": [1] * n + [1.8]})
+    for ax, (title, pts) in zip(axes, samples.items()):
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="lightgrey")
+        ax.scatter(pts[:, 0].cpu(), pts[:, 1].cpu(), s=1, c="tab:blue")
+        ax.set(xlim=(-3, 3), ylim=(-3, 3), title=title, xticks=[], yticks=[])
+        ax.set_aspect("equal")
+    for name, ys in errors.items():
+        axes[-1].plot(ts, ys, "o-", ms=3, label=name)
+    axes[-1].set(xlabel="t", ylabel=ylabel, yscale="log", title="error against the noise level")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curve(xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str, logx: bool = False):
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for name, ys in series.items():
