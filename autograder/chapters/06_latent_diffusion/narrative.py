@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Text to image: a latent diffusion model you build yourself
 #
-# **Time:** about 2¼ hours of work: the exercises about 130 minutes (each says its own), the questions about 10, plus reading.
+# **Time:** about 2¾ hours of work: the exercises about 155 minutes (each says its own), the questions about 10, plus reading.
 # The `cpu` profile runs the whole notebook in about 7 minutes (its two trainings about 5 minutes) on 2 CPU cores.
 #
 # Stable Diffusion (Rombach et al., *High-Resolution Image Synthesis with Latent Diffusion
@@ -15,11 +15,11 @@
 # 3. an **image decoder**: the autoencoder's decoder turns the final latent into pixels.
 #
 # You build the autoencoder (KL-regularised, as Stable Diffusion's), its latent scale
-# factor, cross-attention with a padding mask, the text-conditioned U-Net block, the
-# training loss with caption dropout, and the sampling loop, which has the shape of the
-# well-known "Stable Diffusion in 15 lines". Then the same loop runs diffusers'
-# `UNet2DConditionModel`, `AutoencoderKL` and `DDIMScheduler`, trained here at small
-# size. The data: chapter 04's coloured, captioned digits. Some (digit, colour)
+# factor, cross-attention with a padding mask, the text-conditioned U-Net block and the
+# U-Net around it, the training loss with caption dropout, and the sampling loop, which has
+# the shape of the well-known "Stable Diffusion in 15 lines". Then the same loop runs
+# diffusers' `UNet2DConditionModel`, `AutoencoderKL` and `DDIMScheduler`, trained here at
+# small size. The data: chapter 04's coloured, captioned digits. Some (digit, colour)
 # combinations never appear in training; we ask for them anyway.
 #
 # **Conventions.** Images $x$ live in $[-1, 1]$; latents $z$ are (B, 4, 8, 8) for 32×32
@@ -46,7 +46,7 @@ from torch import nn
 from workbook import ch06
 from workbook.captions import COLOUR_NAMES, DIGIT_WORDS, HELD_OUT, load_captioned
 from workbook.ch05 import EMA
-from workbook.ch06 import TextUNet, make_scheduler, prompt, to_images, to_model
+from workbook.ch06 import make_scheduler, prompt, to_images, to_model
 from workbook.data import mnist_source
 from workbook.profile import setup
 from workbook.progress import progress
@@ -256,8 +256,42 @@ ch06.check_cross_attention(CrossAttention)
 ch06.check_block(CrossAttnBlock)
 
 # %% [markdown]
-# `TextUNet` (given, in `workbook.ch06`) assembles the noise predictor from diffusers'
-# residual blocks and time embedding and **your** `CrossAttnBlock` after each of them.
+# ### Assembling the text-conditioned U-Net
+#
+# The noise predictor is chapter 05's U-Net with a text block after every residual block:
+# down the levels (residual block, text block, save the skip, halve), a middle (residual
+# block, text block, residual block), and up again (concatenate the skip, residual block,
+# text block, double). The residual blocks and the time embedding are given, from diffusers:
+# `ch06.res_block(c_in, c_out, emb_dim, groups)` is its `ResnetBlock2D`, called
+# `res(h, emb)`; `ch06.time_proj(ch)` and `ch06.time_embedding(ch, emb_dim)` turn `t` into
+# `emb`. The text block is passed in as `block`, so that the same class runs with **your**
+# `CrossAttnBlock` here and with a stand-in in the check.
+#
+# **Implement** *(about 25 min)* `TextUNet(block, in_channels=4, ch=64, mults=(1, 2),
+# context_dim=64, heads=4, groups=8)` as in its docstring: the modules with the stated
+# names, registered in the stated order (the hidden check loads the reference's weights by
+# parameter order), and `forward(z, t, context, mask) -> eps_hat` shaped like `z`.
+#
+# **Checked** (with `ch06.TextBlockStandIn`, GroupNorm plus diffusers' `Attention`, in place of
+# your `CrossAttnBlock`, so a mistake there is not counted twice): the modules and every
+# parameter's shape, in order, against the documented layout; the order in which the modules
+# are called and what each one is given (the time embedding for every residual block, the
+# context and mask for every text block, `torch.cat([h, skip])` at each up level, upsampling
+# after the text block); the output's shape; that each example's output depends on its own
+# `t` and text and not on its padding tokens; a batch of one; the output for given weights
+# against the reference's, computed in float64; one and three levels. Hidden: random `ch`,
+# `mults` of length 1 to 3, heads, groups, context length and batch size, the reference's
+# weights loaded into your model, the output compared with the reference's (float64) within
+# the course's float32 tolerance, with and without a mask.
+
+# %% [solution id=text_unet]
+#| solution: TextUNet
+
+# %% [tests id=text_unet_checks points=3 hidden=text_unet]
+ch06.check_unet(TextUNet)
+
+# %% [markdown]
+# From here on the chapter runs **your** `TextUNet` with **your** `CrossAttnBlock`.
 #
 # Training is chapter 05's loss on latents, plus the text. For classifier-free guidance
 # the same network must also learn the unconditional model: **caption dropout** replaces
@@ -520,7 +554,7 @@ with torch.no_grad():
     ab = alpha_bars[500]
     z_enc = autoencoder.encode(to_model(to_images(image[None])).to(device))[0] * scale_factor
     model(ab.sqrt() * z_enc + (1 - ab).sqrt() * z, t_mid, context, mask)
-maps = model.attention_blocks()["down 0"].last_attn[0].mean(0)  # (64, L)
+maps = model.down_attn[0].last_attn[0].mean(0)  # (64, L): the full-resolution text block
 ids = text.tokenizer([p])[0]
 n_real = int((ids != 0).sum())
 words = ["<start>"] + [text.tokenizer.decode(ids[k:k + 1]) for k in range(1, n_real - 1)] + ["<end>"]
