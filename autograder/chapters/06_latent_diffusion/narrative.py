@@ -563,6 +563,77 @@ save_figure(fig, "attention_maps")
 plt.show()
 
 # %% [markdown]
+# ### The loop's two scheduler calls: `init_noise_sigma` and `scale_model_input`
+#
+# With DDIM, two lines of the 15-line loop do nothing: `init_noise_sigma` is 1 and
+# `scale_model_input` returns its input. They are there for the schedulers that, like
+# Karras et al.'s (*Elucidating the Design Space of Diffusion-Based Generative Models*, 2022),
+# work with the noise level $\sigma$ instead of $\bar\alpha$: with
+# $\sigma_t = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}$ they move the latents
+# $x_\sigma = z_0 + \sigma\,\varepsilon = z_t / \sqrt{\bar\alpha_t}$. Their sampling starts
+# at $\sigma_{\max}$ (about 14.6 for Stable Diffusion v1's schedule), so the starting noise
+# is scaled by `init_noise_sigma` $= \sigma_{\max}$; the U-Net, trained on
+# $z_t = x_\sigma / \sqrt{\sigma^2 + 1}$, gets its input divided by $\sqrt{\sigma^2 + 1}$,
+# which is what `scale_model_input` does. diffusers' `EulerDiscreteScheduler` and
+# `LMSDiscreteScheduler`, given the schedule the U-Net was trained with (`"scaled_linear"`
+# betas from 0.00085 to 0.012), need nothing else: the cell prints both scalings for each
+# scheduler, then samples with your `generate` and Euler at as many steps as DDIM, and
+# rates both.
+
+# %%
+from diffusers import EulerDiscreteScheduler, LMSDiscreteScheduler
+
+sd_schedule = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                   timestep_spacing="trailing")
+samplers = {"DDIM": scheduler, "Euler": EulerDiscreteScheduler(**sd_schedule),
+            "LMS": LMSDiscreteScheduler(**sd_schedule)}
+print(f"{'scheduler':>9s} {'first t':>8s} {'init_noise_sigma':>17s} {'scale_model_input(1, first t)':>30s}")
+for name, s_ in samplers.items():
+    s_.set_timesteps(cfg["sample_steps"])
+    first = s_.timesteps[0]
+    print(f"{name:>9s} {float(first):8.0f} {float(s_.init_noise_sigma):17.4f} "
+          f"{float(s_.scale_model_input(torch.ones(1), first)):30.5f}")
+sigma_max = float(samplers["Euler"].sigmas.max())
+print(f"sigma_max = {sigma_max:.4f}, 1 / sqrt(sigma_max^2 + 1) = {1 / math.sqrt(sigma_max ** 2 + 1):.5f}")
+pairs = requests(seen, cfg["n_eval"])
+by_sampler, sampled = {}, {}
+for name in ("DDIM", "Euler"):
+    t0 = time.time()
+    images = to_images(generate([prompt(d, c) for d, c in pairs], text.encode, model, autoencoder.decode,
+                                samplers[name], guidance_scale=4.0, num_steps=cfg["sample_steps"],
+                                latent_shape=(4, 8, 8), scale_factor=scale_factor,
+                                generator=profile.generator(12))).cpu()
+    seconds = time.time() - t0
+    sampled[name] = images
+    by_sampler[name] = ch06.rate_images(rater, images, torch.tensor([d for d, _ in pairs]),
+                                        torch.tensor([c for _, c in pairs]))
+    r = by_sampler[name]
+    print(f"{name:>5s}, {cfg['sample_steps']} steps, guidance 4, {len(pairs)} seen requests: digit {r['digit']:.3f}, "
+          f"colour {r['colour']:.3f}, both {r['both']:.3f} ({seconds:.1f} s)")
+    log_metric(f"sampler_{name.lower()}_seen_both_accuracy", by_sampler[name]["both"], "",
+               f"{cfg['sample_steps']} steps, guidance 4, {len(pairs)} images")
+gap_sampler = by_sampler["DDIM"]["both"] - by_sampler["Euler"]["both"]
+pixel_gap = (sampled["DDIM"] - sampled["Euler"]).abs()
+print(f"DDIM minus Euler, both right: {gap_sampler:+.3f}; the same starting noise gives images that differ by "
+      f"{pixel_gap.mean():.4f} on average (at most {pixel_gap.max():.3f}), pixels in [0, 1]")
+log_metric("sampler_ddim_vs_euler_mean_pixel_difference", pixel_gap.mean().item(), "",
+           f"same generator, {cfg['sample_steps']} steps, images in [0, 1]")
+
+# %% [markdown]
+# DDIM's row shows 1 and 1: its two calls change nothing. Euler's and LMS's show
+# $\sigma_{\max}$ and $1/\sqrt{\sigma_{\max}^2 + 1}$, whose product is close to 1: what the U-Net
+# sees at the first step is unit-variance noise either way. A loop without the two calls
+# would start Euler from latents about 15 times too small and give the U-Net inputs of the
+# wrong scale at every step. If the images of the two samplers differ by little (the mean
+# difference printed above), that is no accident: DDIM with $\eta = 0$ *is* Euler's method
+# on $x_\sigma$, $x_{\sigma'} = x_\sigma + (\sigma' - \sigma)\,\hat\varepsilon$ (Karras et al.,
+# 2022), and on the same timesteps diffusers' two schedulers differ only in the last step
+# (DDIM stops at $\bar\alpha_0$, Euler at $\sigma = 0$). Then the rater's fractions should also
+# differ by a few images at most (one image moves a fraction by 1/`n_eval`). LMS, a
+# multistep method that reuses earlier $\hat\varepsilon$, is a different integrator, not the
+# same one rewritten; it takes the same two calls.
+
+# %% [markdown]
 # ## Image plus text to image (SDEdit)
 #
 # Stable Diffusion's img2img (Meng et al., *SDEdit*, 2022) starts not from pure noise but
