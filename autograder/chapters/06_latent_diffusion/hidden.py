@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from autograder.hidden import draw_int, generators, grade_choice, hidden_seed, in_kernel, load_reference_weights
+from autograder.hidden import draw_int, draw_size, generators, grade_choice, hidden_seed, in_kernel, load_reference_weights
 from autograder.mutants import known_mistakes
 from autograder.remote import RemoteError, run, twin
 from . import solutions as ref
@@ -297,19 +297,28 @@ UNET_BLOCK = '06_latent_diffusion.unet_block'
 def text_unet(TextUNet) -> None:
     c = Checks("text_unet (hidden)")
     g = _gen("text_unet")
-    heads, groups, L = draw_int(g, 1, 4), draw_int(g, 1, 3), draw_int(g, 1, 3)
-    mults = (1,) + tuple(draw_int(g, 1, 3) for _ in range(L - 1))  # mults[0] = 1, as stated
+    levels = [draw_size(g, 1, 3)]
+    if levels[0] == 1:  # one level has no up- or downsampling: a second model with 2 or 3 levels
+        levels.append(draw_size(g, 2, 3))
+    for k, L in enumerate(levels):
+        _text_unet(c, g, TextUNet, L, k)
+    c.done()
+
+
+def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
+    heads, groups = draw_size(g, 1, 4), draw_size(g, 1, 3)
+    mults = (1,) + tuple(draw_size(g, 1, 3) for _ in range(L - 1))  # mults[0] = 1, as stated
     base = math.lcm(heads, groups)  # every c_i divisible by heads and groups
-    ch = base * draw_int(g, max(1, -(-4 // base)), max(1, 16 // base))
-    in_channels, context_dim, N, B = draw_int(g, 1, 4), draw_int(g, 2, 8), draw_int(g, 3, 8), draw_int(g, 1, 3)
+    ch = base * draw_size(g, max(1, -(-4 // base)), max(1, 16 // base))  # ch in [4, 16] or base
+    in_channels, context_dim, N, B = draw_size(g, 1, 4), draw_size(g, 2, 8), draw_size(g, 3, 8), draw_size(g, 1, 3)
     # at the deepest level at least 2 x 1 pixels: GroupNorm never sees a single value per group
-    H, W = 2 ** (L - 1) * draw_int(g, 2, 3), 2 ** (L - 1) * draw_int(g, 1, 3)
+    H, W = 2 ** (L - 1) * draw_size(g, 2, 3), 2 ** (L - 1) * draw_size(g, 1, 3)
     kw = dict(in_channels=in_channels, ch=ch, mults=mults, context_dim=context_dim, heads=heads, groups=groups)
     inputs = f"TextUNet(block=ch06.TextBlockStandIn, {', '.join(f'{k}={v}' for k, v in kw.items())}), the " \
              "reference's weights"
     here, there = twin(UNET_BLOCK)
     with torch.random.fork_rng():
-        torch.manual_seed(hidden_seed(f"{CH}/text_unet/init"))
+        torch.manual_seed(hidden_seed(f"{CH}/text_unet/init{k}"))
         reference = ref.TextUNet(here, **kw)
         with torch.no_grad():
             for p in reference.parameters():
@@ -338,7 +347,6 @@ def text_unet(TextUNet) -> None:
             c.close("eps_hat (vs the reference with the same weights, in float64)", got, want,
                     **tolerance(torch.float32, scale=float(want.abs().max()), ops=16), inputs=what,
                     mistakes=known_mistakes(CH, "TextUNet", mutant_out), hint=ch06.DIAGNOSES["unet_computation"])
-    c.done()
 
 
 # ----------------------------------------------------------------------------- 3b training loss
