@@ -503,6 +503,11 @@ with swapped(Block, CrossAttention=StandIn), torch.no_grad():
     out = model(*args)
 result = (out, getattr(model, "last_attn", None))
 """,
+    '06_latent_diffusion.unet_block': """
+from workbook.ch06.checks import TextBlockStandIn
+
+result = TextBlockStandIn
+""",
     '06_latent_diffusion.training_loss': """
 class Recorder(nn.Module):
     def __init__(self):

@@ -132,8 +132,53 @@ def test_generate_equals_an_unrolled_diffusers_loop():
     torch.testing.assert_close(out, lat / 0.5, atol=1e-5, rtol=1e-5)
 
 
-def test_text_unet_runs_with_the_reference_block():
-    unet = ch06.TextUNet(S.CrossAttnBlock, in_channels=4, ch=16, mults=(1, 2), context_dim=6, heads=2)
+class _Identity(torch.nn.Module):
+    """A text block that does nothing: TextUNet is then chapter 05's U-Net."""
+
+    def __init__(self, *args):
+        super().__init__()
+
+    def forward(self, x, context, mask=None):
+        return x
+
+
+@pytest.mark.parametrize("mults", [(1,), (1, 2), (1, 2, 2)])
+def test_text_unet_with_an_identity_block_is_chapter_05s_unet(mults):
+    """Oracle: chapter 05's reference UNet (its ResBlock and embedding checked against diffusers'
+    ResnetBlock2D and get_timestep_embedding), the same weights by parameter order."""
+    S5 = chapters.module("05_diffusion", "solutions")
+    torch.manual_seed(0)
+    mine = S.TextUNet(_Identity, in_channels=3, ch=8, mults=mults, context_dim=5, heads=2, groups=4)
+    theirs = S5.UNet(in_channels=3, ch=8, mults=mults, num_classes=None, groups=4)
+    assert [p.shape for p in mine.parameters()] == [p.shape for p in theirs.parameters()]
+    with torch.no_grad():
+        for p, q in zip(mine.parameters(), theirs.parameters()):
+            q.copy_(p + 0.05 * torch.randn(p.shape))
+            p.copy_(q)
+    z, t = torch.randn(2, 3, 8, 12), torch.tensor([5, 900])
+    with torch.no_grad():
+        torch.testing.assert_close(mine(z, t, torch.randn(2, 4, 5)), theirs(z, t), atol=1e-5, rtol=1e-5)
+
+
+def test_text_unet_layout_and_the_checks_known_output():
+    """The documented layout (ch06.text_unet_layout) is the reference's, names and shapes, and
+    the numbers the visible check stores are the reference's output, in float64."""
+    from workbook.ch06 import checks as K
+    for mults in ((1,), (1, 2), (2, 1, 3)):
+        m = S.TextUNet(K.TextBlockStandIn, 3, 4, mults, 5, 2, 2)
+        assert [(n, tuple(p.shape)) for n, p in m.named_parameters()] == \
+            [(n, s) for n, s, _ in K.text_unet_layout(3, 4, mults, 5)]
+    m = S.TextUNet(K.TextBlockStandIn, 4, 8, (1, 2), 6, 2, 4)
+    K.set_unet_weights(m, K.text_unet_layout(4, 8, (1, 2), 6))
+    z, t, context, mask = K.unet_check_inputs(torch.float64)
+    with torch.no_grad():
+        out = m.double()(z, t, context, mask)
+    torch.testing.assert_close(out.flatten()[::32], torch.tensor(K.UNET_KNOWN_OUTPUT, dtype=torch.float64),
+                               atol=1e-6, rtol=0)
+
+
+def test_text_unet_with_the_reference_block_ignores_padding():
+    unet = S.TextUNet(S.CrossAttnBlock, in_channels=4, ch=16, mults=(1, 2), context_dim=6, heads=2)
     z, context = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 6)
     mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
     out = unet(z, torch.tensor([3, 900]), context, mask)
@@ -141,7 +186,7 @@ def test_text_unet_runs_with_the_reference_block():
     changed = context.clone()
     changed[1, 2:] = 50.0  # padding only
     torch.testing.assert_close(unet(z, torch.tensor([3, 900]), changed, mask), out)
-    assert set(unet.attention_blocks()) == {"down 0", "down 1", "mid", "up 0", "up 1"}
+    assert unet.down_attn[0].last_attn.shape == (2, 2, 64, 5)
     assert math.isfinite(out.abs().sum().item())
 
 

@@ -14,16 +14,19 @@ keeps an identical copy for the reference (DDIM, then Euler, whose init_noise_si
 scale_model_input are not trivial)."""
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 from torch import nn
 
-from autograder.hidden import draw_int, generators, grade_choice, hidden_seed, in_kernel
+from autograder.hidden import draw_int, draw_size, generators, grade_choice, hidden_seed, in_kernel, load_reference_weights
 from autograder.mutants import known_mistakes
 from autograder.remote import RemoteError, run, twin
 from . import solutions as ref
 from workbook.ch06.checks import _diffusers_attention, copy_attention_weights, mask_bias
 from workbook import ch06
-from workbook.checks import Checks
+from workbook.checks import Checks, tolerance
 
 CH = "06_latent_diffusion"
 _gen = generators(CH)
@@ -282,6 +285,68 @@ def cross_attn_block(CrossAttnBlock) -> None:
         c.close("output", got, theirs(small, context, mask), atol=1e-4, inputs=inputs,
                 hint=ch06.DIAGNOSES["groupnorm_eps"])
     c.done()
+
+
+# ----------------------------------------------------------------------------- 3a the text-conditioned U-Net
+
+# The check's stand-in for the learner's CrossAttnBlock (workbook.ch06.TextBlockStandIn: GroupNorm
+# and diffusers' Attention), the same class in the judge and in the kernel.
+UNET_BLOCK = '06_latent_diffusion.unet_block'
+
+
+def text_unet(TextUNet) -> None:
+    c = Checks("text_unet (hidden)")
+    g = _gen("text_unet")
+    levels = [draw_size(g, 1, 3)]
+    if levels[0] == 1:  # one level has no up- or downsampling: a second model with 2 or 3 levels
+        levels.append(draw_size(g, 2, 3))
+    for k, L in enumerate(levels):
+        _text_unet(c, g, TextUNet, L, k)
+    c.done()
+
+
+def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
+    heads, groups = draw_size(g, 1, 4), draw_size(g, 1, 3)
+    mults = (1,) + tuple(draw_size(g, 1, 3) for _ in range(L - 1))  # mults[0] = 1, as stated
+    base = math.lcm(heads, groups)  # every c_i divisible by heads and groups
+    ch = base * draw_size(g, max(1, -(-4 // base)), max(1, 16 // base))  # ch in [4, 16] or base
+    in_channels, context_dim, N, B = draw_size(g, 1, 4), draw_size(g, 2, 8), draw_size(g, 3, 8), draw_size(g, 1, 3)
+    # at the deepest level at least 2 x 1 pixels: GroupNorm never sees a single value per group
+    H, W = 2 ** (L - 1) * draw_size(g, 2, 3), 2 ** (L - 1) * draw_size(g, 1, 3)
+    kw = dict(in_channels=in_channels, ch=ch, mults=mults, context_dim=context_dim, heads=heads, groups=groups)
+    inputs = f"TextUNet(block=ch06.TextBlockStandIn, {', '.join(f'{k}={v}' for k, v in kw.items())}), the " \
+             "reference's weights"
+    here, there = twin(UNET_BLOCK)
+    with torch.random.fork_rng():
+        torch.manual_seed(hidden_seed(f"{CH}/text_unet/init{k}"))
+        reference = ref.TextUNet(here, **kw)
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.add_(0.1 * torch.randn(p.shape))  # GroupNorm weights not all 1, biases not all 0
+    mine = c.call(TextUNet, there, **kw, inputs=inputs)
+    load_reference_weights(c, mine, reference, inputs)
+    reference.eval()
+    ref64 = copy.deepcopy(reference).double()
+    z = torch.randn(B, in_channels, H, W, generator=g)
+    t = torch.randint(0, 1000, (B,), generator=g)
+    context = torch.randn(B, N, context_dim, generator=g)
+    mask = _padded_mask(g, B, N)
+    for m in (mask, None):
+        what = f"{inputs}, z ({B}, {in_channels}, {H}, {W}), t = {t.tolist()}, context ({B}, {N}, {context_dim}), " + \
+               ("mask None" if m is None else f"mask lengths {m.sum(1).tolist()}")
+        got = c.call(mine, z, t, context, m, inputs=what)
+        c.tensor("eps_hat", got, shape=tuple(z.shape), dtype=torch.float32, inputs=what)
+        with torch.no_grad():
+            want = ref64(z.double(), t, context.double(), m)
+
+            def mutant_out(cls, m=m):
+                mutant = cls(here, **kw)
+                mutant.load_state_dict(reference.state_dict())
+                return mutant(z, t, context, m)
+
+            c.close("eps_hat (vs the reference with the same weights, in float64)", got, want,
+                    **tolerance(torch.float32, scale=float(want.abs().max()), ops=16), inputs=what,
+                    mistakes=known_mistakes(CH, "TextUNet", mutant_out), hint=ch06.DIAGNOSES["unet_computation"])
 
 
 # ----------------------------------------------------------------------------- 3b training loss

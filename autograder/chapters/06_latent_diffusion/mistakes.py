@@ -432,3 +432,91 @@ def img2img(image_latents, prompts, encode_text, unet, decode, scheduler, *, str
     return decode(latents / scale_factor)
 '''),
 ]
+
+# the text-conditioned U-Net
+_UP = """            h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)
+            if j < len(self.upsamples):
+                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+"""
+_DOWN_LAST = """            if i < len(chans) - 1:
+                self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+"""
+MISTAKES += [
+    Mistake("text_unet_checks", "TextUNet", "torch.cat([h, skips.pop()], dim=1)", "torch.cat([skips.pop(), h], dim=1)",
+            D["unet_skip_order"]),
+    Mistake("text_unet_checks", "TextUNet",
+            "h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb), context, mask), emb)",
+            "h = self.mid_res2(self.mid_res1(h, emb), emb)", D["unet_mid_attn"]),
+    # ResnetBlock2D raises without its temb: the check names the block that got none
+    Mistake("text_unet_checks", "TextUNet", "h = attn(res(h, emb), context, mask)", "h = attn(res(h), context, mask)",
+            D["unet_emb"]),
+    # upsampled before the level's residual block: the concatenation with the skip fails
+    Mistake("text_unet_checks", "TextUNet", _UP, """            if j < len(self.upsamples):
+                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)
+""", D["unet_upsample_order"]),
+    # upsampled between the residual block and the text block: shapes fit, values do not
+    Mistake("text_unet_checks", "TextUNet", _UP, """            h = res(torch.cat([h, skips.pop()], dim=1), emb)
+            if j < len(self.upsamples):
+                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+            h = attn(h, context, mask)
+""", D["unet_upsample_order"]),
+    Mistake("text_unet_checks", "TextUNet", "h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)",
+            "h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context)", D["unet_mask"]),
+    Mistake("text_unet_checks", "TextUNet", _DOWN_LAST,
+            "            self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))\n",
+            D["unet_last_downsample"]),
+    Mistake("text_unet_checks", "TextUNet", "return self.conv_out(F.silu(self.norm_out(h)))",
+            "return self.conv_out(self.norm_out(h))", D["unet_computation"]),
+]
+
+ALTERNATIVES += [
+    Alternative("text_unet_checks", "TextUNet", '''
+class TextUNet(nn.Module):
+    """Upsampling at the start of the next up level, inside upsamples (nn.Upsample, then the
+    conv); skips indexed, not popped; keyword arguments."""
+
+    def __init__(self, block, in_channels=4, ch=64, mults=(1, 2), context_dim=64, heads=4, groups=8):
+        super().__init__()
+        e, chans = 4 * ch, [ch * m for m in mults]
+        L = len(chans)
+        self.time_proj = ch06.time_proj(ch)
+        self.time_embedding = ch06.time_embedding(ch, e)
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        ins = [ch] + chans[:-1]
+        self.down_res = nn.ModuleList([ch06.res_block(ins[i], chans[i], e, groups) for i in range(L)])
+        self.down_attn = nn.ModuleList([block(c, context_dim, heads, groups) for c in chans])
+        self.downsamples = nn.ModuleList([nn.Conv2d(c, c, 3, stride=2, padding=1) for c in chans[:-1]])
+        c = chans[-1]
+        self.mid_res1 = ch06.res_block(c, c, e, groups)
+        self.mid_attn = block(c, context_dim, heads, groups)
+        self.mid_res2 = ch06.res_block(c, c, e, groups)
+        rev = chans[::-1]
+        below = [rev[0]] + rev[:-1]
+        self.up_res = nn.ModuleList([ch06.res_block(below[j] + rev[j], rev[j], e, groups) for j in range(L)])
+        self.up_attn = nn.ModuleList([block(c, context_dim, heads, groups) for c in rev])
+        self.upsamples = nn.ModuleList([nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                                      nn.Conv2d(c, c, 3, padding=1)) for c in rev[:-1]])
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+
+    def forward(self, z, t, context, mask=None):
+        emb = self.time_embedding(self.time_proj(t).to(z.dtype))
+        h = self.conv_in(z)
+        skips = []
+        for i in range(len(self.down_res)):
+            h = self.down_attn[i](self.down_res[i](h, temb=emb), context=context, mask=mask)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        h = self.mid_res1(h, emb)
+        h = self.mid_attn(h, context, mask)
+        h = self.mid_res2(h, emb)
+        for j in range(len(self.up_res)):
+            if j > 0:
+                h = self.upsamples[j - 1](h)
+            h = self.up_res[j](torch.cat((h, skips[-1 - j]), 1), emb)
+            h = self.up_attn[j](h, context, mask=mask)
+        return self.conv_out(F.silu(self.norm_out(h)))
+'''),
+]

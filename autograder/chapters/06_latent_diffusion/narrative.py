@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Text to image: a latent diffusion model you build yourself
 #
-# **Time:** about 2¼ hours of work: the exercises about 130 minutes (each says its own), the questions about 10, plus reading.
+# **Time:** about 2¾ hours of work: the exercises about 155 minutes (each says its own), the questions about 10, plus reading.
 # The `cpu` profile runs the whole notebook in about 7 minutes (its two trainings about 5 minutes) on 2 CPU cores.
 #
 # Stable Diffusion (Rombach et al., *High-Resolution Image Synthesis with Latent Diffusion
@@ -15,11 +15,11 @@
 # 3. an **image decoder**: the autoencoder's decoder turns the final latent into pixels.
 #
 # You build the autoencoder (KL-regularised, as Stable Diffusion's), its latent scale
-# factor, cross-attention with a padding mask, the text-conditioned U-Net block, the
-# training loss with caption dropout, and the sampling loop, which has the shape of the
-# well-known "Stable Diffusion in 15 lines". Then the same loop runs diffusers'
-# `UNet2DConditionModel`, `AutoencoderKL` and `DDIMScheduler`, trained here at small
-# size. The data: chapter 04's coloured, captioned digits. Some (digit, colour)
+# factor, cross-attention with a padding mask, the text-conditioned U-Net block and the
+# U-Net around it, the training loss with caption dropout, and the sampling loop, which has
+# the shape of the well-known "Stable Diffusion in 15 lines". Then the same loop runs
+# diffusers' `UNet2DConditionModel`, `AutoencoderKL` and `DDIMScheduler`, trained here at
+# small size. The data: chapter 04's coloured, captioned digits. Some (digit, colour)
 # combinations never appear in training; we ask for them anyway.
 #
 # **Conventions.** Images $x$ live in $[-1, 1]$; latents $z$ are (B, 4, 8, 8) for 32×32
@@ -46,7 +46,7 @@ from torch import nn
 from workbook import ch06
 from workbook.captions import COLOUR_NAMES, DIGIT_WORDS, HELD_OUT, load_captioned
 from workbook.ch05 import EMA
-from workbook.ch06 import TextUNet, make_scheduler, prompt, to_images, to_model
+from workbook.ch06 import make_scheduler, prompt, to_images, to_model
 from workbook.data import mnist_source
 from workbook.profile import setup
 from workbook.progress import progress
@@ -256,8 +256,42 @@ ch06.check_cross_attention(CrossAttention)
 ch06.check_block(CrossAttnBlock)
 
 # %% [markdown]
-# `TextUNet` (given, in `workbook.ch06`) assembles the noise predictor from diffusers'
-# residual blocks and time embedding and **your** `CrossAttnBlock` after each of them.
+# ### Assembling the text-conditioned U-Net
+#
+# The noise predictor is chapter 05's U-Net with a text block after every residual block:
+# down the levels (residual block, text block, save the skip, halve), a middle (residual
+# block, text block, residual block), and up again (concatenate the skip, residual block,
+# text block, double). The residual blocks and the time embedding are given, from diffusers:
+# `ch06.res_block(c_in, c_out, emb_dim, groups)` is its `ResnetBlock2D`, called
+# `res(h, emb)`; `ch06.time_proj(ch)` and `ch06.time_embedding(ch, emb_dim)` turn `t` into
+# `emb`. The text block is passed in as `block`, so that the same class runs with **your**
+# `CrossAttnBlock` here and with a stand-in in the check.
+#
+# **Implement** *(about 25 min)* `TextUNet(block, in_channels=4, ch=64, mults=(1, 2),
+# context_dim=64, heads=4, groups=8)` as in its docstring: the modules with the stated
+# names, registered in the stated order (the hidden check loads the reference's weights by
+# parameter order), and `forward(z, t, context, mask) -> eps_hat` shaped like `z`.
+#
+# **Checked** (with `ch06.TextBlockStandIn`, GroupNorm plus diffusers' `Attention`, in place of
+# your `CrossAttnBlock`, so a mistake there is not counted twice): the modules and every
+# parameter's shape, in order, against the documented layout; the order in which the modules
+# are called and what each one is given (the time embedding for every residual block, the
+# context and mask for every text block, `torch.cat([h, skip])` at each up level, upsampling
+# after the text block); the output's shape; that each example's output depends on its own
+# `t` and text and not on its padding tokens; a batch of one; the output for given weights
+# against the reference's, computed in float64; one and three levels. Hidden: random `ch`,
+# `mults` of length 1 to 3, heads, groups, context length and batch size, the reference's
+# weights loaded into your model, the output compared with the reference's (float64) within
+# the course's float32 tolerance, with and without a mask.
+
+# %% [solution id=text_unet]
+#| solution: TextUNet
+
+# %% [tests id=text_unet_checks points=3 hidden=text_unet]
+ch06.check_unet(TextUNet)
+
+# %% [markdown]
+# From here on the chapter runs **your** `TextUNet` with **your** `CrossAttnBlock`.
 #
 # Training is chapter 05's loss on latents, plus the text. For classifier-free guidance
 # the same network must also learn the unconditional model: **caption dropout** replaces
@@ -520,13 +554,84 @@ with torch.no_grad():
     ab = alpha_bars[500]
     z_enc = autoencoder.encode(to_model(to_images(image[None])).to(device))[0] * scale_factor
     model(ab.sqrt() * z_enc + (1 - ab).sqrt() * z, t_mid, context, mask)
-maps = model.attention_blocks()["down 0"].last_attn[0].mean(0)  # (64, L)
+maps = model.down_attn[0].last_attn[0].mean(0)  # (64, L): the full-resolution text block
 ids = text.tokenizer([p])[0]
 n_real = int((ids != 0).sum())
 words = ["<start>"] + [text.tokenizer.decode(ids[k:k + 1]) for k in range(1, n_real - 1)] + ["<end>"]
 fig = ch06.plot_attention(to_images(image), maps[:, :n_real].T.reshape(n_real, 8, 8), words, p)
 save_figure(fig, "attention_maps")
 plt.show()
+
+# %% [markdown]
+# ### The loop's two scheduler calls: `init_noise_sigma` and `scale_model_input`
+#
+# With DDIM, two lines of the 15-line loop do nothing: `init_noise_sigma` is 1 and
+# `scale_model_input` returns its input. They are there for the schedulers that, like
+# Karras et al.'s (*Elucidating the Design Space of Diffusion-Based Generative Models*, 2022),
+# work with the noise level $\sigma$ instead of $\bar\alpha$: with
+# $\sigma_t = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}$ they move the latents
+# $x_\sigma = z_0 + \sigma\,\varepsilon = z_t / \sqrt{\bar\alpha_t}$. Their sampling starts
+# at $\sigma_{\max}$ (about 14.6 for Stable Diffusion v1's schedule), so the starting noise
+# is scaled by `init_noise_sigma` $= \sigma_{\max}$; the U-Net, trained on
+# $z_t = x_\sigma / \sqrt{\sigma^2 + 1}$, gets its input divided by $\sqrt{\sigma^2 + 1}$,
+# which is what `scale_model_input` does. diffusers' `EulerDiscreteScheduler` and
+# `LMSDiscreteScheduler`, given the schedule the U-Net was trained with (`"scaled_linear"`
+# betas from 0.00085 to 0.012), need nothing else: the cell prints both scalings for each
+# scheduler, then samples with your `generate` and Euler at as many steps as DDIM, and
+# rates both.
+
+# %%
+from diffusers import EulerDiscreteScheduler, LMSDiscreteScheduler
+
+sd_schedule = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                   timestep_spacing="trailing")
+samplers = {"DDIM": scheduler, "Euler": EulerDiscreteScheduler(**sd_schedule),
+            "LMS": LMSDiscreteScheduler(**sd_schedule)}
+print(f"{'scheduler':>9s} {'first t':>8s} {'init_noise_sigma':>17s} {'scale_model_input(1, first t)':>30s}")
+for name, s_ in samplers.items():
+    s_.set_timesteps(cfg["sample_steps"])
+    first = s_.timesteps[0]
+    print(f"{name:>9s} {float(first):8.0f} {float(s_.init_noise_sigma):17.4f} "
+          f"{float(s_.scale_model_input(torch.ones(1), first)):30.5f}")
+sigma_max = float(samplers["Euler"].sigmas.max())
+print(f"sigma_max = {sigma_max:.4f}, 1 / sqrt(sigma_max^2 + 1) = {1 / math.sqrt(sigma_max ** 2 + 1):.5f}")
+pairs = requests(seen, cfg["n_eval"])
+by_sampler, sampled = {}, {}
+for name in ("DDIM", "Euler"):
+    t0 = time.time()
+    images = to_images(generate([prompt(d, c) for d, c in pairs], text.encode, model, autoencoder.decode,
+                                samplers[name], guidance_scale=4.0, num_steps=cfg["sample_steps"],
+                                latent_shape=(4, 8, 8), scale_factor=scale_factor,
+                                generator=profile.generator(12))).cpu()
+    seconds = time.time() - t0
+    sampled[name] = images
+    by_sampler[name] = ch06.rate_images(rater, images, torch.tensor([d for d, _ in pairs]),
+                                        torch.tensor([c for _, c in pairs]))
+    r = by_sampler[name]
+    print(f"{name:>5s}, {cfg['sample_steps']} steps, guidance 4, {len(pairs)} seen requests: digit {r['digit']:.3f}, "
+          f"colour {r['colour']:.3f}, both {r['both']:.3f} ({seconds:.1f} s)")
+    log_metric(f"sampler_{name.lower()}_seen_both_accuracy", by_sampler[name]["both"], "",
+               f"{cfg['sample_steps']} steps, guidance 4, {len(pairs)} images")
+gap_sampler = by_sampler["DDIM"]["both"] - by_sampler["Euler"]["both"]
+pixel_gap = (sampled["DDIM"] - sampled["Euler"]).abs()
+print(f"DDIM minus Euler, both right: {gap_sampler:+.3f}; the same starting noise gives images that differ by "
+      f"{pixel_gap.mean():.4f} on average (at most {pixel_gap.max():.3f}), pixels in [0, 1]")
+log_metric("sampler_ddim_vs_euler_mean_pixel_difference", pixel_gap.mean().item(), "",
+           f"same generator, {cfg['sample_steps']} steps, images in [0, 1]")
+
+# %% [markdown]
+# DDIM's row shows 1 and 1: its two calls change nothing. Euler's and LMS's show
+# $\sigma_{\max}$ and $1/\sqrt{\sigma_{\max}^2 + 1}$, whose product is close to 1: what the U-Net
+# sees at the first step is unit-variance noise either way. A loop without the two calls
+# would start Euler from latents about 15 times too small and give the U-Net inputs of the
+# wrong scale at every step. If the images of the two samplers differ by little (the mean
+# difference printed above), that is no accident: DDIM with $\eta = 0$ *is* Euler's method
+# on $x_\sigma$, $x_{\sigma'} = x_\sigma + (\sigma' - \sigma)\,\hat\varepsilon$ (Karras et al.,
+# 2022), and on the same timesteps diffusers' two schedulers differ only in the last step
+# (DDIM stops at $\bar\alpha_0$, Euler at $\sigma = 0$). Then the rater's fractions should also
+# differ by a few images at most (one image moves a fraction by 1/`n_eval`). LMS, a
+# multistep method that reuses earlier $\hat\varepsilon$, is a different integrator, not the
+# same one rewritten; it takes the same two calls.
 
 # %% [markdown]
 # ## Image plus text to image (SDEdit)

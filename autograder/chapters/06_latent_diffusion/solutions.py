@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from workbook import ch06
+
 
 class KLAutoencoder(nn.Module):
     """A KL-regularised autoencoder from images (B, C, H, W) to latents (B, latent_channels, H/4, W/4).
@@ -162,6 +164,87 @@ class CrossAttnBlock(nn.Module):
         h = h + a
         h = h + self.ff(self.norm_ff(h))
         return x + self.proj_out(h).transpose(1, 2).reshape(B, C, H, W)
+
+
+class TextUNet(nn.Module):
+    """The latent noise predictor eps_theta(z_t, t, context, mask): a small Stable Diffusion
+    U-Net, chapter 05's U-Net with a text block after every residual block.
+
+    Levels i = 0..L-1 (L = len(mults)), channels c_i = ch * mults[i], emb_dim = 4 ch;
+    res(a, b) = ch06.res_block(a, b, emb_dim, groups), called res(h, emb);
+    attn(c) = block(c, context_dim, heads, groups), called attn(h, context, mask).
+    The modules, registered in this order (the reference's weights load by parameter order):
+      time_proj = ch06.time_proj(ch)                t (B,) -> (B, ch), no parameters
+      time_embedding = ch06.time_embedding(ch, emb_dim)
+      conv_in = Conv2d(in_channels, ch, 3, padding=1)
+      down_res[i] = res(c_{i-1}, c_i) (c_{-1} = ch); down_attn[i] = attn(c_i);
+      downsamples[i] = Conv2d(c_i, c_i, 3, stride=2, padding=1) for i < L-1 only
+      mid_res1 = res(c_{L-1}, c_{L-1}), mid_attn = attn(c_{L-1}), mid_res2 = res(c_{L-1}, c_{L-1})
+      up_res[j] = res(c_prev + c_i, c_i); up_attn[j] = attn(c_i), for j = 0..L-1 at level i = L-1-j
+                 (c_prev: the channels of h there, c_{L-1} at j = 0, else c_{i+1});
+      upsamples[j] = Conv2d(c_i, c_i, 3, padding=1) for j < L-1 only
+      norm_out = GroupNorm(groups, ch), conv_out = Conv2d(ch, in_channels, 3, padding=1)
+    down_res, down_attn, downsamples, up_res, up_attn and upsamples are nn.ModuleLists, each
+    created before it is filled (so all of down_res comes before all of down_attn).
+    forward(z, t, context, mask):
+      emb = time_embedding(time_proj(t) in z's dtype); h = conv_in(z)
+      down, level i: h = down_attn[i](down_res[i](h, emb), context, mask); h is skip i;
+                     then, except at the last level, h = downsamples[i](h) (H and W halved)
+      middle:        h = mid_res2(mid_attn(mid_res1(h, emb), context, mask), emb)
+      up, j = 0..L-1 (level i = L-1-j): h = up_attn[j](up_res[j](torch.cat([h, skip i], dim=1), emb),
+                     context, mask); then, except at level 0, h = upsamples[j](F.interpolate(h,
+                     scale_factor=2.0, mode="nearest"))
+      eps_hat = conv_out(SiLU(norm_out(h)))
+    Shapes: z (B, in_channels, H, W), H and W divisible by 2 ** (L - 1); t (B,) int64; context
+    (B, N, context_dim); mask (B, N) bool (True: a real token) or None -> eps_hat like z.
+    mults[0] is 1 (norm_out sees c_0 = ch channels); every c_i is divisible by groups (and by
+    heads, for the CrossAttnBlock).
+    """
+
+    def __init__(self, block, in_channels=4, ch=64, mults=(1, 2), context_dim=64, heads=4, groups=8):
+        super().__init__()
+        emb_dim = 4 * ch
+        res = lambda a, b: ch06.res_block(a, b, emb_dim, groups)
+        attn = lambda c: block(c, context_dim, heads, groups)
+        self.time_proj = ch06.time_proj(ch)
+        self.time_embedding = ch06.time_embedding(ch, emb_dim)
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        chans = [ch * m for m in mults]
+        self.down_res, self.down_attn, self.downsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        c_prev = ch
+        for i, c in enumerate(chans):
+            self.down_res.append(res(c_prev, c))
+            self.down_attn.append(attn(c))
+            if i < len(chans) - 1:
+                self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+            c_prev = c
+        self.mid_res1, self.mid_attn, self.mid_res2 = res(c_prev, c_prev), attn(c_prev), res(c_prev, c_prev)
+        self.up_res, self.up_attn, self.upsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            self.up_res.append(res(c_prev + chans[i], chans[i]))
+            self.up_attn.append(attn(chans[i]))
+            if i > 0:
+                self.upsamples.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
+            c_prev = chans[i]
+        self.norm_out = nn.GroupNorm(groups, ch)
+        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+
+    def forward(self, z, t, context, mask=None):
+        """z (B, c, H, W), t (B,) int64, context (B, N, D), mask (B, N) bool or None -> eps_hat (B, c, H, W)."""
+        emb = self.time_embedding(self.time_proj(t).to(z.dtype))  # (B, 4ch)
+        h = self.conv_in(z)
+        skips = []
+        for i, (res, attn) in enumerate(zip(self.down_res, self.down_attn)):
+            h = attn(res(h, emb), context, mask)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb), context, mask), emb)
+        for j, (res, attn) in enumerate(zip(self.up_res, self.up_attn)):
+            h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)
+            if j < len(self.upsamples):
+                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.conv_out(F.silu(self.norm_out(h)))
 
 
 def training_loss(unet, z0, context, mask, null_context, null_mask, alpha_bars, p_uncond, generator=None):

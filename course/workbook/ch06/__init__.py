@@ -9,7 +9,8 @@
 """
 from .checks import (DIAGNOSES, QUIZ_EXPLAIN, QUIZ_OPTIONS, autoencoder_parameters, check_autoencoder,
                      check_block, check_cross_attention, check_generate, check_img2img, check_quiz, check_training_loss,
+                     check_unet, TextBlockStandIn,
                      copy_attention_weights, copy_block_weights, diffusers_block, mask_bias)
 from .models import (DigitColourNet, load_rater, load_text_conditioner, make_scheduler, prompt, rate_images,
-                     TextConditioner, TextUNet, to_images, to_model)
+                     res_block, TextConditioner, time_embedding, time_proj, to_images, to_model)
 from .plots import plot_attention, plot_curve, show_grid

@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..checks import Checks, check_choice, substituted
+from ..checks import Checks, check_choice, substituted, tolerance
 
 
 QUIZ_OPTIONS = {"answer_why_latent": "ABCD", "answer_qkv": "ABCD", "answer_latent_facts": "ABCDEF"}
@@ -87,6 +87,25 @@ DIAGNOSES: dict[str, str] = {
     "block_order": "norm -> tokens (B, H*W, C) -> proj_in; h + attn(norm_attn(h)); h + ff(norm_ff(h)); proj_out; "
                    "back to (B, C, H, W) with transpose(1, 2).reshape (not view on the wrong layout); + x",
     "block_mask": "pass the mask on to the attention: self.attn(self.norm_attn(h), context, mask)",
+    # text-conditioned U-Net
+    "unet_layout": "build the modules of the docstring, with the stated names, in the stated order (all of down_res, "
+                   "then all of down_attn, then downsamples; the same for up), so that their parameters come in "
+                   "the documented order",
+    "unet_last_downsample": "no downsampling at the last level: downsamples has len(mults) - 1 convolutions, "
+                            "and forward halves H and W after every level but the last",
+    "unet_emb": "every residual block takes the time embedding: res(h, emb) with emb = "
+                "time_embedding(time_proj(t))",
+    "unet_context": "every text block takes the context: attn(h, context, mask)",
+    "unet_mask": "pass the mask on to every text block: attn(h, context, mask)",
+    "unet_mid_attn": "the middle is mid_res1, then the text block mid_attn, then mid_res2",
+    "unet_level": "each level is its residual block, then its text block: attn(res(h, emb), context, mask)",
+    "unet_skip": "each up level starts from torch.cat([h, skip], dim=1): h from below, the skip saved at the "
+                 "same level on the way down (the last saved first)",
+    "unet_skip_order": "the skip connection comes second: torch.cat([h, skip], dim=1), not torch.cat([skip, h])",
+    "unet_upsample_order": "upsample at the end of an up level, after its text block: "
+                           "h = upsamples[j](F.interpolate(h, scale_factor=2.0, mode='nearest'))",
+    "unet_computation": "follow forward's steps exactly: emb, conv_in, the levels down, the middle, the levels up, "
+                        "then conv_out(SiLU(norm_out(h)))",
     # training loss
     "drop_rows": "replace whole rows, the mask together with the context",
     "drop_below": "drop where torch.rand(B) < p_uncond, one draw per example",
@@ -459,6 +478,291 @@ def _check_block(CrossAttnBlock) -> None:
         c.tensor("block.last_attn", maps, shape=(2, 2, 12, 5), inputs=inputs)
         c.close("block.last_attn in row 1, padding tokens", maps[1, :, :, 3:], torch.zeros(2, 12, 2), atol=1e-6,
                 inputs=inputs, hint=DIAGNOSES["block_mask"])
+    c.done()
+
+
+# ----------------------------------------------------------------------------- 3a the text-conditioned U-Net
+
+class TextBlockStandIn(nn.Module):
+    """The U-Net check's stand-in for your CrossAttnBlock (which has its own check): GroupNorm
+    (eps 1e-6), diffusers' Attention (queries from the pixels, keys and values from the text,
+    padding tokens masked), residual: x + attn(norm(x) as tokens, context, mask) back to (B, C, H, W).
+    Parameters: norm (weight, bias), attn.to_q, attn.to_k, attn.to_v, attn.to_out.0 (weight, bias)."""
+
+    def __init__(self, channels, context_dim, heads=4, groups=8):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.attn = _diffusers_attention(channels, context_dim, heads, channels // heads)
+
+    def forward(self, x, context, mask=None):
+        B, C, H, W = x.shape
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        bias = None if mask is None else mask_bias(mask).to(x.dtype)
+        return x + self.attn(h, context, attention_mask=bias).transpose(1, 2).reshape(B, C, H, W)
+
+
+def _res_layout(name: str, a: int, b: int, e: int) -> list:
+    """(name, shape, kind) of ch06.res_block(a, b, e)'s parameters, in order."""
+    out = [(f"{name}.norm1.weight", (a,), "norm"), (f"{name}.norm1.bias", (a,), "bias"),
+           (f"{name}.conv1.weight", (b, a, 3, 3), "w"), (f"{name}.conv1.bias", (b,), "bias"),
+           (f"{name}.time_emb_proj.weight", (b, e), "w"), (f"{name}.time_emb_proj.bias", (b,), "bias"),
+           (f"{name}.norm2.weight", (b,), "norm"), (f"{name}.norm2.bias", (b,), "bias"),
+           (f"{name}.conv2.weight", (b, b, 3, 3), "w"), (f"{name}.conv2.bias", (b,), "bias")]
+    if a != b:
+        out += [(f"{name}.conv_shortcut.weight", (b, a, 1, 1), "w"), (f"{name}.conv_shortcut.bias", (b,), "bias")]
+    return out
+
+
+def _stand_in_layout(name: str, c: int, d: int) -> list:
+    """(name, shape, kind) of TextBlockStandIn(c, d)'s parameters, in order."""
+    return [(f"{name}.norm.weight", (c,), "norm"), (f"{name}.norm.bias", (c,), "bias"),
+            (f"{name}.attn.to_q.weight", (c, c), "w"), (f"{name}.attn.to_k.weight", (c, d), "w"),
+            (f"{name}.attn.to_v.weight", (c, d), "w"), (f"{name}.attn.to_out.0.weight", (c, c), "w"),
+            (f"{name}.attn.to_out.0.bias", (c,), "bias")]
+
+
+def text_unet_layout(in_channels: int, ch: int, mults, context_dim: int) -> list:
+    """The parameters (name, shape, kind) that TextUNet's docstring states, in order, with
+    TextBlockStandIn as the block: what the check compares your model's parameters with."""
+    e, chans, L = 4 * ch, [ch * m for m in mults], len(mults)
+    conv = lambda name, a, b, k: [(f"{name}.weight", (b, a, k, k), "w"), (f"{name}.bias", (b,), "bias")]
+    out = [("time_embedding.linear_1.weight", (e, ch), "w"), ("time_embedding.linear_1.bias", (e,), "bias"),
+           ("time_embedding.linear_2.weight", (e, e), "w"), ("time_embedding.linear_2.bias", (e,), "bias")]
+    out += conv("conv_in", in_channels, ch, 3)
+    prev = [ch] + chans[:-1]
+    for i in range(L):
+        out += _res_layout(f"down_res.{i}", prev[i], chans[i], e)
+    for i in range(L):
+        out += _stand_in_layout(f"down_attn.{i}", chans[i], context_dim)
+    for i in range(L - 1):
+        out += conv(f"downsamples.{i}", chans[i], chans[i], 3)
+    c = chans[-1]
+    out += _res_layout("mid_res1", c, c, e) + _stand_in_layout("mid_attn", c, context_dim) + \
+        _res_layout("mid_res2", c, c, e)
+    up_in = [chans[-1]] + chans[::-1][:-1]  # the channels of h before each up level's concatenation
+    for j in range(L):
+        out += _res_layout(f"up_res.{j}", up_in[j] + chans[L - 1 - j], chans[L - 1 - j], e)
+    for j in range(L):
+        out += _stand_in_layout(f"up_attn.{j}", chans[L - 1 - j], context_dim)
+    for j in range(L - 1):
+        out += conv(f"upsamples.{j}", chans[L - 1 - j], chans[L - 1 - j], 3)
+    out += [("norm_out.weight", (ch,), "norm"), ("norm_out.bias", (ch,), "bias")] + conv("conv_out", ch, in_channels, 3)
+    return out
+
+
+def set_unet_weights(model: nn.Module, layout: list) -> None:
+    """The check's given weights, by parameter order: smooth waves, GroupNorm weights near 1,
+    small biases, weights of about 1.5 / sqrt(fan_in)."""
+    with torch.no_grad():
+        for k, (p, (_, _, kind)) in enumerate(zip(model.parameters(), layout)):
+            wave = torch.sin(0.7 * torch.arange(p.numel(), dtype=_F64) + 1.3 * k).view(p.shape)
+            if kind == "norm":
+                value = 1 + 0.2 * wave
+            elif kind == "bias":
+                value = 0.1 * wave
+            else:
+                value = wave * 1.5 / math.sqrt(p[0].numel())
+            p.copy_(value)
+
+
+def unet_check_inputs(dtype=torch.float32):
+    """The check's fixed inputs: z (2, 4, 8, 8), t = [3, 700], context (2, 5, 6), mask with the
+    last two tokens of row 1 padding."""
+    i = torch.arange(2 * 4 * 8 * 8, dtype=_F64)
+    z = torch.sin(0.37 * i).view(2, 4, 8, 8).to(dtype)
+    context = torch.cos(0.53 * torch.arange(2 * 5 * 6, dtype=_F64)).view(2, 5, 6).to(dtype)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    return z, torch.tensor([3, 700]), context, mask
+
+
+# model.forward's output at positions out.flatten()[::32] with set_unet_weights and
+# unet_check_inputs, for TextUNet(TextBlockStandIn, 4, 8, (1, 2), 6, 2, 4): the reference run in
+# float64 (a test of the course recomputes these numbers).
+UNET_KNOWN_OUTPUT = [0.958759, -0.6906275, 0.8459512, -0.5874518, 0.7607069, -0.4308144, 0.7038112, -0.2243003,
+                     1.319948, -0.8947906, 1.2141094, -0.7464074, 1.1291824, -0.5416905, 1.0659465, -0.2850937]
+
+
+def _call_args(args: tuple, kwargs: dict, names: tuple) -> dict:
+    """A module call's arguments by name (positional or keyword)."""
+    got = dict(zip(names, args))
+    got.update({k: v for k, v in kwargs.items() if k in names})
+    return got
+
+
+def _hooked(model: nn.Module, names: list):
+    """Forward hooks on the named submodules: a log of (name, arguments by name, output) per call."""
+    log, handles = [], []
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+        arg_names = ("input_tensor", "temb") if "_res" in name else ("x", "context", "mask") if "attn" in name \
+            else ("input",)
+
+        def pre(mod, args, kwargs, name=name, arg_names=arg_names):
+            got = _call_args(args, kwargs, arg_names)
+            log.append({"name": name, "args": {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                                               for k, v in got.items()}, "out": None})
+
+        def post(mod, args, kwargs, out, name=name):
+            for entry in reversed(log):
+                if entry["name"] == name and entry["out"] is None:
+                    entry["out"] = out.detach().clone() if isinstance(out, torch.Tensor) else out
+                    break
+
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    return log, handles
+
+
+def _unet_order(L: int) -> list:
+    order = []
+    for i in range(L):
+        order += [f"down_res.{i}", f"down_attn.{i}"] + ([f"downsamples.{i}"] if i < L - 1 else [])
+    order += ["mid_res1", "mid_attn", "mid_res2"]
+    for j in range(L):
+        order += [f"up_res.{j}", f"up_attn.{j}"] + ([f"upsamples.{j}"] if j < L - 1 else [])
+    return order
+
+
+def _order_hint(names: list) -> str | None:
+    """A diagnosis from the order in which the U-Net's modules were called, if one fits."""
+    if any(n.startswith("up") or n == "mid_res2" for n in names) and "mid_attn" not in names:
+        return DIAGNOSES["unet_mid_attn"]
+    for j in range(3):
+        if f"upsamples.{j}" in names:
+            k = names.index(f"upsamples.{j}")
+            if f"up_attn.{j}" not in names[:k]:
+                return DIAGNOSES["unet_upsample_order"]
+    return None
+
+
+def check_unet(TextUNet) -> None:
+    """The assembly, with the check's stand-in block (TextBlockStandIn) in place of your
+    CrossAttnBlock: structure, parameters, the data flow between the modules, properties, and
+    the output for given weights."""
+    c = Checks("text_unet")
+    kw = dict(in_channels=4, ch=8, mults=(1, 2), context_dim=6, heads=2, groups=4)
+    inputs = "TextUNet(block=ch06.TextBlockStandIn, in_channels=4, ch=8, mults=(1, 2), context_dim=6, heads=2, groups=4)"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = c.call(TextUNet, TextBlockStandIn, **kw, inputs=inputs)
+    c.true(isinstance(model, nn.Module), "TextUNet(...) should be an nn.Module", inputs=inputs,
+           got=type(model).__name__)
+    for name, n in (("down_res", 2), ("down_attn", 2), ("downsamples", 1), ("up_res", 2), ("up_attn", 2),
+                    ("upsamples", 1)):
+        got = getattr(model, name, None)
+        size = len(got) if isinstance(got, nn.ModuleList) else None
+        c.true(size == n, f"model.{name} should be an nn.ModuleList of {n} modules (mults has 2 levels)",
+               inputs=inputs, got=f"{type(got).__name__} of {size}" if size is not None else type(got).__name__,
+               hint=DIAGNOSES["unet_last_downsample"] if name == "downsamples" and size == 2 else
+               DIAGNOSES["unet_layout"])
+    for name in ("time_proj", "time_embedding", "conv_in", "mid_res1", "mid_attn", "mid_res2", "norm_out", "conv_out"):
+        c.true(isinstance(getattr(model, name, None), nn.Module), f"model.{name} should be a module", inputs=inputs,
+               got=type(getattr(model, name, None)).__name__, hint=DIAGNOSES["unet_layout"])
+    layout = text_unet_layout(4, 8, (1, 2), 6)
+    got = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    for k in range(max(len(layout), len(got))):
+        want_k = f"{layout[k][0]} {layout[k][1]}" if k < len(layout) else "no more parameters"
+        got_k = f"{got[k][0]} {got[k][1]}" if k < len(got) else "no more parameters"
+        c.true(k < len(layout) and k < len(got) and layout[k][1] == got[k][1],
+               f"parameter {k} (in model.parameters() order) differs from the documented layout", inputs=inputs,
+               expected=want_k, got=got_k, hint=DIAGNOSES["unet_layout"])
+
+    # One forward pass, every module's inputs recorded.
+    set_unet_weights(model, layout)
+    z, t, context, mask = unet_check_inputs()
+    inputs = inputs + ", the check's weights, z (2, 4, 8, 8), t = [3, 700], context (2, 5, 6), mask with 2 " \
+                      "padding tokens in row 1"
+    order = _unet_order(2)
+    log, handles = _hooked(model, order)
+    try:
+        with torch.no_grad():
+            out = model(z, t, context, mask)
+    except Exception as e:
+        names = [entry["name"] for entry in log]
+        no_emb = [entry["name"] for entry in log if "_res" in entry["name"] and entry["args"].get("temb") is None]
+        hint = DIAGNOSES["unet_emb"] if no_emb else _order_hint(names)
+        c.fail(f"calling the model raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+               inputs=inputs, got=f"modules called before it: {names}", hint=hint)
+    finally:
+        for h in handles:
+            h.remove()
+    c.tensor("model(z, t, context, mask)", out, shape=(2, 4, 8, 8), dtype=torch.float32, inputs=inputs)
+    names = [entry["name"] for entry in log]
+    c.true(names == order, "the modules were not called in the documented order (each once)", inputs=inputs,
+           expected=order, got=names, hint=_order_hint(names))
+    calls = {entry["name"]: entry for entry in log}
+    with torch.no_grad():
+        emb = model.time_embedding(model.time_proj(t).float())
+    for name in order:
+        args, out_k = calls[name]["args"], calls[name]["out"]
+        if "_res" in name:
+            temb = args.get("temb")
+            c.true(isinstance(temb, torch.Tensor), f"{name} was called without the time embedding", inputs=inputs,
+                   got=f"temb = {type(temb).__name__}", hint=DIAGNOSES["unet_emb"])
+            c.close(f"the time embedding given to {name}", temb, emb, atol=1e-5, inputs=inputs,
+                    hint=DIAGNOSES["unet_emb"])
+        if "attn" in name:
+            c.true(isinstance(args.get("context"), torch.Tensor) and torch.equal(args["context"], context),
+                   f"{name} must get the context", inputs=inputs, hint=DIAGNOSES["unet_context"])
+            given = args.get("mask")
+            c.true(isinstance(given, torch.Tensor) and torch.equal(given, mask), f"{name} must get the mask",
+                   inputs=inputs, got="mask = None" if given is None else "another mask", hint=DIAGNOSES["unet_mask"])
+    for i in range(2):
+        c.close(f"the input of down_attn[{i}]", calls[f"down_attn.{i}"]["args"]["x"], calls[f"down_res.{i}"]["out"],
+                atol=1e-6, inputs=inputs, hint=DIAGNOSES["unet_level"])
+    for j in range(2):
+        h = calls["mid_res2" if j == 0 else f"upsamples.{j - 1}"]["out"]
+        skip = calls[f"down_attn.{1 - j}"]["out"]
+        c.close(f"the input of up_res[{j}]", calls[f"up_res.{j}"]["args"]["input_tensor"], torch.cat([h, skip], 1),
+                atol=1e-6, inputs=inputs, mistakes={DIAGNOSES["unet_skip_order"]: torch.cat([skip, h], 1)},
+                hint=DIAGNOSES["unet_skip"])
+        c.close(f"the input of up_attn[{j}]", calls[f"up_attn.{j}"]["args"]["x"], calls[f"up_res.{j}"]["out"],
+                atol=1e-6, inputs=inputs, hint=DIAGNOSES["unet_level"])
+    x_up, h_up = calls["upsamples.0"]["args"]["input"], calls["up_attn.0"]["out"]
+    near = h_up if x_up.shape == h_up.shape else torch.nn.functional.interpolate(h_up, scale_factor=2.0, mode="nearest")
+    c.close("the input of upsamples[0] (up_attn[0]'s output, or its nearest x2 upsampling)", x_up, near, atol=1e-6,
+            inputs=inputs, hint=DIAGNOSES["unet_upsample_order"])
+
+    # Properties: each example's own t and text, padding ignored, a batch of one.
+    with torch.no_grad():
+        out_t = model(z, torch.tensor([999, 700]), context, mask)
+        changed = context.clone()
+        changed[1, 0] += 1.0
+        out_c = model(z, t, changed, mask)
+        padded = context.clone()
+        padded[1, 3:] = 50.0
+        out_pad = model(z, t, padded, mask)
+        out_one = c.call(model, z[1:], t[1:], context[1:], mask[1:], inputs=inputs + ", row 1 alone (a batch of one)")
+    c.true((out_t[0] - out[0]).abs().max() > 1e-4 and (out_t[1] - out[1]).abs().max() < 1e-5,
+           "the output must depend on each example's own timestep (and only on it)", inputs="t[0] changed to 999",
+           hint=DIAGNOSES["unet_emb"])
+    c.true((out_c[1] - out[1]).abs().max() > 1e-4 and (out_c[0] - out[0]).abs().max() < 1e-5,
+           "the output must depend on each example's own text (and only on it)",
+           inputs="context[1, 0] changed by 1", hint=DIAGNOSES["unet_context"])
+    c.close("the output with row 1's padding tokens set to 50", out_pad, out, atol=1e-5, inputs=inputs,
+            hint=DIAGNOSES["unet_mask"])
+    c.tensor("the output for a batch of one", out_one, shape=(1, 4, 8, 8), inputs=inputs + ", row 1 alone")
+    c.close("the output for row 1 alone", out_one[0], out[1], atol=1e-5, inputs=inputs + ", row 1 alone")
+    # The output for the given weights, against the reference's (run in float64).
+    known = torch.tensor(UNET_KNOWN_OUTPUT, dtype=_F64)
+    c.close("model(z, t, context, mask).flatten()[::32] with the check's weights", out.flatten()[::32], known,
+            **tolerance(torch.float32, scale=float(known.abs().max()), ops=16), inputs=inputs,
+            hint=DIAGNOSES["unet_computation"])
+    # Other depths: one level (no down- or upsampling) and three (8 -> 4 -> 2 -> 4 -> 8).
+    for mults in ((1,), (1, 2, 2)):
+        what = f"TextUNet(ch06.TextBlockStandIn, 4, 8, mults={mults}, context_dim=6, heads=2, groups=4), z (2, 4, 8, 8)"
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            deeper = c.call(TextUNet, TextBlockStandIn, 4, 8, mults, 6, 2, 4, inputs=what)
+        shapes = [tuple(p.shape) for p in deeper.parameters()]
+        c.true(shapes == [s for _, s, _ in text_unet_layout(4, 8, mults, 6)],
+               "the parameters differ from the documented layout", inputs=what, hint=DIAGNOSES["unet_layout"])
+        with torch.no_grad():
+            got = c.call(deeper, z, t, context, mask, inputs=what)
+        c.tensor("output", got, shape=(2, 4, 8, 8), inputs=what)
     c.done()
 
 

@@ -1,6 +1,6 @@
 """Chapter 06 given models and helpers (text-to-image latent diffusion), built from diffusers'
 parts so that no earlier exercise is given away:
-`TextUNet`, the latent noise predictor that uses your cross-attention block;
+`res_block`, `time_proj`, `time_embedding`, the library parts your TextUNet assembles;
 `TextConditioner`, prompts -> (context, mask) from chapter 04's text encoder;
 `make_scheduler`, diffusers' DDIMScheduler with Stable Diffusion's schedule;
 `load_rater`, the digit + colour classifier that scores generated images.
@@ -19,7 +19,7 @@ from ..captions import COLOUR_NAMES, DIGIT_WORDS, CaptionTokenizer, load_caption
 from ..paths import artifacts_dir
 
 
-# ----------------------------------------------------------------------------- given: text, U-Net, scheduler
+# ----------------------------------------------------------------------------- given: text, U-Net parts, scheduler
 
 class TextConditioner(nn.Module):
     """Prompts -> per-token text features `context` (B, L, D) and the padding mask (B, L).
@@ -72,67 +72,26 @@ def load_text_conditioner(profile, fallback_width: int = 64) -> TextConditioner:
     return text.to(profile.device)
 
 
-class TextUNet(nn.Module):
-    """The latent noise predictor eps_theta(z_t, t, context, mask): a small version of Stable
-    Diffusion's U-Net, from diffusers' ResnetBlock2D and time embedding plus *your*
-    cross-attention block `block(channels, context_dim, heads, groups)` after every residual
-    block. Levels c_i = ch * mults[i]; down: ResBlock, block, stride-2 conv (not at the last
-    level); middle: ResBlock, block, ResBlock; up: ResBlock on [h, skip], block, nearest x2 + conv."""
+def res_block(c_in: int, c_out: int, emb_dim: int, groups: int = 8) -> nn.Module:
+    """The U-Net's residual block, diffusers' ResnetBlock2D (GroupNorm eps 1e-5): called as
+    res(h (B, c_in, H, W), emb (B, emb_dim)) -> (B, c_out, H, W); the time embedding `emb`
+    shifts every channel (chapter 05's ResBlock, the library's version)."""
+    from diffusers.models.resnet import ResnetBlock2D
+    return ResnetBlock2D(in_channels=c_in, out_channels=c_out, temb_channels=emb_dim, groups=groups, eps=1e-5)
 
-    def __init__(self, block, in_channels=4, ch=64, mults=(1, 2), context_dim=64, heads=4, groups=8):
-        super().__init__()
-        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-        from diffusers.models.resnet import ResnetBlock2D
 
-        emb_dim = 4 * ch
-        res = lambda a, b: ResnetBlock2D(in_channels=a, out_channels=b, temb_channels=emb_dim, groups=groups, eps=1e-5)
-        attn = lambda c_: block(c_, context_dim, heads, groups)
-        self.time_proj = Timesteps(ch, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(ch, emb_dim)
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
-        chans = [ch * m for m in mults]
-        self.down_res, self.down_attn, self.downsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        c_prev = ch
-        for i, c_ in enumerate(chans):
-            self.down_res.append(res(c_prev, c_))
-            self.down_attn.append(attn(c_))
-            if i < len(chans) - 1:
-                self.downsamples.append(nn.Conv2d(c_, c_, 3, stride=2, padding=1))
-            c_prev = c_
-        self.mid_res1, self.mid_attn, self.mid_res2 = res(c_prev, c_prev), attn(c_prev), res(c_prev, c_prev)
-        self.up_res, self.up_attn, self.upsamples = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        for i in reversed(range(len(chans))):
-            self.up_res.append(res(c_prev + chans[i], chans[i]))
-            self.up_attn.append(attn(chans[i]))
-            if i > 0:
-                self.upsamples.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
-            c_prev = chans[i]
-        self.norm_out = nn.GroupNorm(groups, ch)
-        self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
+def time_proj(ch: int) -> nn.Module:
+    """diffusers' Timesteps: t (B,) -> sinusoidal features (B, ch), cos then sin (chapter 05's
+    timestep_embedding); no parameters."""
+    from diffusers.models.embeddings import Timesteps
+    return Timesteps(ch, flip_sin_to_cos=True, downscale_freq_shift=0)
 
-    def forward(self, z, t, context, mask=None):
-        """z (B, c, h, w), t (B,) int64, context (B, L, D), mask (B, L) bool -> eps_hat (B, c, h, w)."""
-        emb = self.time_embedding(self.time_proj(t).to(z.dtype))
-        h = self.conv_in(z)
-        skips = []
-        for i, (res, attn) in enumerate(zip(self.down_res, self.down_attn)):
-            h = attn(res(h, emb), context, mask)
-            skips.append(h)
-            if i < len(self.downsamples):
-                h = self.downsamples[i](h)
-        h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb), context, mask), emb)
-        for j, (res, attn) in enumerate(zip(self.up_res, self.up_attn)):
-            h = attn(res(torch.cat([h, skips.pop()], dim=1), emb), context, mask)
-            if j < len(self.upsamples):
-                h = self.upsamples[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
 
-    def attention_blocks(self) -> dict[str, nn.Module]:
-        """name -> cross-attention block, e.g. "down 0" (full latent resolution), "mid"."""
-        blocks = {f"down {i}": b for i, b in enumerate(self.down_attn)}
-        blocks["mid"] = self.mid_attn
-        blocks.update({f"up {j}": b for j, b in enumerate(self.up_attn)})
-        return blocks
+def time_embedding(ch: int, emb_dim: int) -> nn.Module:
+    """diffusers' TimestepEmbedding: Linear(ch, emb_dim), SiLU, Linear(emb_dim, emb_dim)
+    (parameters linear_1, linear_2), features (B, ch) -> emb (B, emb_dim)."""
+    from diffusers.models.embeddings import TimestepEmbedding
+    return TimestepEmbedding(ch, emb_dim)
 
 
 def make_scheduler(T: int = 1000):
