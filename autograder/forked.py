@@ -86,15 +86,21 @@ def run(ctx, target, args: tuple, cwd: Path, timeout: float) -> tuple[int | None
     reader = confine.CappedReader(pipe)
     proc.join(timeout)
     code = None if proc.is_alive() else proc.exitcode
-    with contextlib.suppress(ProcessLookupError, TypeError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.is_alive():   # not yet in a session of its own
-        proc.kill()
-    proc.join()
+    stop(proc)
     confine.kill_processes_under(cwd)
     out = reader.text()
     pipe.close()
     return code, out
+
+
+def stop(proc) -> None:
+    """SIGKILL a forked child's whole session (the child itself too, should it not have
+    reached `enter` yet), and reap it."""
+    with contextlib.suppress(ProcessLookupError, TypeError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
 
 
 def _child(target, write_end, args: tuple) -> None:

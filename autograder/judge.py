@@ -356,17 +356,15 @@ class _ForkedJudge:
             raise TimeoutError("the judge did not write its record in time")
         return self._log()
 
-    def _log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")
+    def _log(self, keep: int = 5000) -> str:
+        """The last `keep` bytes of the judge's standard error."""
+        with contextlib.suppress(OSError), open(self.log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - keep))
+            return f.read().decode(errors="replace")
         return ""
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, TypeError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.is_alive():   # not yet in a session of its own
-            self.proc.kill()
-        self.proc.join()
+        forked.stop(self.proc)
         self.ours.close()
 
 

@@ -239,10 +239,8 @@ def wrap_command(cmd: list[str]) -> list[str]:
 
 def private_network() -> None:
     """What `wrap_command` does, for the calling process itself (a forked `nbgrader
-    autograde`, `autograder.forked`): a network namespace of its own with only loopback
-    up, where that works; raises SandboxError where it should work and does not."""
-    if not capabilities().network:
-        return
+    autograde`, `autograder.forked`, where `capabilities().network`, as the grader found
+    it): a network namespace of its own with only loopback up; raises SandboxError if not."""
     _unshare(CLONE_NEWNET, "CLONE_NEWNET")
     if subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True).returncode != 0:
         raise SandboxError("could not bring up loopback in the grading network namespace")

@@ -155,7 +155,8 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
         argv = ["autograde", ch, "--student", sid, "--force", f"--Execute.kernel_name={sandbox.KERNEL_NAME}"]
         t_run = time.perf_counter()
         if ctx := forked.context():
-            code, log = forked.run(ctx, _autograde_child, (str(root), argv, env), cwd=root, timeout=job.timeout)
+            code, log = forked.run(ctx, _autograde_child, (str(root), argv, env, sandbox.capabilities().network),
+                                   cwd=root, timeout=job.timeout)
         else:
             code, log = confine.run_confined(sandbox.wrap_command([sys.executable, "-m", "nbgrader", *argv]),
                                              cwd=root, env=env, timeout=job.timeout)
@@ -198,12 +199,14 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
     return verdict
 
 
-def _autograde_child(output: int, root: str, argv: list[str], env: dict) -> None:
+def _autograde_child(output: int, root: str, argv: list[str], env: dict, network: bool) -> None:
     """`nbgrader autograde` in a process forked from the run's server (`autograder.forked`):
-    what `python -m nbgrader` would do from the course root, in the same limits and the same
-    private network as the command (`sandbox.wrap_command`)."""
+    what `python -m nbgrader` would do from the course root, in the same limits and, where
+    the grader's `sandbox.capabilities()` has one, the same private network as the command
+    (`sandbox.wrap_command`)."""
     forked.enter(root, env, confine.NBGRADER_LIMITS, output)
-    sandbox.private_network()
+    if network:
+        sandbox.private_network()
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
     sys.argv = ["nbgrader", *argv]
