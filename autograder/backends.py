@@ -26,15 +26,27 @@ def run_jobs(work: list[Job], jobs: int, backend: str, scheduler: str | None,
                 on_done(fut.result())
             return [f.result() for f in futures]
     if backend == "dask":
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if scheduler:
             with Client(scheduler) as client:
                 return _dask_map(client, work, on_done)
-        with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with local_cluster(max(1, jobs)) as cluster, Client(cluster) as client:
             return _dask_map(client, work, on_done)
     raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+def local_cluster(workers: int):
+    """A dask LocalCluster of `workers` worker processes, one thread each. The workers are not
+    daemonic processes (`distributed.worker.daemon`), so that each can fork its notebooks'
+    judge and nbgrader from a server of its own (`forked.context()`) as `grade` does; their
+    nanny still stops them when the cluster closes."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None)
 
 
 def _dask_map(client, work: list[Job], on_done) -> list[list[Result]]:

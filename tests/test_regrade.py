@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from autograder import bench, ledger, sandbox, seals, student
+from autograder import backends, bench, forked, ledger, sandbox, seals, student
 from autograder import grade as grading
 from autograder.intake import Submission, collect, private_dir
 from autograder.rows import Job, Result
@@ -147,9 +147,9 @@ def test_dask_cluster_of_worker_processes_matches_serial(first, klass, tmp_path)
     subs, _ = klass
     out, tables = first
     secret = (out / ".secret").read_text().strip()
-    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with backends.local_cluster(2) as cluster, distributed.Client(cluster) as client:
         workers = {str(pid) for pid in client.run(os.getpid).values()}
+        assert all(client.run(lambda: forked.context() is not None).values()), "a worker process cannot fork its notebooks' processes"
         grading.grade(subs, tmp_path, backend="dask", scheduler=cluster.scheduler_address, chapters=[CH],
                       secret=secret, preflight=False, quiet=True)
     assert _tables(tmp_path) == tables, "grading on the dask cluster differs from the serial run"
