@@ -347,11 +347,10 @@ with torch.no_grad():
 """,
     '05_diffusion.load_state': """model.load_state_dict(state)""",
     '05_diffusion.sampler_stand_ins': """
-import inspect
 from workbook.ch05.checks import stand_in_ddim_step, stand_in_ddpm_step
 from workbook.checks import substituted
 
-result = substituted(inspect.unwrap(fn), ddpm_step=stand_in_ddpm_step, ddim_step=stand_in_ddim_step)
+result = substituted(fn, ddpm_step=stand_in_ddpm_step, ddim_step=stand_in_ddim_step)
 result.__enter__()
 """,
     '05_diffusion.eps_fn': """

@@ -1,6 +1,7 @@
 """Quiz answers: the format check learners see (one letter, or a set of letters) and
 the grading check (letters in any container; a one-letter set counts as the letter)."""
 import pytest
+import torch
 
 from autograder.hidden import grade_choice
 from workbook.checks import CheckFailed, check_choice, substituted
@@ -45,6 +46,17 @@ def test_substituted_restores_the_learners_names():
     with substituted(scope["uses"], helper=lambda: "stand-in", absent=1):
         assert scope["uses"]() == "stand-in" and scope["absent"] == 1
     assert scope["uses"]() == "learner's" and "absent" not in scope
+
+
+def test_substituted_reaches_through_decorators_to_the_learners_names():
+    """A decorated definition (@torch.no_grad(), functools.wraps) is looked up in its own
+    notebook's names, not in the decorator's module."""
+    scope = {"helper": lambda: "learner's", "torch": torch}
+    exec("@torch.no_grad()\ndef uses(): return helper()", scope)
+    before = dict(vars(torch.autograd.grad_mode))
+    with substituted(scope["uses"], helper=lambda: "stand-in"):
+        assert scope["uses"]() == "stand-in"
+    assert scope["uses"]() == "learner's" and dict(vars(torch.autograd.grad_mode)) == before
 
 
 def test_a_wrong_answer_is_told_the_idea_not_the_letter():

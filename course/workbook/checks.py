@@ -12,6 +12,7 @@ expected, what came back, and the likely mistake when the check recognises it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from typing import Any, Mapping, Sequence
 
@@ -95,6 +96,10 @@ def substituted(definition, **names):
     """Run with some global names of `definition`'s notebook (or module) replaced, e.g. a
     stand-in for an earlier exercise, so a mistake there is not counted twice."""
     fn = definition.forward if isinstance(definition, type) and hasattr(definition, "forward") else definition
+    try:
+        fn = inspect.unwrap(fn)  # through decorators such as @torch.no_grad(), to the learner's own code
+    except ValueError:  # a cycle of __wrapped__
+        pass
     scope = getattr(fn, "__globals__", None)
     if scope is None:
         yield

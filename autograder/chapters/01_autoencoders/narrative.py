@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 01 · PCA and autoencoders
 #
-# **Time:** about 2 hours of work: the exercises about 95 minutes (each says its own), the questions about 10, plus reading.
-# The `cpu` profile runs the whole notebook in about 5 minutes on 2 CPU cores.
+# **Time:** about 2¼ hours of work: the exercises about 95 minutes (each says its own), the questions about 20 (3 quizzes, 2 written), plus reading.
+# The `cpu` profile runs the whole notebook in about 2 minutes on 2 idle CPU cores.
 #
 # A 28×28 digit is a point in $\mathbb{R}^{784}$, yet digits occupy a tiny, curved part of
 # that space. This chapter compresses digits to a few numbers two ways and compares them:

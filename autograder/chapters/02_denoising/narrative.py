@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 02 · Denoising autoencoders
 #
-# **Time:** about 2.5 hours of work: the exercises about 130 minutes (each says its own), the questions about 10, plus reading.
-# The `cpu` profile runs the whole notebook in about 3 minutes on 2 CPU cores.
+# **Time:** about 2¾ hours of work: the exercises about 130 minutes (each says its own), the questions about 25 (3 quizzes, 2 written, 1 prediction), plus reading.
+# The `cpu` profile runs the whole notebook in about 1½ minutes on 2 idle CPU cores.
 #
 # An autoencoder learns to copy its input. A **denoising autoencoder** (DAE) is given a
 # harder job: its input $\tilde x$ is a version of an image $x$ that was **corrupted on

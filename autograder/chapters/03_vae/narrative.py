@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 03 · Variational autoencoders
 #
-# **Time:** about 2¼ hours of work: the exercises about 110 minutes (each says its own), the questions about 10, plus reading.
-# The `cpu` profile runs the whole notebook in about 5 minutes on 2 CPU cores.
+# **Time:** about 2½ hours of work: the exercises about 110 minutes (each says its own), the questions about 25 (4 quizzes, 2 written, 1 prediction), plus reading.
+# The `cpu` profile runs the whole notebook in about 3 minutes on 2 idle CPU cores.
 #
 # Chapter 01 ended on a problem: an autoencoder compresses digits well, but its latent
 # space is **irregular**. Training places the codes of the training images wherever helps

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 04 · CLIP: learning images and texts together
 #
-# **Time:** about 1.5 hours of work: the exercises about 90 minutes (each says its own), the questions about 10, plus reading.
-# The `cpu` profile runs the whole notebook in about 3 minutes on 2 CPU cores.
+# **Time:** about 2¼ hours of work: the exercises about 90 minutes (each says its own), the questions about 25 (3 quizzes, 2 written, 1 prediction), plus reading.
+# The `cpu` profile runs the whole notebook in about 2½ minutes on 2 idle CPU cores.
 #
 # CLIP (Radford et al., *Learning Transferable Visual Models From Natural Language
 # Supervision*, 2021) trains two encoders at once, one for images and one for texts, so that

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 05 · Diffusion: generating by removing noise
 #
-# **Time:** about 3½ hours of work: the exercises about 195 minutes (each says its own), the questions about 25, plus reading.
-# The `cpu` profile runs the whole notebook in 10 to 20 minutes (its training alone 6 to 9 minutes on an idle machine) on 2 CPU cores.
+# **Time:** about 4 hours of work: the exercises about 195 minutes (each says its own), the questions about 40 (3 quizzes, 4 written, 4 predictions), plus reading.
+# The `cpu` profile runs the whole notebook in about 13 minutes (its training about 6) on 2 idle CPU cores.
 #
 # A diffusion model (Sohl-Dickstein et al. 2015; Ho, Jain & Abbeel, *Denoising Diffusion
 # Probabilistic Models*, 2020) learns to generate data by learning to *denoise* it. The

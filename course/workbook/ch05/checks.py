@@ -585,9 +585,8 @@ def _ddim_loop(eps_fn, shape, alpha_bars, num_steps, eta, seed) -> torch.Tensor:
 
 def check_sample_ddpm(sample_ddpm) -> None:
     """Your ddpm_step is replaced by diffusers' step while this runs (it has its own check)."""
-    import inspect
     step = _Recorded(stand_in_ddpm_step)
-    with substituted(inspect.unwrap(sample_ddpm), ddpm_step=step):  # unwrap: through @torch.no_grad()
+    with substituted(sample_ddpm, ddpm_step=step):
         _check_sample_ddpm(sample_ddpm, step)
 
 
@@ -648,9 +647,8 @@ def _check_sample_ddpm(sample_ddpm, step: _Recorded) -> None:
 
 def check_sample_ddim(sample_ddim) -> None:
     """Your ddim_step is replaced by diffusers' step while this runs (it has its own check)."""
-    import inspect
     step = _Recorded(stand_in_ddim_step)
-    with substituted(inspect.unwrap(sample_ddim), ddim_step=step):  # unwrap: through @torch.no_grad()
+    with substituted(sample_ddim, ddim_step=step):
         _check_sample_ddim(sample_ddim, step)
 
 

@@ -10,6 +10,7 @@ random inputs.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -582,10 +583,25 @@ UNET_KNOWN_OUTPUT = [0.958759, -0.6906275, 0.8459512, -0.5874518, 0.7607069, -0.
                      1.319948, -0.8947906, 1.2141094, -0.7464074, 1.1291824, -0.5416905, 1.0659465, -0.2850937]
 
 
-def _call_args(args: tuple, kwargs: dict, names: tuple) -> dict:
-    """A module call's arguments by name (positional or keyword)."""
-    got = dict(zip(names, args))
-    got.update({k: v for k, v in kwargs.items() if k in names})
+def _call_args(module: nn.Module, args: tuple, kwargs: dict, names: tuple) -> dict:
+    """A module call's arguments under the check's `names`, matched by their position in the
+    module's own `forward` signature whatever that calls them, passed by position or keyword."""
+    try:
+        signature = inspect.signature(module.forward)
+        bound = signature.bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        return dict(zip(names, args))
+    got, position = {}, 0
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            got.update({k: v for k, v in bound.get(param.name, {}).items() if k in names and k not in got})
+            continue
+        values = bound.get(param.name, ()) if param.kind is param.VAR_POSITIONAL else \
+            ((bound[param.name],) if param.name in bound else None)
+        for value in values if values is not None else ((None,) * (param.kind is not param.KEYWORD_ONLY)):
+            if position < len(names) and value is not None:
+                got[names[position]] = value
+            position += 1
     return got
 
 
@@ -601,7 +617,7 @@ def _hooked(model: nn.Module, names: list):
             else ("input",)
 
         def pre(mod, args, kwargs, name=name, arg_names=arg_names):
-            got = _call_args(args, kwargs, arg_names)
+            got = _call_args(mod, args, kwargs, arg_names)
             log.append({"name": name, "args": {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
                                                for k, v in got.items()}, "out": None})
 
