@@ -178,12 +178,25 @@ class StepVAE(nn.Module):
         return self.decode(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
 
 
+class RecordingSGD(torch.optim.SGD):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.applied = []
+
+    def step(self, closure=None):
+        self.applied.append([None if p.grad is None else p.grad.detach().clone()
+                             for group in self.param_groups for p in group["params"]])
+        return super().step(closure)
+
+
 with torch.random.fork_rng():
     torch.manual_seed(seed)
     model = StepVAE(D, k, h).to(dtype)
+    with torch.no_grad():
+        model.mu_head.bias += shift  # shift > 0: gradients too large for a clipping bound to leave alone
     for p in model.parameters():
         p.grad = torch.randn_like(p)
-result = (model, torch.optim.SGD(model.parameters(), lr=lr))
+result = (model, RecordingSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay))
 """,
     '03_vae.vae_step_call': """
 from workbook.checks import substituted
@@ -206,10 +219,13 @@ def reparameterize(mu, logvar, generator=None):
 
 
 before = torch.random.get_rng_state()
+optimizer.applied = []
 with substituted(fn, negative_elbo=negative_elbo, reparameterize=reparameterize):
     out = fn(model, x, optimizer, beta=beta, generator=generator)
 kept = bool(torch.equal(before, torch.random.get_rng_state()))
-result = (out, kept, [p.detach().clone() for p in model.parameters()])
+applied = [[torch.zeros_like(p) if g is None else g for g, p in zip(grads, model.parameters())]
+           for grads in optimizer.applied]
+result = (out, kept, [p.detach().clone() for p in model.parameters()], applied)
 """,
     '03_vae.raised': """
 try:

@@ -274,12 +274,13 @@ def negative_elbo(fn) -> None:
 
 # A small VAE (encode, decode, forward(x, generator) drawing eps as reparameterize does) in
 # `dtype`, seeded without touching the global RNG, its .grad holding stale gradients that a
-# step must clear, with its SGD(lr) optimizer: built from torch alone in the judge and in the
-# kernel (`twin`).
+# step must clear, with its SGD(lr, momentum, weight_decay) optimizer that keeps the gradients
+# each step() applies: built from torch alone in the judge and in the kernel (`twin`).
 VAE_STEP_MODEL = '03_vae.vae_step_model'
 # The learner's vae_step called in the kernel with stand-ins (torch alone) for their
 # negative_elbo and reparameterize, so a mistake there costs its own exercise only:
-# (what it returned, whether the global RNG was left alone, the parameters after the step).
+# (what it returned, whether the global RNG was left alone, the parameters after the step,
+# the gradients of every optimizer.step() it made).
 VAE_STEP_CALL = '03_vae.vae_step_call'
 
 
@@ -287,19 +288,24 @@ def _flat(params) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
-def _oracle_step(model: nn.Module, x: torch.Tensor, beta: float, seed: int, lr: float, eps_dtype) -> tuple:
-    """One correct SGD step in float64 on a float64 copy of `model`, its stale gradients
-    ignored: (loss, the updated copy); eps drawn in the learner's dtype, as the contract says."""
+def _oracle_steps(model: nn.Module, x: torch.Tensor, beta: float, seeds: list, eps_dtype, **sgd) -> list:
+    """Correct steps in float64 on a float64 copy of `model` with torch's SGD(**sgd), its stale
+    gradients ignored; eps drawn in the learner's dtype, as the contract says. Per step: (loss,
+    the gradients applied, flat; the parameters after it, flat)."""
     m = copy.deepcopy(model).double()
-    mu, logvar = m.encode(x.double())
-    eps = torch.randn(mu.shape, generator=seeded(seed), dtype=eps_dtype).double()
-    logits = m.decode(mu + torch.exp(0.5 * logvar) * eps)
-    loss = ref.negative_elbo(x.double(), logits, mu, logvar, beta=beta)
-    grads = torch.autograd.grad(loss, list(m.parameters()))
-    with torch.no_grad():
+    opt = torch.optim.SGD(m.parameters(), **sgd)
+    out = []
+    for seed in seeds:
+        mu, logvar = m.encode(x.double())
+        eps = torch.randn(mu.shape, generator=seeded(seed), dtype=eps_dtype).double()
+        logits = m.decode(mu + torch.exp(0.5 * logvar) * eps)
+        loss = ref.negative_elbo(x.double(), logits, mu, logvar, beta=beta)
+        grads = torch.autograd.grad(loss, list(m.parameters()))
         for p, g in zip(m.parameters(), grads):
-            p -= lr * g
-    return loss.item(), m
+            p.grad = g
+        opt.step()
+        out.append((loss.item(), _flat(grads), _flat(m.parameters())))
+    return out
 
 
 def _beta(g: torch.Generator) -> float:
@@ -311,19 +317,26 @@ def _beta(g: torch.Generator) -> float:
 def vae_step(fn) -> None:
     c = Checks("vae_step (hidden)")
     g = _gen("vae_step")
-    lr, steps = 0.1, 2
-    for dtype, D, k, B in [(F32, draw_size(g, 8, 14), 3, draw_size(g, 2, 5)), (F64, draw_size(g, 5, 9), 2, 1)]:
+    steps = 2
+    # momentum and weight decay: an update written by hand (p -= lr * grad) is not the optimizer's
+    sgd = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.05}
+    # the float64 case's mu head is shifted (by 20-40): a gradient norm in the tens, which
+    # clipping or rescaling the gradients would change
+    for dtype, D, k, B, shift in [(F32, draw_size(g, 8, 14), 3, draw_size(g, 2, 5), 0.0),
+                                  (F64, draw_size(g, 5, 9), 2, 1, 20.0 + 20.0 * float(torch.rand(1, generator=g)))]:
         seed, beta = draw_seed(g), _beta(g)
         seeds = [draw_seed(g) for _ in range(steps)]
         x = (torch.rand(B, D, generator=g) < 0.5).to(dtype)
-        (model, opt), (model_k, opt_k) = twin(VAE_STEP_MODEL, seed=seed, D=D, k=k, h=6, dtype=dtype, lr=lr)
+        (model, opt), (model_k, opt_k) = twin(VAE_STEP_MODEL, seed=seed, D=D, k=k, h=6, dtype=dtype, shift=shift, **sgd)
         name = str(dtype).replace("torch.", "")
-        inputs = (f"a random VAE (D={D}, k={k}, Tanh) in {name} whose .grad hold an earlier step's gradients, "
-                  f"binary x ({B}, {D}), SGD(lr={lr}), beta={beta:.3f}, a seeded generator, {steps} steps in a row")
+        inputs = (f"a random VAE (D={D}, k={k}, Tanh{f', mu head shifted by {shift:.1f}' if shift else ''}) in "
+                  f"{name} whose .grad hold an earlier step's gradients, "
+                  f"binary x ({B}, {D}), SGD(lr={sgd['lr']}, momentum={sgd['momentum']}, weight_decay="
+                  f"{sgd['weight_decay']}), beta={beta:.3f}, a seeded generator, {steps} steps in a row")
 
         def run_mutant(f, model=model, x=x, beta=beta, seeds=seeds):
             m = copy.deepcopy(model)
-            o = torch.optim.SGD(m.parameters(), lr=lr)
+            o = torch.optim.SGD(m.parameters(), **sgd)
             out = {"loss": [], "params": []}
             with torch.random.fork_rng():
                 for s in seeds:
@@ -332,24 +345,29 @@ def vae_step(fn) -> None:
             return out
 
         diag = known_mistakes(CH, "vae_step", run_mutant)
-        oracle = model
+        oracle = _oracle_steps(model, x, beta, seeds, dtype, **sgd)
         for step, s in enumerate(seeds):
-            want, oracle = _oracle_step(oracle, x, beta, s, lr, dtype)
+            want, want_g, want_p = oracle[step]
             got = c.call(in_kernel(getattr(fn, "__name__", "vae_step"), VAE_STEP_CALL), fn=fn, model=model_k,
                          x=x.clone(), optimizer=opt_k, beta=beta, generator=seeded(s), inputs=inputs)
-            c.true(isinstance(got, (tuple, list)) and len(got) == 3, "vae_step could not be run", inputs=inputs)
-            out, kept, params = got
+            c.true(isinstance(got, (tuple, list)) and len(got) == 4, "vae_step could not be run", inputs=inputs)
+            out, kept, params, applied = got
             c.true(kept, "the global random generator was used: the draw of z must come from the generator "
                    "passed in", inputs=inputs, hint=DIAG["step_generator"])
             c.true(isinstance(out, float), "vae_step must return the loss as a Python float", inputs=inputs,
                    got=type(out).__name__, hint=DIAG["step_float"])
             c.close(f"loss returned at step {step + 1}", out, want, **tolerance(dtype, scale=abs(want), ops=16),
                     inputs=inputs, mistakes={d: m["loss"][step] for d, m in diag.items()}, hint=DIAG["step_loss"])
-            want_p = _flat(oracle.parameters())
             c.close(f"parameters after step {step + 1}", _flat(params), want_p,
                     **tolerance(dtype, scale=float(want_p.abs().max()), ops=16), inputs=inputs,
                     mistakes={d: m["params"][step] for d, m in diag.items()},
                     hint=DIAG["step_zero_grad"] if step else DIAG["step_update"])
+            c.true(isinstance(applied, list) and len(applied) == 1, f"optimizer.step() was not called exactly "
+                   f"once at step {step + 1}", inputs=inputs, got=f"{len(applied)} call(s)",
+                   hint=DIAG["step_own_update"])
+            c.close(f"the gradients optimizer.step() applied at step {step + 1}", _flat(applied[0]), want_g,
+                    **tolerance(dtype, scale=float(want_g.abs().max()), ops=16), inputs=inputs,
+                    hint=DIAG["step_grad_changed"])
     c.done()
 
 

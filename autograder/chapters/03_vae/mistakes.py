@@ -138,6 +138,14 @@ MISTAKES = [
             "mu, logvar = model.encode(x)\n    logits = model.decode(mu)", D["step_mu"]),
     Mistake("vae_step_checks", "vae_step", "    return loss.item()",
             "    return negative_elbo(x, *model(x, generator=generator), beta=beta).item()", D["step_loss_after"]),
+    # plain SGD written by hand: right for SGD(lr) alone, not for the optimizer handed in
+    Mistake("vae_step_checks", "vae_step", "    optimizer.step()\n",
+            "    with torch.no_grad():\n        for p in model.parameters():\n"
+            "            p -= optimizer.param_groups[0][\"lr\"] * p.grad\n", D["step_own_update"]),
+    # clipping at a bound the small check models never reach
+    Mistake("vae_step_checks", "vae_step", "    loss.backward()\n",
+            "    loss.backward()\n    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)\n",
+            D["step_grad_changed"]),
     # sampling and interpolation
     Mistake("sampling_checks", "sample_prior", "return torch.sigmoid(model.decode(z))  # (n, D)",
             "return model.decode(z)  # (n, D)", D["sample_logits"]),

@@ -113,6 +113,11 @@ DIAGNOSES: dict[str, str] = {
     "step_detached_kl": "the KL term sent no gradient to the encoder (mu or logvar detached): pass the mu and "
                         "logvar that the model returned to negative_elbo as they are",
     "step_update": "one step is zero_grad, forward with the generator, negative_elbo with beta, backward, step",
+    "step_own_update": "the parameters were changed without optimizer.step() (or it was called more than once): "
+                       "let the optimizer apply its own rule, once per step (momentum, Adam and weight decay differ "
+                       "from p -= lr * grad)",
+    "step_grad_changed": "the gradients were changed between loss.backward() and optimizer.step() (clipped, scaled "
+                         "or replaced?): the step applies the optimizer to the gradient of the loss as it is",
     # sampling and interpolation
     "sample_logits": "logits were returned: apply torch.sigmoid to get pixel probabilities",
     "sample_uniform": "z must be standard normal (torch.randn), not uniform (torch.rand)",
@@ -487,6 +492,19 @@ def _flat(params) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
+class RecordingSGD(torch.optim.SGD):
+    """torch's SGD that also keeps, at every step(), a flat copy of the gradients it applies."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.applied = []
+
+    def step(self, closure=None):
+        self.applied.append(torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad.detach()).reshape(-1)
+                                       for group in self.param_groups for p in group["params"]]))
+        return super().step(closure)
+
+
 def _step_variants(model: nn.Module, x: torch.Tensor, beta: float, seed: int) -> dict:
     """Loss and gradients (flat) of one step of `model` on x, drawing eps from a generator
     seeded `seed`: as the contract says, and as the likely mistakes compute them."""
@@ -526,7 +544,7 @@ def check_vae_step(vae_step) -> None:
     torch.randn((3, 2), generator=g_next, dtype=dt)
     with torch.no_grad():
         loss_after = _negative_elbo(x, *after(x, generator=g_next), beta=beta).item()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = RecordingSGD(model.parameters(), lr=lr)
     inputs = (f"a small VAE (D=6, k=2, Tanh) in float64 whose .grad hold an earlier step's gradients, binary x (3, 6), "
               f"SGD(lr={lr}), beta={beta}, generator seeded 0")
     rng = torch.random.get_rng_state()
@@ -548,6 +566,10 @@ def check_vae_step(vae_step) -> None:
                       DIAGNOSES["step_mu"]: before - lr * v["mu"][1],
                       DIAGNOSES["step_detached_kl"]: before - lr * v["detached"][1]},
             hint=DIAGNOSES["step_update"])
+    c.true(len(opt.applied) == 1, "optimizer.step() was not called exactly once", inputs=inputs,
+           got=f"{len(opt.applied)} call(s)", hint=DIAGNOSES["step_own_update"])
+    c.close("the gradients optimizer.step() applied", opt.applied[0], v["ok"][1], atol=1e-8, inputs=inputs,
+            hint=DIAGNOSES["step_grad_changed"])
     # a second step in a row: the gradients of the first must not be added in
     twin = copy.deepcopy(model)
     v = _step_variants(twin, x, beta, seed=1)
@@ -556,6 +578,18 @@ def check_vae_step(vae_step) -> None:
         c.call(vae_step, model, x.clone(), opt, beta=beta, generator=_gen(1), inputs=inputs)
     c.close("parameters after the second step", _flat(model.parameters()), _flat(twin.parameters()) - lr * v["ok"][1],
             atol=1e-8, inputs=inputs, hint=DIAGNOSES["step_zero_grad"])
+    # a gradient norm in the tens (the mu head shifted by 30): clipping or rescaling would change it
+    with torch.no_grad():
+        model.mu_head.bias += 30.0
+    v = _step_variants(model, x, beta, seed=2)
+    opt = RecordingSGD(model.parameters(), lr=lr)
+    inputs += "; then, with the mu head's bias shifted by 30 (large gradients), a third step, generator seeded 2"
+    with substituted(vae_step, negative_elbo=_negative_elbo, reparameterize=_reparameterize):
+        c.call(vae_step, model, x.clone(), opt, beta=beta, generator=_gen(2), inputs=inputs)
+    c.true(len(opt.applied) == 1, "optimizer.step() was not called exactly once", inputs=inputs,
+           got=f"{len(opt.applied)} call(s)", hint=DIAGNOSES["step_own_update"])
+    c.close("the gradients optimizer.step() applied", opt.applied[0], v["ok"][1], atol=1e-6, rtol=1e-8,
+            inputs=inputs, hint=DIAGNOSES["step_grad_changed"])
     c.done()
 
 
