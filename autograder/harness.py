@@ -518,6 +518,12 @@ with swapped(Block, CrossAttention=StandIn), torch.no_grad():
     out = model(*args)
 result = (out, getattr(model, "last_attn", None))
 """,
+    '06_latent_diffusion.double_forward': """
+import copy
+
+with torch.no_grad():
+    result = copy.deepcopy(model).double()(*args)
+""",
     '06_latent_diffusion.unet_block': """
 from workbook.ch06.checks import TextBlockStandIn
 

@@ -231,6 +231,8 @@ def cross_attention(CrossAttention) -> None:
 # (as the visible check does), so a mistake in CrossAttention is not counted twice here.
 BLOCK_BUILD = '06_latent_diffusion.block_build'
 BLOCK_FORWARD = '06_latent_diffusion.block_forward'
+# A copy of the learner's model in float64 (model.double()) called on `args`, in the kernel.
+DOUBLE_FORWARD = '06_latent_diffusion.double_forward'
 
 
 def cross_attn_block(CrossAttnBlock) -> None:
@@ -306,7 +308,8 @@ def text_unet(TextUNet) -> None:
 
 
 def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
-    heads, groups = draw_size(g, 1, 4), draw_size(g, 1, 3)
+    # heads 1 or 3: neither the blocks' default (4) nor the visible check's 2, so not passing it on shows
+    heads, groups = (1, 3)[draw_int(g, 0, 2)], draw_size(g, 1, 3)
     mults = (1,) + tuple(draw_size(g, 1, 3) for _ in range(L - 1))  # mults[0] = 1, as stated
     base = math.lcm(heads, groups)  # every c_i divisible by heads and groups
     ch = base * draw_size(g, max(1, -(-4 // base)), max(1, 16 // base))  # ch in [4, 16] or base
@@ -347,6 +350,18 @@ def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
             c.close("eps_hat (vs the reference with the same weights, in float64)", got, want,
                     **tolerance(torch.float32, scale=float(want.abs().max()), ops=16), inputs=what,
                     mistakes=known_mistakes(CH, "TextUNet", mutant_out), hint=ch06.DIAGNOSES["unet_computation"])
+    what = f"{inputs}, model.double() with float64 z ({B}, {in_channels}, {H}, {W}) and context, t = {t.tolist()}"
+    try:  # a lost connection to the kernel is not the learner's error: only RemoteError is caught
+        got = run(DOUBLE_FORWARD, model=mine, args=(z.double(), t, context.double(), mask))
+    except RemoteError as e:
+        c.fail(f"calling model.double() raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+               inputs=what, hint=ch06.DIAGNOSES["unet_dtype"])
+    c.tensor("eps_hat of model.double()", got, shape=tuple(z.shape), dtype=torch.float64, inputs=what)
+    with torch.no_grad():
+        want = ref64(z.double(), t, context.double(), mask)
+    c.close("eps_hat of model.double() (vs the reference, in float64)", got, want,
+            **tolerance(torch.float64, scale=float(want.abs().max()), ops=16), inputs=what,
+            hint=ch06.DIAGNOSES["unet_dtype"])
 
 
 # ----------------------------------------------------------------------------- 3b training loss

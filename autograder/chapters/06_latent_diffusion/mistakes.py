@@ -468,6 +468,10 @@ MISTAKES += [
             D["unet_last_downsample"]),
     Mistake("text_unet_checks", "TextUNet", "return self.conv_out(F.silu(self.norm_out(h)))",
             "return self.conv_out(self.norm_out(h))", D["unet_computation"]),
+    # the time features in float32 whatever z's dtype: right until the model runs in float64
+    Mistake("text_unet_checks", "TextUNet", "self.time_proj(t).to(z.dtype)", "self.time_proj(t).float()",
+            D["unet_dtype"]),
+    Mistake("text_unet_checks", "TextUNet", "self.time_proj(t).to(z.dtype)", "self.time_proj(t)", D["unet_dtype"]),
 ]
 
 ALTERNATIVES += [

@@ -10,6 +10,7 @@ random inputs.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import warnings
@@ -96,6 +97,8 @@ DIAGNOSES: dict[str, str] = {
                             "and forward halves H and W after every level but the last",
     "unet_emb": "every residual block takes the time embedding: res(h, emb) with emb = "
                 "time_embedding(time_proj(t))",
+    "unet_dtype": "the time features must be in z's dtype: emb = time_embedding(time_proj(t).to(z.dtype)), so "
+                  "that model.double() runs in float64 (not .float(), not left as time_proj returns them)",
     "unet_context": "every text block takes the context: attn(h, context, mask)",
     "unet_mask": "pass the mask on to every text block: attn(h, context, mask)",
     "unet_mid_attn": "the middle is mid_res1, then the text block mid_attn, then mid_res2",
@@ -711,7 +714,7 @@ def check_unet(TextUNet) -> None:
            expected=order, got=names, hint=_order_hint(names))
     calls = {entry["name"]: entry for entry in log}
     with torch.no_grad():
-        emb = model.time_embedding(model.time_proj(t).float())
+        emb = model.time_embedding(model.time_proj(t).to(z.dtype))
     for name in order:
         args, out_k = calls[name]["args"], calls[name]["out"]
         if "_res" in name:
@@ -767,6 +770,19 @@ def check_unet(TextUNet) -> None:
     c.close("model(z, t, context, mask).flatten()[::32] with the check's weights", out.flatten()[::32], known,
             **tolerance(torch.float32, scale=float(known.abs().max()), ops=16), inputs=inputs,
             hint=DIAGNOSES["unet_computation"])
+    # The same model in float64 (model.double(), float64 inputs): the contract's dtypes.
+    z64, t64, context64, mask64 = unet_check_inputs(torch.float64)
+    what = inputs + "; model.double() with float64 z and context"
+    try:
+        with torch.no_grad():
+            out64 = copy.deepcopy(model).double()(z64, t64, context64, mask64)
+    except Exception as e:  # noqa: BLE001 - the learner's code raised: say what, with the likely cause
+        c.fail(f"calling model.double() raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+               inputs=what, hint=DIAGNOSES["unet_dtype"])
+    c.tensor("the output of model.double()", out64, shape=(2, 4, 8, 8), dtype=torch.float64, inputs=what)
+    c.close("model.double()(z, t, context, mask).flatten()[::32]", out64.flatten()[::32], known,  # known: 7 digits
+            **tolerance(torch.float32, scale=float(known.abs().max()), ops=16), inputs=what,
+            hint=DIAGNOSES["unet_dtype"])
     # Other depths: one level (no down- or upsampling) and three (8 -> 4 -> 2 -> 4 -> 8).
     for mults in ((1,), (1, 2, 2)):
         what = f"TextUNet(ch06.TextBlockStandIn, 4, 8, mults={mults}, context_dim=6, heads=2, groups=4), z (2, 4, 8, 8)"
