@@ -459,6 +459,45 @@ def check_ddim_step(ddim_step) -> None:
 
 # ----------------------------------------------------------------------------- 5b the samplers
 
+def _step_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) or isinstance(v, torch.Tensor) and v.numel() == 1
+
+
+# What each argument of ddpm_step / ddim_step is, as their contracts say (checked before the stand-in runs).
+_STEP_ARGS = {
+    "x_t": (lambda v: isinstance(v, torch.Tensor) and v.dim() > 0, "the current x_t, a tensor like the samples"),
+    "eps_hat": (lambda v: isinstance(v, torch.Tensor) and v.dim() > 0, "eps_fn's prediction, a tensor like x_t"),
+    "t": (_step_number, "the step's timestep as one number (eps_fn takes it as a (B,) tensor; the step takes the int)"),
+    "t_prev": (_step_number, "the next timestep as one number (-1 after the last step)"),
+    "alpha_bars": (lambda v: isinstance(v, torch.Tensor) and v.dim() == 1, "the (T,) schedule"),
+    "eta": (_step_number, "a number (0: deterministic DDIM, 1: DDPM-like)"),
+    "noise": (lambda v: v is None or isinstance(v, torch.Tensor), "a tensor like x_t, or None"),
+}
+
+
+def _checked_step_args(fn):
+    """A stand-in step that first checks its arguments against the contract, so that a call with
+    arguments in the wrong order is told so in the learner's terms (not as an error deep inside)."""
+    import functools
+    import inspect
+
+    signature, name = inspect.signature(fn), fn.__name__.replace("stand_in_", "")
+
+    @functools.wraps(fn)
+    def step(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}{signature}: {e}") from None
+        for param, value in bound.arguments.items():
+            if (want := _STEP_ARGS.get(param)) and not want[0](value):
+                raise TypeError(f"{name} got {param} = {describe(value)}, but {param} is {want[1]}: check the order "
+                                f"of the arguments of {name}{signature}, or pass them by name")
+        return fn(*args, **kwargs)
+    return step
+
+
+@_checked_step_args
 def stand_in_ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None):
     """diffusers' DDIMScheduler.step from t to t_prev, with ddim_step's signature: the sampler
     checks use it in place of your ddim_step (it has its own check), so that a mistake there
@@ -477,6 +516,7 @@ def stand_in_ddim_step(eps_hat, t, t_prev, x_t, alpha_bars, eta=0.0, noise=None)
     return out.prev_sample, out.pred_original_sample
 
 
+@_checked_step_args
 def stand_in_ddpm_step(eps_hat, t, x_t, alpha_bars, noise):
     """DDPM's step as diffusers computes it, with ddpm_step's signature: DDIMScheduler.step at
     eta = 1 from t to t - 1, which is DDPM's posterior step (Song et al. 2021). The sampler
@@ -497,9 +537,9 @@ class _Recorded:
         self.__name__ = fn.__name__
 
     def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)  # the stand-ins check their arguments (_checked_step_args)
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        out = self.fn(*args, **kwargs)
         self.calls.append(({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in bound.arguments.items()},
                            out))
         return out
