@@ -26,3 +26,6 @@ from autograder.execute import autograde_preprocessors  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
 c.BoundedExecute.interrupt_grace = 10
+# After the last cell every output is in the notebook: the kernel is killed, not asked to
+# shut down (the sandbox ends its whole PID namespace and control group either way).
+c.BoundedExecute.shutdown_kernel = "immediate"
