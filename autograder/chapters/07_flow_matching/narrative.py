@@ -2,7 +2,7 @@
 # # 07 · Flow matching and rectified flow
 #
 # **Time:** about 2 hours of work: the exercises about 85 minutes (each says its own), the questions about 20 (2 quizzes, 2 written), plus reading.
-# The `cpu` profile runs the whole notebook in about 16 minutes on 2 CPU cores.
+# The `cpu` profile runs the whole notebook in about 12 minutes (its two MNIST trainings about 4 each) on 2 idle CPU cores.
 #
 # Chapter 05 trained a network to predict noise and walked back from noise in many small,
 # curved steps. Stable Diffusion 3 and Flux are trained differently: as **rectified flows**
