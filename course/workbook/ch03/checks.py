@@ -505,6 +505,14 @@ class RecordingSGD(torch.optim.SGD):
         return super().step(closure)
 
 
+def _applied_once(c: Checks, opt: RecordingSGD, grad: torch.Tensor, inputs: str, **tol) -> None:
+    """The step called optimizer.step() once, on the gradient `grad` (flat) of the loss as it is."""
+    c.true(len(opt.applied) == 1, "optimizer.step() was not called exactly once", inputs=inputs,
+           got=f"{len(opt.applied)} call(s)", hint=DIAGNOSES["step_own_update"])
+    c.close("the gradients optimizer.step() applied", opt.applied[0], grad, inputs=inputs,
+            hint=DIAGNOSES["step_grad_changed"], **tol)
+
+
 def _step_variants(model: nn.Module, x: torch.Tensor, beta: float, seed: int) -> dict:
     """Loss and gradients (flat) of one step of `model` on x, drawing eps from a generator
     seeded `seed`: as the contract says, and as the likely mistakes compute them."""
@@ -566,10 +574,7 @@ def check_vae_step(vae_step) -> None:
                       DIAGNOSES["step_mu"]: before - lr * v["mu"][1],
                       DIAGNOSES["step_detached_kl"]: before - lr * v["detached"][1]},
             hint=DIAGNOSES["step_update"])
-    c.true(len(opt.applied) == 1, "optimizer.step() was not called exactly once", inputs=inputs,
-           got=f"{len(opt.applied)} call(s)", hint=DIAGNOSES["step_own_update"])
-    c.close("the gradients optimizer.step() applied", opt.applied[0], v["ok"][1], atol=1e-8, inputs=inputs,
-            hint=DIAGNOSES["step_grad_changed"])
+    _applied_once(c, opt, v["ok"][1], inputs, atol=1e-8)
     # a second step in a row: the gradients of the first must not be added in
     twin = copy.deepcopy(model)
     v = _step_variants(twin, x, beta, seed=1)
@@ -586,10 +591,7 @@ def check_vae_step(vae_step) -> None:
     inputs += "; then, with the mu head's bias shifted by 30 (large gradients), a third step, generator seeded 2"
     with substituted(vae_step, negative_elbo=_negative_elbo, reparameterize=_reparameterize):
         c.call(vae_step, model, x.clone(), opt, beta=beta, generator=_gen(2), inputs=inputs)
-    c.true(len(opt.applied) == 1, "optimizer.step() was not called exactly once", inputs=inputs,
-           got=f"{len(opt.applied)} call(s)", hint=DIAGNOSES["step_own_update"])
-    c.close("the gradients optimizer.step() applied", opt.applied[0], v["ok"][1], atol=1e-6, rtol=1e-8,
-            inputs=inputs, hint=DIAGNOSES["step_grad_changed"])
+    _applied_once(c, opt, v["ok"][1], inputs, atol=1e-6, rtol=1e-8)
     c.done()
 
 

@@ -10,6 +10,8 @@ checks, run when grading, use fresh random inputs and diffusers' schedulers.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import torch
@@ -478,9 +480,6 @@ _STEP_ARGS = {
 def _checked_step_args(fn):
     """A stand-in step that first checks its arguments against the contract, so that a call with
     arguments in the wrong order is told so in the learner's terms (not as an error deep inside)."""
-    import functools
-    import inspect
-
     signature, name = inspect.signature(fn), fn.__name__.replace("stand_in_", "")
 
     @functools.wraps(fn)
@@ -532,7 +531,6 @@ class _Recorded:
     and what it returned."""
 
     def __init__(self, fn):
-        import inspect
         self.fn, self.signature, self.calls = fn, inspect.signature(fn), []
         self.__name__ = fn.__name__
 

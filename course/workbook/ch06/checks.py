@@ -594,17 +594,16 @@ def _call_args(module: nn.Module, args: tuple, kwargs: dict, names: tuple) -> di
         bound = signature.bind_partial(*args, **kwargs).arguments
     except (TypeError, ValueError):
         return dict(zip(names, args))
-    got, position = {}, 0
+    positional, extra = [], {}
     for param in signature.parameters.values():
-        if param.kind is param.VAR_KEYWORD:
-            got.update({k: v for k, v in bound.get(param.name, {}).items() if k in names and k not in got})
-            continue
-        values = bound.get(param.name, ()) if param.kind is param.VAR_POSITIONAL else \
-            ((bound[param.name],) if param.name in bound else None)
-        for value in values if values is not None else ((None,) * (param.kind is not param.KEYWORD_ONLY)):
-            if position < len(names) and value is not None:
-                got[names[position]] = value
-            position += 1
+        if param.kind is param.VAR_POSITIONAL:
+            positional += list(bound.get(param.name, ()))
+        elif param.kind is param.VAR_KEYWORD:
+            extra = bound.get(param.name, {})
+        else:
+            positional.append(bound.get(param.name))
+    got = {name: v for name, v in zip(names, positional) if v is not None}
+    got.update({k: v for k, v in extra.items() if k in names and k not in got})
     return got
 
 
