@@ -9,7 +9,7 @@ PROFILE ?= cpu
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN = $(VENV)/bin
 
-.PHONY: install course test build check-generated lab grade
+.PHONY: install course test build check-generated lab lab-instructor grade
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,16 @@ test: install
 	@t0=$$(date +%s); WORKBOOK_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15; rc=$$?; \
 	echo "[stage] tests: $$(( $$(date +%s) - t0 )) s"; exit $$rc
 
+# The learner's JupyterLab: learner tools only (course/.jupyter: Validate, no Formgrader or
+# Create Assignment), and the answers file of the open course so that every question gives
+# feedback at once (build/answers.json, outside course/). `make lab-instructor`: every tool.
 lab: install
-	cd course && ../$(BIN)/jupyter lab
+	$(BIN)/python -m autograder answers --out build/answers.json
+	cd course && WORKBOOK_ANSWERS="$(CURDIR)/build/answers.json" JUPYTER_CONFIG_PATH="$(CURDIR)/course/.jupyter" \
+		../$(BIN)/jupyter lab
+
+lab-instructor: install
+	$(BIN)/jupyter lab
 
 check-generated: install
 	$(BIN)/python -m autograder build --check

@@ -13,6 +13,7 @@
     python -m autograder fidelity --hidden-only          what the hidden checks catch without the visible ones
     python -m autograder fidelity --secrets 200          verdicts that do not depend on the grading secret
     python -m autograder where ddim_step                 every file and line of one exercise
+    python -m autograder answers --out answers.json      quiz keys and model answers, to hand out for self-study
     python -m autograder new-chapter 08_topic            lay out a new chapter that builds, grades and passes fidelity
 
 Grading into an --out folder that holds an earlier run resumes it: the run secret is read
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                         "must pass under all, every mistake must be caught under at least 99%% of them")
     w = sub.add_parser("where", help="every file and line of one exercise")
     w.add_argument("name", help="a solution's name (e.g. ddim_step) or a test cell id (e.g. ddim_step_checks)")
+    an = sub.add_parser("answers", help="write the answers file (quiz keys, model answers) an instructor may hand out "
+                                        "so that learners get feedback on every question while working")
+    an.add_argument("--out", required=True, type=Path, help="e.g. release/answers.json (beside the notebooks)")
+    an.add_argument("--only", nargs="*", help="chapters, e.g. 01 02 (default: all)")
     nc = sub.add_parser("new-chapter", help="lay out a new chapter (one exercise, its checks, a mistake, an alternative)")
     nc.add_argument("chapter", help="NN_topic, e.g. 08_score_matching")
     a = p.parse_args(argv)
@@ -141,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "where":
         from .where import main as where
         return where(a.name)
+    if a.cmd == "answers":
+        from .answers import write
+        try:
+            names = write(a.out, a.only)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {a.out}: the quiz keys and model answers of {len(names)} chapter(s). Whoever has it sees "
+              "every answer at once: hand it out for self-study only (docs/GRADING.md, 'Answers while working').")
+        return 0
     if a.cmd == "new-chapter":
         from .scaffold import new_chapter
         try:

@@ -59,8 +59,10 @@ def run_course(profile: str | None = None, only: list[str] | None = None, out: P
         t0 = time.time()
         status = "ok"
         try:
+            # run in the results folder: nothing the run leaves lands where a learner works
+            results_dir.mkdir(parents=True, exist_ok=True)
             NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(COURSE_DIR)}}).execute()
+                           resources={"metadata": {"path": str(results_dir)}}).execute()
         except Exception as e:  # report and go on with the next chapter
             status = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}"
         finally:

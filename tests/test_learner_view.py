@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from autograder.build import tool_env
-from conftest import REPO
+from conftest import REPO, chapters
 
 pytestmark = pytest.mark.slow
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -65,3 +65,97 @@ def test_learner_error_keeps_the_learners_line_and_still_fails(monkeypatch, tmp_
     assert "where your code raised" in text and "return X @ torch.ones(3, k), None, None" in text, text
     assert re.search(r"Cell In\[\d+\], line \d+, in pca_fit", text), text
     assert "CheckFailed" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- answers while working
+
+@pytest.fixture
+def answers_file(tmp_path, monkeypatch):
+    """The open course's answers file, as `make lab` writes it, named by $WORKBOOK_ANSWERS."""
+    from autograder import answers
+
+    path = tmp_path / "build" / "answers.json"
+    answers.write(path)
+    monkeypatch.setenv("WORKBOOK_ANSWERS", str(path))
+    return path
+
+
+def test_quiz_says_right_or_wrong_with_the_idea(answers_file):
+    from workbook import selfstudy
+    from workbook.ch01 import QUIZ_EXPLAIN
+
+    key = selfstudy.answers()["01_autoencoders"]["quiz"]
+    assert set(key["answer_pca_vs_ae"]) == {"A", "C", "D"} and key["answer_ae_loss"] == "B"
+    right = selfstudy.quiz_feedback("answer_ae_loss", " b", QUIZ_EXPLAIN["answer_ae_loss"])
+    wrong = selfstudy.quiz_feedback("answer_pca_vs_ae", {"A", "C"}, QUIZ_EXPLAIN["answer_pca_vs_ae"])
+    assert "✓ answer_ae_loss: right" in right and QUIZ_EXPLAIN["answer_ae_loss"] in right
+    assert "✗ answer_pca_vs_ae: not right: the answer is {'A', 'C', 'D'}" in wrong
+    assert QUIZ_EXPLAIN["answer_pca_vs_ae"] in wrong
+    # every chapter's every quiz answer and written question is in the file
+    for chapter in chapters():
+        nb = nbformat.read(REPO / "solutions" / f"{chapter}.ipynb", as_version=4)
+        written = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.cell_type == "markdown"
+                   and c.metadata.get("nbgrader", {}).get("grade")}
+        assert set(selfstudy.answers()[chapter]["written"]) == written
+
+
+def test_a_release_without_answers_checks_the_format_only(monkeypatch, tmp_path, capsys):
+    from workbook import selfstudy
+    from workbook.checks import check_choice
+
+    monkeypatch.delenv("WORKBOOK_ANSWERS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert selfstudy.answers() == {}
+    check_choice("answer_ae_loss", "A", "ABCD", explain="the idea")  # a wrong answer passes the format check
+    out = capsys.readouterr().out
+    assert "graded when you submit" in out and "right" not in out and "the idea" in out
+
+
+def test_an_answers_file_beside_the_notebook_is_used(monkeypatch, tmp_path):
+    import json
+
+    from workbook import selfstudy
+
+    monkeypatch.delenv("WORKBOOK_ANSWERS", raising=False)
+    (tmp_path / "answers.json").write_text(json.dumps({"01_autoencoders": {"quiz": {"answer_ae_loss": "C"}}}))
+    monkeypatch.chdir(tmp_path)
+    assert "✓" in selfstudy.quiz_feedback("answer_ae_loss", "C", None)
+    (tmp_path / "answers.json").write_text("{not json")
+    assert selfstudy.answers() == {}  # a broken file: no answers, no error
+
+
+def test_a_written_answer_unlocks_its_model_answer_once_written(answers_file, monkeypatch, tmp_path, capsys):
+    import json
+
+    from workbook import selfstudy
+
+    nb = json.loads((REPO / "course" / "01_autoencoders.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "written_linear_basis")
+    compare = nb["cells"][nb["cells"].index(cell) + 1]
+    assert "model_answer('01_autoencoders', 'written_linear_basis')" in "".join(compare["source"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    selfstudy.model_answer("01_autoencoders", "written_linear_basis")
+    assert "Save the notebook" in capsys.readouterr().out
+    (tmp_path / "01_autoencoders.ipynb").write_text(json.dumps(nb))
+    selfstudy.model_answer("01_autoencoders", "written_linear_basis")
+    assert "Write your answer in the cell above first" in capsys.readouterr().out
+    cell["source"] = "The loss only sees the product of the encoder and decoder, so any invertible change works."
+    (tmp_path / "01_autoencoders.ipynb").write_text(json.dumps(nb))
+    selfstudy.model_answer("01_autoencoders", "written_linear_basis")
+    out = capsys.readouterr().out
+    assert "Model answer." in out and "Rubric." in out and "invertible" in out
+    monkeypatch.delenv("WORKBOOK_ANSWERS")
+    selfstudy.model_answer("01_autoencoders", "written_linear_basis")
+    assert "arrives with your feedback" in capsys.readouterr().out
+
+
+def test_validate_and_nbgrader_run_the_smoke_profile(monkeypatch):
+    from workbook.profile import profile_name
+
+    monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    assert profile_name() == "smoke"
+    assert profile_name("cpu") == "cpu"
+    monkeypatch.setenv("WORKBOOK_PROFILE", "cpu")
+    assert profile_name() == "cpu"

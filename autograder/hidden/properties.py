@@ -9,11 +9,15 @@ references within `workbook.checks.tolerance`, so every correct float32 formulat
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import seed as seeded
 from hypothesis.errors import HypothesisException
 from hypothesis.extra import numpy as hnp
@@ -22,6 +26,11 @@ from autograder.hidden import hidden_seed
 from workbook.checks import CheckFailed, Checks
 
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+# hypothesis keeps its files (constants mined from the checks' own source among them) under
+# ./.hypothesis by default: wherever the checks ran, e.g. course/, which learners receive.
+# Keep them in a private temporary folder of this user instead.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"workbook-hypothesis-{os.getuid()}")
 
 
 def for_all(c: Checks, name: str, strategy: st.SearchStrategy, check: Callable[[Checks, object], None], *,

@@ -58,7 +58,8 @@ def choice_letters(answer: Any) -> list:
 
 
 def check_choice(name: str, answer: Any, options: str, many: bool = False, explain: str | None = None) -> None:
-    """The format of a multiple-choice answer (the right letters are checked when grading):
+    """The format of a multiple-choice answer (the right letters are checked when grading;
+    `workbook.selfstudy` says right or not at once where the answers are at hand):
     one letter from `options` (a one-letter set counts as the letter; lower case counts as
     upper case), or with `many` a non-empty set (or list) of such letters. `explain`, printed
     once the format is right, states the idea the question is about without the answer."""
@@ -69,8 +70,9 @@ def check_choice(name: str, answer: Any, options: str, many: bool = False, expla
     c.true(ok, f"{name} must be {'a set of letters' if many else 'one letter'} from {options}", got=repr(answer),
            hint='e.g. {"A", "C"}' if many else 'e.g. "B"')
     c.done()
-    if explain:
-        print(f"  to weigh your answer: {explain}")
+    from .selfstudy import quiz_feedback  # right or not where the answers are at hand
+
+    print(quiz_feedback(name, answer, explain))
 
 
 def tolerance(dtype: torch.dtype, scale: float = 1.0, ops: float = 1.0) -> dict[str, float]:

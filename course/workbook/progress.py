@@ -2,7 +2,7 @@
 
 `progress(iterable, desc)` wraps a loop in a `tqdm.auto` bar (a widget in JupyterLab, text in a
 terminal). It is quiet where nobody watches: when `WORKBOOK_PROGRESS=0` (set by the course runner
-and the grader) or under CI (`CI` set). Show the current loss with `bar.set_postfix(loss=...)`.
+and the grader), under CI (`CI` set) or nbgrader (`NBGRADER_EXECUTION` set). Show the current loss with `bar.set_postfix(loss=...)`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 def enabled() -> bool:
     """True unless progress bars are switched off (WORKBOOK_PROGRESS=0, or CI)."""
-    return os.environ.get("WORKBOOK_PROGRESS", "1") != "0" and not os.environ.get("CI")
+    return os.environ.get("WORKBOOK_PROGRESS", "1") != "0" and not os.environ.get("CI") \
+        and not os.environ.get("NBGRADER_EXECUTION")  # nbgrader counts a bar's stderr as a failure
 
 
 def progress(iterable: Iterable, desc: str = "", total: int | None = None, leave: bool = False):
