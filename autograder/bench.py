@@ -22,8 +22,7 @@ from pathlib import Path
 
 from . import authoring, ledger, mutants
 from . import grade as grading
-from .authoring import REPO
-from .build import instructor_notebook
+from .build import instructor_notebook, student_notebook
 
 CH = "01_autoencoders"
 
@@ -38,7 +37,7 @@ def _solution_cell(nb: dict, target: str, old: str) -> dict:
 def make_class(folder: Path, students: int, chapter: str = CH) -> dict[str, str]:
     """Write `students` submissions into `folder`; returns {student: kind}."""
     source = instructor_notebook(chapter)
-    blank = REPO / "course" / f"{chapter}.ipynb"
+    blank = student_notebook(chapter)
     mistakes = [m for m in mutants.catalogue(chapter)[0]]
     kinds, broken = {}, 0
     for i in range(students):

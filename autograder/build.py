@@ -44,8 +44,42 @@ def nbgrader(args: list[str], cwd: Path, env: dict | None = None, timeout: float
 
 
 def instructor_notebook(chapter: str) -> Path:
-    """The generated instructor notebook of a chapter (solutions in place)."""
-    return SOLVED_DIR / f"{chapter}.ipynb"
+    """The generated instructor notebook of a chapter (solutions in place): `solutions/` in a
+    clone; in an installed package (no `solutions/` beside it) generated from the chapter's
+    sources into a cache folder, once per version of those sources."""
+    path = SOLVED_DIR / f"{chapter}.ipynb"
+    return path if path.exists() else _generated(chapter)[0]
+
+
+def student_notebook(chapter: str) -> Path:
+    """The generated student notebook of a chapter: `course/` in a clone, else generated
+    (nbgrader generate_assignment) into the same cache folder as `instructor_notebook`."""
+    path = COURSE_DIR / f"{chapter}.ipynb"
+    return path if path.exists() else _generated(chapter)[1]
+
+
+def _generated(chapter: str) -> tuple[Path, Path]:
+    """(instructor, student) notebook of a chapter built from its sources into
+    $WORKBOOK_CACHE (default ~/.cache/workbook)/generated/<hash of the chapter's sources>/."""
+    import hashlib
+
+    from . import chapters as chapters_pkg
+
+    digest = hashlib.sha256()
+    for part in ("narrative", "solutions"):
+        digest.update(chapters_pkg.path(chapter, part).read_bytes())
+    base = Path(os.environ.get("WORKBOOK_CACHE") or "~/.cache/workbook").expanduser()
+    folder = base / "generated" / f"{chapter}-{digest.hexdigest()[:16]}"
+    paths = folder / "solutions" / f"{chapter}.ipynb", folder / "course" / f"{chapter}.ipynb"
+    if not all(p.exists() for p in paths):
+        files = generate(folder, [chapter])
+        for rel, text in files.items():
+            dest = folder / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, dest)  # atomic: parallel graders never read half a notebook
+    return paths
 
 
 def make_course_root(root: Path, chapters: list[str]) -> None:
@@ -74,7 +108,7 @@ def generate(out: Path, chapters: list[str] | None = None) -> dict[Path, str]:
         for ch in chapters:
             nb = authoring.build_instructor_notebook(ch)
             text = authoring.dumps(nb)
-            files[instructor_notebook(ch).relative_to(REPO)] = text
+            files[Path("solutions") / f"{ch}.ipynb"] = text
             (root / "source" / ch).mkdir(parents=True)
             (root / "source" / ch / f"{ch}.ipynb").write_text(text)
         shutil.copy(CONFIG, root / "nbgrader_config.py")

@@ -23,7 +23,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from . import authoring
-from .build import COURSE_DIR, instructor_notebook, tool_env
+from .build import instructor_notebook, student_notebook, tool_env
 
 REPO = authoring.REPO
 
@@ -47,7 +47,7 @@ def run_course(profile: str | None = None, only: list[str] | None = None, out: P
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for ch in _select(only):
-        src = COURSE_DIR / f"{ch}.ipynb" if student else instructor_notebook(ch)
+        src = student_notebook(ch) if student else instructor_notebook(ch)
         nb = nbformat.read(src, as_version=4)
         results_dir = out / ch
         if (results_dir / "metrics.json").exists():
@@ -61,7 +61,9 @@ def run_course(profile: str | None = None, only: list[str] | None = None, out: P
         try:
             # run in the results folder: nothing the run leaves lands where a learner works
             results_dir.mkdir(parents=True, exist_ok=True)
+            # loopback TCP on this machine: the kernel's warning about unencrypted TCP is noise here
             NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
+                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
                            resources={"metadata": {"path": str(results_dir)}}).execute()
         except Exception as e:  # report and go on with the next chapter
             status = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}"

@@ -277,7 +277,7 @@ def save_clip_encoders(folder: str | Path, image_encoder: torch.nn.Module, text_
             with torch.no_grad():
                 program = torch.export.export(module, (example,),
                                               dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-            tmp = file.with_suffix(f".tmp{os.getpid()}")
+            tmp = file.with_suffix(f".tmp{os.getpid()}.pt2")  # torch.export warns unless it ends in .pt2
             torch.export.save(program, str(tmp))
             os.replace(tmp, file)  # atomic: a later chapter never reads half a file
             written.append(file)

