@@ -148,3 +148,78 @@ def test_load_classifier_trains_once_then_loads(tmp_path, monkeypatch):
     # other settings: another file
     quality.load_classifier(profile, n_train=32, epochs=2)
     assert calls == [1, 1]
+
+
+# ----------------------------------------------------------------------------- fidelity and diversity apart
+
+def mixture(n, classes, seed):
+    """Images whose FakeClassifier features (first 4 pixels) are drawn from 10 Gaussian
+    clusters in 4-D, cluster c centred at 3 * (c % 4 == j) + c / 3; returns (images, labels)."""
+    g = gen(seed)
+    labels = torch.tensor(classes)[torch.randint(len(classes), (n,), generator=g)]
+    centres = torch.stack([torch.tensor([3.0 * (c % 4 == j) + c / 3 for j in range(4)]) for c in range(10)])
+    f = centres[labels] + 0.3 * torch.randn(n, 4, generator=g)
+    x = torch.zeros(n, 1, 28, 28)
+    x.view(n, -1)[:, :4] = f
+    return x, labels
+
+
+def brute_force(fake, real, k):
+    """Kynkäänniemi et al. 2019 and Naeem et al. 2020, written out with loops over numpy rows."""
+    fake, real = fake.numpy(), real.numpy()
+
+    def radii(a):
+        return np.array([np.sort(np.linalg.norm(a - p, axis=1))[k] for p in a])
+
+    r_real, r_fake = radii(real), radii(fake)
+    in_real = np.array([[np.linalg.norm(y - x) <= r for x, r in zip(real, r_real)] for y in fake])
+    in_fake = np.array([[np.linalg.norm(x - y) <= r for y, r in zip(fake, r_fake)] for x in real])
+    return {"precision": in_real.any(1).mean(), "recall": in_fake.any(1).mean(),
+            "density": in_real.sum(1).mean() / k, "coverage": in_real.any(0).mean()}
+
+
+def test_fidelity_diversity_matches_the_papers_definitions():
+    clf = FakeClassifier()
+    fake, _ = mixture(40, list(range(10)), 1)
+    real, _ = mixture(50, list(range(10)), 2)
+    got = quality.fidelity_diversity(fake, real, classifier=clf, k=3)
+    want = brute_force(fake.reshape(40, -1)[:, :4].double(), real.reshape(50, -1)[:, :4].double(), 3)
+    assert got == pytest.approx(want)
+
+
+def test_fidelity_diversity_on_known_cases():
+    clf = FakeClassifier()
+    real, _ = mixture(600, list(range(10)), 0)
+    other, _ = mixture(600, list(range(10)), 1)
+    split = quality.fidelity_diversity(other, real, classifier=clf)
+    assert min(split["precision"], split["recall"], split["coverage"]) > 0.85 and 0.7 < split["density"] < 1.3
+    one = other[:1].repeat(600, 1, 1, 1)  # every sample the same image: full fidelity, no diversity
+    same = quality.fidelity_diversity(one, real, classifier=clf)
+    assert same["precision"] == 1.0 and same["recall"] < 0.02 and same["coverage"] < 0.05
+    dropped, _ = mixture(600, list(range(1, 10)), 1)  # digit 0 never generated
+    mode = quality.fidelity_diversity(dropped, real, classifier=clf)
+    assert mode["precision"] > 0.85 and 0.8 < mode["recall"] < 0.95 and 0.8 < mode["coverage"] < 0.95
+    with pytest.raises(ValueError, match="more than k=5 images"):
+        quality.fidelity_diversity(one[:5], real, classifier=clf)
+
+
+def test_collapse_names_the_classes_whose_samples_are_alike(capsys):
+    clf = FakeClassifier()
+    real, real_labels = mixture(600, list(range(10)), 0)
+    fake, labels = mixture(300, list(range(10)), 1)
+    fake[labels == 3] = fake[labels == 3][:1]  # class 3: one image repeated
+    result = quality.collapse(fake, labels, real, real_labels, classifier=clf)
+    assert result["collapsed"] == [3] and result["spread"][3] == 0.0
+    assert all(0.7 < v < 1.3 for c, v in result["spread"].items() if c != 3)
+    assert "class(es) [3] are nearly identical" in capsys.readouterr().out
+
+
+def test_at_resolution_is_the_round_trip_the_samples_make():
+    g = gen(0)
+    real = torch.rand(4, 1, 28, 28, generator=g)
+    assert torch.equal(quality.at_resolution(real, 28), real)
+    trip = quality.at_resolution(real, 16)
+    import torch.nn.functional as F
+    small = F.interpolate(real, size=(16, 16), mode="bilinear", antialias=True)
+    assert torch.allclose(trip, F.interpolate(small, size=(28, 28), mode="bilinear").clamp(0, 1))
+    assert trip.shape == real.shape and not torch.allclose(trip, real)

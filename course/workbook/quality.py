@@ -18,6 +18,20 @@ Chapters 03, 05 and 06 rate generated digits the same way:
   computed with the same counts, and against the floor ``frechet_distance(real_test,
   real_train)`` of two real samples of that size.
 
+* ``fidelity_diversity(images, real, classifier=clf)``: fidelity and diversity measured
+  apart, in the same features: precision and recall (Kynkäänniemi et al. 2019: the fraction
+  of samples inside the real images' k-nearest-neighbour balls, and of real images inside the
+  samples' balls) and density and coverage (Naeem et al. 2020: how many real balls a sample
+  falls in, on average over k; the fraction of real balls holding a sample). Accuracy and
+  the Fréchet distance do not tell a collapsed generator (every sample of a class alike)
+  from a good one; recall and coverage do.
+* ``collapse(images, labels, real, real_labels, classifier=clf)``: per class, the samples'
+  mean pairwise feature distance as a fraction of the real images'; ``collapsed`` lists the
+  classes below 0.25 (near-identical samples), and a warning is printed for them.
+* ``at_resolution(real, size)``: real images through the round trip the samples make (down
+  to ``size`` pixels with antialiasing, then bilinear back to 28), for a Fréchet "floor" a
+  generator at that resolution can reach.
+
 Images are (N, 1, 28, 28) or (N, 784) floats in [0, 1] (map [-1, 1] images back first).
 """
 from __future__ import annotations
@@ -208,3 +222,69 @@ def summarize(images: torch.Tensor, real: torch.Tensor, *, classifier: nn.Module
 
 
 MAX_ENTROPY = math.log(10)
+
+
+def _knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """(N,) distance of each row of features (N, d) to its k-th nearest other row."""
+    d = torch.cdist(features, features)
+    return d.kthvalue(k + 1, dim=1).values  # +1: a row's distance to itself (0) comes first
+
+
+def fidelity_diversity(images: torch.Tensor, real: torch.Tensor, *, classifier: nn.Module,
+                       k: int = 5) -> dict[str, float]:
+    """{"precision", "recall", "density", "coverage"} of generated `images` (M, ...) against
+    `real` images (N, ...), in the classifier's penultimate features, with k-nearest-neighbour
+    balls (k = 5 as both papers recommend). Precision and density read fidelity (density can
+    exceed 1), recall and coverage diversity; each is about 1 (density about 1) for two real
+    sets of the same size. Needs at least k + 1 images on each side."""
+    if len(images) <= k or len(real) <= k:
+        raise ValueError(f"fidelity_diversity needs more than k={k} images on each side, "
+                         f"got {len(images)} generated and {len(real)} real")
+    fake = classifier_features(images, classifier).double()
+    true = classifier_features(real, classifier).double()
+    r_real, r_fake = _knn_radii(true, k), _knn_radii(fake, k)
+    d = torch.cdist(fake, true)                    # (M, N): sample j to real image i
+    inside_real = d <= r_real[None, :]             # sample j inside real ball i
+    inside_fake = d.T <= r_fake[None, :]           # real image i inside sample ball j
+    return {"precision": inside_real.any(1).double().mean().item(),
+            "recall": inside_fake.any(1).double().mean().item(),
+            "density": (inside_real.double().sum(1) / k).mean().item(),
+            "coverage": inside_real.any(0).double().mean().item()}
+
+
+def _mean_pairwise(f: torch.Tensor) -> float:
+    n = len(f)
+    return float(torch.pdist(f).mean()) if n > 1 else float("nan")
+
+
+def collapse(images: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor, *,
+             classifier: nn.Module, threshold: float = 0.25, warn: bool = True) -> dict[str, object]:
+    """Per requested class, the samples' mean pairwise feature distance divided by the real
+    images' of that class ({"spread": {class: ratio}, "collapsed": [classes below threshold]});
+    prints a warning naming collapsed classes (samples of a class nearly identical)."""
+    fake = classifier_features(images, classifier).double()
+    true = classifier_features(real, classifier).double()
+    labels, real_labels = labels.cpu().long(), real_labels.cpu().long()
+    spread = {}
+    for c in sorted(set(labels.tolist())):
+        ref = _mean_pairwise(true[real_labels == c])
+        got = _mean_pairwise(fake[labels == c])
+        if ref == ref and got == got and ref > 0:  # both defined (two images or more)
+            spread[c] = got / ref
+    collapsed = [c for c, v in spread.items() if v < threshold]
+    if warn and collapsed:
+        print(f"warning: the samples of class(es) {collapsed} are nearly identical (spread "
+              f"{', '.join(f'{spread[c]:.2f}' for c in collapsed)} of the real images'): a collapse; "
+              "their accuracy and Fréchet distance say nothing about diversity")
+    return {"spread": spread, "collapsed": collapsed}
+
+
+def at_resolution(real: torch.Tensor, size: int) -> torch.Tensor:
+    """Real images (N, 1, 28, 28) in [0, 1] down to size×size (antialiased, as the training
+    data are made) and bilinearly back to 28×28 (as samples are shown and rated): the best a
+    generator at that resolution can do, for a floor beside its Fréchet distance."""
+    x = real.reshape(-1, 1, 28, 28).float()
+    if size == 28:
+        return x.clone()
+    small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    return F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
