@@ -6,6 +6,7 @@
     python -m autograder grade SUBMISSIONS --out DIR --only ada bob   regrade these students in place
     python -m autograder grade SUBMISSIONS --out DIR --changed        regrade what changed since the last run
     python -m autograder export DIR --format canvas      grades for Canvas, Moodle or a wide CSV
+    python -m autograder feedback DIR                    put the written answers' awarded points into the pages
     python -m autograder bench-grading --students 40 --jobs 1,2 [--chapters 01 02]
                                                          seconds per submission by stage, speedup
     python -m autograder fidelity [--only NN_topic]      prove the checks catch every catalogued mistake
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--roster", type=Path, default=None,
                     help="CSV with a 'student' column and any of name, canvas_id, sis_id, login, section, email, username")
     ex.add_argument("--out", type=Path, default=None, help="default RUN/lms-<format>.csv")
+    fb = sub.add_parser("feedback", help="rewrite the points on a grading run's feedback pages from its grades.csv "
+                                         "and written.csv (once the instructor filled 'awarded')")
+    fb.add_argument("run", type=Path, help="the --out folder of a grading run")
     bg = sub.add_parser("bench-grading", help="grade a generated class serially and in parallel")
     bg.add_argument("--students", type=int, default=40)
     bg.add_argument("--jobs", default="1,2", help="comma-separated worker counts, the first is the baseline")
@@ -121,11 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.cmd == "export":
         from .lms import export
+        from .feedback import refresh_pages
         try:
             print(export(a.run, a.format, a.out, a.roster))
+            pages, changed = refresh_pages(a.run)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if changed:
+            print(f"feedback pages: points rewritten in {changed} of {pages}", file=sys.stderr)
+        return 0
+    if a.cmd == "feedback":
+        from .feedback import refresh_pages
+        try:
+            pages, changed = refresh_pages(a.run)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{a.run / 'feedback'}: points rewritten in {changed} of {pages} page(s) (from grades.csv and written.csv)")
         return 0
     if a.cmd == "bench-grading":
         from .bench import bench

@@ -50,11 +50,13 @@ from pathlib import Path
 
 from . import authoring, ledger, sandbox, seals
 from .backends import run_jobs
-from .build import REPO, instructor_notebook
+from .build import instructor_notebook, student_notebook
+from .feedback import refresh_pages
 from .intake import Submission, collect, learner_text, private_dir, read_regular
 from .report import print_summary, write_reports
 from .rows import Job, Result
 
+KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"  # figures as PNG display data
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -109,9 +111,11 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
                      if n.endswith(".ipynb")}
             chapters = [c for c in authoring.chapter_names() if c in names] or authoring.chapter_names()
         # PYTHONWARNINGS: nbgrader scores a test cell 0 for any stderr, and a library
-        # warning is not a learner's mistake.
+        # warning is not a learner's mistake. MPLBACKEND: matplotlib's inline backend (as in
+        # Jupyter and `run`), so `plt.show()` puts each figure into the notebook as a PNG
+        # (display data, never stderr) and the feedback page shows it.
         env_extra = {"WORKBOOK_PROFILE": "smoke", "WORKBOOK_OFFLINE": "1", "WORKBOOK_PROGRESS": "0",
-                     "MPLBACKEND": "Agg",
+                     "MPLBACKEND": KERNEL_MPLBACKEND,
                      "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1",
                      "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, jobs)))}
         bad_ids = {s for s in students if not STUDENT_ID.match(s)}
@@ -167,6 +171,10 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
         for name in ("grades.csv", "cells.csv", "written.csv", "report.html", "report.csv", "timings.csv"):
             if (staged_out / name).exists():
                 shutil.copyfile(staged_out / name, out / name)
+        try:  # the points awarded in written.csv (kept for unchanged answers) onto the pages
+            refresh_pages(out)
+        except (ValueError, OSError) as e:
+            print(f"warning: the feedback pages show no awarded written points: {e}", file=sys.stderr)
     if not quiet:
         print_summary(results, time.time() - t0)
     return results
@@ -286,7 +294,7 @@ def run_preflight(known: dict[str, seals.Chapter], template: Path, scratch: Path
     t0 = time.time()
     home = private_dir(scratch / "preflight")
     refs = {"preflight-reference": instructor_notebook,
-            "preflight-blank": lambda ch: REPO / "course" / f"{ch}.ipynb"}
+            "preflight-blank": student_notebook}
     work = []
     for sid, where in refs.items():
         sub = Submission(sid)

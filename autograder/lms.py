@@ -12,9 +12,11 @@
   columns to grade items in Moodle's import form.
 
 Written answers (manually graded) are listed by the grading run in `written.csv`
-(`student, notebook, question, points, answer, awarded`): fill the `awarded` column (0 to
-`points`) and export again; their points are added to each notebook's score and maximum.
-A row whose `awarded` is empty counts 0 and is reported as pending.
+(`student, notebook, question, points, answer, awarded, rubric, model_answer`; columns are
+read by name): fill the `awarded` column (0 to `points`) and export again; their points are
+added to each notebook's score and maximum. A row whose `awarded` is empty counts 0 and is
+reported as pending. (`python -m autograder export` also writes the awarded points into
+the learners' feedback pages: `feedback.refresh_pages`.)
 
 A roster is a CSV with a `student` column (the submission folder name) and any of `name`,
 `canvas_id`, `sis_id`, `login`, `section`, `email`, `username`. Without one, the submission
@@ -55,15 +57,14 @@ def read_grades(run: Path) -> tuple[list[str], dict[str, dict[str, float]], dict
     return sorted(max_score), scores, max_score
 
 
-def _add_written(run: Path, scores: dict[str, dict[str, float]], max_score: dict[str, float],
-                 tampered: set[tuple[str, str]] = frozenset()) -> int:
-    """Add the instructor's points for written answers (`run/written.csv`, column `awarded`)
-    to scores (not to a tampered notebook, which scores 0) and their possible points to
-    max_score; returns how many are still pending."""
-    path = run / "written.csv"
+def read_written(run: Path) -> list[tuple[str, str, str, float, float | None]]:
+    """(student, notebook, question, points, awarded or None while pending) of every row of
+    `run/written.csv` ([] without one); ValueError names a row whose numbers are wrong or
+    whose `awarded` is outside 0..points. Columns are read by name (others are ignored)."""
+    path = Path(run) / "written.csv"
     if not path.exists():
-        return 0
-    pending, possible = 0, {}
+        return []
+    rows = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             student, nb, q = _plain(row["student"]), _plain(row["notebook"]), _plain(row["question"])
@@ -74,11 +75,23 @@ def _add_written(run: Path, scores: dict[str, dict[str, float]], max_score: dict
                 raise ValueError(f"{path}: {student}/{nb}/{q}: points and awarded must be numbers") from None
             if awarded is not None and not 0 <= awarded <= points:
                 raise ValueError(f"{path}: {student}/{nb}/{q}: awarded {awarded:g} is outside 0..{points:g}")
-            possible.setdefault(nb, {})[q] = points
-            if awarded is None:
-                pending += 1
-            elif student in scores and nb in scores[student] and (student, nb) not in tampered:
-                scores[student][nb] += awarded
+            rows.append((student, nb, q, points, awarded))
+    return rows
+
+
+def _add_written(run: Path, scores: dict[str, dict[str, float]], max_score: dict[str, float],
+                 tampered: set[tuple[str, str]] = frozenset()) -> int:
+    """Add the instructor's points for written answers (`run/written.csv`, column `awarded`)
+    to scores (not to a tampered notebook, which scores 0) and their possible points to
+    max_score; returns how many are still pending."""
+    path = run / "written.csv"
+    pending, possible = 0, {}
+    for student, nb, q, points, awarded in read_written(run):
+        possible.setdefault(nb, {})[q] = points
+        if awarded is None:
+            pending += 1
+        elif student in scores and nb in scores[student] and (student, nb) not in tampered:
+            scores[student][nb] += awarded
     for nb, qs in possible.items():
         max_score[nb] = max_score.get(nb, 0.0) + sum(qs.values())
     if pending:

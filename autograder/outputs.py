@@ -1,8 +1,10 @@
 """What the grader writes about learners, made safe for whoever opens it.
 
-- CSV: a cell starting with `=`, `+`, `-`, `@`, tab or carriage return is a formula to a
-  spreadsheet; `csv_cell` prefixes it with a single quote. Every CSV the grader writes goes
-  through `write_csv`.
+- CSV: a cell starting with `=`, `+`, `-`, `@`, tab or carriage return (after any leading
+  blanks and line breaks) is a formula to a spreadsheet; `csv_cell` prefixes it with a single
+  quote. Line breaks inside a cell are kept (the csv module quotes the cell). Every CSV the
+  grader writes goes through `write_csv`; `answer_text` is a learner's written answer fit
+  for one (line breaks kept, other control characters replaced).
 - Feedback notebooks: learner output is shown as text and pictures only. Rich outputs
   that a browser would run or render as markup (HTML, JavaScript, SVG, Markdown, LaTeX,
   widgets, ...) become their text (escaped when the page is made); raw HTML tags in
@@ -15,9 +17,9 @@
 - Leak fragments: `fragments` indexes every run of FRAGMENT characters of grader-only
   code, `leaks_fragment` finds one anywhere inside an output (not just as a whole line).
 - Autograded notebooks: `cap_outputs` cuts outputs to MAX_CELL_OUTPUT characters per cell
-  and MAX_NOTEBOOK_OUTPUT per notebook; `scrub_leaks` replaces every output that holds a
-  grader-only line or fragment (its text and every mime type of its data, `output_text`)
-  by LEAK_NOTE.
+  (pictures: MAX_CELL_PICTURES more) and MAX_NOTEBOOK_OUTPUT per notebook; `scrub_leaks`
+  replaces every output that holds a grader-only line or fragment (its text and every mime
+  type of its data, `output_text`) by LEAK_NOTE.
 """
 from __future__ import annotations
 
@@ -37,9 +39,20 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # ----------------------------------------------------------------------------- CSV
 
 def csv_cell(value) -> str:
-    """A value as a CSV cell a spreadsheet shows as text, never runs as a formula."""
+    """A value as a CSV cell a spreadsheet shows as text, never runs as a formula (nor
+    after a spreadsheet trims its leading blanks and line breaks)."""
     text = value if isinstance(value, str) else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return "'" + text if text.lstrip(" \n").startswith(FORMULA_START) else text
+
+
+ANSWER_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def answer_text(text: str, limit: int = 10_000) -> str:
+    """A learner's written answer for written.csv: line breaks (as `\\n`) and tabs kept, every
+    other control or bidi-override character replaced by `?`, cut to `limit` characters."""
+    text = ANSWER_CONTROL.sub("?", str(text).replace("\r\n", "\n").replace("\r", "\n"))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
@@ -113,7 +126,13 @@ def harden_page(page: str) -> str:
     """The page without anything that runs or loads, and with a strict CSP first in <head>."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(page, "html.parser")
+    return harden_soup(BeautifulSoup(page, "html.parser"))
+
+
+def harden_soup(soup) -> str:
+    """`harden_page` of a page already parsed (with bs4's "html.parser"), as text."""
+    from bs4 import BeautifulSoup
+
     for tag in soup.find_all(DROPPED_TAGS):
         tag.decompose()
     for tag in soup.find_all("meta"):
@@ -128,6 +147,8 @@ def harden_page(page: str) -> str:
                     or (name in URL_ATTRS and _bad_url(value)) \
                     or (name == "style" and re.search(r"expression\s*\(|url\s*\(|@import", value, re.I)):
                 del tag.attrs[attr]
+    for tag in soup.find_all("meta", charset=True):
+        tag.decompose()   # one, first (again when a hardened page is hardened again)
     head = soup.find("head")
     csp = BeautifulSoup(CSP_META, "html.parser").meta
     if head is None:
@@ -200,35 +221,45 @@ def leaks_fragment(text: str, index: frozenset[str], k: int = FRAGMENT) -> bool:
 # ----------------------------------------------------------------------------- caps and leak scrub
 
 MAX_CELL_OUTPUT = 100_000        # characters of output kept per cell in feedback
-MAX_NOTEBOOK_OUTPUT = 2_000_000  # ... and per notebook
+MAX_CELL_PICTURES = 1_000_000    # ... and of pictures, per cell (smoke-profile figures: 38,000-784,000 each)
+MAX_NOTEBOOK_OUTPUT = 2_000_000  # ... and of both per notebook
+
+
+def _is_picture(out: dict) -> bool:
+    """A display or result whose data is a raster picture (matplotlib's inline figures)."""
+    data = out.get("data")
+    return isinstance(data, dict) and any(k in data for k in ("image/png", "image/jpeg", "image/gif"))
 
 
 def cap_outputs(nb: dict) -> int:
     """Truncate the outputs of an autograded notebook to MAX_CELL_OUTPUT characters per
-    cell and MAX_NOTEBOOK_OUTPUT in all (a notice says so); returns how many were removed."""
+    cell (pictures have MAX_CELL_PICTURES of their own) and MAX_NOTEBOOK_OUTPUT in all (a
+    notice says so); returns how many were removed."""
     removed, budget = 0, MAX_NOTEBOOK_OUTPUT
     for cell in nb.get("cells", []):
         if "outputs" not in cell:
             continue
-        room = start = min(MAX_CELL_OUTPUT, budget)
+        room = {False: MAX_CELL_OUTPUT, True: MAX_CELL_PICTURES}
         kept, cut = [], 0
         for out in cell["outputs"]:
             size = len(json.dumps(out))
-            if size <= room:
+            picture = _is_picture(out)
+            if size <= min(room[picture], budget):
                 kept.append(out)
-                room -= size
+                room[picture] -= size
+                budget -= size
                 continue
             cut += size
-            if out.get("output_type") == "stream" and room > 0:
-                text = integrity._join(out.get("text", ""))[:room]
+            if out.get("output_type") == "stream" and min(room[False], budget) > 0:
+                text = integrity._join(out.get("text", ""))[:min(room[False], budget)]
                 kept.append({**out, "text": text})
                 cut -= len(text)
-                room = 0
+                budget -= len(text)
+                room[False] = 0
         if cut:
             kept.append({"output_type": "stream", "name": "stdout",
                          "text": f"\n[{cut:,} characters of output removed by the grader: over its size limit]\n"})
         cell["outputs"] = kept
-        budget -= start - room
         removed += cut
     return removed
 

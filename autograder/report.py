@@ -15,10 +15,11 @@ from .intake import learner_text
 from .rows import STATUSES, Result
 
 
-def write_reports(results: list[Result], out: Path, earlier: Path | None = None) -> None:
+def write_reports(results: list[Result], out: Path, earlier: Path | None = None,
+                  models: dict[str, dict[str, tuple[float, str]]] | None = None) -> None:
     """grades.csv, cells.csv, written.csv, report.html and report.csv (every CSV through
     `outputs.write_csv`: no cell is a spreadsheet formula)."""
-    write_written(results, out, earlier)
+    write_written(results, out, earlier, models)
     outputs.write_csv(out / "grades.csv", ["student", "notebook", "score", "max_score", "status", "detail"],
                       ([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
                         re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)] for r in results))
@@ -27,13 +28,18 @@ def write_reports(results: list[Result], out: Path, earlier: Path | None = None)
                       ([r.student, r.notebook, name, f"{s:g}", f"{m:g}"] for r in results for name, s, m in r.cells))
 
 
-WRITTEN_HEADER = ["student", "notebook", "question", "points", "answer", "awarded"]
+WRITTEN_HEADER = ["student", "notebook", "question", "points", "answer", "awarded", "rubric", "model_answer"]
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def write_written(results: list[Result], out: Path, earlier: Path | None = None) -> None:
+def write_written(results: list[Result], out: Path, earlier: Path | None = None,
+                  models: dict[str, dict[str, tuple[float, str]]] | None = None) -> None:
     """written.csv: every written answer, for the instructor to grade (fill `awarded`, then
-    `python -m autograder export`). Points already awarded in an earlier run into the same
-    folder are kept where the answer is unchanged."""
+    `python -m autograder export` or `feedback`), with the question's rubric and model answer
+    (from `models`, notebook -> `seals.written_cells` of its instructor notebook; by default
+    read from solutions/). Answers keep their line breaks (the csv module quotes them).
+    Points already awarded in an earlier run into the same folder are kept where the answer
+    is unchanged (also from a written.csv of before line breaks were kept, where they read `?`)."""
     import csv as _csv
 
     awarded = {}
@@ -43,15 +49,40 @@ def write_written(results: list[Result], out: Path, earlier: Path | None = None)
             with open(old, newline="") as f:
                 for row in _csv.DictReader(f):
                     awarded[(row["student"], row["notebook"], row["question"], row["answer"])] = row["awarded"]
+    models = models if models is not None else _model_answers({r.notebook for r in results if r.written})
     rows = []
     for r in results:
         for gid, points, answer in r.written:
             answer = "" if answer.strip() in ("", "YOUR ANSWER HERE") else answer
+            model, rubric = split_model_answer(models.get(r.notebook, {}).get(gid, (0.0, ""))[1])
             cells = [r.student, r.notebook, gid, f"{points:g}", answer]
-            escaped = [outputs.csv_cell(x) for x in cells]
-            rows.append(cells + [awarded.get(tuple(escaped[:3] + escaped[4:5]), "" if answer else "0")])
+            keys = [tuple(outputs.csv_cell(x) for x in [*cells[:3], text]) for text in (answer, CONTROL.sub("?", answer))]
+            given = next((awarded[k] for k in keys if k in awarded), "" if answer else "0")
+            rows.append(cells + [given, rubric, model])
     if rows or old.exists():
         outputs.write_csv(out / "written.csv", WRITTEN_HEADER, rows)
+
+
+def _model_answers(notebooks) -> dict[str, dict[str, tuple[float, str]]]:
+    """notebook -> its written questions' (points, model answer and rubric), from the
+    instructor notebooks (none for a notebook without one)."""
+    from .build import instructor_notebook
+    from .seals import written_cells
+
+    found = {}
+    for nb in notebooks:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            found[nb] = written_cells(instructor_notebook(nb))
+    return found
+
+
+def split_model_answer(text: str) -> tuple[str, str]:
+    """(model answer, rubric) of an instructor's written cell (`**Model answer.** ...
+    **Rubric.** ...`, authoring.py); the whole text as the model answer without a rubric."""
+    at = text.find("**Rubric.**")
+    model, rubric = (text[:at], text[at + len("**Rubric.**"):]) if at >= 0 else (text, "")
+    model = re.sub(r"^\s*\*\*Model answer\.\*\*", "", model)
+    return model.strip(), rubric.strip()
 
 
 def print_summary(results: list[Result], seconds: float) -> None:

@@ -189,7 +189,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
     res.diagnoses = _diagnoses(nb)
     res.messages = _messages(nb)
     answers = written_cells_of(nb)
-    res.written = [(gid, points, learner_text(answers.get(gid, ""), 10_000))
+    res.written = [(gid, points, outputs.answer_text(answers.get(gid, "")))  # line breaks kept
                    for gid, (points, _) in job.chapters[ch].written.items()]
     graded.write_text(json.dumps(nb))
     sanitize_for_feedback(graded)
