@@ -248,3 +248,37 @@ def test_figures_have_room_of_their_own_under_the_output_caps():
 
 def test_csv_cells_after_leading_line_breaks_are_neutralised_too():
     assert outputs.csv_cell("\n=HYPERLINK(1)") == "'\n=HYPERLINK(1)" and outputs.csv_cell("a\n=b") == "a\n=b"
+
+
+@pytest.mark.slow
+def test_the_page_as_a_learner_sees_it_in_a_browser(graded, tmp_path):
+    """The page opened in headless Chromium from disk, as a learner opens it: the figures
+    decode and show, the maths lays out as MathML (a formula has width), nothing runs."""
+    import os
+
+    import browser as B
+
+    if os.environ.get("WORKBOOK_REQUIRE_BROWSER") != "1" and B.available():
+        pytest.skip(B.available())
+    out, _ = graded
+    page = out / "feedback" / "alice" / f"{CH}.html"
+    copy = tmp_path / page.name  # the run's output folder is private to the grader
+    copy.write_bytes(page.read_bytes())
+    with B.browser(1200, 1600) as driver:
+        driver.get(copy.as_uri())
+        B.wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete", what="the page")
+        shown = driver.execute_script(
+            "return [...document.images].filter(i => i.complete && i.naturalWidth > 100).length")
+        widths = driver.execute_script(
+            "return [...document.getElementsByTagName('math')].map(m => m.getBoundingClientRect().width)")
+        scripts = driver.execute_script("return document.scripts.length")
+        text = driver.find_element("tag name", "body").text
+        shots = os.environ.get("WORKBOOK_SCREENSHOTS")
+        if shots:
+            os.makedirs(shots, exist_ok=True)
+            driver.save_screenshot(os.path.join(shots, "feedback_page.png"))
+    assert shown >= 3, f"{shown} figure(s) shown"
+    assert len(widths) >= 10 and sum(w > 0 for w in widths) >= 10, widths[:20]
+    assert scripts == 0
+    assert "Automatic checks: 14 / 14" in text and "Written answers: pending" in text
+    assert "$\\mathbb" not in text  # no raw LaTeX left where a formula was
