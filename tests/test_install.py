@@ -2,6 +2,7 @@
 environment (no editable install, no repository beside it), then the `autograder` command
 grades a submission from a folder of its own. The wheel must carry every chapter."""
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import REPO, chapters
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("install")]  # one wheel build, on one worker
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,13 @@ def installed(tmp_path_factory):
     dependencies (torch, nbgrader, ...) are this environment's, reached through a .pth line,
     so that the test does not download them again."""
     tmp = tmp_path_factory.mktemp("install")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp / "dist")], check=True, capture_output=True)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but the wheel is found
+    # built from a copy of the sources: an in-tree build writes build/ and *.egg-info in the repository
+    source = tmp / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                                ".pytest_cache", ".ipynb_checkpoints"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp / "dist")], check=True, capture_output=True, env=clean)
     wheel, = (tmp / "dist").glob("*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -31,8 +37,8 @@ def installed(tmp_path_factory):
     # this environment's packages (not its editable install: a plain path line runs no .pth in it)
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+                   check=True, capture_output=True, env=clean)
+    env = dict(clean)
     # the dependencies' commands (nbgrader calls `alembic`) are this environment's too
     path = os.pathsep.join([str(venv / "bin"), str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(WORKBOOK_CACHE=str(tmp / "cache"), PATH=path)
