@@ -38,11 +38,6 @@ def answers() -> dict:
     return {}
 
 
-def _letters(answer: Any) -> list:
-    items = list(answer) if isinstance(answer, (set, frozenset, list, tuple)) else [answer]
-    return [a.strip().upper() if isinstance(a, str) else a for a in items]
-
-
 def quiz_feedback(name: str, answer: Any, explain: str | None) -> str:
     """What a quiz check adds once the format is right: right or not, the answer and the idea;
     or, with no answers here, the idea to weigh and when it is graded."""
@@ -51,7 +46,9 @@ def quiz_feedback(name: str, answer: Any, explain: str | None) -> str:
         idea = f"  to weigh your answer: {explain}\n" if explain else ""
         return idea + "  (the answer is graded when you submit; your feedback then explains it)"
     want = set(key) if isinstance(key, list) else key
-    letters = _letters(answer)
+    from .checks import choice_letters  # the letters as the quiz checks read them
+
+    letters = choice_letters(answer)
     right = set(letters) == want if isinstance(want, set) else len(set(letters)) == 1 and letters[0] == want
     shown = "{" + ", ".join(repr(x) for x in sorted(want)) + "}" if isinstance(want, set) else repr(want)
     verdict = "right" if right else f"not right: the answer is {shown}"
