@@ -109,6 +109,8 @@ def parse_cells(text: str, source: str = "<chapter>") -> list[Cell]:
             c.lines.pop()
         while c.lines and not c.lines[0].strip():
             c.lines.pop(0)
+        if not c.lines and c.kind in ("markdown", "code"):  # a learner would see an empty cell
+            raise AuthoringError(f"{source}:{c.line_no}: an empty [{c.kind}] cell (a '# %%' header too many?)")
     return cells
 
 
@@ -212,7 +214,7 @@ def build_instructor_notebook(chapter: str, solutions_text: str | None = None) -
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},  # as JupyterLab writes it
         "language_info": {"name": "python"},
         "workbook": {"chapter": chapter, "generated": GENERATED.format(chapter=chapter)},
     }

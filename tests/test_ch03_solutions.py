@@ -400,6 +400,19 @@ def test_iwae_k1_is_one_sample_elbo_and_bound_tightens():
     assert means[0] < means[1] < means[2] < truth.mean().item() + 0.005
 
 
+def test_iwae_single_estimate_is_not_bounded_by_zero():
+    """log p(x) <= 0 for binary x, but one estimate is random: with a q(z|x) far wider than
+    the prior, p(z) / q(z|x) is large near the origin and an estimate can exceed log p(x), and
+    0, while its mean stays below log p(x) (the docstring promises no bound on the estimate)."""
+    model = OneDim(s2=100.0)
+    x = ALL_X.repeat(500, 1)  # (4000, 3)
+    truth = log_px_by_quadrature(model, ALL_X)
+    assert (truth < 0).all()
+    est = iwae_log_likelihood(model, x, 1, gen(7))
+    assert (est > 0).any()
+    assert est.mean().item() < truth.repeat(500).mean().item()
+
+
 def test_iwae_exact_when_q_is_the_posterior():
     """With a constant decoder the posterior is the prior; q = prior makes every weight p(x)."""
 

@@ -44,8 +44,9 @@ def count(module):
 
 
 def open_clip_loss(I, T, t):
-    """open_clip's loss takes unit features and the scale exp(t) (clamped by the model at 100)."""
-    return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp().clamp(max=100))
+    """open_clip's loss takes unit features and the scale exp(t) as given: open_clip caps the
+    parameter t in its training loop (logit_scale.clamp_(0, math.log(100)) after each step)."""
+    return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp())
 
 
 @pytest.mark.parametrize("B,E,t,seed", [(8, 16, math.log(1 / 0.07), 0), (3, 5, 0.3, 1), (32, 64, 4.0, 2),
@@ -65,8 +66,28 @@ def test_clip_loss_matches_open_clip_values_and_gradients(B, E, t, seed):
     torch.testing.assert_close(I.grad, I2.grad, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(T.grad, T2.grad, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(ls.grad, ls2.grad, rtol=1e-9, atol=1e-12)
-    if t > math.log(100):  # the scale is capped: no gradient pushes t further
-        assert ls.grad.item() == 0.0
+    if B > 1:  # t keeps its gradient, above the training loop's cap too (one pair: the loss is 0)
+        assert ls.grad.item() != 0.0
+
+
+def test_clip_loss_has_no_cap_inside():
+    """CLIP caps the parameter t (clamped after each optimizer step), not the loss: above
+    log 100 the loss still uses exp(t) and its gradient with respect to t is not 0, while a
+    cap inside the loss (the catalogued mistake) gives 0 there."""
+    g = gen(6)
+    I = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    T = I + torch.randn(5, 8, generator=g, dtype=torch.float64)
+    t = torch.tensor(math.log(300.0), dtype=torch.float64, requires_grad=True)
+    loss = clip_loss(I, T, t)
+    loss.backward()
+    cos = F.normalize(I, dim=1) @ F.normalize(T, dim=1).T
+    logits = 300.0 * cos
+    want = (-(logits.diag() - logits.logsumexp(1)).mean() - (logits.diag() - logits.logsumexp(0)).mean()) / 2
+    torch.testing.assert_close(loss, want)
+    assert abs(t.grad.item()) > 1e-6
+    capped = t.detach().clone().requires_grad_()
+    ClipLoss()(F.normalize(I, dim=1), F.normalize(T, dim=1), capped.exp().clamp(max=100.0)).backward()
+    assert capped.grad.item() == 0.0  # what a cap inside the loss does: t would stay stranded
 
 
 def test_clip_loss_by_definition_and_properties():

@@ -18,8 +18,12 @@
 # even without a bottleneck (the network in this chapter has more hidden units than an image
 # has pixels, so a plain autoencoder of the same shape could learn to copy).
 #
-# * It works best when trained on **one category of objects** (only digits, only faces): what it
-#   learns is the structure its training images share, and one category shares a lot of it.
+# * What it learns is the **structure its training images share**. With a given network and
+#   amount of data, a narrow set (only digits, only faces) is easier to learn than a varied
+#   one, so a small denoiser does best on the one category it was trained on. A denoiser
+#   trained on varied images works across categories: DnCNN (Further reading) denoises
+#   photographs of every kind, and a text-to-image diffusion model denoises whatever its
+#   captions describe. Breadth costs capacity and data, not feasibility.
 # * The corruption chooses the application: noise gives a **denoiser**; hidden regions teach it
 #   to **remove obstacles** (inpainting); turning colour images grey, with the colour image as
 #   target, teaches it to **colour grey images**.
@@ -94,6 +98,10 @@ print("x_train", tuple(x_train.shape), "x_test", tuple(x_test.shape))
 # exactly the stated draw. Hidden: random float32 and float64 images with 1 to 3 channels,
 # non-square sizes and batches of one, float and per-image levels (also a float64 sigma for a
 # float32 x), against the reference's exact draws; the global generator must be left untouched.
+#
+# **Stuck?** End the cell below with
+# `add_gaussian_noise = ch02.standins.add_gaussian_noise` to use a stand-in built on
+# torch: the rest of the chapter runs with it; this exercise then earns no points.
 
 # %% [solution id=gaussian_noise]
 #| solution: add_gaussian_noise
@@ -112,6 +120,10 @@ ch02.check_gaussian_noise(add_gaussian_noise)
 # image the mask marks exactly the changed pixels, on a black one also the pixels that got
 # pepper; the stated draws; p = 0 and p = 1. Hidden: the reference's exact draws on float32
 # and float64 images of several channels and sizes, black-and-white ones included.
+#
+# **Stuck?** End the cell below with `salt_and_pepper = ch02.standins.salt_and_pepper` to
+# use a stand-in built on torch: the rest of the chapter runs with it; this exercise then
+# earns no points.
 
 # %% [solution id=salt_pepper]
 #| solution: salt_and_pepper
@@ -132,6 +144,10 @@ ch02.check_salt_and_pepper(salt_and_pepper)
 # (corners range over 0 … H − size *inclusive*); 3 boxes give their union; masked pixels are
 # 0, the others unchanged; the stated draws. Hidden: the reference's exact draws on float32
 # and float64 images of 1 to 3 channels with H ≠ W, a box as large as the image.
+#
+# **Stuck?** End the cell below with `occlude_boxes = ch02.standins.occlude_boxes` to use
+# a stand-in built on torchvision's `erase`: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=occlusion]
 #| solution: occlude_boxes
@@ -169,6 +185,9 @@ plt.show()
 # **Checked:** images with known MSE (20, 40 and 23.0 dB), the same images scaled to 0…255 with
 # `data_range=255`, dtype. Hidden: random float32 and float64 images (1 to 3 channels, B = 1,
 # `data_range` 1, 255 and 2, an identical pair) against a float64 numpy formula.
+#
+# **Stuck?** End the cell below with `psnr = ch02.standins.psnr` to use a stand-in built
+# on torch: the rest of the chapter runs with it; this exercise then earns no points.
 
 # %% [solution id=psnr]
 #| solution: psnr
@@ -200,6 +219,10 @@ ch02.check_psnr(psnr)
 # form); one bright pixel against black (closed form that depends on the window); constants
 # that scale with `data_range`. Hidden: random float32 and float64 images (1 to 3 channels,
 # H ≠ W, B = 1) against an independent scipy version in float64.
+#
+# **Stuck?** End the cell below with `ssim = ch02.standins.ssim` to use a stand-in built
+# on torchvision's `gaussian_blur`: the rest of the chapter runs with it; this exercise
+# then earns no points.
 
 # %% [solution id=ssim]
 #| solution: ssim
@@ -219,9 +242,12 @@ for name, distorted in [("noise σ=0.1", noisy_01), ("brighter by 0.1", brighter
     print(f"{name:16s} PSNR {psnr(distorted, clean).mean():5.1f} dB   SSIM {ssim(distorted, clean).mean():.3f}")
 
 # %% [markdown]
-# Same MSE, same PSNR, different SSIM. The luminance term $2\mu_x\mu_y / (\mu_x^2 + \mu_y^2)$
+# Same MSE, same PSNR, different SSIM, and the brighter image scores *lower* than the noisy
+# one. The luminance term $2\mu_x\mu_y / (\mu_x^2 + \mu_y^2)$ (Wang et al. 2004, eq. 6)
 # compares local means *relative to their size*: on the black background of a digit, lifting
 # the mean from 0 to 0.1 is a large change, while zero-mean noise barely moves the local means.
+# On a mid-grey image the same offset would cost little: SSIM forgives a brightness change
+# only where the image is bright.
 
 # %% [markdown]
 # ## 3 · A denoiser told the noise level
@@ -251,6 +277,11 @@ for name, distorted in [("noise σ=0.1", noisy_01), ("brighter by 0.1", brighter
 # **Checked:** parameter counts; shape; `forward` equals
 # `decoder(encoder(cat([x_noisy, sigma_map])))`; the output depends on σ, image by image.
 # Hidden: with the reference's weights copied in, your module must compute the reference's outputs.
+#
+# **Stuck?** End the cell below with
+# `SigmaConditionedDenoiser = ch02.standins.SigmaConditionedDenoiser` to use a stand-in
+# built on torch: the rest of the chapter runs with it; this exercise then earns no
+# points.
 
 # %% [solution id=denoiser]
 #| solution: SigmaConditionedDenoiser
@@ -272,6 +303,10 @@ ch02.check_denoiser(SigmaConditionedDenoiser)
 # Hidden: SGD steps of a small denoiser of the stated layout, holding stale gradients, on
 # float32 images of 3 channels (a float σ, then a (B,) tensor) and float64 images of one, must
 # match the reference.
+#
+# **Stuck?** End the cell below with `denoising_step = ch02.standins.denoising_step` to
+# use a stand-in built on torch.optim: the rest of the chapter runs with it; this exercise
+# then earns no points.
 
 # %% [solution id=denoising_step]
 #| solution: denoising_step
@@ -366,11 +401,16 @@ for s in (0.3, 0.6):
                f"noisy: {ssim_curves['noisy input (clipped)'][i]:.3f}")
 
 # %% [markdown]
-# What to look for: the plain AE, with more hidden units than pixels, has learned to copy
-# its input, noise included; it barely beats the noisy input. The fixed-σ DAE is good near
-# the level it was trained at (dotted line) and worse away from it, above all for small σ,
-# where it smooths away strokes that were never damaged. The σ-conditioned DAE adapts its
-# smoothing to the level it is told: one network, close to the best at every level.
+# What to look for, in the printed PSNR rows and the curves. The plain AE, with more hidden
+# units than pixels, was never shown noise: if its row stays within a few dB of the noisy
+# input's while the σ-conditioned DAE's is far above, it learned something close to a copy,
+# noise included. The fixed-σ DAE should be at its best near the level it was trained at
+# (dotted line) and fall behind the σ-conditioned one away from it, at both ends: at small σ
+# it gains little over the noisy input itself, since it smooths away strokes that were never
+# damaged. The σ-conditioned DAE adapts its smoothing to the level it is
+# told: one network that should stay close to the best at every level. The `smoke` profile
+# trains for one epoch on 512 images: there all three networks may still output nearly
+# black images (the same PSNR, about 10 dB, at every level), and the run shows none of this.
 #
 # ## 4 · Removing obstacles: inpainting
 #
@@ -384,6 +424,10 @@ for s in (0.3, 0.6):
 # **Checked:** a hand-made case with known answer (and the values of common mistakes), a
 # mask broadcast over 3 channels. Hidden: random masks of both shapes, float32 and float64,
 # against numpy's masked mean.
+#
+# **Stuck?** End the cell below with `masked_mse = ch02.standins.masked_mse` to use a
+# stand-in built on torch: the rest of the chapter runs with it; this exercise then earns
+# no points.
 
 # %% [solution id=masked_mse]
 #| solution: masked_mse
@@ -436,10 +480,12 @@ save_figure(fig, "inpainting")
 plt.show()
 
 # %% [markdown]
-# The plain AE mostly reproduces the boxes: it learned to copy. The DAE draws plausible
-# strokes where it is confident (a 0's missing arc, a 1's missing segment) and a grey blur
-# where several completions are plausible: under the squared error the best guess is their
-# average.
+# Compare the printed errors inside the boxes. Where the plain AE's is close to the occluded
+# input's, it reproduced the boxes: it learned to copy. Where the DAE's is well below both, it
+# fills them: in the figure it draws plausible strokes where it is confident (a 0's missing
+# arc, a 1's missing segment) and a grey blur where several completions are plausible, since
+# under the squared error the best guess is their average. (After the `smoke` profile's one
+# epoch all three errors can be equal: the networks output black.)
 
 # %% [markdown]
 # ## Colouring grey digits
@@ -561,13 +607,21 @@ plt.show()
 # restoration (small errors everywhere at edges) can have a lower MSE than one that is sharp
 # but shifted by a pixel, or one whose brightness is offset, though the blurred one looks
 # worse to a viewer (or: a small error spread as structured blur vs. the same MSE as fine
-# noise). SSIM compares local means, contrasts and correlations of windows, so it rewards
-# preserved local structure (edges, texture) and is less sensitive to a uniform change of
-# luminance or contrast.
+# noise). SSIM compares local means
+# (luminance), standard deviations (contrast) and correlations (structure) in windows, so it
+# reacts to *where* the error is and what it does to local structure: blur lowers the local
+# contrast and correlation at edges and costs SSIM, whatever its MSE. Its comparisons are
+# relative: the luminance term $2\mu_x\mu_y/(\mu_x^2+\mu_y^2)$ (Wang et al. 2004, eq. 6)
+# judges a change of local mean against the mean itself, so a uniform brightness offset
+# costs little on bright regions and much on dark ones. On the digits of section 2 (black
+# background) brightening by 0.1 scored a *lower* SSIM (0.71) than noise of the same MSE
+# (0.76); on a mid-grey photograph the same offset barely lowers SSIM.
 #
 # **Rubric.** 1 point: a concrete pair (blur vs shift/brightness/noise) with the same or
-# higher PSNR but worse look. 1 point: SSIM compares local luminance, contrast and structure
-# (correlation) in windows.
+# higher PSNR but worse look. 1 point: SSIM compares local luminance,
+# contrast and structure (correlation) in windows. An answer that says SSIM ignores or
+# forgives brightness changes in general does not earn this point: its luminance term is
+# relative, and on dark backgrounds an offset costs more SSIM than noise (the demo of section 2).
 
 # %% [markdown]
 # ## 5 · Concept questions
@@ -621,15 +675,19 @@ plt.show()
 ch02.check_quiz("answer_dae_target", answer_dae_target)
 
 # %% [markdown]
-# **Q3.** Which statements explain why a denoising autoencoder works best when trained on one
-# category of objects (only digits, only faces)? Set `answer_one_category` to a set of letters.
+# **Q3.** Two copies of this chapter's small denoiser, with the same number of weights and the
+# same number of training images, are trained: one on digits only, one on a mixture of digits,
+# letters, faces and clothes. Suppose that, tested on digits, the digit-only denoiser restores
+# better. Which statements explain that? Set `answer_one_category` to a set of letters.
 #
 # * A: To fill in a missing or noisy pixel it relies on structure shared by its training
-#   images; one category shares much more structure than a mixture.
+#   images; one category shares much more structure than a mixture, so all of its weights
+#   and examples serve digits.
 # * B: Its loss can only be computed when every training image has the same label.
 # * C: Images of one category lie close to a low-dimensional set (a "manifold") that a small
-#   network can learn; restoring an image means moving it back onto that set.
-# * D: Convolutions cannot process images of different categories.
+#   network can learn from few examples; restoring an image means moving it back onto that set.
+# * D: A denoiser trained on several categories cannot restore any of them well, however large
+#   the network and the data set.
 
 # %% [solution id=quiz_q3]
 #| solution: answer_one_category
@@ -674,18 +732,22 @@ plt.show()
 log_metric("generated_mean_pixel", x.mean(), "", f"training digits: {x_train.mean():.3f}")
 
 # %% [markdown]
-# Stroke-like shapes, some of them digits, appear out of noise. Many are not digits, and
-# strokes get thinner with more steps (compare the mean pixel value with the data's): each
-# step trusts the denoiser's guess completely, and that guess is an *average* of plausible
-# digits, fainter than any one of them. Chapter 05 turns this loop into a proper sampler.
+# With a trained denoiser (the `cpu` profile), stroke-like shapes, some of them digits, appear
+# out of noise; many are not digits. Compare the mean pixel value printed above with the
+# data's: if it is lower, the strokes came out thinner and fainter than real digits. Each step
+# trusts the denoiser's guess completely, and that guess is an *average* of plausible digits,
+# fainter than any one of them. (After the `smoke` profile's single epoch the denoiser outputs
+# black, and so does this loop.) Chapter 05 turns this loop into a proper sampler.
 #
 # ## What to remember
 #
 # * A denoising autoencoder corrupts its input on purpose and keeps the clean image as
 #   target; it needs no labels (unsupervised), and the corruption forces it to learn the data's
 #   structure, even with more hidden units than pixels.
-# * It works best on one category of objects; the corruption chooses the application
-#   (denoising, removing obstacles, colouring).
+# * It learns what its training images share: with a small network and little data, one
+#   category is easier to learn than many, while large denoisers trained on varied images
+#   work across categories. The corruption chooses the application (denoising, removing
+#   obstacles, colouring).
 # * Measure restorations with PSNR (error energy, per image, in dB) and SSIM (local structure).
 # * Told the noise level, one network denoises every level; iterated from pure noise it
 #   starts to generate. That σ-conditioned denoiser is the heart of diffusion (chapter 05).

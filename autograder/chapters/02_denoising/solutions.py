@@ -281,12 +281,17 @@ answer_told_sigma = "B"
 #   D: the noise makes the gradients vanish when the output is close to the input
 answer_dae_target = "B"
 
-# Quiz: Which statements explain why a denoising autoencoder works best when trained
-# on one category of objects (only digits, only faces)? (choose all that apply)
-#   A: To fill in a missing or noisy pixel it relies on structure shared by its
-#      training images; one category shares much more structure than a mixture.
+# Quiz: Two copies of the chapter's small denoiser, with the same number of weights and
+# the same number of training images, are trained: one on digits only, one on a mixture of
+# digits, letters, faces and clothes. Suppose that, tested on digits, the digit-only one
+# restores better. Which statements explain that? (choose all that apply)
+#   A: To fill in a missing or noisy pixel it relies on structure shared by its training
+#      images; one category shares much more structure than a mixture, so all of its
+#      weights and examples serve digits.
 #   B: Its loss can only be computed when every training image has the same label.
 #   C: Images of one category lie close to a low-dimensional set (a "manifold") that a
-#      small network can learn; restoring an image means moving it back onto that set.
-#   D: Convolutions cannot process images of different categories.
+#      small network can learn from few examples; restoring an image means moving it back
+#      onto that set.
+#   D: A denoiser trained on several categories cannot restore any of them well, however
+#      large the network and the data set.
 answer_one_category = {"A", "C"}

@@ -271,7 +271,9 @@ def iwae_log_likelihood(model, x, k, generator=None):
         log p(x) ~= logsumexp_i(log w_i) - log k
     where log p(x|z) = -sum_pixels BCE-with-logits(decode(z), x), p(z) = N(0, I), and
     every log-density is summed over its dimensions (including the -1/2 log(2 pi) terms).
-    k = 1 gives a one-sample ELBO; the estimate rises towards log p(x) as k grows.
+    k = 1 gives an unbiased one-sample estimate of the ELBO. Each estimate is random; its
+    expectation never decreases with k, stays at most log p(x) and approaches it as k grows
+    (Burda et al., Theorem 1).
 
     Args:
         model: encode(x) -> (mu, logvar) (B, d) each; decode(z) -> logits (N, D).
@@ -280,9 +282,11 @@ def iwae_log_likelihood(model, x, k, generator=None):
         generator: torch.Generator on the CPU, or None.
 
     Returns:
-        log_px: (B,) estimates of log p(x) in nats (<= 0), dtype of mu; finite even when
-            the log-weights are far below 0 (thousands of nats), where exp(log w) is 0:
-            use torch.logsumexp, never log(mean(exp(log w))).
+        log_px: (B,) estimates of log p(x) in nats, dtype of mu. log p(x) itself is <= 0
+            for binary x, but a single estimate is random and may exceed it (and 0) where
+            p(z) / q(z|x) is large. Finite even when the log-weights are far below 0
+            (thousands of nats), where exp(log w) is 0: use torch.logsumexp, never
+            log(mean(exp(log w))).
 
     Draw the noise exactly as
         eps = torch.randn(k, B, d, generator=generator, dtype=mu.dtype).to(mu.device)

@@ -32,8 +32,9 @@ DIAG = ch04.DIAGNOSES
 
 
 def _open_clip_loss(I, T, t):
-    """open_clip's ClipLoss on unit features, with the model's scale exp(t) capped at 100."""
-    return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp().clamp(max=100.0))
+    """open_clip's ClipLoss on unit features and the model's scale exp(t), as open_clip's
+    CLIP.forward passes it (its training loop, not the loss, clamps t to at most log 100)."""
+    return ClipLoss()(F.normalize(I, dim=-1), F.normalize(T, dim=-1), t.exp())
 
 
 # The learner's loss on fresh leaves, and backward, in the kernel: the gradients come back
@@ -45,7 +46,8 @@ def clip_loss(fn) -> None:
     c = Checks("clip_loss (hidden)")
     g = _gen("clip_loss")
     cases = [(7, 5, 0.5 + 2.5 * torch.rand(1, generator=g).item()), (12, 16, math.log(1 / 0.07)),
-             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item())), (1, 4, 1.0 + torch.rand(1, generator=g).item()),
+             (5, 3, math.log(150.0 + 100 * torch.rand(1, generator=g).item())),  # above the cap: used as given
+             (1, 4, 1.0 + torch.rand(1, generator=g).item()),
              (6, 4, math.log(0.2 + 0.6 * torch.rand(1, generator=g).item()))]  # t < 0: a scale below 1, not clamped
     for B, E, t in cases:
         I = torch.randn(B, E, generator=g, dtype=torch.float64) * (0.2 + 3 * torch.rand(B, 1, generator=g,
@@ -72,17 +74,18 @@ def clip_loss(fn) -> None:
         g_t = grads[2] if grads[2] is not None else torch.zeros((), dtype=torch.float64)
         c.close("d loss / d logit_scale (vs open_clip)", g_t, oracle[2].grad, atol=1e-8, inputs=inputs,
                 hint=DIAG["clip_scale_graph"])
-    # float32 at the cap: logits up to +-100, the softmax by exp overflows (e^89 > float32's
-    # largest value) and a badly matched pair has a log-probability near -200 (underflow)
+    # float32 at the largest scale training allows: logits up to +-100, the softmax by exp
+    # overflows (e^89 > float32's largest value) and a badly matched pair has a
+    # log-probability near -200 (underflow)
     B, E = 6, 8
     v = torch.randn(1, E, generator=g)
     I = v + 0.3 * torch.randn(B, E, generator=g)
     T = (I + 0.05 * torch.randn(B, E, generator=g)) * (0.5 + torch.rand(B, 1, generator=g))
     T[0] = -T[0]
     I = I * (0.5 + 3 * torch.rand(B, 1, generator=g))
-    t = torch.tensor(math.log(100.0) + torch.rand(1, generator=g).item())
+    t = torch.tensor(math.log(100.0) - 0.1 * torch.rand(1, generator=g).item())
     inputs = (f"float32 I ({B}, {E}), T ({B}, {E}) nearly parallel (cosines near 1, one pair near -1), "
-              f"logit_scale = {t.item():.4f} (scale 100)")
+              f"logit_scale = {t.item():.4f} (scale {t.exp().item():.1f})")
     out = c.call(fn, I.clone(), T.clone(), t.clone(), inputs=inputs)
     c.tensor("loss", out, shape=(), dtype=torch.float32, finite=False, inputs=inputs)
     want = _open_clip_loss(I.double(), T.double(), t.double())

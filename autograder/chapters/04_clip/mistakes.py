@@ -28,12 +28,17 @@ MISTAKES = [
     Mistake("clip_loss_checks", "clip_loss", _NORMALISE,
             "I = F.normalize(image_features, dim=0)\n    T = F.normalize(text_features, dim=0)",
             D["clip_normalised_batch"]),
-    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)", "logit_scale.clamp(max=100.0)",
+    Mistake("clip_loss_checks", "clip_loss", "scale = logit_scale.exp()", "scale = logit_scale",
             D["clip_no_exp"]),
-    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)", "logit_scale.exp()",
-            D["clip_no_cap"]),
-    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
-            "logit_scale.exp().clamp(max=100.0).item()",
+    # CLIP caps the parameter t, clamped in the training loop after each step; a cap inside
+    # the loss changes the loss above it and gives t no gradient there
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp()", "logit_scale.exp().clamp(max=100.0)",
+            D["clip_cap_in_loss"]),
+    Mistake("clip_loss_checks", "clip_loss", "scale = logit_scale.exp()", "scale = min(logit_scale.exp(), 100.0)",
+            D["clip_cap_in_loss"]),
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp()", "logit_scale.clamp(0, 4.6052).exp()",
+            D["clip_cap_in_loss"]),
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp()", "logit_scale.exp().item()",
             D["clip_item"]),
     Mistake("clip_loss_checks", "clip_loss", "logits = scale * I @ T.T", "logits = I @ T.T / scale",
             D["clip_divided"]),
@@ -108,8 +113,7 @@ MISTAKES = [
     Mistake("clip_loss_checks", "clip_loss", "labels = torch.arange(logits.shape[0], device=logits.device)",
             "labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)", D["clip_labels"],
             diagnosed=False),
-    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
-            "logit_scale.exp().clamp(max=100.0).detach()", D["clip_item"]),
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp()", "logit_scale.exp().detach()", D["clip_item"]),
     Mistake("encoders_checks", "ImageEncoder", "nn.AdaptiveAvgPool2d(4),  # (B, 4c, 4, 4)",
             "nn.AvgPool2d(2),  # (B, 4c, 4, 4)", D["image_fixed_pool"], expect=RAISED),
     Mistake("encoders_checks", "ImageEncoder", "nn.BatchNorm2d(c),\n            nn.ReLU(),\n            nn.MaxPool2d(2),  # (B, c, S/2, S/2)",
@@ -140,8 +144,10 @@ MISTAKES = [
 
 MISTAKES += [
     # reviewers' escapes
-    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp().clamp(max=100.0)",
-            "logit_scale.exp().clamp(1.0, 100.0)", D["clip_cap_below"]),
+    # at t < 0 this matches open_clip's clamp(0, log 100) moved into the loss, named first: both
+    # diagnoses say to use exp(logit_scale) as given
+    Mistake("clip_loss_checks", "clip_loss", "logit_scale.exp()", "logit_scale.exp().clamp(min=1.0)",
+            D["clip_cap_below"], expect=r"exp\(logit_scale\) as given"),
     Mistake("encoders_checks", "TextEncoder", ".triu(1)", ".tril(-1)", D["text_no_mask"]),
     Mistake("encoders_checks", "TextEncoder", ".triu(1)", ".triu(2)", D["text_no_mask"]),
     Mistake("encoders_checks", "TextEncoder",
@@ -155,23 +161,21 @@ MISTAKES += [
 ALTERNATIVES = [
     Alternative("clip_loss_checks", "clip_loss", '''
 def clip_loss(image_features, text_features, logit_scale):
-    """Manual log-softmax over rows and columns, norms by hand, t capped before exp."""
-    import math
+    """Manual log-softmax over rows and columns, norms by hand, torch.exp of t."""
     I = image_features / image_features.norm(dim=1, keepdim=True)
     T = text_features / text_features.norm(dim=1, keepdim=True)
-    logits = torch.exp(torch.clamp(logit_scale, max=math.log(100))) * (I @ T.t())
+    logits = torch.exp(logit_scale) * (I @ T.t())
     idx = torch.arange(logits.shape[0])
     rows = -logits.log_softmax(dim=1)[idx, idx].mean()
     cols = -logits.log_softmax(dim=0)[idx, idx].mean()
     return 0.5 * (rows + cols)
-''', "log_softmax by hand; clamp t at log(100) before exp"),
+''', "log_softmax by hand"),
     Alternative("clip_loss_checks", "clip_loss", '''
 def clip_loss(image_features, text_features, logit_scale):
-    """open_clip's ClipLoss on unit features, the cap as a Python min."""
+    """open_clip's ClipLoss on unit features and the scale exp(t)."""
     from open_clip.loss import ClipLoss
-    scale = min(logit_scale.exp(), 100.0)
-    return ClipLoss()(F.normalize(image_features, dim=1), F.normalize(text_features, dim=1), scale)
-''', "open_clip.loss.ClipLoss; min() drops the gradient above the cap (allowed: it is 0 there)"),
+    return ClipLoss()(F.normalize(image_features, dim=1), F.normalize(text_features, dim=1), logit_scale.exp())
+''', "open_clip.loss.ClipLoss"),
     Alternative("encoders_checks", "TextEncoder", '''
 class TextEncoder(nn.Module):
     """Same architecture; boolean causal mask, layers built one by one, gather for the EOT feature."""
@@ -242,7 +246,7 @@ def clip_loss(image_features, text_features, logit_scale):
     """One-hot targets (class probabilities), einsum, the second direction as T I^T."""
     I = F.normalize(image_features, dim=1)
     T = F.normalize(text_features, dim=1)
-    scale = torch.clamp(logit_scale.exp(), max=100)
+    scale = torch.exp(logit_scale)
     targets = torch.eye(len(I), dtype=I.dtype, device=I.device)
     return 0.5 * (F.cross_entropy(scale * torch.einsum("ie,je->ij", I, T), targets)
                   + F.cross_entropy(scale * torch.einsum("ie,je->ij", T, I), targets))

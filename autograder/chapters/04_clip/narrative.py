@@ -114,23 +114,32 @@ plt.show()
 # $B-1$ entries of a row are the *negatives*.
 #
 # The temperature $\tau$ is learned through $t = \log(1/\tau)$ (so the scale $e^t$ stays
-# positive); CLIP starts at $\tau = 0.07$, i.e. $t = \log(1/0.07)$, and caps the scale $e^t$
-# at 100 so training stays stable.
+# positive); CLIP starts at $\tau = 0.07$, i.e. $t = \log(1/0.07)$, and keeps the scale $e^t$
+# at most 100, which the paper found necessary for stable training. The cap is on the
+# *parameter*, not in the loss: after every optimizer step the training loop clamps $t$ to at
+# most $\ln 100$ (open_clip's `train_one_epoch` does
+# `logit_scale.clamp_(0, math.log(100))`), so the loss always sees the scale the model has.
 #
 # **Implement** *(about 15 min)* `clip_loss(image_features, text_features, logit_scale) -> scalar`: both
 # feature matrices (B, E) are *not* normalised yet (they already include the projections
-# $W_i, W_t$); `logit_scale` is the scalar tensor $t$. Use the scale $\min(e^t, 100)$ and
-# the mean cross-entropy in each direction. The loss must be differentiable with respect to
-# all three inputs (the temperature is learned), keep the dtype of the features, and stay
-# accurate in float32 at the cap, where logits reach ±100: a softmax written with `exp`
-# overflows there ($e^{89}$ exceeds float32's range), so use `F.cross_entropy` (or
-# `log_softmax`) on the logits.
+# $W_i, W_t$); `logit_scale` is the scalar tensor $t$. Use the scale $e^t$ as given, with no
+# cap (a $\min(e^t, 100)$ here would give $t$ a zero gradient above 100, where it could stay
+# stranded while the logged $e^t$ exceeds the scale the loss uses), and the mean
+# cross-entropy in each direction. The loss must be differentiable with respect to all three
+# inputs (the temperature is learned), keep the dtype of the features, and stay accurate in
+# float32 at scale 100, where logits reach ±100: a softmax written with `exp` overflows there
+# ($e^{89}$ exceeds float32's range), so use `F.cross_entropy` (or `log_softmax`) on the logits.
 #
 # **Checked:** hand-made batches with known losses (orthogonal pairs; an asymmetric batch
-# where the two directions differ; a scale above the cap), and the gradient with respect to
-# $t$. Hidden: `open_clip`'s `ClipLoss` (values and gradients) on random float64 batches
-# (a batch of one too, a scale below 1), and a float32 batch at scale 100 with cosines near ±1 against
-# `ClipLoss` in float64.
+# where the two directions differ; a scale of 200, above the training loop's cap, used as
+# given), and the gradient with respect to $t$ (not 0 at scale 200 either). Hidden:
+# `open_clip`'s `ClipLoss` (values and gradients) on random float64 batches (a batch of one
+# too, a scale below 1, a scale above 100), and a float32 batch at a scale between 90 and 100
+# with cosines near ±1 against `ClipLoss` in float64.
+#
+# **Stuck?** End the cell below with `clip_loss = ch04.standins.clip_loss` to use a
+# stand-in built on open_clip's `ClipLoss`: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=clip_loss]
 #| solution: clip_loss
@@ -181,6 +190,11 @@ ch04.check_clip_loss(clip_loss)
 # `TextTransformer` with the same weights), for images of size 32, 24 and 16 and for texts
 # of length `context_length` and shorter, a batch of one included, with 3 and 4 heads
 # (the mask itself is read in eval mode without gradients), and `ln_final` on (B, L, width).
+#
+# **Stuck?** End the cell below with `ImageEncoder = ch04.standins.ImageEncoder`, and the
+# same for `TextEncoder` as you need, to use stand-ins built on open_clip's
+# `VisionTransformer` and `TextTransformer`: the rest of the chapter runs with them; this
+# exercise then earns no points.
 
 # %% [solution id=encoders]
 #| solution: ImageEncoder TextEncoder
@@ -192,7 +206,15 @@ ch04.check_encoders(ImageEncoder, TextEncoder)
 # ## Training CLIP
 #
 # The model is the two encoders plus the learned $t$, initialised at $\log(1/0.07)$. Every
-# step takes a random batch of (image, caption) pairs and lowers your `clip_loss`.
+# step takes a random batch of (image, caption) pairs and lowers your `clip_loss`; then, as
+# in CLIP, it clamps $t$ to $[0, \ln 100]$ (open_clip's bounds: a scale between 1 and 100).
+# Capping the parameter, not the loss, keeps $t$ where the loss still moves it: when the
+# loss pushes $t$ up the clamp holds it at $\ln 100$, and when the gradient turns, $t$ comes
+# back down. With $\min(e^t, 100)$ inside the loss instead, $t$ would get no gradient above
+# $\ln 100$: Adam's momentum could carry it past the cap, where nothing brings it back.
+# (In the course's recorded `cpu` run $e^t$ only rises from 14.3 to about 20, so the clamp
+# never acts; it matters in long runs such as CLIP's, whose released models sit at the cap,
+# $e^t = 100$.)
 
 # %%
 class CLIP(nn.Module):
@@ -232,6 +254,8 @@ def train_clip(model: CLIP, x, tokens, *, epochs: int, batch_size: int, lr: floa
             opt.zero_grad()
             loss.backward()
             opt.step()
+            with torch.set_grad_enabled(False):  # CLIP's cap, on the parameter: exp(t) stays in [1, 100]
+                model.logit_scale.clamp_(0, math.log(100))
             sched.step()
             history["loss"].append(loss.item())
             history["scale"].append(model.logit_scale.exp().item())
@@ -254,7 +278,8 @@ print(f"trained for {cfg['epochs']} epochs ({len(history['loss'])} steps) in {tr
 log_metric("train_time", train_seconds, "s", f"{len(history['loss'])} steps of batch {cfg['batch']}")
 log_metric("final_train_loss", sum(history["loss"][-10:]) / len(history["loss"][-10:]), "",
            f"mean of the last 10 steps; log(batch) = {math.log(cfg['batch']):.2f} is chance")
-log_metric("final_logit_scale", history["scale"][-1], "", "exp(t), starts at 1/0.07 = 14.3, capped at 100")
+log_metric("final_logit_scale", history["scale"][-1], "",
+           "exp(t), starts at 1/0.07 = 14.3; t clamped to [0, ln 100] after each step")
 fig = ch04.plot_training(history)
 save_figure(fig, "loss_and_temperature")
 plt.show()
@@ -296,6 +321,12 @@ log_metric("batch_diagonal_accuracy", (sim.argmax(1) == torch.arange(len(pick)))
 # predictions on hand-made features. Hidden: `open_clip`'s `build_zero_shot_classifier`
 # with a random text encoder and our tokenizer; random predictions against the reference,
 # for a batch of one image too.
+#
+# **Stuck?** End the cell below with
+# `zero_shot_weights = ch04.standins.zero_shot_weights`, and the same for
+# `zero_shot_predict` as you need, to use stand-ins built on open_clip's
+# `build_zero_shot_classifier` and torch: the rest of the chapter runs with them; this
+# exercise then earns no points.
 
 # %% [solution id=zero_shot]
 #| solution: zero_shot_weights zero_shot_predict
@@ -391,6 +422,10 @@ plt.show()
 # **Checked:** five pairs on a circle whose ranks are worked out by hand. Hidden: random
 # float32 features against the reference, and features along the axes, whose cosines are
 # exactly $-1$, 0 or 1 (many ties).
+#
+# **Stuck?** End the cell below with `recall_at_k = ch04.standins.recall_at_k` to use a
+# stand-in built on torch: the rest of the chapter runs with it; this exercise then earns
+# no points.
 
 # %% [solution id=recall]
 #| solution: recall_at_k
@@ -418,9 +453,10 @@ for key in rec:
 #
 # Images and texts live in the same unit sphere. Projected on the two main directions of
 # the test image embeddings (PCA), each image is a dot and each zero-shot class vector a
-# cross, coloured by digit (left) and by colour (right). Colour, the easiest attribute,
-# takes the two main directions; the digits are told apart along further directions of
-# the joint space, so they overlap in this view.
+# cross, coloured by digit (left) and by colour (right). Colour is the easiest attribute:
+# where the right panel separates the colours and the left one mixes the digits, colour has
+# taken the two main directions and the digits are told apart, if at all, along further
+# directions of the joint space.
 
 # %%
 W_digit = zero_shot_weights(clip.text_encoder, tokenizer, *PROMPTS["digit"]).cpu()
@@ -524,9 +560,10 @@ log_metric("one_negative_minus_batch_zero_shot_colour",
 # each colour, the colour alone picks the right one about $6/k$ of the time (the last
 # line), and only the digit tells them apart. So where your run shows the colour about as accurate at both ends and
 # the digit much less accurate with one negative, it is the negatives that taught the
-# digit; recall@10, which asks for each image's own caption among all test captions, then
-# falls with it. Where the two digit accuracies are close (the `smoke` profile trains for a
-# few steps, and neither model learns much), the run is too short to tell.
+# digit; recall@10, which asks for each image's own caption among all test captions, should
+# then be lower with one negative too (compare the two R@10 lines). Where the two digit
+# accuracies are close (the `smoke` profile trains for a few steps, and neither model learns
+# much), the run is too short to tell.
 
 # %% [markdown]
 # ## Keeping the encoders
@@ -557,7 +594,6 @@ if len(saved) == 3:
                   (text_encoder(tokens) - clip.text_encoder.cpu()(tokens)).abs().max().item())
     print(f"reloaded without the classes: largest difference {err:.2e}; config {info}")
 
-# %% [markdown]
 # %% [markdown]
 # ### Written questions
 #
@@ -591,8 +627,9 @@ if len(saved) == 3:
 # angles. A too-small scale (high temperature) makes all softmax probabilities similar: weak
 # gradients, the loss cannot fall far. A too-large scale (low temperature) makes the softmax
 # nearly one-hot early: gradients concentrate on the hardest negatives and training is
-# unstable. Learning t lets the model sharpen as its features improve; the cap (100) prevents
-# it from blowing up.
+# unstable. Learning t lets the model sharpen as its features improve; clamping t to at most
+# ln 100 after each step (a scale of at most 100) keeps it from growing without bound, which
+# the CLIP paper found necessary for stable training.
 #
 # **Rubric.** 1 point: normalisation removes the norm as a shortcut (angles only). 1 point:
 # the trade-off of too high/too low temperature (flat vs over-sharp softmax, gradients).
@@ -655,7 +692,8 @@ ch04.check_quiz("answer_clip_facts", answer_clip_facts)
 #   over the $B \times B$ matrix of scaled cosine similarities: each image picks its text,
 #   each text its image. The temperature is learned, through $t = \log(1/\tau)$.
 # * The other pairs of the batch are the negatives: more of them give harder, more
-#   informative contrasts (here the digit is only learned with enough negatives).
+#   informative contrasts (in a run long enough to tell, such as the `cpu` profile, the
+#   digit is learned only with enough negatives: compare your sweep).
 # * The text encoder turns class names into a classifier: prompt templates, unit
 #   embeddings, their normalised mean. No labelled image is needed, and because the text
 #   side composes words, classes never seen together in training can still be recognised.

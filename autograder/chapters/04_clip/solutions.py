@@ -12,23 +12,26 @@ def clip_loss(image_features, text_features, logit_scale):
         image_features: (B, E) image embeddings, not normalised; row b goes with text b.
         text_features: (B, E) text embeddings, not normalised.
         logit_scale: scalar tensor t, the learned log inverse temperature
-            (CLIP starts at t = log(1 / 0.07)). The scale is exp(t), capped at 100.
+            (CLIP starts at t = log(1 / 0.07)). The scale is exp(t), used as given for
+            every t: CLIP caps the parameter itself, clamping t to at most log(100) after
+            each optimizer step in the training loop, never inside the loss (a cap here
+            would give t a zero gradient above it).
 
     Returns:
         loss: scalar tensor, differentiable in all three inputs:
             I = I_f / ||I_f||, T = T_f / ||T_f||  (each row, L2)
-            logits = min(exp(t), 100) * I T^T     (B, B)
+            logits = exp(t) * I T^T               (B, B)
             loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2
         where CE is the mean cross-entropy over rows: images -> texts, then texts -> images.
         The dtype of the features is kept, and the loss must stay accurate in float32
-        at the cap (logits up to +-100): use F.cross_entropy (or log_softmax), never a
-        softmax written with exp.
+        at the largest scale training allows, 100 (logits up to +-100): use
+        F.cross_entropy (or log_softmax), never a softmax written with exp.
     """
     # I_e = normalize(I_f), T_e = normalize(T_f)
     I = F.normalize(image_features, dim=-1)  # (B, E)
     T = F.normalize(text_features, dim=-1)  # (B, E)
-    # logits = exp(t) * I_e T_e^T, with exp(t) <= 100
-    scale = logit_scale.exp().clamp(max=100.0)
+    # logits = exp(t) * I_e T_e^T; no cap here: the training loop clamps t itself
+    scale = logit_scale.exp()
     logits = scale * I @ T.T  # (B, B); row b: image b against every text
     labels = torch.arange(logits.shape[0], device=logits.device)  # (B,): the diagonal
     # loss = (CE over rows + CE over columns) / 2

@@ -86,6 +86,11 @@ device = profile.device
 # takes the values $1, \cos^2\frac{\pi}{8}, \frac12, \sin^2\frac{\pi}{8}, 0$); the
 # defaults at a few $t$; $\bar\alpha$ of three hand-picked betas. Hidden: diffusers'
 # `DDPMScheduler(beta_schedule="linear" | "squaredcos_cap_v2")` for random $T$.
+#
+# **Stuck?** End the cell below with `linear_betas = ch05.standins.linear_betas`, and the
+# same for `cosine_betas` and `noise_schedule` as you need, to use stand-ins built on
+# diffusers' `DDPMScheduler`: the rest of the chapter runs with them; this exercise then
+# earns no points.
 
 # %% [solution id=schedules]
 #| solution: linear_betas cosine_betas noise_schedule
@@ -128,6 +133,10 @@ for name, ab in schedules.items():
 # **Checked:** three 2-D examples with hand-picked $\bar\alpha$ (0.64, 0.36, 0.01);
 # image-shaped float32 data with float64 `alpha_bars`. Hidden: diffusers'
 # `DDPMScheduler.add_noise` on random batches.
+#
+# **Stuck?** End the cell below with `q_sample = ch05.standins.q_sample` to use a stand-in
+# built on diffusers' `DDPMScheduler.add_noise`: the rest of the chapter runs with it;
+# this exercise then earns no points.
 
 # %% [solution id=q_sample]
 #| solution: q_sample
@@ -162,6 +171,10 @@ ch05.check_q_sample(q_sample)
 # `generator` (the same seed gives the same draws, the global generator is left alone).
 # Hidden: the same on random data and schedules, float64 and float32 data with several
 # channels (the loss keeps the data's dtype), and a known mistake named when it matches.
+#
+# **Stuck?** End the cell below with `diffusion_loss = ch05.standins.diffusion_loss` to
+# use a stand-in built on diffusers' `DDPMScheduler.add_noise`: the rest of the chapter
+# runs with it; this exercise then earns no points.
 
 # %% [solution id=diffusion_loss]
 #| solution: diffusion_loss
@@ -197,6 +210,10 @@ ch05.check_diffusion_loss(diffusion_loss)
 # hand; image batches. Hidden: diffusers' `DDPMScheduler.step` (its
 # `prev_sample` and `pred_original_sample`) with the same noise, at random $t$ of both
 # schedules.
+#
+# **Stuck?** End the cell below with `ddpm_step = ch05.standins.ddpm_step` to use a
+# stand-in built on diffusers' `DDIMScheduler.step` at $\eta = 1$: the rest of the chapter
+# runs with it; this exercise then earns no points.
 
 # %% [solution id=ddpm_step]
 #| solution: ddpm_step
@@ -287,6 +304,10 @@ print(f"toy model: {toy_cfg['steps']} steps in {time.time() - t0:.1f} s, last lo
 # $x_{t-1}$ fed back; the draws, replayed from a generator of the same seed; `kept`; the
 # result against diffusers' `DDPMScheduler` loop from the same seed. Hidden: the same on
 # random schedules, lengths and shapes.
+#
+# **Stuck?** End the cell below with `sample_ddpm = ch05.standins.sample_ddpm` to use a
+# stand-in built on diffusers' `DDPMScheduler`: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=sample_ddpm]
 #| solution: sample_ddpm
@@ -386,6 +407,12 @@ for t_ in (toy_cfg["T"] // 10, toy_cfg["T"] // 2, 3 * toy_cfg["T"] // 4):  # (th
 # float32 rounding at $t \approx 1000$) for random integer and fractional $t$ (float32
 # and float64), sizes and `max_period`; the block against
 # diffusers at random sizes, with the default and another `groups`.
+#
+# **Stuck?** End the cell below with
+# `timestep_embedding = ch05.standins.timestep_embedding`, and the same for `ResBlock` as
+# you need, to use stand-ins built on diffusers' `get_timestep_embedding` and
+# `ResnetBlock2D`: the rest of the chapter runs with them; this exercise then earns no
+# points.
 
 # %% [solution id=time_embedding]
 #| solution: timestep_embedding ResBlock
@@ -415,6 +442,10 @@ ch05.check_time_embedding(timestep_embedding, ResBlock)
 # `nn.Sequential(nn.Upsample(...), conv)`)
 # copied in (and the reference's block and embedding), your U-Net must compute the
 # reference's output.
+#
+# **Stuck?** End the cell below with `UNet = ch05.standins.UNet` to use a stand-in built
+# on diffusers' `UNet2DModel`: the rest of the chapter runs with it; this exercise then
+# earns no points.
 
 # %% [solution id=unet]
 #| solution: UNet
@@ -451,6 +482,10 @@ ch05.check_unet(UNet)
 # exactly those of the draw `torch.rand(B, generator=generator) < p_uncond`. Hidden: random labels,
 # `null_label` and sizes
 # and scales, and a random network.
+#
+# **Stuck?** End the cell below with `drop_labels = ch05.standins.drop_labels`, and the
+# same for `guided_eps` as you need, to use stand-ins built on torch: the rest of the
+# chapter runs with them; this exercise then earns no points.
 
 # %% [solution id=guidance]
 #| solution: drop_labels guided_eps
@@ -607,6 +642,10 @@ plt.show()
 # Python is the *last* entry, not "before the first step"), a step with $\eta = 1$.
 # Hidden: diffusers' `DDIMScheduler.step` with $\eta \in \{0, 0.5, 1\}$ along its own
 # timestep sequences.
+#
+# **Stuck?** End the cell below with `ddim_step = ch05.standins.ddim_step` to use a
+# stand-in built on diffusers' `DDIMScheduler.step`: the rest of the chapter runs with it;
+# this exercise then earns no points.
 
 # %% [solution id=ddim_step]
 #| solution: ddim_step
@@ -627,6 +666,10 @@ ch05.check_ddim_step(ddim_step)
 # against diffusers' `DDIMScheduler` loop (`timestep_spacing="trailing"`). Hidden: random
 # schedules and shapes, $\eta \in \{0, 0.5, 1\}$, against diffusers where its steps are
 # those of `ddim_timesteps` ($T$ a multiple of `num_steps`), else against the reference.
+#
+# **Stuck?** End the cell below with `sample_ddim = ch05.standins.sample_ddim` to use a
+# stand-in built on diffusers' `DDIMScheduler`: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=sample_ddim]
 #| solution: sample_ddim

@@ -117,6 +117,11 @@ plt.show()
 # hand-worked example; the scale factor on latents of known spread whose channels differ.
 # Hidden: your model with the reference's weights copied in (`encode` and `forward`, the
 # clamp in both), the loss and factor on random inputs.
+#
+# **Stuck?** End the cell below with `KLAutoencoder = ch06.standins.KLAutoencoder`, and
+# the same for `autoencoder_loss` and `latent_scale_factor` as you need, to use stand-ins
+# built on diffusers' `AutoencoderKL` and torch: the rest of the chapter runs with them;
+# this exercise then earns no points.
 
 # %% [solution id=autoencoder]
 #| solution: KLAutoencoder autoencoder_loss latent_scale_factor
@@ -223,6 +228,10 @@ plt.show()
 # against diffusers' `Attention` with the same weights, with and without a mask; padding
 # tokens get zero weight and their features do not matter. Hidden: random sizes against
 # diffusers' `Attention`.
+#
+# **Stuck?** End the cell below with `CrossAttention = ch06.standins.CrossAttention` to
+# use a stand-in built on diffusers' `Attention`: the rest of the chapter runs with it;
+# this exercise then earns no points.
 
 # %% [solution id=cross_attention]
 #| solution: CrossAttention
@@ -248,6 +257,10 @@ ch06.check_cross_attention(CrossAttention)
 # `Transformer2DModel` (one layer, linear projections, cross-attention only) given the
 # same weights; `last_attn` and the mask; GroupNorm's `eps=1e-6`. Hidden: against the
 # reference on random sizes, and on inputs of amplitude 1e-3.
+#
+# **Stuck?** End the cell below with `CrossAttnBlock = ch06.standins.CrossAttnBlock` to
+# use a stand-in built on diffusers' `Transformer2DModel`: the rest of the chapter runs
+# with it; this exercise then earns no points.
 
 # %% [solution id=cross_attn_block]
 #| solution: CrossAttnBlock
@@ -283,6 +296,10 @@ ch06.check_block(CrossAttnBlock)
 # `mults` of length 1 to 3, heads, groups, context length and batch size, the reference's
 # weights loaded into your model, the output compared with the reference's (float64) within
 # the course's float32 tolerance, with and without a mask.
+#
+# **Stuck?** End the cell below with `TextUNet = ch06.standins.TextUNet` to use a stand-in
+# built on diffusers' `UNet2DConditionModel`: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=text_unet]
 #| solution: TextUNet
@@ -291,7 +308,8 @@ ch06.check_block(CrossAttnBlock)
 ch06.check_unet(TextUNet)
 
 # %% [markdown]
-# From here on the chapter runs **your** `TextUNet` with **your** `CrossAttnBlock`.
+# From here on the chapter runs **your** `TextUNet` with **your** `CrossAttnBlock` (or the
+# stand-ins you switched to).
 #
 # Training is chapter 05's loss on latents, plus the text. For classifier-free guidance
 # the same network must also learn the unconditional model: **caption dropout** replaces
@@ -312,6 +330,10 @@ ch06.check_unet(TextUNet)
 # and the loss. Hidden: the same on random sizes and rates, the same draws again for
 # the same seed, and float32 latents with float64 `alpha_bars` ($z_t$ and the loss in
 # `z0`'s dtype).
+#
+# **Stuck?** End the cell below with `training_loss = ch06.standins.training_loss` to use
+# a stand-in built on diffusers' `DDPMScheduler.add_noise`: the rest of the chapter runs
+# with it; this exercise then earns no points.
 
 # %% [solution id=training_loss]
 #| solution: training_loss
@@ -420,6 +442,10 @@ plt.show()
 # handed to `step`, the latents carried from step to step, and the division by the scale
 # factor; `t` given to the U-Net as (2B,) int64. Hidden: diffusers' `DDIMScheduler` with
 # a random U-Net, against the reference, B >= 2, the U-Net's `t` and context rows checked.
+#
+# **Stuck?** End the cell below with `generate = ch06.standins.generate` to use a stand-in
+# built on torch and the scheduler it is given: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=generate]
 #| solution: generate
@@ -659,6 +685,10 @@ log_metric("sampler_ddim_vs_euler_mean_pixel_difference", pixel_gap.mean().item(
 # latents, noise and timestep, the starting latents at strengths 0.75 and 1, the guided
 # result, and strength 0. Hidden: diffusers' `DDIMScheduler` and `EulerDiscreteScheduler`
 # with a random U-Net, against the reference, at a random strength and at 1 and 0.
+#
+# **Stuck?** End the cell below with `img2img = ch06.standins.img2img` to use a stand-in
+# built on torch and the scheduler it is given: the rest of the chapter runs with it; this
+# exercise then earns no points.
 
 # %% [solution id=img2img]
 #| solution: img2img
@@ -874,7 +904,6 @@ if os.environ.get("WORKBOOK_ONLINE") == "1":
 else:
     print("skipped: set WORKBOOK_ONLINE=1 (with internet access) to run Stable Diffusion v1.5 through your loop")
 
-# %% [markdown]
 # %% [markdown]
 # ### Written questions
 #

@@ -80,6 +80,10 @@ profile = setup(seed=0)
 # **Checked:** three 2-D examples at $t = 0, 0.25, 1$; float32 images with three channels
 # and float64 `t`; the inputs unchanged. Hidden: the inputs unchanged, random shapes and dtypes against diffusers'
 # `FlowMatchEulerDiscreteScheduler.scale_noise`, which forms the same path.
+#
+# **Stuck?** End the cell below with `flow_path = ch07.standins.flow_path`, and the same
+# for `velocity_target` as you need, to use stand-ins built on torch: the rest of the
+# chapter runs with them; this exercise then earns no points.
 
 # %% [solution id=path]
 #| solution: flow_path velocity_target
@@ -112,6 +116,10 @@ ch07.check_path(flow_path, velocity_target)
 # with the logit-normal option, with given pairs (only $t$ drawn) and labels; the global
 # random generator must stay untouched. Hidden: the same on random data and sizes, the
 # inputs unchanged.
+#
+# **Stuck?** End the cell below with
+# `flow_matching_loss = ch07.standins.flow_matching_loss` to use a stand-in built on
+# torch: the rest of the chapter runs with it; this exercise then earns no points.
 
 # %% [solution id=flow_matching_loss]
 #| solution: flow_matching_loss
@@ -147,6 +155,11 @@ ch07.check_flow_matching_loss(flow_matching_loss)
 # Hidden: diffusers' `FlowMatchEulerDiscreteScheduler` and
 # `FlowMatchHeunDiscreteScheduler` (shifted and unshifted) on a random nonlinear field;
 # `x1` and `timesteps` unchanged.
+#
+# **Stuck?** End the cell below with `euler_sample = ch07.standins.euler_sample`, and the
+# same for `heun_sample` as you need, to use stand-ins built on diffusers'
+# `FlowMatchEulerDiscreteScheduler` and `FlowMatchHeunDiscreteScheduler`: the rest of the
+# chapter runs with them; this exercise then earns no points.
 
 # %% [solution id=samplers]
 #| solution: euler_sample heun_sample
@@ -178,6 +191,10 @@ ch07.check_samplers(euler_sample, heun_sample)
 # on the path at $t = 3/7, 4/7, 0$; the true noise gives the true velocity and back;
 # float32 images with float64 `t` (the result in `x_t`'s dtype). Hidden: random $a$,
 # shapes and dtypes, `t` in the other dtype, round trips, the inputs unchanged.
+#
+# **Stuck?** End the cell below with `ddpm_to_flow = ch07.standins.ddpm_to_flow`, and the
+# same for `eps_to_velocity` and `velocity_to_eps` as you need, to use stand-ins built on
+# torch: the rest of the chapter runs with them; this exercise then earns no points.
 
 # %% [solution id=bridge]
 #| solution: ddpm_to_flow eps_to_velocity velocity_to_eps
@@ -243,6 +260,10 @@ log_metric("ddim_vs_euler_max_diff", worst, "", "8 DDIM steps (cosine schedule) 
 # per label at every rate, a new tensor, the global generator untouched); a stand-in model
 # whose output is label + $t$ at three scales. Hidden: random labels, `null_label` and
 # rates, a random network, the inputs unchanged.
+#
+# **Stuck?** End the cell below with `drop_labels = ch07.standins.drop_labels`, and the
+# same for `guided_velocity` as you need, to use stand-ins built on torch: the rest of the
+# chapter runs with them; this exercise then earns no points.
 
 # %% [solution id=guidance]
 #| solution: drop_labels guided_velocity
@@ -435,6 +456,10 @@ plt.show()
 # **Checked:** a constant field ($S = 0$), $v = -x$ on even and uneven steps, where $S$ is
 # known in closed form, one step from 0.8 to 0.4 (divided by $t_0 - t_n$). Hidden: random
 # nonlinear fields and uneven timesteps, one grid inside $(0, 1)$.
+#
+# **Stuck?** End the cell below with `straightness = ch07.standins.straightness` to use a
+# stand-in built on diffusers' `FlowMatchEulerDiscreteScheduler`: the rest of the chapter
+# runs with it; this exercise then earns no points.
 
 # %% [solution id=straightness]
 #| solution: straightness

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import Checks, check_choice, count_parameters
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_pca_vs_ae": "ABCDE", "answer_ae_loss": "ABCD", "answer_binary_loss": "ABCD"}
@@ -100,6 +101,9 @@ def _plane_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def check_pca(pca_fit, pca_encode, pca_decode) -> None:
     c = Checks("pca")
+    refuse_stand_in(c, "pca_fit", pca_fit)
+    refuse_stand_in(c, "pca_encode", pca_encode)
+    refuse_stand_in(c, "pca_decode", pca_decode)
     # A cross: variance 2 along y, 0.5 along x, so V = [e_y, e_x] and S = [sqrt 8, sqrt 2].
     X = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]], dtype=torch.float64)
     inputs = "X = [[1,0],[-1,0],[0,2],[0,-2]] (float64), k=2"
@@ -141,6 +145,7 @@ def check_pca(pca_fit, pca_encode, pca_decode) -> None:
 
 def check_principal_angles(principal_angles) -> None:
     c = Checks("principal_angles")
+    refuse_stand_in(c, "principal_angles", principal_angles)
     e = torch.eye(4, dtype=torch.float64)
     a = 0.3
     A = e[:, :2]                                                    # span(e1, e2)
@@ -175,6 +180,8 @@ def check_principal_angles(principal_angles) -> None:
 
 def check_autoencoders(MLPAutoencoder, ConvAutoencoder) -> None:
     c = Checks("autoencoders")
+    refuse_stand_in(c, "MLPAutoencoder", MLPAutoencoder)
+    refuse_stand_in(c, "ConvAutoencoder", ConvAutoencoder)
     torch.manual_seed(0)
     for D, k, hidden in [(784, 32, (512, 128)), (20, 3, (8,)), (10, 2, ())]:
         inputs = f"MLPAutoencoder(D={D}, k={k}, hidden={hidden})"
@@ -233,6 +240,7 @@ def _outputs_below_half(c: Checks, model: nn.Module, last: type, x: torch.Tensor
 
 def check_train_step(train_step) -> None:
     c = Checks("train_step")
+    refuse_stand_in(c, "train_step", train_step)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 2), nn.Linear(2, 6))
     x = torch.rand(4, 6)
@@ -265,6 +273,7 @@ def check_train_step(train_step) -> None:
 
 def check_retrieval_precision(retrieval_precision) -> None:
     c = Checks("retrieval_precision")
+    refuse_stand_in(c, "retrieval_precision", retrieval_precision)
     # two tight clusters of 3 points on a line (no distance ties); one label disagrees
     Z = torch.tensor([[0.0], [0.1], [0.25], [5.0], [5.1], [5.25]])
     y = torch.tensor([0, 0, 1, 1, 1, 1])

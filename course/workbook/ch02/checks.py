@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import Checks, check_choice
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_told_sigma": "ABCD", "answer_dae_target": "ABCD", "answer_one_category": "ABCD"}
@@ -23,9 +24,10 @@ QUIZ_EXPLAIN = {
                          "noise of level 0.8 from an image that holds only 0.3 must take away besides the noise",
     "answer_dae_target": "ask what the loss of a network that copies its input would be: what does the loss "
                          "compare the output with, and what is left of the corruption in a copy?",
-    "answer_one_category": "a denoiser restores what is missing from what its training images have in common; "
-                           "weigh each statement against that, not against what the loss or the layers can "
-                           "compute",
+    "answer_one_category": "a denoiser restores what is missing from what its training images have in common, "
+                           "and a network of fixed size learns a narrow set of images more easily than a varied "
+                           "one; weigh each statement against that, and ask whether it would still hold for a "
+                           "much larger network trained on much more data",
 }
 
 # One text per diagnosis: the visible checks, the hidden checks and the catalogue of known
@@ -159,6 +161,7 @@ def _call_keeping_rng(c: Checks, fn, *args, inputs: str):
 
 def check_gaussian_noise(add_gaussian_noise) -> None:
     c = Checks("add_gaussian_noise")
+    refuse_stand_in(c, "add_gaussian_noise", add_gaussian_noise)
     x = torch.full((64, 1, 28, 28), 0.5)
     inputs = "x = 0.5 everywhere (64, 1, 28, 28), sigma=0.2, generator seeded 1"
     out = _call_keeping_rng(c, add_gaussian_noise, x, 0.2, _gen(1), inputs=inputs)
@@ -209,6 +212,7 @@ def check_gaussian_noise(add_gaussian_noise) -> None:
 
 def check_salt_and_pepper(salt_and_pepper) -> None:
     c = Checks("salt_and_pepper")
+    refuse_stand_in(c, "salt_and_pepper", salt_and_pepper)
     x = torch.rand(2, 1, 28, 28, generator=_gen(1))
     inputs = "x random (2, 1, 28, 28), p=0.3, generator seeded 5"
     out = _call_keeping_rng(c, salt_and_pepper, x.clone(), 0.3, _gen(5), inputs=inputs)
@@ -270,6 +274,7 @@ def check_salt_and_pepper(salt_and_pepper) -> None:
 
 def check_occlusion(occlude_boxes) -> None:
     c = Checks("occlude_boxes")
+    refuse_stand_in(c, "occlude_boxes", occlude_boxes)
     B, size = 300, 6
     x = torch.full((B, 1, 28, 28), 0.7)
     inputs = f"x = 0.7 everywhere ({B}, 1, 28, 28), n_boxes=1, size={size}, generator seeded 0"
@@ -336,6 +341,7 @@ def _per_image(c: Checks, out, B: int, what: str, inputs: str) -> None:
 
 def check_psnr(psnr) -> None:
     c = Checks("psnr")
+    refuse_stand_in(c, "psnr", psnr)
     x = torch.zeros(3, 1, 28, 28)
     x_hat = torch.zeros(3, 1, 28, 28)
     x_hat[0] = 0.1            # MSE 1e-2
@@ -383,6 +389,7 @@ def _ssim_delta_vs_zero(weights: torch.Tensor, H: int = 28) -> float:
 
 def check_ssim(ssim) -> None:
     c = Checks("ssim")
+    refuse_stand_in(c, "ssim", ssim)
     g = _gen(0)
     a = torch.rand(2, 1, 28, 28, generator=g)
     b = (a + 0.2 * torch.randn(2, 1, 28, 28, generator=g)).clamp(0, 1)
@@ -438,6 +445,7 @@ def _count(module: nn.Module) -> int:
 
 def check_denoiser(SigmaConditionedDenoiser) -> None:
     c = Checks("SigmaConditionedDenoiser")
+    refuse_stand_in(c, "SigmaConditionedDenoiser", SigmaConditionedDenoiser)
     torch.manual_seed(0)
     for ch in (32, 4):
         inputs = f"SigmaConditionedDenoiser(c={ch})"
@@ -494,6 +502,7 @@ class _Probe(nn.Module):
 
 def check_denoising_step(denoising_step) -> None:
     c = Checks("denoising_step")
+    refuse_stand_in(c, "denoising_step", denoising_step)
     x = torch.rand(4, 3, 12, 12, generator=_gen(1))   # 3 channels: one eps per element, not per pixel
     for sigma in (0.3, torch.tensor([0.0, 0.2, 0.4, 0.6])):
         s_b = torch.as_tensor(sigma).expand(4)
@@ -549,6 +558,7 @@ def _sgd_step(x_noisy, s_b, x, lr):
 
 def check_masked_mse(masked_mse) -> None:
     c = Checks("masked_mse")
+    refuse_stand_in(c, "masked_mse", masked_mse)
     x = torch.zeros(2, 1, 4, 4)
     x_hat = torch.full((2, 1, 4, 4), 0.5)        # error 0.5 outside the mask
     mask = torch.zeros(2, 1, 4, 4, dtype=torch.bool)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import Checks, check_choice
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_causal_mask": "ABCD", "answer_normalise": "ABCD", "answer_clip_facts": "ABCDEF"}
@@ -30,9 +31,11 @@ DIAGNOSES: dict[str, str] = {
                                 "(F.normalize(x, dim=-1))",
     "clip_normalised_batch": "features were normalised along the batch (dim=0): normalise each row (dim=-1)",
     "clip_no_exp": "the scale is exp(logit_scale), not logit_scale itself: exponentiate it",
-    "clip_no_cap": "exp(logit_scale) must be capped at 100 (logit_scale.exp().clamp(max=100))",
-    "clip_cap_below": "cap exp(logit_scale) from above only: a scale below 1 (logit_scale < 0) is kept, "
-                      "logit_scale.exp().clamp(max=100)",
+    "clip_cap_in_loss": "use the scale exp(logit_scale) as given, with no cap in the loss: CLIP caps the "
+                        "parameter t itself, clamping it after each optimizer step in the training loop; a min "
+                        "or clamp here changes the loss above the cap and gives t no gradient there",
+    "clip_cap_below": "use exp(logit_scale) as given: a scale below 1 (logit_scale < 0) must stay below 1, "
+                      "with no clamp in the loss",
     "clip_item": "keep exp(logit_scale) a tensor in the graph: no .item(), .detach(), float() or math.exp",
     "clip_divided": "the cosine similarities must be multiplied by exp(logit_scale), not divided",
     "clip_image_only": "only the image -> text direction (cross-entropy over the rows of the logits): average it with "
@@ -41,8 +44,8 @@ DIAGNOSES: dict[str, str] = {
                       "with the cross-entropy over the rows",
     "clip_summed_directions": "the two directions were summed: take their mean (divide by 2)",
     "clip_summed_batch": "each cross-entropy was summed over the batch: use the mean over the batch",
-    "clip_stable": "a softmax written with exp overflows in float32 once logits pass about 88 (the scale is "
-                   "up to 100), and the log of a softmax underflows for a badly matched pair: use "
+    "clip_stable": "a softmax written with exp overflows in float32 once logits pass about 88 (training "
+                   "lets the scale reach 100), and the log of a softmax underflows for a badly matched pair: use "
                    "F.cross_entropy (or log_softmax) on the logits",
     "clip_labels": "the targets must be the diagonal: labels = torch.arange(B), image b goes with text b",
     # encoders
@@ -100,7 +103,7 @@ DIAGNOSES: dict[str, str] = {
                   "cross-entropy over the batch",
     "clip_scale_grad": "the scale multiplying the logits must be exp(logit_scale)",
     "clip_graph": "compute the loss from the features with differentiable torch operations",
-    "clip_scale_graph": "the scale is exp(logit_scale) capped at 100, and must stay in the graph",
+    "clip_scale_graph": "the scale is exp(logit_scale), with no cap in the loss, and must stay in the graph",
     "image_pool_size": "pool to a 4 x 4 map (AdaptiveAvgPool2d(4)): the projection takes 16 * 4c features",
     "image_forward": "forward(x) = projection(features(x)), nothing else",
     "encoder_names": "keep the attribute names of the docstring and the layer order of the chapter",
@@ -135,6 +138,7 @@ def _softplus(x: float) -> float:
 
 def check_clip_loss(clip_loss) -> None:
     c = Checks("clip_loss")
+    refuse_stand_in(c, "clip_loss", clip_loss)
     # 1. Two pairs, orthogonal directions, norms 3, 0.5 (images) and 2, 4 (texts), t = log 2:
     #    cosines = identity, logits = 2 I, each row and column gives log(1 + e^-2).
     inputs = "I = [[3, 0], [0, 0.5]], T = [[2, 0], [0, 4]] (float64), logit_scale = log(2)"
@@ -178,7 +182,8 @@ def check_clip_loss(clip_loss) -> None:
            inputs=inputs, hint=DIAGNOSES["clip_item"])
     c.close("d loss / d logit_scale", t.grad, _t(-0.1641718721), atol=1e-8, inputs=inputs,
             hint=DIAGNOSES["clip_scale_grad"])
-    # 3. A large logit_scale: the scale exp(t) = 200 is capped at 100, so t gets no gradient.
+    # 3. A logit_scale above the training loop's cap: the loss uses exp(t) = 200 as given (the
+    #    loop, not the loss, keeps t <= log 100), and t still gets its gradient.
     I3 = _t([[1.0, 0.02], [1.0, -0.01], [1.0, 0.005]])
     T3 = _t([[2.0, 0.03], [2.0, -0.03], [2.0, 0.0]])
     inputs = ("nearly parallel I = [[1, .02], [1, -.01], [1, .005]], T = [[2, .03], [2, -.03], [2, 0]], "
@@ -186,14 +191,18 @@ def check_clip_loss(clip_loss) -> None:
     t = torch.tensor(math.log(200.0), dtype=_F64, requires_grad=True)
     loss = c.call(clip_loss, I3, T3, t, inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
-    cap = DIAGNOSES["clip_no_cap"]
-    c.close("loss", loss, _t(1.0837606907), atol=1e-8, inputs=inputs, mistakes={
-        cap: _t(1.0691965851),
+    cap = DIAGNOSES["clip_cap_in_loss"]
+    c.close("loss", loss, _t(1.0691965851), atol=1e-8, inputs=inputs, mistakes={
+        cap: _t(1.0837606907),
         DIAGNOSES["clip_no_exp"]: _t(1.0978181423)})
-    if loss.requires_grad:
-        loss.backward()
-    c.true(t.grad is None or t.grad.abs().item() == 0.0, "logit_scale still gets a gradient above log(100)",
+    c.true(loss.requires_grad, "the loss does not depend on logit_scale above log(100): it gets no gradient there",
+           inputs=inputs, hint=cap)
+    c.call(loss.backward, inputs=inputs)
+    c.true(t.grad is not None and t.grad.abs().item() > 0.0,
+           "logit_scale gets no gradient above log(100), so the temperature could stay stranded there",
            inputs=inputs, got=t.grad, hint=cap)
+    c.close("d loss / d logit_scale", t.grad, _t(-0.0288427882), atol=1e-8, inputs=inputs,
+            hint=DIAGNOSES["clip_scale_grad"])
     c.done()
 
 
@@ -205,6 +214,8 @@ def _count(module: nn.Module) -> int:
 
 def check_encoders(ImageEncoder, TextEncoder) -> None:
     c = Checks("encoders")
+    refuse_stand_in(c, "ImageEncoder", ImageEncoder)
+    refuse_stand_in(c, "TextEncoder", TextEncoder)
     torch.manual_seed(0)
     for E, ch in [(64, 16), (10, 4)]:
         inputs = f"ImageEncoder(embed_dim={E}, c={ch}), x (3, 3, 32, 32)"
@@ -326,6 +337,8 @@ def _lookup_tokenizer(texts):
 
 def check_zero_shot(zero_shot_weights, zero_shot_predict) -> None:
     c = Checks("zero_shot")
+    refuse_stand_in(c, "zero_shot_weights", zero_shot_weights)
+    refuse_stand_in(c, "zero_shot_predict", zero_shot_predict)
     s = 1 / math.sqrt(2)
     table = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, -2.0], [s, s]])  # a cat, the cat, a dog, the dog
     encoder = _LookupTextEncoder(table)
@@ -370,6 +383,7 @@ def _on_circle(angles_deg, norms) -> torch.Tensor:
 
 def check_recall_at_k(recall_at_k) -> None:
     c = Checks("recall_at_k")
+    refuse_stand_in(c, "recall_at_k", recall_at_k)
     I = _on_circle([210, 20, 170, 100, 90], [1, 2, 0.5, 3, 1])
     T = _on_circle([180, 230, 250, 350, 80], [2, 1, 1, 0.5, 1.5])
     inputs = ("5 pairs in 2-D: images at angles [210, 20, 170, 100, 90] deg with norms [1, 2, .5, 3, 1], "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..checks import Checks, check_choice, describe, substituted
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_predicts": "ABCD", "answer_guidance_w": "ABCD", "answer_diffusion_facts": "ABCDEF"}
@@ -190,6 +191,9 @@ def _cos2(u: float, s: float) -> float:
 
 def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
     c = Checks("schedules")
+    refuse_stand_in(c, "linear_betas", linear_betas)
+    refuse_stand_in(c, "cosine_betas", cosine_betas)
+    refuse_stand_in(c, "noise_schedule", noise_schedule)
     inputs = "linear_betas(T=5, beta_1=0.1, beta_T=0.5)"
     b = c.call(linear_betas, T=5, beta_1=0.1, beta_T=0.5, inputs=inputs)
     c.tensor("betas", b, shape=(5,), dtype=_F64, inputs=inputs)
@@ -242,6 +246,7 @@ def check_schedules(linear_betas, cosine_betas, noise_schedule) -> None:
 
 def check_q_sample(q_sample) -> None:
     c = Checks("q_sample")
+    refuse_stand_in(c, "q_sample", q_sample)
     ab = _t([0.64, 0.36, 0.01])
     x0 = _t([[1.0, -1.0], [2.0, 0.5], [1.0, 1.0]])
     eps = _t([[0.5, 0.5], [-1.0, 2.0], [3.0, -3.0]])
@@ -293,6 +298,7 @@ class _Recorder(nn.Module):
 
 def check_diffusion_loss(diffusion_loss) -> None:
     c = Checks("diffusion_loss")
+    refuse_stand_in(c, "diffusion_loss", diffusion_loss)
     T = 10
     ab = torch.linspace(0.95, 0.05, T, dtype=_F64)
     g = torch.Generator().manual_seed(0)
@@ -367,6 +373,7 @@ _AB3 = [0.9, 0.72, 0.36]  # alpha_bars of betas [0.1, 0.2, 0.5]
 
 def check_ddpm_step(ddpm_step) -> None:
     c = Checks("ddpm_step")
+    refuse_stand_in(c, "ddpm_step", ddpm_step)
     ab = _t(_AB3)
     x = _t([[1.0, -2.0, 0.5]])
     e = _t([[0.5, 1.0, -1.0]])
@@ -416,6 +423,7 @@ def check_ddpm_step(ddpm_step) -> None:
 
 def check_ddim_step(ddim_step) -> None:
     c = Checks("ddim_step")
+    refuse_stand_in(c, "ddim_step", ddim_step)
     ab = _t(_AB3)
     x = _t([[1.0, -2.0, 0.5]])
     e = _t([[0.5, 1.0, -1.0]])
@@ -623,6 +631,7 @@ def _ddim_loop(eps_fn, shape, alpha_bars, num_steps, eta, seed) -> torch.Tensor:
 
 def check_sample_ddpm(sample_ddpm) -> None:
     """Your ddpm_step is replaced by diffusers' step while this runs (it has its own check)."""
+    refuse_stand_in(Checks("sample_ddpm"), "sample_ddpm", sample_ddpm)
     step = _Recorded(stand_in_ddpm_step)
     with substituted(sample_ddpm, ddpm_step=step):
         _check_sample_ddpm(sample_ddpm, step)
@@ -685,6 +694,7 @@ def _check_sample_ddpm(sample_ddpm, step: _Recorded) -> None:
 
 def check_sample_ddim(sample_ddim) -> None:
     """Your ddim_step is replaced by diffusers' step while this runs (it has its own check)."""
+    refuse_stand_in(Checks("sample_ddim"), "sample_ddim", sample_ddim)
     step = _Recorded(stand_in_ddim_step)
     with substituted(sample_ddim, ddim_step=step):
         _check_sample_ddim(sample_ddim, step)
@@ -754,6 +764,8 @@ def _check_sample_ddim(sample_ddim, step: _Recorded) -> None:
 
 def check_time_embedding(timestep_embedding, ResBlock) -> None:
     c = Checks("time_embedding")
+    refuse_stand_in(c, "timestep_embedding", timestep_embedding)
+    refuse_stand_in(Checks("ResBlock"), "ResBlock", ResBlock)
     inputs = "t = [0, 1], dim = 4 (frequencies 1 and 10000**(-1/2) = 0.01)"
     emb = c.call(timestep_embedding, torch.tensor([0, 1]), 4, inputs=inputs)
     c.tensor("emb", emb, shape=(2, 4), dtype=torch.float32, inputs=inputs)
@@ -841,6 +853,7 @@ def _stand_in_embedding(t, dim, max_period=10000):
 def check_unet(UNet) -> None:
     """Checks the assembly; your ResBlock and timestep_embedding are replaced by diffusers'
     equivalents while it runs (they have their own check above)."""
+    refuse_stand_in(Checks("UNet"), "UNet", UNet)
     with substituted(UNet, ResBlock=_StandInBlock, timestep_embedding=_stand_in_embedding):
         _check_unet(UNet)
 
@@ -897,6 +910,8 @@ class _LabelModel(nn.Module):
 
 def check_guidance(drop_labels, guided_eps) -> None:
     c = Checks("guidance")
+    refuse_stand_in(c, "drop_labels", drop_labels)
+    refuse_stand_in(c, "guided_eps", guided_eps)
     y = torch.arange(10000) % 10
     inputs = "y = arange(10000) % 10, null_label = 10"
     for p in (0.0, 1.0):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checks import Checks, check_choice, substituted, tolerance
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_why_latent": "ABCD", "answer_qkv": "ABCD", "answer_latent_facts": "ABCDEF"}
@@ -181,6 +182,9 @@ def autoencoder_parameters(C: int, ch: int, c: int) -> int:
 
 def check_autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c = Checks("autoencoder")
+    refuse_stand_in(c, "KLAutoencoder", KLAutoencoder)
+    refuse_stand_in(c, "autoencoder_loss", autoencoder_loss)
+    refuse_stand_in(c, "latent_scale_factor", latent_scale_factor)
     inputs = "KLAutoencoder(in_channels=3, ch=8, latent_channels=4)"
     torch.manual_seed(0)
     model = c.call(KLAutoencoder, 3, 8, 4, inputs=inputs)
@@ -315,6 +319,7 @@ def mask_bias(mask: torch.Tensor) -> torch.Tensor:
 
 def check_cross_attention(CrossAttention) -> None:
     c = Checks("cross_attention")
+    refuse_stand_in(c, "CrossAttention", CrossAttention)
     inputs = "CrossAttention(query_dim=8, context_dim=6, heads=2, head_dim=4)"
     attn = c.call(CrossAttention, 8, 6, 2, 4, inputs=inputs)
     n = sum(p.numel() for p in attn.parameters())
@@ -437,6 +442,7 @@ def copy_block_weights(mine: nn.Module, theirs: nn.Module) -> None:
 
 def check_block(CrossAttnBlock) -> None:
     """Your CrossAttention is replaced by diffusers' equivalent while this runs (it has its own check)."""
+    refuse_stand_in(Checks("cross_attn_block"), "CrossAttnBlock", CrossAttnBlock)
     with substituted(CrossAttnBlock, CrossAttention=_StandInAttention):
         _check_block(CrossAttnBlock)
 
@@ -661,6 +667,7 @@ def check_unet(TextUNet) -> None:
     CrossAttnBlock: structure, parameters, the data flow between the modules, properties, and
     the output for given weights."""
     c = Checks("text_unet")
+    refuse_stand_in(c, "TextUNet", TextUNet)
     kw = dict(in_channels=4, ch=8, mults=(1, 2), context_dim=6, heads=2, groups=4)
     inputs = "TextUNet(block=ch06.TextBlockStandIn, in_channels=4, ch=8, mults=(1, 2), context_dim=6, heads=2, groups=4)"
     with torch.random.fork_rng():
@@ -814,6 +821,7 @@ class _ContextRecorder(nn.Module):
 
 def check_training_loss(training_loss) -> None:
     c = Checks("training_loss")
+    refuse_stand_in(c, "training_loss", training_loss)
     T, B, L, D = 10, 2000, 4, 3
     ab = torch.linspace(0.95, 0.05, T, dtype=_F64)
     g = torch.Generator().manual_seed(7)
@@ -898,6 +906,7 @@ class _FakeScheduler:
 
 def check_generate(generate) -> None:
     c = Checks("generate")
+    refuse_stand_in(c, "generate", generate)
     prompts = ["a red seven", "a blue two"]
     texts = []
 
@@ -997,6 +1006,7 @@ class _NoisingScheduler(_FakeScheduler):
 
 def check_img2img(img2img) -> None:
     c = Checks("img2img")
+    refuse_stand_in(c, "img2img", img2img)
     prompts = ["a red seven", "a blue two"]
 
     def encode_text(batch):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..checks import Checks, check_choice, tolerance
+from ..standin import refuse_stand_in
 
 
 QUIZ_OPTIONS = {"answer_ddpm_time": "ABCD", "answer_flow_facts": "ABCDEF"}
@@ -112,6 +113,8 @@ def _pair(c: Checks, out, what: str, inputs: str):
 
 def check_path(flow_path, velocity_target) -> None:
     c = Checks("path")
+    refuse_stand_in(c, "flow_path", flow_path)
+    refuse_stand_in(c, "velocity_target", velocity_target)
     x0 = _t([[1.0, -1.0], [2.0, 0.5], [0.0, 3.0]])
     eps = _t([[0.5, 0.5], [-1.0, 2.0], [3.0, -3.0]])
     t = _t([0.0, 0.25, 1.0])
@@ -167,6 +170,7 @@ def _replay(state, B, shape, dtype, logit_normal=False, draw_eps=True):
 
 def check_flow_matching_loss(flow_matching_loss) -> None:
     c = Checks("flow_matching_loss")
+    refuse_stand_in(c, "flow_matching_loss", flow_matching_loss)
     B = 64
     x0 = (torch.arange(B * 6, dtype=_F64).view(B, 2, 3) % 5 - 2) / 2
     for dtype, logit in ((_F64, False), (torch.float32, False), (_F64, True)):
@@ -259,6 +263,8 @@ def _check_times(c: Checks, field: _Field, want: list[float], B: int, dtype, inp
 
 def check_samplers(euler_sample, heun_sample) -> None:
     c = Checks("samplers")
+    refuse_stand_in(c, "euler_sample", euler_sample)
+    refuse_stand_in(c, "heun_sample", heun_sample)
     x1 = _t([[1.0, -2.0], [0.5, 4.0]])
     ts = _t([1.0, 0.5, 0.0])
     # v = -x: Euler multiplies by 1.5 per step; v = t adds -h t_i.
@@ -306,6 +312,9 @@ def check_samplers(euler_sample, heun_sample) -> None:
 
 def check_bridge(ddpm_to_flow, eps_to_velocity, velocity_to_eps) -> None:
     c = Checks("bridge")
+    refuse_stand_in(c, "ddpm_to_flow", ddpm_to_flow)
+    refuse_stand_in(c, "eps_to_velocity", eps_to_velocity)
+    refuse_stand_in(c, "velocity_to_eps", velocity_to_eps)
     a = _t([0.64, 0.36, 1.0])
     x0 = _t([[1.0, -1.0], [2.0, 0.5], [0.0, 3.0]])
     eps = _t([[0.5, 0.5], [-1.0, 2.0], [3.0, -3.0]])
@@ -365,6 +374,8 @@ class _LabelModel(nn.Module):
 
 def check_guidance(drop_labels, guided_velocity) -> None:
     c = Checks("guidance")
+    refuse_stand_in(c, "drop_labels", drop_labels)
+    refuse_stand_in(c, "guided_velocity", guided_velocity)
     y = torch.arange(1000) % 10
     for p in (1.0, 0.3, 0.0):
         g = torch.Generator().manual_seed(5)
@@ -405,6 +416,7 @@ def check_guidance(drop_labels, guided_velocity) -> None:
 
 def check_straightness(straightness) -> None:
     c = Checks("straightness")
+    refuse_stand_in(c, "straightness", straightness)
     x1 = _t([[1.0, -2.0], [0.5, 4.0], [3.0, 0.0]])
     m = (x1 ** 2).sum(1).mean()
     cases = ((0.0, 0.7, [1.0, 0.5, 0.0], 0.0, x1 - 0.7, None),
