@@ -137,3 +137,16 @@ def ran_cells(driver) -> int:
     from selenium.webdriver.common.by import By
 
     return sum(bool(re.search(r"\[\d+\]", e.text)) for e in driver.find_elements(By.CSS_SELECTOR, ".jp-InputArea-prompt"))
+
+
+def scroll_to(driver, selector: str, containing: str = "", timeout: float = 60.0) -> str:
+    """Scroll the first element matching selector (and holding `containing` in its text) to the
+    middle of the window; return its text. Found and scrolled in one script call, so an output
+    that JupyterLab re-renders meanwhile (a progress bar updating) cannot go stale in between."""
+    script = """
+        const el = [...document.querySelectorAll(arguments[0])].find(e => e.innerText.includes(arguments[1]));
+        if (!el) return null;
+        el.scrollIntoView({block: 'center'});
+        return el.innerText;"""
+    return wait_for(driver, lambda d: d.execute_script(script, selector, containing), timeout=timeout,
+                    poll=0.1, what=f"{selector} holding {containing!r}")

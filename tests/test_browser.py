@@ -69,7 +69,7 @@ def test_the_start_page_checks_the_environment(lab):
     assert "profile: smoke (set by WORKBOOK_PROFILE)" in text, text
     assert "answers while working: on" in text and "MNIST:" in text, text
     assert not _outputs(driver, ERROR)
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", _outputs(driver)[0])
+    B.scroll_to(driver, ".jp-OutputArea-output")
     driver.save_screenshot(str(lab[3] / "start_here.png"))
 
 
@@ -78,7 +78,7 @@ def test_a_failing_check_shows_its_message_alone(lab):
     _run_all(driver)  # a blank notebook: Run All stops at the first check
     errors = _outputs(driver, ERROR)
     assert len(errors) == 1, [e.text for e in errors]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", errors[0])
+    B.scroll_to(driver, ERROR)
     driver.save_screenshot(str(lab[3] / "failing_check.png"))
     lines = errors[0].text.splitlines()
     assert lines[0] == "CheckFailed: [pca] pca_fit is not implemented yet", lines
@@ -87,19 +87,15 @@ def test_a_failing_check_shows_its_message_alone(lab):
 
 
 def test_quiz_feedback_progress_bars_and_figures(lab):
-    from selenium.webdriver.common.by import By
-
     driver = _open(lab, "finished_01.ipynb")
     B.run_all(driver)
-    bar = B.wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output .progress-bar"),
-                     timeout=180, poll=0.1, what="a progress bar")[0]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", bar)
+    B.scroll_to(driver, ".jp-OutputArea-output .progress-bar", timeout=180)  # while it runs
     driver.save_screenshot(str(lab[3] / "progress_bar.png"))
     B.wait_for(driver, lambda d: B.busy_cells(d) == 0, timeout=300, what="Run All to finish")
     assert not _outputs(driver, ERROR), [e.text for e in _outputs(driver, ERROR)]
     quiz = next(o for o in _outputs(driver) if "answer_ae_loss" in o.text)
     assert "✓ answer_ae_loss: right" in quiz.text and "the idea:" in quiz.text, quiz.text
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", quiz)
+    B.scroll_to(driver, ".jp-OutputArea-output", containing="answer_ae_loss")
     driver.save_screenshot(str(lab[3] / "quiz_feedback.png"))
     figures = _outputs(driver, ".jp-OutputArea-output img")
     assert len(figures) >= 3 and all(f.size["width"] > 100 for f in figures[:3])

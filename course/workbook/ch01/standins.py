@@ -69,16 +69,8 @@ def _stack(widths, last) -> nn.Sequential:
     return nn.Sequential(*layers, *([last] if last is not None else []))
 
 
-@stand_in
-class MLPAutoencoder(nn.Module):
-    """Plain torch (no library has this small network): the layers of the exercise's docstring
-    (`encoder`: Linear and ReLU layers, no activation on the code; `decoder`: the mirror image,
-    ending with a Sigmoid); encode, decode, forward."""
-
-    def __init__(self, D=784, k=32, hidden=(512, 128)):
-        super().__init__()
-        self.encoder = _stack((D, *hidden, k), None)
-        self.decoder = _stack((k, *reversed(hidden), D), nn.Sigmoid())
+class _EncodeDecode(nn.Module):
+    """encode = self.encoder, decode = self.decoder, forward = decode(encode(x))."""
 
     def encode(self, x):
         code = self.encoder(x)
@@ -93,7 +85,19 @@ class MLPAutoencoder(nn.Module):
 
 
 @stand_in
-class ConvAutoencoder(nn.Module):
+class MLPAutoencoder(_EncodeDecode):
+    """Plain torch (no library has this small network): the layers of the exercise's docstring
+    (`encoder`: Linear and ReLU layers, no activation on the code; `decoder`: the mirror image,
+    ending with a Sigmoid); encode, decode, forward."""
+
+    def __init__(self, D=784, k=32, hidden=(512, 128)):
+        super().__init__()
+        self.encoder = _stack((D, *hidden, k), None)
+        self.decoder = _stack((k, *reversed(hidden), D), nn.Sigmoid())
+
+
+@stand_in
+class ConvAutoencoder(_EncodeDecode):
     """Plain torch (no library has this small network): the layers of the exercise's docstring
     for 1 x 28 x 28 images (two stride-2 convolutions and a Linear to the code; the mirror image
     back, ending with a Sigmoid); encode, decode, forward."""
@@ -106,17 +110,6 @@ class ConvAutoencoder(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(k, flat), nn.ReLU(), nn.Unflatten(1, (2 * c, 7, 7)),
                                      nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
                                      nn.ConvTranspose2d(c, 1, 4, 2, 1), nn.Sigmoid())
-
-    def encode(self, x):
-        code = self.encoder(x)
-        return code
-
-    def decode(self, z):
-        image = self.decoder(z)
-        return image
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
 
 
 @stand_in
