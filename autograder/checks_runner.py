@@ -17,6 +17,17 @@ from autograder.wire import RemoteGone, WireError
 
 def run_check(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple[bool, str]:
     """(passed, report) of hidden check `name` on the learner's objects behind `kernel`."""
+    return run_check_hinted(name, args, kwargs, kernel)[:2]
+
+
+def run_check_hinted(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple[bool, str, str | None]:
+    """(passed, report, likely mistake) of hidden check `name`: the likely mistake is the one
+    the check itself named (`Checks.fail(hint=...)`), never read out of a message."""
+    found = _run_check(name, args, kwargs, kernel)
+    return (*found, None) if len(found) == 2 else found
+
+
+def _run_check(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple:
     from workbook.checks import CheckFailed
 
     chapter, _, fn_name = name.partition(".")
@@ -33,7 +44,7 @@ def run_check(name: str, args: tuple, kwargs: dict, kernel: Kernel) -> tuple[boo
             fn(*args, **kwargs)
         return True, out.getvalue()
     except CheckFailed as e:
-        return False, out.getvalue() + f"{e}\n"
+        return False, out.getvalue() + f"{e}\n", getattr(e, "hint", None) if type(getattr(e, "hint", None)) is str else None
     except RemoteGone:
         return False, out.getvalue() + f"[{fn_name} (hidden)] the kernel stopped answering (interrupted or crashed)\n"
     except (WireError, OSError) as e:

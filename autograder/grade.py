@@ -146,8 +146,13 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
 
             def done(batch: list[Result]) -> None:
                 sid = batch[0].student
-                publish_student(staged_out, out, sid, plan[sid].todo, whole=not plan[sid].kept)
-                record_student(state, plan[sid], batch)
+                try:  # publishing one student's outputs costs at most that student's pages
+                    publish_student(staged_out, out, sid, plan[sid].todo, whole=not plan[sid].kept)
+                    record_student(state, plan[sid], batch)
+                except Exception as e:  # noqa: BLE001
+                    for r in batch:
+                        r.detail = "; ".join(d for d in [r.detail, "the grader could not publish this student's "
+                                                         f"pages and logs ({type(e).__name__})"] if d)
                 progress.finished(batch)
 
             try:
@@ -160,6 +165,8 @@ def grade(submissions: Path, out: Path, jobs: int = 1, chapters: list[str] | Non
         for sid, p in plan.items():
             results += sorted([*p.kept.values(), *graded_now.get(sid, [])], key=lambda r: chapters.index(r.notebook))
         results.sort(key=lambda r: (r.student, r.notebook))
+        for r in results:  # ids not plain or alike, flagged in grades.csv and every export
+            r.flag = students[r.student].flag if r.student in students else ""
         forget_students(out, state, set(earlier) - set(plan))
         t_report = time.perf_counter()
         write_reports(results, staged_out, earlier=out)

@@ -22,6 +22,7 @@ escaped pieces of the learner's own file.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -56,12 +57,87 @@ class Submission:
     notebooks: dict[str, Path] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     problem: str | None = None
+    handed_in: str = ""   # the folder name, or the zip's without .zip, as found (sid: `safe_id` of it)
+    zipped: bool = False
+    flag: str = ""        # for the instructor: an id not plain, or like another (`flag_parties`)
 
 
 def learner_text(text: str, limit: int = 80) -> str:
-    """A piece of learner data fit for a message: control characters replaced, cut short."""
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]", "?", str(text))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    """A piece of learner data fit for a message, by allowlist: printable characters kept,
+    every other one (control and format characters, terminal escapes, bidi overrides,
+    zero-width spaces, the lone surrogates of undecodable bytes) replaced by `?`; cut short."""
+    text = str(text)
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+# ----------------------------------------------------------------------------- ids and names
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Latin letters' look-alikes (Cyrillic, Greek) folded for comparison only
+LOOK_ALIKES = str.maketrans("аеорсухіјѕԁһӏⅼαεοκνρτυχ", "aeopcyxijsdhllaeoknptux")
+
+
+def name_text(name: str) -> str:
+    """A file or folder name as text: NFKC of what decodes; a byte that is not UTF-8 (the
+    lone surrogate os.listdir gives for "Jörg" from a Windows zip) as `\\xf6`."""
+    import unicodedata
+
+    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        return unicodedata.normalize("NFKC", raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def shown_name(name: str) -> str:
+    """A name for a person to read: printable ASCII as given, anything else escaped
+    (`\\u00f6`, `\\u200b`, `\\xf6` for an undecodable byte)."""
+    text = name_text(name)
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def id_key(name: str) -> str:
+    """What ids are compared by: NFKC, format characters (zero-width space) and blanks
+    dropped, case-folded, look-alike letters folded."""
+    import unicodedata
+
+    text = "".join(c for c in name_text(name) if unicodedata.category(c) not in ("Cf", "Cc", "Zs", "Zl", "Zp"))
+    return text.casefold().translate(LOOK_ALIKES)
+
+
+def safe_id(name: str) -> str:
+    """The id a submission is graded and filed under: the name itself where it is plain
+    (letters, digits, `.`, `_`, `-`), else its escaped form with a short hash of its bytes."""
+    import hashlib
+
+    if SAFE_ID.match(name):
+        return name
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", shown_name(name).replace("\\", "-")).strip("-.") or "id"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{'x' if not text[0].isalnum() else ''}{text[:48]}-{digest}"
+
+
+def flag_parties(students: dict[str, "Submission"]) -> None:
+    """Flag, for the instructor, every id that is not plain or that collides with or looks
+    like another (case, blanks, zero-width characters, look-alike letters, a folder and a
+    zip of one name): each is graded as its own row; the flag names the others."""
+    groups: dict[str, list[str]] = {}
+    for sid, sub in students.items():
+        groups.setdefault(id_key(sub.handed_in or sid), []).append(sid)
+
+    def named(sid: str) -> str:
+        sub = students[sid]
+        return f"{shown_name(sub.handed_in or sid)!r}" + (" (a zip)" if sub.zipped else "")
+
+    for sid, sub in students.items():
+        notes = []
+        if not SAFE_ID.match(sub.handed_in or sid):
+            notes.append(f"handed in as {named(sid)}: graded as {sid}")
+        if others := [o for o in groups[id_key(sub.handed_in or sid)] if o != sid]:
+            notes.append(f"{sid} ({named(sid)}) looks like " + ", ".join(f"{o} ({named(o)})" for o in others)
+                         + ": graded apart; check which learner is which before importing")
+        sub.flag = "; ".join(notes)
 
 
 def private_dir(path: Path) -> Path:
@@ -182,13 +258,14 @@ class _Walk:
                 os.close(fd)
 
     def notebook(self, name: str, dir_fd: int, shown: str) -> None:
+        opened, name = name, name_text(name)  # its key: NFKC, undecodable bytes escaped
         if name in self.sub.notebooks or name in self.sub.refused:
             return  # the first one found (the shallowest) counts
         if len(self.sub.notebooks) >= MAX_NOTEBOOKS:
             self.sub.refused.setdefault("...", f"more than {MAX_NOTEBOOKS} notebooks: the rest was not taken")
             return
         try:
-            data = open_regular(name, dir_fd, MAX_NOTEBOOK_BYTES)
+            data = open_regular(opened, dir_fd, MAX_NOTEBOOK_BYTES)
         except IntakeError as e:
             self.sub.refused[name] = str(e) if shown == name else f"{e} (in {shown})"
             return
@@ -255,7 +332,8 @@ def unpack_zip(data_path: Path, dest: Path, refused: dict[str, str], wanted=(".i
                 continue
             if (why := _member_kind(info)) is not None:
                 refused[str(rel)] = f"{shown} is {why} in the zip, not unpacked"
-                _folders_for(dest, rel)  # its student still has a folder (and a row)
+                with contextlib.suppress(OSError):
+                    _folders_for(dest, rel)  # its student still has a folder (and a row)
                 continue
             if info.is_dir() or not rel.name.endswith(tuple(wanted)):
                 continue
@@ -269,15 +347,19 @@ def unpack_zip(data_path: Path, dest: Path, refused: dict[str, str], wanted=(".i
             total += len(data)
             if len(data) > cap:
                 refused[str(rel)] = f"{shown} unpacks to over the {cap:,}-byte limit"
-                _folders_for(dest, rel)
+                with contextlib.suppress(OSError):
+                    _folders_for(dest, rel)
                 continue
             if total > limit:
                 raise IntakeError(f"the zip unpacks to over {limit:,} bytes")
-            target = _folders_for(dest, rel)
-            if target.exists():
-                refused[str(rel)] = f"{shown} appears twice in the zip"
-                continue
-            _write_private(target, data)
+            try:  # a name too long for the disk, a file where a folder should be, ...
+                target = _folders_for(dest, rel)
+                if target.exists():
+                    refused[str(rel)] = f"{shown} appears twice in the zip"
+                    continue
+                _write_private(target, data)
+            except OSError as e:
+                refused[str(rel)] = f"{shown} cannot be unpacked ({e.strerror or type(e).__name__})"
 
 
 def _folders_for(dest: Path, rel: PurePosixPath) -> Path:
@@ -361,27 +443,33 @@ def collect(submissions: Path, scratch: Path) -> dict[str, Submission]:
     try:
         with os.scandir(root_fd) as it:
             entries = sorted((e.name, e.stat(follow_symlinks=False).st_mode) for e in it)
+        folders = {name for name, mode in entries if not (name.endswith(".zip") and not stat.S_ISDIR(mode))}
         for i, (name, mode) in enumerate(entries):
             if name.startswith(".") or name in IGNORED:
                 continue
             is_zip = name.endswith(".zip") and not stat.S_ISDIR(mode)
-            sid = name[:-4] if is_zip else name
             if not (is_zip or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
                 continue  # a stray file next to the student folders
-            sub = Submission(sid)
-            if sid in students:
-                students[sid].problem = "handed in twice (a folder and a zip of the same name)"
-                continue
-            dest = staging / "students" / f"{i:05d}"
-            if is_zip:
-                stage_zip(sub, Path(name), dest, dir_fd=root_fd)
-            else:
-                stage_folder(sub, Path(name), dest, dir_fd=root_fd)
-                for rel, why in _refused_under(class_refused, PurePosixPath(name)).items():
-                    sub.refused.setdefault(PurePosixPath(rel).name if rel.endswith(".ipynb") else rel, why)
-            students[sid] = sub
+            # a zip beside a folder of its name is a party of its own, named with its .zip
+            base = name[:-4] if is_zip and name[:-4] not in folders else name
+            sid = safe_id(base)
+            while sid in students:  # escaped names that meet: each still its own row
+                sid = f"{sid[:60]}-{len(students)}"
+            sub = students[sid] = Submission(sid, handed_in=base if not is_zip else name[:-4], zipped=is_zip)
+            try:  # whatever one submission holds, it costs its own row only
+                dest = staging / "students" / f"{i:05d}"
+                if is_zip:
+                    stage_zip(sub, Path(name), dest, dir_fd=root_fd)
+                else:
+                    stage_folder(sub, Path(name), dest, dir_fd=root_fd)
+                    for rel, why in _refused_under(class_refused, PurePosixPath(name)).items():
+                        sub.refused.setdefault(PurePosixPath(rel).name if rel.endswith(".ipynb") else rel, why)
+            except Exception as e:  # noqa: BLE001 - the row names it, the class goes on
+                sub.notebooks.clear()
+                sub.problem = f"the grader could not take this submission in ({type(e).__name__}: {learner_text(e, 160)})"
     finally:
         os.close(root_fd)
+    flag_parties(students)
     return students
 
 

@@ -53,7 +53,7 @@ from pathlib import Path
 from autograder import confine, forked, hidden, integrity
 from autograder.build import REPO, tool_env
 from autograder.checknames import NAME
-from autograder.checks_runner import run_check
+from autograder.checks_runner import run_check_hinted
 from autograder.remote import Kernel, RemoteObject
 from autograder.wire import Channel, RemoteGone, WireError, decode
 
@@ -142,10 +142,11 @@ class Record:
         with self.lock:
             self.evidence.append(what)
 
-    def keep(self, cell: str, key: str, passed: bool, report: str) -> None:
+    def keep(self, cell: str, key: str, passed: bool, report: str, hint: str | None = None) -> None:
         with self.lock:
             self.verdicts[key] = passed
-            self.reports.append({"cell": cell, "check": key, "passed": passed, "report": report[-MAX_REPORT:]})
+            self.reports.append({"cell": cell, "check": key, "passed": passed, "report": report[-MAX_REPORT:],
+                                 "hint": hint[:1000] if hint else None})
 
     def write(self) -> None:
         """The grader-only record, then the verdicts line on stdout."""
@@ -225,8 +226,8 @@ def answer(conn: socket.socket, chapter: str, record: Record, allowed_uid: int) 
     if cell is None:
         reply = {"op": "done", "passed": False, "report": refusal(key, why)}
     else:
-        passed, report = (False, unreadable) if unreadable else run_check(name, args, kwargs, kernel)
-        record.keep(cell, key, passed, report)
+        passed, report, hint = (False, unreadable, None) if unreadable else run_check_hinted(name, args, kwargs, kernel)
+        record.keep(cell, key, passed, report, hint)
         reply = {"op": "done", "passed": passed, "report": neutral(key, passed)}
     with contextlib.suppress(OSError, WireError):
         ch.send(reply, [])

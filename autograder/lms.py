@@ -35,6 +35,16 @@ from .outputs import write_csv
 FORMATS = ("wide", "canvas", "moodle")
 
 
+def read_flags(run: Path) -> dict[str, str]:
+    """{student: flag} of the ids a grading run flagged (not plain, or like another id)."""
+    flags: dict[str, str] = {}
+    with open(Path(run) / "grades.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if (row.get("flag") or "").strip():
+                flags[_plain(row["student"])] = _plain(row["flag"])
+    return flags
+
+
 def read_grades(run: Path) -> tuple[list[str], dict[str, dict[str, float]], dict[str, float]]:
     """(notebooks, {student: {notebook: score}}, {notebook: max_score}) of a grading run."""
     path = Path(run) / "grades.csv"
@@ -126,6 +136,7 @@ def export(run: Path, fmt: str, out: Path | None = None, roster: Path | None = N
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     notebooks, scores, max_score = read_grades(run)
+    flags = read_flags(run)
     people = read_roster(roster)
     students = sorted(set(scores) | set(people))
     out = Path(out) if out else Path(run) / f"lms-{fmt}.csv"
@@ -153,5 +164,10 @@ def export(run: Path, fmt: str, out: Path | None = None, roster: Path | None = N
         header = ["Email address" if by_email else "Username", *notebooks]
         rows = [[(people[s]["email"] if by_email and s in people else people.get(s, {}).get("username") or s),
                  *map(_fmt, row_scores(s))] for s in students]
+    if flags:  # ids graded apart that an LMS could confuse: a last column for the instructor
+        header.append("flag")
+        named = {(people.get(s, {}).get(k) or s): s for s in students for k in ("name", "email", "username")}
+        for row in rows:
+            row.append(flags.get(named.get(row[0], row[0]), ""))
     write_csv(out, header, rows)
     return out

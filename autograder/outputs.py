@@ -38,14 +38,30 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # ----------------------------------------------------------------------------- CSV
 
+SEPARATED_FORMULA = re.compile(r"([,;\t][ \n]*)(?=[=+\-@\r])")
+
+
 def csv_cell(value) -> str:
     """A value as a CSV cell a spreadsheet shows as text, never runs as a formula (nor
-    after a spreadsheet trims its leading blanks and line breaks)."""
+    after a spreadsheet trims its leading blanks and line breaks), whichever separator it
+    splits the file on (`,`, `;` or tab): a formula start right after one of them inside
+    the cell (`x;=2+3`) gets the quote too (`x;'=2+3`). Characters that are not text
+    (lone surrogates of a file name in undecodable bytes) are written as escapes."""
     text = value if isinstance(value, str) else str(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = SEPARATED_FORMULA.sub(r"\1'", text)
     return "'" + text if text.lstrip(" \n").startswith(FORMULA_START) else text
 
 
 ANSWER_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def log_text(text: str) -> str:
+    """Learner-derived text for a log file a person reads in a terminal: line breaks and
+    tabs kept, every other control character (escape sequences: window title, clipboard,
+    erase-line, carriage return) and bidi override replaced by `?`."""
+    return ANSWER_CONTROL.sub("?", str(text).replace("\r\n", "\n").replace("\r", "?")) \
+        .encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def answer_text(text: str, limit: int = 10_000) -> str:
@@ -56,7 +72,7 @@ def answer_text(text: str, limit: int = 10_000) -> str:
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow([csv_cell(h) for h in header])
         w.writerows([csv_cell(v) for v in row] for row in rows)
@@ -64,28 +80,55 @@ def write_csv(path: Path, header: list[str], rows) -> None:
 
 # ----------------------------------------------------------------------------- notebooks
 
-SHOWN_AS_IS = {"text/plain", "image/png", "image/jpeg", "image/gif"}
+SHOWN_AS_IS = {"text/plain", "image/png"}   # all a learner's output may be in feedback
+BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else "".join(map(str, value)) if isinstance(value, list) else repr(value)
+
+
+def plain_output(out: dict) -> bool:
+    """One output reduced to what feedback may show (text, and PNG pictures whose data is
+    base64): any other kind becomes its text (a picture of another kind a note), and no
+    metadata is kept but a PNG's whole-number `width` and `height` (nbconvert writes them
+    into the <img> tag unquoted). Returns whether it changed."""
+    before = json.dumps(out, sort_keys=True, default=str)
+    data = out.get("data")
+    if isinstance(data, dict):
+        kept = {k: v for k, v in data.items() if k in SHOWN_AS_IS}
+        png = kept.get("image/png")
+        if png is not None and not (isinstance(png, str) and BASE64.fullmatch(png)):
+            kept.pop("image/png")
+        rich = [(k, v) for k, v in data.items() if k not in kept]
+        if rich and "text/plain" not in kept:
+            kind, value = rich[0]
+            kept["text/plain"] = (f"[{kind} output not shown]" if kind.startswith("image/") and "xml" not in kind
+                                  else f"[{kind} output shown as text]\n{_as_text(value)}")
+        out["data"] = kept
+    if "metadata" in out:
+        size = out.get("metadata", {}).get("image/png") if isinstance(out.get("metadata"), dict) else None
+        size = {k: v for k, v in (size.items() if isinstance(size, dict) else ())
+                if k in ("width", "height") and type(v) is int and 0 < v < 100_000}
+        out["metadata"] = {"image/png": size} if size and "image/png" in out.get("data", {}) else {}
+    return json.dumps(out, sort_keys=True, default=str) != before
 
 
 def plain_outputs(nb: dict) -> int:
-    """Keep only text and raster pictures in every output of `nb` (rich outputs become
-    their source as text); returns how many outputs were changed."""
+    """Keep only text and PNG pictures in every output of `nb` (`plain_output`; rich
+    outputs become their source as text); raw cells (which nbconvert copies into the page
+    as HTML) become their text in a code block, markdown shows its raw HTML tags as text.
+    Returns how many outputs were changed."""
     changed = 0
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
-            data = out.get("data")
-            if not isinstance(data, dict) or set(data) <= SHOWN_AS_IS:
-                continue
-            rich = {k: v for k, v in data.items() if k not in SHOWN_AS_IS}
-            kept = {k: v for k, v in data.items() if k in SHOWN_AS_IS}
-            if "text/plain" not in kept:
-                kind, value = next(iter(rich.items()))
-                text = value if isinstance(value, str) else "".join(value) if isinstance(value, list) else repr(value)
-                kept["text/plain"] = f"[{kind} output shown as text]\n{text}"
-            out["data"] = kept
-            out.get("metadata", {}).pop("application/vnd.jupyter.widget-view+json", None)
-            changed += 1
-        if cell.get("cell_type") == "markdown":
+            changed += plain_output(out)
+        if cell.get("cell_type") == "raw":  # an indented code block: text, whatever it holds
+            text, keep = _as_text(cell.get("source", "")), {k: cell[k] for k in ("id",) if k in cell}
+            cell.clear()
+            cell.update({"cell_type": "markdown", "metadata": {}, **keep,
+                         "source": "\n".join("    " + ln for ln in text.splitlines()) or "    "})
+        elif cell.get("cell_type") == "markdown":
             cell["source"] = markup_as_text(cell.get("source", ""))
         if cell.get("cell_type") == "markdown" and isinstance(cell.get("attachments"), dict):
             for files in cell["attachments"].values():

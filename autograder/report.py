@@ -20,12 +20,23 @@ def write_reports(results: list[Result], out: Path, earlier: Path | None = None,
     """grades.csv, cells.csv, written.csv, report.html and report.csv (every CSV through
     `outputs.write_csv`: no cell is a spreadsheet formula)."""
     write_written(results, out, earlier, models)
-    outputs.write_csv(out / "grades.csv", ["student", "notebook", "score", "max_score", "status", "detail"],
-                      ([r.student, r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
-                        re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail)] for r in results))
+    outputs.write_csv(out / "grades.csv", GRADES_HEADER, [grades_row(r) for r in results])
     write_class_report(results, out)
     outputs.write_csv(out / "cells.csv", ["student", "notebook", "cell", "score", "max_score"],
                       ([r.student, r.notebook, name, f"{s:g}", f"{m:g}"] for r in results for name, s, m in r.cells))
+
+
+GRADES_HEADER = ["student", "notebook", "score", "max_score", "status", "detail", "flag"]
+
+
+def grades_row(r: Result) -> list[str]:
+    """One row of grades.csv; a row that cannot be written says so (the others are written)."""
+    try:
+        return [learner_text(r.student, 100), r.notebook, f"{r.score:g}", f"{r.max_score:g}", r.status,
+                learner_text(re.sub(r"(; )?graded in [0-9.]+ s", "", r.detail), 2000), learner_text(r.flag, 1000)]
+    except Exception as e:  # noqa: BLE001 - a row, never the class
+        return [learner_text(getattr(r, "student", "?"), 100), learner_text(getattr(r, "notebook", "?")), "0", "0",
+                "crashed", f"the grader could not write this row ({type(e).__name__})", ""]
 
 
 WRITTEN_HEADER = ["student", "notebook", "question", "points", "answer", "awarded", "rubric", "model_answer"]
@@ -99,6 +110,8 @@ def print_summary(results: list[Result], seconds: float) -> None:
     for r in results:
         if r.status != "graded":
             print(f"  ! {learner_text(r.student)}/{r.notebook}: {r.status} ({learner_text(r.detail, 300)})")
+    for sid, flag in sorted({(r.student, r.flag) for r in results if r.flag}):
+        print(f"  ? {learner_text(sid)}: {learner_text(flag, 300)}")
     if open_kernels := sum(str(r.where.get("confined", "1")) == "0" for r in results):
         print(f"  warning: {open_kernels} notebook(s) ran in a kernel without a sandbox uid of its own (the grader or "
               "worker is not root, or lacks namespaces): see timings.csv, column confined")
@@ -145,5 +158,9 @@ def write_class_report(results: list[Result], out: Path) -> None:
         parts += [f"<li>{esc(r.student)}: {esc(r.status)} ({esc(r.detail)})</li>"
                   for r in mine if r.status != "graded"]
         parts.append("</ul>")
-    (out / "report.html").write_text("\n".join(parts))
+    if flagged := sorted({(r.student, r.flag) for r in results if r.flag}):
+        parts.append("<h2>Ids to check (graded apart, flagged in grades.csv and the exports)</h2><ul>")
+        parts += [f"<li>{esc(learner_text(sid))}: {esc(learner_text(flag, 1000))}</li>" for sid, flag in flagged]
+        parts.append("</ul>")
+    (out / "report.html").write_text("\n".join(parts), encoding="utf-8", errors="backslashreplace")
     outputs.write_csv(out / "report.csv", ["notebook", "exercise", "full_marks", "graded", "pass_rate"], rows)

@@ -30,6 +30,7 @@ class Result:
     where: dict = field(default_factory=dict)  # host, pid (the grading process), uid (the kernel's), confined
     reused: bool = False  # kept from an earlier run into the same OUT (its key unchanged)
     written: list[tuple[str, float, str]] = field(default_factory=list)  # (grade_id, points, the answer)
+    flag: str = ""  # for the instructor: an id not plain, or colliding with / looking like another
 
 
 @dataclass

@@ -406,9 +406,25 @@ class Launch:
                          [Path(p) for p in self.hide], self.scratch)
 
 
+# The grading kernel's whole environment, by name: nothing else of the grader's (tokens,
+# keys, an instructor's canary) is inherited. HOME, TMPDIR, USER, ... are set afresh below.
+KERNEL_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV",
+              "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "MPLBACKEND", "PYTHONWARNINGS", "TQDM_DISABLE",
+              "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+              "WORKBOOK_PROFILE", "WORKBOOK_OFFLINE", "WORKBOOK_PROGRESS", "WORKBOOK_DATA", "WORKBOOK_DEVICE")
+
+
+def kernel_environment(env) -> dict[str, str]:
+    """The variables of `env` the learner's kernel is given (KERNEL_ENV), no others."""
+    return {k: env[k] for k in KERNEL_ENV if k in env}
+
+
 def _prepare_scratch(launch: Launch) -> Path:
     """HOME, TMPDIR, IPYTHONDIR, matplotlib's config: fresh folders of this notebook's uid."""
     scratch = launch.scratch
+    allowed = kernel_environment(os.environ)
+    os.environ.clear()
+    os.environ.update(allowed)
     for sub in ("tmp", ".config/matplotlib", ".ipython", "artifacts"):
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     os.environ.update(HOME=str(scratch), TMPDIR=str(scratch / "tmp"), USER=f"uid{launch.uid}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -115,7 +114,7 @@ def _grader_failed(job: Job, results: list[Result], stage: str) -> None:
     with contextlib.suppress(OSError):
         private_dir(log.parent)
         with open(log, "a") as f:
-            f.write(f"--- {stage}\n{traceback.format_exc()}\n")
+            f.write(outputs.log_text(f"--- {stage}\n{traceback.format_exc()}\n"))
     for res in results:
         if res.status in ("graded", "timed out"):
             res.status, res.score, res.cells = "crashed", 0.0, []
@@ -163,7 +162,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
         t_done = time.perf_counter()
     t_check = time.perf_counter()
     key_file.unlink(missing_ok=True)
-    (private_dir(job.out / "logs" / sid) / f"{ch}.log").write_text(log)
+    (private_dir(job.out / "logs" / sid) / f"{ch}.log").write_text(outputs.log_text(log), encoding="utf-8")
     graded = root / "autograded" / sid / ch / f"{ch}.ipynb"
     verdict = integrity.Verdict()
     if code is None:
@@ -186,7 +185,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
         notes.append(f"output truncated ({removed:,} characters over the limit)")
     if leaks := outputs.scrub_leaks(nb, job.chapters[ch].protected, job.chapters[ch].fragments):
         notes.append(f"{leaks} output(s) with grader-only material removed")
-    res.diagnoses = _diagnoses(nb)
+    res.diagnoses = diagnoses_of(judge.reports)
     res.messages = _messages(nb)
     answers = written_cells_of(nb)
     res.written = [(gid, points, outputs.answer_text(answers.get(gid, "")))  # line breaks kept
@@ -259,17 +258,12 @@ def _errors(nb: dict) -> list[str]:
             for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
-def _diagnoses(nb: dict) -> list[tuple[str, str]]:
-    """(test cell, likely mistake) for every failed graded cell whose check named a mistake."""
-    found = []
-    for cell in nb["cells"]:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and gid:
-                m = re.search(r"likely mistake: (.+)", out.get("evalue", ""))
-                if m:
-                    found.append((gid, m.group(1).strip()))
-    return found
+def diagnoses_of(reports: list[dict]) -> list[tuple[str, str]]:
+    """(test cell, likely mistake) for every failed hidden check that named a mistake, from
+    the judge's record: the check's own text (`Checks.fail(hint=...)`), never a message
+    read out of the notebook (a learner's exception can say "likely mistake: ..." too)."""
+    return [(str(r["cell"]), learner_text(r["hint"], 300)) for r in reports
+            if r.get("passed") is False and isinstance(r.get("hint"), str) and r["hint"].strip()]
 
 
 def _messages(nb: dict) -> dict[str, str]:

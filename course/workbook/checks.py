@@ -156,7 +156,9 @@ class Checks:
             lines.append(f"  got:      {got if isinstance(got, str) else describe(got)}")
         if hint:
             lines.append(f"  likely mistake: {hint}")
-        raise CheckFailed("\n".join(lines))
+        failed = CheckFailed("\n".join(lines))
+        failed.hint = hint  # the check's own diagnosis, apart from any learner text in the message
+        raise failed
 
     def true(self, condition: bool, problem: str, *, inputs: str = "", hint: str | None = None,
              expected: Any = None, got: Any = None) -> None:
