@@ -88,8 +88,8 @@ def stub_lines(error: NotImplementedError, shell=None, color: bool = True) -> li
     stub = frames[-1]
     name = f"{RED}NotImplementedError{RESET}" if color else "NotImplementedError"
     return [f"{name}: {stub.name} is not written yet ({_cell_name(shell, stub.filename)}): this cell needs it.",
-            "Finish that exercise first: its check cell tells you what is missing.",
-            "The cells after it need it too."]
+            "Finish that exercise (its check cell tells you what is missing), or use its stand-in where",
+            "the exercise offers one (\"Stuck?\"), to run the rest of the chapter."]
 
 
 def _handler(shell, etype, value, tb, tb_offset=None):
