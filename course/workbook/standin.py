@@ -24,6 +24,9 @@ import inspect
 import types
 
 MARK = "__workbook_stand_in__"
+# A refused check stops Run All there, as every failed check does; the chapter goes on from the
+# next cell (JupyterLab's Run menu).
+GO_ON = "To run the rest of the chapter: click the next cell, then Run > Run Selected Cell and All Below."
 
 
 def stand_in(obj):
@@ -134,8 +137,8 @@ def refuse_stand_in(c, name: str, obj) -> None:
     where = stand_in_name(obj)
     if where:
         c.fail(f"this is the stand-in ({where}), not your code: it lets the chapter run but earns no points; "
-               f"remove the line `{name} = {where}` when your own version is ready")
+               f"remove the line `{name} = {where}` when your own version is ready. {GO_ON}")
     where = _calls_stand_in(obj, name)
     if where:
         c.fail(f"your {name} calls the stand-in ({where}): it lets the chapter run but earns no points; "
-               f"write {name} without it when your own version is ready")
+               f"write {name} without it when your own version is ready. {GO_ON}")
