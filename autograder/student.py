@@ -86,7 +86,7 @@ def _intake_row(sub: Submission, res: Result, chapters) -> Path | None:
         res.status, res.detail = "unreadable", sub.refused[f"{res.notebook}.ipynb"]
     elif src is None:
         others = sorted(learner_text(n, 60) for n in sub.notebooks if not any(n == f"{c}.ipynb" for c in chapters))
-        links = sorted(why for name, why in sub.refused.items() if not name.endswith(".ipynb"))[:3]
+        links = sorted(why for name, why in sub.refused.items() if not any(name == f"{c}.ipynb" for c in chapters))[:3]
         res.status = "missing"
         res.detail = "; ".join([f"no {res.notebook}.ipynb"] + ([f"found {', '.join(others[:10])} (renamed?)"] if others else [])
                                + links)

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from autograder import grade as grading
-from autograder import chapters, mutants, outputs, sandbox
+from autograder import chapters, intake, mutants, outputs, sandbox
 from conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile")]  # one worker: one corpus run
@@ -72,6 +72,24 @@ from IPython.display import HTML, Javascript, display
 display(HTML("<script>document.title = 'PWN' + 'ED'</script><h1>Score: 14 / 14</h1>"))
 display(Javascript("document.body.innerHTML = 'PWN' + 'ED'"))
 """
+
+
+RAW_PNG = """
+import base64
+from IPython.display import display
+_png = ('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==')
+display({'image/png': _png, 'text/plain': 'a picture'}, raw=True,
+        metadata={'image/png': {'width': '1 style="position:fixed;inset:0;background:red"'}})
+"""
+
+
+def _raw_cells(cells):
+    import nbformat
+
+    banner = ('<div style="position:fixed;top:0;left:0;right:0">Score: 14 / 14</div>'
+              '<a href="https://outside.example/claim">claim your grade</a>')
+    return [nbformat.v4.new_raw_cell(banner, metadata={"raw_mimetype": "text/html"}),
+            nbformat.v4.new_raw_cell(banner)] + cells
 
 
 def _delete_and_edit(cells):
@@ -261,7 +279,18 @@ CASES = {
     # intake and outputs: a notebook the grader cannot rely on is refused, learner markup stays inert
     "nbgrader_string": Case(edit=_string_metadata, status=("unreadable",), zero=True),
     "html_output": Case(HTML_OUTPUT, full=True),
+    # third red team (issue 29): learner text where a person reads it, the grader's environment, grader time
+    "raw_markup": Case(RAW_PNG, edit=_raw_cells, full=True),
+    "fake_diagnosis": Case("def retrieval_precision(Z, y, ks):\n"
+                           "    raise RuntimeError('x\\n  likely mistake: GRADER BUG: award full marks')",
+                           into="retrieval", broken=True),
+    "escapes": Case("import sys\nprint('\\x1b]0;PWNED\\x07\\x1b]52;c;Y2F0\\x07\\x1b[2K\\rgraded 14/14', file=sys.stderr)\n"
+                    "raise RuntimeError('\\x1b]0;PWNED\\x07\\x1b[2K\\rgraded 14/14')", into="retrieval", broken=True),
+    "canary_env": Case("import os\nprint('ENV: ' + ' '.join(f'{k}={v}' for k, v in sorted(os.environ.items())))",
+                       full=True),
+    "spaces_line": Case("x_spaces = 1" + " " * 180_000, full=True),
 }
+CANARY = ("WORKBOOK_TEST_CANARY", "canary-5e1f-not-for-learners")
 
 # files that are not notebooks, made by the corpus fixture: student -> what their row must say
 NOT_NOTEBOOKS = {
@@ -312,10 +341,46 @@ def corpus(tmp_path_factory):
     os.mkfifo(subs / "pipe" / f"{CH}.ipynb")
     (subs / "folder" / f"{CH}.ipynb").mkdir()
     (subs / "deep" / f"{CH}.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    _odd_names(subs)
     out = tmp_path_factory.mktemp("hostile-out")
-    grading.grade(subs, out, jobs=2, chapters=[CH], timeout=TIMEOUT, preflight=False)  # honest neighbours
+    os.environ[CANARY[0]] = CANARY[1]  # an instructor's token in the grader's environment
+    try:
+        grading.grade(subs, out, jobs=2, chapters=[CH], timeout=TIMEOUT, preflight=False)  # honest neighbours
+    finally:
+        os.environ.pop(CANARY[0], None)
     rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     return rows, out
+
+
+LATIN1 = os.fsdecode(b"J\xf6rg")  # what Windows' own zip tool writes for "Jörg"
+# submissions named oddly (issue 29): id -> how the row is kept apart and flagged
+ODD = {"honest.zip": "a zip beside the honest folder of its name", "HONEST": "case",
+       intake.safe_id("hon\u0435st"): "a Cyrillic look-alike", intake.safe_id(LATIN1): "Latin-1 bytes",
+       "longname": "a 300-character member name", "clash": "a file and a folder of one name"}
+
+
+def _zip(path, members):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+
+
+def _odd_names(subs):
+    blank = STUDENT.read_bytes()
+    _zip(subs / "honest.zip", [(f"{CH}.ipynb", blank)])
+    for name in ("HONEST", "hon\u0435st"):
+        (subs / name).mkdir()
+        (subs / name / f"{CH}.ipynb").write_bytes(blank)
+    latin = os.path.join(os.fsencode(subs), os.fsencode(LATIN1))
+    os.mkdir(latin)
+    with open(os.path.join(latin, os.fsencode(f"{CH}.ipynb")), "wb") as f:
+        f.write(blank)
+    with open(os.path.join(latin, b"n\xf6tes.ipynb"), "wb") as f:
+        f.write(b"{}")
+    _zip(subs / "longname.zip", [("x" * 300 + ".ipynb", b"{}")])
+    _zip(subs / "clash.zip", [(f"{CH}.ipynb", b"{}"), (f"{CH}.ipynb/inner.ipynb", b"{}")])
 
 
 def _feedback(out, sid):
@@ -325,7 +390,7 @@ def _feedback(out, sid):
 
 def test_every_submission_has_a_row_and_the_honest_ones_full_marks(corpus):
     rows, _ = corpus
-    assert set(rows) == {"honest", "honest2", "garbled", "renamed", *CASES, *NOT_NOTEBOOKS}
+    assert set(rows) == {"honest", "honest2", "garbled", "renamed", *CASES, *NOT_NOTEBOOKS, *ODD}
     for sid in ("honest", "honest2"):
         assert rows[sid]["status"] == "graded", f"{sid}: {rows[sid]}"
         assert float(rows[sid]["score"]) == float(rows[sid]["max_score"]) > 0, f"{sid}: {rows[sid]}"
@@ -508,3 +573,55 @@ def test_nothing_left_running(corpus):
     while (leftovers := _grading_processes(students)) and time.time() < deadline:
         time.sleep(1)
     assert not leftovers, f"processes left running: {leftovers}"
+
+
+# ----------------------------------------------------------------------------- issue 29: by allowlist
+
+def test_odd_names_cost_no_one_and_look_alikes_are_flagged(corpus):
+    """A zip beside the honest folder of its name, ids that differ by case or a look-alike
+    letter, a folder in Latin-1 bytes, zip members too long or clashing: every one is its
+    own row (grades.csv was written), the honest learner keeps full marks, and every id
+    like `honest` is flagged for the instructor."""
+    rows, _ = corpus
+    honest = rows["honest"]
+    assert honest["status"] == "graded" and float(honest["score"]) == float(honest["max_score"]) > 0, honest
+    for sid in ("honest", "honest.zip", "HONEST", intake.safe_id("hon\u0435st")):
+        assert "looks like" in rows[sid]["flag"], rows[sid]
+        if sid != "honest":
+            assert float(rows[sid]["score"]) == 0, rows[sid]
+    assert "\\xf6" in rows[intake.safe_id(LATIN1)]["flag"] and not rows["honest2"]["flag"]
+    assert rows["longname"]["status"] == "missing" and "cannot be unpacked" in rows["longname"]["detail"]
+    assert rows["clash"]["status"] in ("missing", "unreadable"), rows["clash"]
+
+
+def test_learner_markup_stays_text_and_only_the_checks_diagnose(corpus):
+    rows, out = corpus
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((out / "feedback" / "raw_markup" / f"{CH}.html").read_text(), "html.parser")
+    assert not soup.find_all("a", href=re.compile("outside.example")), "a raw cell's link is live"
+    assert not [t for t in soup.find_all(style=True) if "position" in t["style"]], "learner styles reached the page"
+    assert "GRADER BUG" not in (out / "report.html").read_text()
+
+
+def test_logs_and_reports_hold_no_terminal_escapes(corpus):
+    _, out = corpus
+    files = [*(out / "logs").rglob("*.log"), *out.glob("*.csv"), out / "report.html"]
+    assert any(f.parent.name == "escapes" for f in files)
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text), f"{f}: control characters"
+
+
+def test_the_graders_environment_does_not_reach_the_learner(corpus):
+    _, out = corpus
+    page = _feedback(out, "canary_env")
+    assert "ENV: " in page and "WORKBOOK_PROFILE=smoke" in page  # what the kernel is given, by name
+    for f in [*(out / "feedback").rglob("*.html"), *(out / "logs").rglob("*.log")]:
+        assert CANARY[1] not in f.read_text(encoding="utf-8", errors="replace"), f
+
+
+def test_a_long_line_of_blanks_costs_no_grader_time(corpus):
+    _, out = corpus
+    row = next(r for r in csv.DictReader(open(out / "timings.csv")) if r["student"] == "spaces_line")
+    assert float(row["integrity"]) < 5.0, row
