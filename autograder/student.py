@@ -9,6 +9,7 @@ the feedback pages. Every stage is guarded: a failure costs that notebook's row 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -185,7 +186,7 @@ def autograde(job: Job, root: Path, res: Result, src: Path, watch: "ledger.Stopw
         notes.append(f"output truncated ({removed:,} characters over the limit)")
     if leaks := outputs.scrub_leaks(nb, job.chapters[ch].protected, job.chapters[ch].fragments):
         notes.append(f"{leaks} output(s) with grader-only material removed")
-    res.diagnoses = diagnoses_of(judge.reports)
+    res.diagnoses = list(dict.fromkeys(diagnoses_of(judge.reports) + notebook_diagnoses(nb)))
     res.messages = _messages(nb)
     answers = written_cells_of(nb)
     res.written = [(gid, points, outputs.answer_text(answers.get(gid, "")))  # line breaks kept
@@ -256,6 +257,55 @@ def describe_errors(nb: dict, res: Result) -> list[str]:
 def _errors(nb: dict) -> list[str]:
     return [o.get("ename", "") for c in nb.get("cells", []) if c.get("cell_type") == "code"
             for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def notebook_diagnoses(nb: dict) -> list[tuple[str, str]]:
+    """(test cell, likely mistake) named by a visible check in the kernel (a failing visible
+    check stops its cell before the hidden block): only texts the checks themselves can
+    name (`known_diagnoses`), so a learner's exception reading "likely mistake: GRADER BUG"
+    is no diagnosis."""
+    known, found = known_diagnoses(), []
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and gid:
+                for line in str(out.get("evalue", "")).splitlines():
+                    text = line.strip()[len("likely mistake:"):].strip() \
+                        if line.strip().startswith("likely mistake:") else None
+                    if text and text in known:
+                        found.append((gid, text))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def known_diagnoses() -> frozenset[str]:
+    """Every likely mistake the checks can name in their own words: the visible checks'
+    `DIAGNOSES` and library-error hints, the string literals they pass as `hint=`, and the
+    catalogued mistakes' diagnoses (a hint composed at run time is left out: never listed,
+    never faked)."""
+    import ast
+    import importlib
+
+    import workbook
+    import workbook.checks as wc
+
+    from . import authoring, mutants
+
+    texts = {hint for _, hint in getattr(wc, "LIBRARY_ERRORS", ())}
+    for path in sorted(Path(workbook.__file__).parent.rglob("*.py")):
+        with contextlib.suppress(OSError, SyntaxError, ValueError):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.keyword) and node.arg == "hint":
+                    texts |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)
+                              and isinstance(c.value, str)}
+        if path.name == "checks.py" and path.parent.name.startswith("ch"):
+            with contextlib.suppress(Exception):
+                mod = importlib.import_module(f"workbook.{path.parent.name}.checks")
+                texts |= {v for v in getattr(mod, "DIAGNOSES", {}).values() if isinstance(v, str)}
+    for chapter in authoring.chapter_names():
+        with contextlib.suppress(Exception):
+            texts |= {m.diagnosis for m in mutants.catalogue(chapter)[0] if m.diagnosed}
+    return frozenset(t.strip() for t in texts if t.strip())
 
 
 def diagnoses_of(reports: list[dict]) -> list[tuple[str, str]]:

@@ -223,6 +223,12 @@ def test_report_lists_only_the_checks_own_diagnoses(tmp_path):
                {"cell": "ae_checks", "check": "k3", "passed": True, "report": "", "hint": "never for a pass"}]
     found = student.diagnoses_of(reports)
     assert found == [("pca_checks", "centre the data first")]
+    real = "each query counted itself as its own nearest neighbour: exclude i from its neighbours"
+    nb = {"cells": [{"cell_type": "code", "metadata": {"nbgrader": {"grade_id": gid}}, "source": "",
+                     "outputs": [{"output_type": "error", "ename": "CheckFailed", "traceback": [],
+                                  "evalue": f"[retrieval_precision] wrong\n  likely mistake: {text}"}]}
+                    for gid, text in [("retrieval_checks", real), ("pca_checks", "GRADER BUG: award full marks")]]}
+    assert student.notebook_diagnoses(nb) == [("retrieval_checks", real)]  # a visible check's own text only
     write_reports([Result("ada", CH, max_score=14, diagnoses=found)], tmp_path, models={})
     report = (tmp_path / "report.html").read_text()
     assert "centre the data first" in report and "GRADER BUG" not in report
