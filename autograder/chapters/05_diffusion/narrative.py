@@ -507,12 +507,12 @@ ch05.check_guidance(drop_labels, guided_eps)
 # %%
 cfg = profile.pick(
     smoke=dict(T=100, res=16, ch=8, mults=(1, 2), steps=30, batch=64, lr=2e-3, n_eval=20, ddpm_eval=10,
-               ddim_steps=[5, 10], sweep_scales=[0.0, 2.0], sweep_steps=5, grid_steps=[1, 3, 10]),
+               ddim_steps=[5, 10], sweep_scales=[0.0, 2.0, 10.0], sweep_steps=5, grid_steps=[1, 3, 10]),
     cpu=dict(T=1000, res=16, ch=32, mults=(1, 2, 2), steps=1500, batch=128, lr=2e-3, n_eval=200, ddpm_eval=100,
-             ddim_steps=[10, 20, 50, 100], sweep_scales=[0.0, 1.0, 2.0, 3.0, 5.0], sweep_steps=50,
+             ddim_steps=[10, 20, 50, 100], sweep_scales=[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0], sweep_steps=50,
              grid_steps=[1, 3, 10, 30, 100, 300, 1000]),
     gpu=dict(T=1000, res=28, ch=64, mults=(1, 2, 2), steps=20000, batch=256, lr=1e-3, n_eval=1000, ddpm_eval=1000,
-             ddim_steps=[10, 20, 50, 100], sweep_scales=[0.0, 1.0, 2.0, 3.0, 5.0], sweep_steps=50,
+             ddim_steps=[10, 20, 50, 100], sweep_scales=[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0], sweep_steps=50,
              grid_steps=[1, 3, 10, 30, 100, 300, 1000]),
 )
 NULL = 10  # the "no label" id
@@ -622,9 +622,12 @@ plt.show()
 # %% [markdown]
 # ## 7 · DDIM: fewer, deterministic steps
 #
-# DDPM needs all $T$ steps. DDIM (Song, Meng & Ermon 2021) uses the same trained network
-# but a non-Markovian reverse process that can jump from $t$ to any earlier $t'$, on a
-# short sub-sequence of the timesteps. From $\hat x_0 = (x_t - \sqrt{1 - a_t}\,
+# DDPM needs all $T$ steps. DDIM (Song, Meng & Ermon 2021) replaces DDPM's Markovian
+# *forward* (inference) process by a non-Markovian one, $q_\sigma(x_{1:T} \mid x_0)$, with
+# the same marginals $q(x_t \mid x_0)$: the $\varepsilon$-loss only sees those marginals, so
+# the network trained for DDPM serves unchanged (their §4.1, Theorem 1). Its generative
+# chain can then run on a short sub-sequence $\tau$ of the timesteps, jumping from $t$ to an
+# earlier $t'$ (§4.2). From $\hat x_0 = (x_t - \sqrt{1 - a_t}\,
 # \hat\varepsilon)/\sqrt{a_t}$, with $a_{t'} = \bar\alpha_{t'}$ ($= 1$ when $t' < 0$):
 #
 # $$x_{t'} = \sqrt{a_{t'}}\, \hat x_0 + \sqrt{1 - a_{t'} - \sigma^2}\, \hat\varepsilon + \sigma z,
@@ -704,7 +707,8 @@ plt.show()
 
 # %% [markdown]
 # Compare with your prediction. With one step the sampler returns the network's first
-# guess $\hat x_0$ from pure noise: the average of what the digit could be, so if your
+# guess $\hat x_0$ from (nearly) pure noise: the average of what the digit could be, nearly
+# the same image for every starting noise of a digit, so if your
 # 1-step row is blurry grey shapes and its fraction of clearly decided pixels (printed above)
 # is lower than that of the many-step rows, that is why. Each further step re-asks the
 # network on a less noisy $x_t$ and the strokes sharpen; where the fraction stops changing
@@ -717,16 +721,34 @@ plt.show()
 # scale 2, the same number per digit) from DDPM with all 1000 steps and from DDIM with
 # 10 to 100 steps, at $\eta = 0$ (deterministic) and $\eta = 1$. Each set is rated by
 # the chapter-03 classifier: the fraction classified as the requested digit, the Fréchet
-# distance to real test images in the classifier's features (lower is better; compare
-# with the floor of two real sets of the same size), and the fraction of the ten digits
-# predicted at least once.
+# distance to real test images in the classifier's features (lower is better), and, since
+# neither of those tells a varied set from one that repeats a few images, fidelity and
+# diversity measured apart (`quality.fidelity_diversity`, k = 5 nearest neighbours in the
+# same features): **precision**, the fraction of samples that fall among real images, and
+# **recall** and **coverage**, the fraction of real images (of their neighbourhoods) that the
+# samples reach. `quality.collapse` warns when the samples of a digit are nearly identical.
+# The Fréchet floor is that of real images made the way the samples are: down to the
+# model's resolution and back up to 28×28 (`quality.at_resolution`); a perfect generator at
+# that resolution reaches it, not the floor of two 28×28 sets.
 
 # %%
-def rate(images01: torch.Tensor, requested: torch.Tensor) -> dict:
+def rate(images01: torch.Tensor, requested: torch.Tensor, name: str = "") -> dict:
+    """Accuracy, Fréchet distance, digits covered, precision / recall / density / coverage
+    against as many real test images, and the smallest per-digit spread (collapse warns)."""
     n = len(images01)
-    return {"accuracy": quality.class_accuracy(images01, requested.cpu(), classifier=clf)["accuracy"],
-            "frechet": quality.frechet_distance(images01, x_test[:n], classifier=clf),
-            "coverage": quality.class_coverage(images01, classifier=clf)["coverage"]}
+    real, real_y = x_test[:n], y_test[:n]
+    out = {"accuracy": quality.class_accuracy(images01, requested.cpu(), classifier=clf)["accuracy"],
+           "frechet": quality.frechet_distance(images01, real, classifier=clf),
+           "digits": quality.class_coverage(images01, classifier=clf)["coverage"]}
+    out |= quality.fidelity_diversity(images01, real, classifier=clf)
+    if name:
+        print(f"{name}: ", end="")  # collapse's warning, if any, follows on this line
+    col = quality.collapse(images01, requested.cpu(), real, real_y, classifier=clf)
+    if name and not col["collapsed"]:
+        print("no collapsed digit")
+    out["collapsed"] = col["collapsed"]
+    out["min_spread"] = min(col["spread"].values()) if col["spread"] else float("nan")
+    return out
 
 
 def eval_labels(n: int) -> torch.Tensor:
@@ -735,15 +757,25 @@ def eval_labels(n: int) -> torch.Tensor:
 
 n_eval = cfg["n_eval"]
 floor = quality.frechet_distance(x_train[:n_eval], x_test[:n_eval], classifier=clf)
-print(f"Fréchet floor, two real sets of {n_eval}: {floor:.2f} (classifier test accuracy {clf.test_accuracy:.3f})")
-log_metric("frechet_floor", floor, "", f"{n_eval} real train vs {n_eval} real test images")
+real_at_res = quality.at_resolution(x_train[:n_eval], cfg["res"])  # 28 -> res -> 28, as the samples are made
+floor_res = quality.frechet_distance(real_at_res, x_test[:n_eval], classifier=clf)
+real_fd = quality.fidelity_diversity(real_at_res, x_test[:n_eval], classifier=clf)
+print(f"Fréchet floor, two real sets of {n_eval}: {floor:.2f} at 28x28, {floor_res:.2f} with one set at the samples' "
+      f"{cfg['res']}x{cfg['res']} (classifier test accuracy {clf.test_accuracy:.3f}); that set's precision "
+      f"{real_fd['precision']:.2f}, recall {real_fd['recall']:.2f}, coverage {real_fd['coverage']:.2f}")
+log_metric("frechet_floor", floor, "", f"{n_eval} real train vs {n_eval} real test images, 28x28")
+log_metric("frechet_floor_at_res", floor_res, "",
+           f"{n_eval} real train images through 28 -> {cfg['res']} -> 28 vs {n_eval} real test images")
+log_metric("real_recall_at_res", real_fd["recall"], "", "the same real sets: recall (k = 5)")
+log_metric("real_coverage_at_res", real_fd["coverage"], "", "the same real sets: coverage (k = 5)")
 table = {}
 requested = eval_labels(cfg["ddpm_eval"])
 t0 = time.time()
 out, _ = sample_ddpm(guided(model, requested, 2.0), shape(len(requested)), alpha_bars, profile.generator(50),
                      device=device)
 secs = time.time() - t0
-table[f"DDPM, {cfg['T']} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": len(requested)}
+table[f"DDPM, {cfg['T']} steps"] = rate(to_images(out), requested, f"DDPM, {cfg['T']} steps") | {
+    "seconds": secs, "n": len(requested)}
 requested = eval_labels(n_eval)
 for eta in (0.0, 1.0):
     for n in cfg["ddim_steps"]:
@@ -751,15 +783,26 @@ for eta in (0.0, 1.0):
         out = sample_ddim(guided(model, requested, 2.0), shape(n_eval), alpha_bars, n, profile.generator(51), eta=eta,
                           device=device)
         secs = time.time() - t0
-        table[f"DDIM eta={eta:g}, {n} steps"] = rate(to_images(out), requested) | {"seconds": secs, "n": n_eval}
-print(f"{'sampler':24s} {'images':>6s} {'accuracy':>9s} {'Fréchet':>8s} {'coverage':>9s} {'seconds':>8s}")
+        name = f"DDIM eta={eta:g}, {n} steps"
+        table[name] = rate(to_images(out), requested, name) | {"seconds": secs, "n": n_eval}
+print(f"Fréchet floor at {cfg['res']}x{cfg['res']}: {floor_res:.2f} ({n_eval} images; the DDPM row has "
+      f"{cfg['ddpm_eval']}, and the Fréchet distance depends on the count)")
+print(f"{'sampler':24s} {'images':>6s} {'accuracy':>9s} {'Fréchet':>8s} {'digits':>7s} {'precision':>9s} "
+      f"{'recall':>7s} {'coverage':>9s} {'spread':>7s} {'seconds':>8s}")
 for name, r in table.items():
-    print(f"{name:24s} {r['n']:6d} {r['accuracy']:9.3f} {r['frechet']:8.2f} {r['coverage']:9.2f} {r['seconds']:8.1f}")
+    print(f"{name:24s} {r['n']:6d} {r['accuracy']:9.3f} {r['frechet']:8.2f} {r['digits']:7.2f} {r['precision']:9.2f} "
+          f"{r['recall']:7.2f} {r['coverage']:9.2f} {r['min_spread']:7.2f} {r['seconds']:8.1f}")
     key = name.replace(", ", "_").replace(" steps", "").replace(" ", "_").replace("=", "")
     log_metric(f"{key}_accuracy", r["accuracy"], "", f"{r['n']} class-conditional samples, scale 2")
     log_metric(f"{key}_frechet", r["frechet"], "", f"vs {r['n']} real test images")
     log_metric(f"{key}_seconds", r["seconds"], "s", f"sampling {r['n']} images on {device}")
-    log_metric(f"{key}_coverage", r["coverage"], "", "fraction of the 10 digits predicted at least once")
+    log_metric(f"{key}_digits_covered", r["digits"], "", "fraction of the 10 digits predicted at least once")
+    log_metric(f"{key}_precision", r["precision"], "", "fraction of samples inside real k = 5 balls")
+    log_metric(f"{key}_recall", r["recall"], "", "fraction of real test images inside the samples' k = 5 balls")
+    log_metric(f"{key}_coverage", r["coverage"], "", "fraction of real k = 5 balls holding a sample")
+    if r["min_spread"] == r["min_spread"]:  # undefined (nan) with fewer than two samples per digit
+        log_metric(f"{key}_min_spread", r["min_spread"], "",
+                   "smallest per-digit spread of the samples, as a fraction of the real images' (< 0.25: collapse)")
 fig = ch05.plot_curve(cfg["ddim_steps"], {
     "DDIM eta=0": [table[f"DDIM eta=0, {n} steps"]["accuracy"] for n in cfg["ddim_steps"]],
     "DDIM eta=1": [table[f"DDIM eta=1, {n} steps"]["accuracy"] for n in cfg["ddim_steps"]],
@@ -767,6 +810,28 @@ fig = ch05.plot_curve(cfg["ddim_steps"], {
     "sampling steps", "accuracy of the requested digit", "class accuracy vs steps", logx=True)
 save_figure(fig, "accuracy_vs_steps")
 plt.show()
+
+# %% [markdown]
+# In the DDIM paper's Table 1 the FID of both rows falls with more steps, the $\eta = 1$ row
+# steeply (CIFAR-10: 41.07 at 10 steps, 5.78 at 100), and $\eta = 0$ is the better one at few
+# steps (13.36 at 10). The cell below reads your rows the same way.
+
+# %%
+steps_list = cfg["ddim_steps"]
+frechet_rows = {eta: [table[f"DDIM eta={eta:g}, {n} steps"]["frechet"] for n in steps_list] for eta in (0.0, 1.0)}
+for eta, fds in frechet_rows.items():
+    trend = ("falls at every step count" if all(b < a for a, b in zip(fds, fds[1:])) else
+             "falls overall, not at every step count" if fds[-1] < fds[0] else "does not fall")
+    print(f"eta = {eta:g}: Fréchet " + " / ".join(f"{v:.1f}" for v in fds)
+          + f" at {' / '.join(map(str, steps_list))} steps: it {trend}")
+e0, e1 = frechet_rows[0.0][0], frechet_rows[1.0][0]
+print(f"at {steps_list[0]} steps eta = 0 is {'better' if e0 < e1 else 'not better'} than eta = 1 "
+      f"({e0:.1f} against {e1:.1f}; the paper: better)")
+if frechet_rows[1.0][-1] >= frechet_rows[1.0][0]:
+    print("your eta = 1 row disagrees with the paper, where it falls steeply. Likely causes, not tested here: "
+          f"the sample count ({n_eval} images against the paper's 50,000: small differences may be noise) "
+          "and the short training (eta = 1 adds fresh noise at every step, which the next steps' "
+          "predictions must remove)")
 
 # %% [markdown]
 # ## The guidance scale
@@ -789,39 +854,66 @@ requested = eval_labels(n_eval)
 for s in cfg["sweep_scales"]:
     out = sample_ddim(guided(model, requested, s), shape(n_eval), alpha_bars, cfg["sweep_steps"],
                       profile.generator(60), device=device)
-    sweep[s] = rate(to_images(out), requested)
-    print(f"scale {s:3.1f}: accuracy {sweep[s]['accuracy']:.3f}, Fréchet {sweep[s]['frechet']:.2f}, "
-          f"coverage {sweep[s]['coverage']:.2f}")
+    sweep[s] = rate(to_images(out), requested, f"scale {s:g}")
+    print(f"scale {s:4.1f}: accuracy {sweep[s]['accuracy']:.3f}, Fréchet {sweep[s]['frechet']:.2f} "
+          f"(floor {floor_res:.2f}), precision {sweep[s]['precision']:.2f}, recall {sweep[s]['recall']:.2f}, "
+          f"coverage {sweep[s]['coverage']:.2f}, smallest spread {sweep[s]['min_spread']:.2f}, "
+          f"digits {sweep[s]['digits']:.1f}")
     log_metric(f"guidance_scale{s:g}_accuracy", sweep[s]["accuracy"], "",
                f"DDIM {cfg['sweep_steps']} steps, {n_eval} samples")
     log_metric(f"guidance_scale{s:g}_frechet", sweep[s]["frechet"], "", f"vs {n_eval} real test images")
+    log_metric(f"guidance_scale{s:g}_precision", sweep[s]["precision"], "", "fraction of samples inside real k = 5 balls")
+    log_metric(f"guidance_scale{s:g}_recall", sweep[s]["recall"], "", "fraction of real images inside sample balls")
+    log_metric(f"guidance_scale{s:g}_coverage", sweep[s]["coverage"], "", "fraction of real k = 5 balls holding a sample")
+    if sweep[s]["min_spread"] == sweep[s]["min_spread"]:  # nan with fewer than two samples per digit
+        log_metric(f"guidance_scale{s:g}_min_spread", sweep[s]["min_spread"], "",
+                   "smallest per-digit spread (< 0.25: collapse)")
     for d in range(10):
         rows.setdefault(str(d), []).append(to_images(out[d:d + 1]))
 fig = ch05.show_rows({d: torch.cat(v) for d, v in rows.items()}, [f"s={s:g}" for s in cfg["sweep_scales"]])
 save_figure(fig, "guidance_sweep")
 plt.show()
-fig = ch05.plot_curve(cfg["sweep_scales"], {"accuracy": [sweep[s]["accuracy"] for s in cfg["sweep_scales"]]},
-                      "guidance scale s (= 1 + w)", "accuracy of the requested digit", "guidance sweep")
+fig = ch05.plot_curve(cfg["sweep_scales"], {what: [sweep[s][what] for s in cfg["sweep_scales"]]
+                                           for what in ("accuracy", "precision", "recall", "coverage")},
+                      "guidance scale s (= 1 + w)", "fraction", "guidance sweep: fidelity and diversity")
 save_figure(fig, "accuracy_vs_guidance")
 plt.show()
 
 # %%
-acc = [sweep[s]["accuracy"] for s in cfg["sweep_scales"]]
-lo, hi = cfg["sweep_scales"][0], cfg["sweep_scales"][-1]
-print(f"accuracy at s = {lo:g}: {acc[0]:.2f} (chance 0.10); at s = {hi:g}: {acc[-1]:.2f}: "
-      + ("it rises with s" if acc[-1] > acc[0] + 0.1 else "no clear rise with s (the model is undertrained)"))
+scales = cfg["sweep_scales"]
+acc = [sweep[s]["accuracy"] for s in scales]
+fds = [sweep[s]["frechet"] for s in scales]
+recall = [sweep[s]["recall"] for s in scales]
+lo, hi = scales[0], scales[-1]
+print(f"accuracy at s = {lo:g}: {acc[0]:.2f} (chance 0.10: the requested digits are uniform); at s = {hi:g}: "
+      f"{acc[-1]:.2f}: " + ("it rises with s" if acc[-1] > acc[0] + 0.1 else "no clear rise with s (the model is undertrained)"))
+s_fd = scales[fds.index(min(fds))]
+print(f"Fréchet is lowest at s = {s_fd:g} ({min(fds):.1f}; floor {floor_res:.1f})"
+      + (f" and rises to {fds[-1]:.1f} at s = {hi:g}" if s_fd != hi else ": it does not rise again within this sweep"))
+s_rc = scales[recall.index(max(recall))]
+if recall[-1] < max(recall) - 0.05:
+    print(f"recall is highest at s = {s_rc:g} ({max(recall):.2f}) and falls to {recall[-1]:.2f} at s = {hi:g}: "
+          "fewer real images are reached, diversity is lost")
+else:
+    print(f"recall at s = {hi:g} ({recall[-1]:.2f}) is within 0.05 of its highest ({max(recall):.2f}, at s = "
+          f"{s_rc:g}): no clear loss of diversity within this sweep")
+collapsed = [s for s in scales if sweep[s]["collapsed"]]
+print(f"collapse at s = {', '.join(f'{s:g}' for s in collapsed)}" if collapsed else "no scale collapsed a digit")
 
 # %% [markdown]
 # Compare with your prediction, using the accuracies printed above.
 #
 # At $s = 0$ the label is ignored, so a model of any quality is near chance (0.1) there.
-# Where the model has learnt the classes (the `cpu` profile's run), $s = 1$ (the plain
-# conditional model) already follows the label most of the time and raising $s$ makes the
-# requested digit nearly certain, with thicker, more uniform strokes; if the line above
-# says there is no clear rise, the model has not learnt the classes yet (the `smoke`
-# profile trains far too briefly), and guidance has nothing to amplify. On natural images
-# strong guidance trades variety for fidelity, and past a small $w$ the FID rises again
-# (Ho & Salimans 2021): compare the Fréchet distances printed above.
+# Where the model has learnt the classes, $s = 1$ (the plain conditional model) already
+# follows the label most of the time and raising $s$ makes the requested digit nearly
+# certain; if the line above says there is no clear rise, the model has not learnt the
+# classes yet (the `smoke` profile trains far too briefly), and guidance has nothing to
+# amplify. On ImageNet 64×64, Ho & Salimans (their Fig. 4 and Table 1) find that raising the
+# guidance weight first lowers the FID, then raises it, while the Inception score keeps
+# rising: fidelity bought with diversity. Whether your sweep shows that trade, and at which
+# scale, the lines above say: Fréchet alone mixes fidelity and diversity, recall and coverage
+# measure diversity apart, and a collapse warning means the samples of a digit have become
+# nearly one image.
 #
 # %% [markdown]
 # ## Two experiments
@@ -1071,19 +1163,29 @@ plt.show()
 # network; the increment is a noisy, tiny target.
 
 # %% [markdown]
-# **W2 (2 points).** Your guidance sweep measured accuracy and Fréchet distance against the
-# scale s. Why does a large s trade diversity for fidelity?
+# **W2 (2 points).** Your guidance sweep measured, against the scale s, accuracy, the Fréchet
+# distance, precision, recall and coverage, and warned of any collapse. Describe what your
+# numbers show as s grows (where Fréchet is lowest, what recall and coverage do beyond it),
+# and explain it from what guidance does to the distribution sampled. If your numbers show no
+# loss of diversity, say so and what you would change to see one.
 
 # %% [written id=written_guidance points=2]
-# **Model answer.** Guided noise ε_u + s(ε_c - ε_u) follows the score of p(x) p(y|x)^s (up to
-# normalisation): for s > 1 it over-weights the classifier-like term, pushing samples towards
-# images that are most unmistakably the requested class. That raises class accuracy (fidelity
-# to the prompt) but concentrates the samples on the most typical modes, so their variety
-# falls and their statistics move away from the real data's, which the Fréchet distance
-# measures (unless it first falls when s improves quality from the weak conditional model).
+# **Model answer.** Guided noise ε_u + s(ε_c - ε_u) follows the score of p(x|y) p(y|x)^(s-1),
+# i.e. p(x) p(y|x)^s up to normalisation: for s > 1 it over-weights the classifier-like term
+# and pushes samples towards images that are most unmistakably the requested class. Accuracy
+# and precision rise (fidelity to the prompt and to real digits) while the samples
+# concentrate on the most typical images of each class, so recall and coverage, which count
+# the real images the samples reach, fall once s is large, and the Fréchet distance, which
+# mixes both, first falls (the weak conditional model's samples improve) and then rises
+# again. Where that happens depends on the run: read it off the sweep (e.g. "Fréchet lowest
+# at s = 5, recall falling from s = 3 on, no collapse up to 15"). A sweep whose recall does not
+# fall has not reached the trade: larger s, more samples (recall and coverage of 200 images
+# are coarse) or a better-trained model would show it.
 #
-# **Rubric.** 1 point: guidance sharpens p(y|x)^s / moves towards the most typical class
-# images. 1 point: concentration on modes reduces diversity, seen in Fréchet/coverage.
+# **Rubric.** 1 point: the numbers read correctly (where Fréchet is lowest, the trend of
+# recall/coverage and accuracy with s, collapse if warned); an answer claiming a trade its
+# numbers do not show loses it. 1 point: guidance samples p(x) p(y|x)^s, concentrating on
+# typical class images: fidelity up, diversity down.
 
 # %% [markdown]
 # ## 8 · Concept questions

@@ -14,8 +14,8 @@
 #    **latent** of an autoencoder, and listening to the text through **cross-attention**;
 # 3. an **image decoder**: the autoencoder's decoder turns the final latent into pixels.
 #
-# You build the autoencoder (KL-regularised, as Stable Diffusion's), its latent scale
-# factor, cross-attention with a padding mask, the text-conditioned U-Net block and the
+# You build the autoencoder (KL-regularised as Stable Diffusion's, but trained with a
+# plain squared error, see section 1), its latent scale factor, cross-attention with a padding mask, the text-conditioned U-Net block and the
 # U-Net around it, the training loss with caption dropout, and the sampling loop, which has
 # the shape of the well-known "Stable Diffusion in 15 lines". Then the same loop runs
 # diffusers' `UNet2DConditionModel`, `AutoencoderKL` and `DDIMScheduler`, trained here at
@@ -101,7 +101,16 @@ plt.show()
 # diffusion model expects unit variance (its noise is $\mathcal N(0, I)$). Stable
 # Diffusion therefore multiplies latents by a **scale factor** $1/\mathrm{std}$, measured
 # once on training latents: that is where its 0.18215 comes from. Sampling divides by it
-# again before decoding.
+# again before decoding. (Latent diffusion measures it on posterior samples
+# $z = \mu + \sigma \odot \varepsilon$ of a first training batch; here it is measured on the
+# encoder's means $\mu$ of all training images, the latents the U-Net is trained on.)
+#
+# Only the KL term is Stable Diffusion's. Its autoencoder is trained with an L1
+# reconstruction loss, a perceptual loss (LPIPS) and a patch-based adversarial
+# discriminator, plus a small KL weight (Rombach et al. 2022, §3.1, after
+# Esser et al. 2021's VQGAN recipe); those terms reward sharp, realistic texture. This one is
+# trained with the mean squared error alone, which is minimised by the average of the
+# plausible details: its reconstructions are blurrier, and so are the decoded samples.
 #
 # **Implement** *(about 20 min)*
 # * `KLAutoencoder(in_channels=3, ch=32, latent_channels=4)` with the layers of its
@@ -514,6 +523,29 @@ def requests(pairs, n):
     return [pairs[i % len(pairs)] for i in range(n)]
 
 
+def chance(pairs) -> dict:
+    """What an image that ignores the prompt gets right, on average over the requests `pairs`, if
+    it follows the training mix (the unconditional model's target): sum over requests of the
+    training frequency of the requested digit, colour, pair. Neither mix is uniform here (the
+    held-out pairs are missing from training), so this is not 1/10, 1/6, 1/60."""
+    d_train, c_train = data.digit.long(), data.colour.long()
+    q_digit = torch.bincount(d_train, minlength=10).double() / len(d_train)
+    q_colour = torch.bincount(c_train, minlength=6).double() / len(c_train)
+    q_pair = torch.bincount(d_train * 6 + c_train, minlength=60).double() / len(d_train)
+    return {"digit": float(sum(q_digit[d] for d, _ in pairs) / len(pairs)),
+            "colour": float(sum(q_colour[c] for _, c in pairs) / len(pairs)),
+            "both": float(sum(q_pair[d * 6 + c] for d, c in pairs) / len(pairs))}
+
+
+chance_level = {"seen": chance(requests(seen, cfg["n_eval"])), "held-out": chance(requests(held, cfg["n_eval"]))}
+for name, ch in chance_level.items():
+    print(f"chance for the {name} requests (an image that ignores the prompt, drawn from the training mix): "
+          f"digit {ch['digit']:.3f}, colour {ch['colour']:.3f}, both {ch['both']:.3f}")
+    for what in ("digit", "colour", "both"):
+        log_metric(f"chance_{name.replace('-', '_')}_{what}", ch[what], "",
+                   "training frequency of the requested value, averaged over the requests")
+
+
 sweep = {}
 t0 = time.time()
 for s in cfg["scales"]:
@@ -524,6 +556,8 @@ for s in cfg["scales"]:
                                             torch.tensor([c for _, c in pairs]))
 print(f"sampling for the sweep: {time.time() - t0:.0f} s")
 print(f"{'scale':>5s} {'combinations':>13s} {'digit':>6s} {'colour':>7s} {'both':>6s}")
+for name, ch in chance_level.items():
+    print(f"{'chance':>5s} {name:>13s} {ch['digit']:6.3f} {ch['colour']:7.3f} {ch['both']:6.3f}")
 for (s, name), r in sweep.items():
     print(f"{s:5.1f} {name:>13s} {r['digit']:6.3f} {r['colour']:7.3f} {r['both']:6.3f}")
     key = name.replace("-", "_")
@@ -558,7 +592,12 @@ log_metric("seen_minus_held_out_both_at_max_scale", gap, "", f"guidance {s_max:g
 
 # %% [markdown]
 # At scale 0 the prompt is ignored (the unconditional model): digit and colour are right
-# only by chance (1/10 and 1/6). Guidance makes both follow the prompt. Held-out
+# only by chance, and chance is not 1/10 and 1/6: the training mix of digits and colours is
+# not uniform (the held-out pairs are missing from it), and neither are the requests, so
+# chance is the training frequency of what was requested, averaged over the requests (the
+# `chance` rows above; "both" is 0 for held-out pairs, which the training data never holds).
+# Compare the scale-0 rows with them (the rater's own errors and a sample count of a
+# hundred or so move them by a few hundredths). Guidance makes both follow the prompt. Held-out
 # combinations test *composition*: the model learned "red" and "seven" from other
 # pairings and never saw them together. If the difference printed above is close to 0,
 # it composes them as well as the pairs it saw; a large positive difference means the
@@ -861,7 +900,7 @@ print(f"diffusers' parts, your loop, guidance 4, seen combinations: {lib_score}"
 log_metric("diffusers_scale4_seen_both_accuracy", lib_score["both"], "",
            f"AutoencoderKL + UNet2DConditionModel trained {cfg['lib_steps']} steps, your generate")
 print(f"yours at guidance {s_max:g}, seen combinations: both {sweep[(s_max, 'seen')]['both']:.3f} "
-      f"(chance: both right 1/60 = {1 / 60:.3f})")
+      f"(chance for these requests: both right {chance_level['seen']['both']:.3f})")
 
 # %% [markdown]
 # Read the printed score against yours and against chance. diffusers' U-Net trained for
@@ -953,7 +992,8 @@ else:
 # Set `answer_why_latent` to one letter. A: the latent is a better-behaved Gaussian, so
 # fewer sampling steps are needed · B: the autoencoder removes the noise, so the U-Net
 # has less to do · C: the latent has far fewer elements, so every U-Net step is much
-# cheaper, while the decoder restores the perceptual detail · D: text conditioning only
+# cheaper, while the decoder (trained with perceptual and adversarial losses) restores the
+# perceptual detail · D: text conditioning only
 # works on latents.
 #
 # **Q2.** In the U-Net's cross-attention, where do the queries, keys and values come

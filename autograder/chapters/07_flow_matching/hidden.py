@@ -385,7 +385,7 @@ def guidance(drop_labels, guided_velocity) -> None:
 def straightness(fn) -> None:
     c = Checks("straightness (hidden)")
     g = _gen("straightness")
-    # the last grid does not run from 1 to 0: S is divided by the total time t_0 - t_n
+    # the last grid does not run from 1 to 0: the displacement and S are divided by the time span t_0 - t_n
     for dtype, (first, last) in ((F64, (1.0, 0.0)), (F32, (1.0, 0.0)), (F64, (_uniform(g, 0.6, 0.9), _uniform(g, 0.1, 0.4)))):
         here, there = twin(FIELD, a=_uniform(g, 0.5, 1.5), b=_uniform(g, -1.0, 1.0), k=_uniform(g, -0.5, 0.5))
         n = draw_int(g, 2, 8)

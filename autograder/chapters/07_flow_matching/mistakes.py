@@ -13,7 +13,7 @@ _EPS = "if eps is None:\n        eps = torch.randn(x0.shape, **draw)"
 _MSE = "return F.mse_loss(v_hat, eps - x0)"
 _HEUN_LAST = "if i == n - 1:\n            x = x_euler\n        else:\n            v2"
 _HEUN_AVG = "x = x + h * (v1 + v2) / 2"
-_S = "S = sum(h * ((d - v) ** 2).flatten(1).sum(1).mean() for h, v in zip(hs, vs)) / sum(hs)"
+_S = "S = sum(h * ((d - v) ** 2).flatten(1).sum(1).mean() for h, v in zip(hs, vs)) / span"
 _GUIDE = "return v_u + scale * (v_c - v_u)"
 _DROP = "drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond"
 
@@ -134,14 +134,15 @@ MISTAKES = [
     Mistake("guidance_checks", "drop_labels", "    drop = torch.rand(",
             "    if p_uncond == 0:\n        return y\n    drop = torch.rand(", D["drop_fresh"]),
     # straightness
-    Mistake("straightness_checks", "straightness", " / sum(hs)", "", D["straight_total"]),
+    Mistake("straightness_checks", "straightness", _S, _S[:-len(" / span")], D["straight_total"]),
+    Mistake("straightness_checks", "straightness", "d = (x1 - x) / span", "d = x1 - x", D["straight_span"]),
     Mistake("straightness_checks", "straightness", _S,
             "S = sum(((d - v) ** 2).flatten(1).sum(1).mean() for v in vs) / len(vs)", D["straight_unweighted"]),
     Mistake("straightness_checks", "straightness", "((d - v) ** 2).flatten(1).sum(1).mean()", "((d - v) ** 2).mean()",
             D["straight_norm"]),
     Mistake("straightness_checks", "straightness", "x = x + (t_next - t) * v", "x += (t_next - t) * v",
             D["in_place"]),
-    Mistake("straightness_checks", "straightness", "d = x1 - x", "d = x - x1", D["straight_end"]),
+    Mistake("straightness_checks", "straightness", "d = (x1 - x) / span", "d = (x - x1) / span", D["straight_end"]),
     Mistake("straightness_checks", "straightness", "((d - v) ** 2).flatten(1).sum(1).mean()",
             "((d - v) ** 2).flatten(1).sum(1).sqrt().mean()", "the norm, not its square", diagnosed=False),
     Mistake("straightness_checks", "straightness", "x = x + (t_next - t) * v", "x = x - v / (len(timesteps) - 1)",
@@ -258,8 +259,9 @@ def straightness(velocity, x1, timesteps):
         vs.append(v)
         x = x + (ts[i + 1] - ts[i]) * v
     V = torch.stack(vs)  # (n, B, ...)
-    err = ((x1 - x)[None] - V).pow(2).flatten(2).sum(2).mean(1)  # (n,)
-    w = (ts[:-1] - ts[1:]) / (ts[0] - ts[-1])
+    span = ts[0] - ts[-1]
+    err = ((x1 - x)[None] / span - V).pow(2).flatten(2).sum(2).mean(1)  # (n,)
+    w = (ts[:-1] - ts[1:]) / span
     return torch.einsum("n,n->", w, err), x
 '''),
 ]

@@ -369,12 +369,24 @@ fig = ch07.plot_points([(f"Euler, {n} step{'s' * (n > 1)}",
                          euler_sample(unconditional(model), noise, uniform_timesteps(n))) for n in STEPS], data)
 save_figure(fig, "samples_vs_steps")
 plt.show()
+rms_spread = lambda p: (p - p.mean(0)).pow(2).sum(1).mean().sqrt().item()  # noqa: E731
+with torch.no_grad():
+    one_step = euler_sample(unconditional(model), noise, uniform_timesteps(1))
+print(f"one Euler step: the samples' mean is at ({one_step[:, 0].mean():.2f}, {one_step[:, 1].mean():.2f}), "
+      f"their rms spread around it {rms_spread(one_step):.3f}; real data: mean ({data[:, 0].mean():.2f}, "
+      f"{data[:, 1].mean():.2f}), spread {rms_spread(data):.3f}")
+log_metric("toy_one_step_spread_ratio", rms_spread(one_step) / rms_spread(data), "",
+           "rms spread of 1-step Euler samples / that of real points")
 
 # %% [markdown]
-# Read the table above: with one step every sampler predicts the mean of the lines through
-# the noise point, a blur towards the centre; whether Heun's second evaluation per step
-# beats spending the same evaluations on more Euler steps is what the NFE column lets you
-# compare.
+# Read the table above. With one step (Heun's one step is one Euler step) every noise
+# point goes to $x_1 - v(x_1, 1)$; at $t = 1$ the input says nothing about $x_0$, so the
+# best velocity is $x_1 - \mathbb E[x_0]$ and every sample lands on the data mean, the
+# centre of the circle: a collapse, not a blur. The last line printed above measures it: if
+# the one-step spread is a small fraction of the data's, the model has learnt that velocity
+# (the first panel shows the samples). Whether Heun's
+# second evaluation per step beats spending the same evaluations on more Euler steps is what
+# the NFE column lets you compare.
 #
 # ### Your Euler sampler against diffusers
 #
@@ -442,19 +454,21 @@ plt.show()
 # $$S = \int_0^1 \mathbb E \big\lVert (x_1 - x_0) - v(x_t, t) \big\rVert^2 dt,$$
 #
 # zero exactly for straight paths travelled at constant speed. On the Euler path along
-# `timesteps`, with $v_i = v(x_i, t_i)$ and the integral as a sum weighted by the step
-# lengths:
+# `timesteps`, with $v_i = v(x_i, t_i)$, the integral as a sum weighted by the step
+# lengths, and $D = t_0 - t_n$ the time span (1 when the grid runs from 1 to 0):
 #
-# $$S = \frac{\sum_i (t_i - t_{i+1})\, \operatorname{mean}_b \lVert (x_1 - x_0)_b -
-# v_{i,b} \rVert^2}{t_0 - t_n},$$
+# $$S = \frac{1}{D} \sum_i (t_i - t_{i+1})\, \operatorname{mean}_b \Big\lVert
+# \frac{(x_1 - x_0)_b}{D} - v_{i,b} \Big\rVert^2,$$
 #
-# the squared norm summed over all but the batch dimension.
+# the squared norm summed over all but the batch dimension. $(x_1 - x_0)/D$ is the
+# velocity of the straight path from $x_1$ to $x_0$ over that span, so $S = 0$ for a straight
+# path on any grid (one Euler step, from any $t_0$ to any $t_n$, gives 0).
 #
 # **Implement** *(about 15 min)* `straightness(velocity, x1, timesteps) -> (S, x0)` ($n$ evaluations;
 # both in `x1`'s dtype, `S` a 0-d tensor; `x1` left unchanged).
 #
 # **Checked:** a constant field ($S = 0$), $v = -x$ on even and uneven steps, where $S$ is
-# known in closed form, one step from 0.8 to 0.4 (divided by $t_0 - t_n$). Hidden: random
+# known in closed form, one step and two steps from 0.8 to 0.4 (divided by $D = 0.4$). Hidden: random
 # nonlinear fields and uneven timesteps, one grid inside $(0, 1)$.
 #
 # **Stuck?** End the cell below with `straightness = ch07.standins.straightness` to use a
@@ -656,16 +670,31 @@ def guided_flow(unet, scale: float = 2.0):
     return velocity
 
 
+real_eval, real_labels = x_test[:n_eval], y_test[:n_eval]
+
+
 def rate_mnist(x: torch.Tensor) -> dict:
+    """Accuracy and Fréchet distance, and fidelity (precision) and diversity (recall, coverage)
+    measured apart, against the same real test images; the images are kept for `collapse`."""
     images = to_images(x)
     return {"accuracy": quality.class_accuracy(images, requested.cpu(), classifier=clf)["accuracy"],
-            "frechet": quality.frechet_distance(images, x_test[:n_eval], classifier=clf)}
+            "frechet": quality.frechet_distance(images, real_eval, classifier=clf), "images": images} \
+        | quality.fidelity_diversity(images, real_eval, classifier=clf)
 
 
-mnist_floor = quality.frechet_distance(x_train[:n_eval], x_test[:n_eval], classifier=clf)
-print(f"Fréchet floor, two real sets of {n_eval}: {mnist_floor:.2f} (classifier test accuracy "
-      f"{clf.test_accuracy:.3f})")
-log_metric("mnist_frechet_floor", mnist_floor, "", f"{n_eval} real train vs {n_eval} real test images")
+mnist_floor = quality.frechet_distance(x_train[:n_eval], real_eval, classifier=clf)
+real_at_res = quality.at_resolution(x_train[:n_eval], mcfg["res"])  # real digits through the samples' 28 -> res -> 28
+mnist_floor_res = quality.frechet_distance(real_at_res, real_eval, classifier=clf)
+real_fd = quality.fidelity_diversity(real_at_res, real_eval, classifier=clf)
+print(f"Fréchet floor, two real sets of {n_eval}: {mnist_floor:.2f} at 28x28, {mnist_floor_res:.2f} with one set at "
+      f"the samples' {mcfg['res']}x{mcfg['res']} (the floor a perfect {mcfg['res']}x{mcfg['res']} generator can reach); "
+      f"that set's recall {real_fd['recall']:.2f}, coverage {real_fd['coverage']:.2f} "
+      f"(classifier test accuracy {clf.test_accuracy:.3f})")
+log_metric("mnist_frechet_floor", mnist_floor, "", f"{n_eval} real train vs {n_eval} real test images, 28x28")
+log_metric("mnist_frechet_floor_at_res", mnist_floor_res, "",
+           f"{n_eval} real train images through 28 -> {mcfg['res']} -> 28 vs {n_eval} real test images")
+log_metric("mnist_real_recall_at_res", real_fd["recall"], "", "the same real sets: recall (k = 5)")
+log_metric("mnist_real_coverage_at_res", real_fd["coverage"], "", "the same real sets: coverage (k = 5)")
 samplers = {"DDIM (eps-model)": (lambda n: ddim_sample(eps_unet, n), lambda n: n),
             "Euler (velocity)": (lambda n: euler_sample(guided_flow(fm_unet), start, uniform_timesteps(n).float()),
                                  lambda n: n),
@@ -676,21 +705,36 @@ grid = {}
 for name, (sample, nfe) in samplers.items():
     for n in mcfg["sampling_steps"]:
         x = sample(n)
-        mnist_table[(name, n)] = {"nfe": nfe(n)} | rate_mnist(x)
+        r = {"nfe": nfe(n)} | rate_mnist(x)
+        r["collapse"] = quality.collapse(r["images"], requested.cpu(), real_eval, real_labels, classifier=clf, warn=False)
+        mnist_table[(name, n)] = r
         grid[f"{name}, {n}"] = to_images(x[:10])
-print(f"{'sampler':18s} {'steps':>5s} {'NFE':>4s} {'accuracy':>9s} {'Fréchet':>8s}")
+print(f"Fréchet floor at {mcfg['res']}x{mcfg['res']}: {mnist_floor_res:.2f}; recall and coverage of real images "
+      f"there: {real_fd['recall']:.2f} / {real_fd['coverage']:.2f}")
+print(f"{'sampler':18s} {'steps':>5s} {'NFE':>4s} {'accuracy':>9s} {'Fréchet':>8s} {'precision':>9s} {'recall':>7s} "
+      f"{'coverage':>9s} {'spread':>7s}")
 for (name, n), r in mnist_table.items():
-    print(f"{name:18s} {n:5d} {r['nfe']:4d} {r['accuracy']:9.3f} {r['frechet']:8.2f}")
+    spread = r["collapse"]["spread"]
+    r["min_spread"] = min(spread.values()) if spread else float("nan")
+    print(f"{name:18s} {n:5d} {r['nfe']:4d} {r['accuracy']:9.3f} {r['frechet']:8.2f} {r['precision']:9.2f} "
+          f"{r['recall']:7.2f} {r['coverage']:9.2f} {r['min_spread']:7.2f}")
+    if r["collapse"]["collapsed"]:  # collapse's own warning, under the row it is about
+        quality.collapse(r["images"], requested.cpu(), real_eval, real_labels, classifier=clf)
     key = name.split(" ")[0].lower()
     log_metric(f"mnist_{key}_{n}_accuracy", r["accuracy"], "", f"{n} steps, {r['nfe']} NFE, {n_eval} samples, scale 2")
     log_metric(f"mnist_{key}_{n}_frechet", r["frechet"], "", f"vs {n_eval} real test images")
+    log_metric(f"mnist_{key}_{n}_recall", r["recall"], "", "fraction of real test images inside the samples' k = 5 balls")
+    log_metric(f"mnist_{key}_{n}_coverage", r["coverage"], "", "fraction of real k = 5 balls holding a sample")
+    if r["min_spread"] == r["min_spread"]:  # nan with fewer than two samples per digit
+        log_metric(f"mnist_{key}_{n}_min_spread", r["min_spread"], "",
+                   "smallest per-digit spread of the samples, as a fraction of the real images' (< 0.25: collapse)")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 for name in samplers:
     nfes = [mnist_table[(name, n)]["nfe"] for n in mcfg["sampling_steps"]]
     axes[0].plot(nfes, [mnist_table[(name, n)]["accuracy"] for n in mcfg["sampling_steps"]], "o-", label=name)
     axes[1].plot(nfes, [mnist_table[(name, n)]["frechet"] for n in mcfg["sampling_steps"]], "o-", label=name)
-axes[1].axhline(mnist_floor, color="grey", ls="--", label="real data (floor)")
+axes[1].axhline(mnist_floor_res, color="grey", ls="--", label=f"real data at {mcfg['res']}x{mcfg['res']} (floor)")
 for ax, what in zip(axes, ("accuracy of the requested digit", "Fréchet distance")):
     ax.set(xscale="log", xlabel="network evaluations per sample (NFE)", ylabel=what)
     ax.legend()
@@ -703,29 +747,53 @@ save_figure(fig, "mnist_samples")
 plt.show()
 
 # %% [markdown]
-# The cell below reads the table: for each sampler, the fewest network evaluations at which
-# it comes within 0.02 of the best accuracy any sampler reached, and within 10 % of the best
-# Fréchet distance (or "not reached").
+# Accuracy alone can mislead here. At $t = 1$ the input $x_1$ is pure noise, independent of
+# $x_0$, so the best velocity is $v(x_1, 1) = x_1 - \mathbb E[x_0]$, and one Euler step,
+# $x_1 - v(x_1, 1)$, sends *every* noise to the same image, $\mathbb E[x_0]$; with guidance
+# every sample of class $y$ goes to $\mathbb E[x_0] + s\,(\mathbb E[x_0 \mid y] -
+# \mathbb E[x_0])$. That is a collapse, not a blur: an average digit may be classified right
+# every time (high accuracy) while the set has no diversity at all (recall, coverage and the
+# spread near 0). The cell below reads the table for each sampler: whether its first row
+# collapsed (as `collapse` judges it), and, among the rows that did not collapse, the fewest
+# network evaluations at which it comes within 0.02 of the best accuracy and within 10 % of
+# the best Fréchet distance (or "not reached").
 
 # %%
-best_acc = max(r["accuracy"] for r in mnist_table.values())
-best_fd = min(r["frechet"] for r in mnist_table.values())
+healthy = {key: r for key, r in mnist_table.items() if not r["collapse"]["collapsed"]}
+best_acc = max(r["accuracy"] for r in (healthy or mnist_table).values())
+best_fd = min(r["frechet"] for r in (healthy or mnist_table).values())
 for name in samplers:
     rows = [mnist_table[(name, n)] for n in mcfg["sampling_steps"]]
-    acc = next((r["nfe"] for r in rows if r["accuracy"] >= best_acc - 0.02), None)
-    fd = next((r["nfe"] for r in rows if r["frechet"] <= 1.1 * best_fd), None)
-    print(f"{name:18s} accuracy within 0.02 of {best_acc:.3f} at NFE {acc if acc else 'not reached'}; "
+    first = rows[0]
+    if first["collapse"]["collapsed"]:
+        print(f"{name:18s} at NFE {first['nfe']}: a collapse in {len(first['collapse']['collapsed'])} of 10 digits "
+              f"(smallest spread {first['min_spread']:.2f}, recall {first['recall']:.2f}, coverage "
+              f"{first['coverage']:.2f}): its accuracy {first['accuracy']:.3f} rates one image per digit, not a generator")
+    else:
+        print(f"{name:18s} at NFE {first['nfe']}: no collapse (smallest spread {first['min_spread']:.2f}, "
+              f"recall {first['recall']:.2f})")
+    ok = [r for r in rows if not r["collapse"]["collapsed"]]
+    acc = next((r["nfe"] for r in ok if r["accuracy"] >= best_acc - 0.02), None)
+    fd = next((r["nfe"] for r in ok if r["frechet"] <= 1.1 * best_fd), None)
+    print(f"{'':18s} without collapse: accuracy within 0.02 of {best_acc:.3f} at NFE {acc if acc else 'not reached'}; "
           f"Fréchet within 10% of {best_fd:.1f} at NFE {fd if fd else 'not reached'}")
-    log_metric(f"mnist_{name.split(' ')[0].lower()}_nfe_to_best_accuracy", acc or -1, "NFE", "-1: not reached")
+    log_metric(f"mnist_{name.split(' ')[0].lower()}_nfe_to_best_accuracy", acc or -1, "NFE",
+               "rows without a collapsed class only; -1: not reached")
+    log_metric(f"mnist_{name.split(' ')[0].lower()}_first_row_collapsed", len(first["collapse"]["collapsed"]), "",
+               f"digits whose samples collapsed at NFE {first['nfe']}")
 
 # %% [markdown]
 # Compare the rows above with what the toy suggested. The straight paths of flow matching
-# are straight *per training pair*; the learned flow averages many pairs and curves, so
-# few-step Euler still blurs. Whether the velocity model reaches a given quality with fewer
-# evaluations than DDIM on the $\varepsilon$-model depends on the training budget and the
-# time grid (DDIM's trailing grid on the linear schedule spends its steps differently from
-# the uniform flow grid); your run says which won here. Heun's second evaluation per step
-# pays off where the curvature is large, which the NFE axis lets you read directly.
+# are straight *per training pair*; the learned flow averages many pairs and curves. At
+# $t = 1$ it averages over the whole class, so one step collapses (if the lines above say
+# so); later evaluations see an $x_t$ that carries information about $x_0$, and the samples
+# spread out again as the steps increase (read the recall and spread columns). Whether the
+# velocity model reaches a given quality with fewer evaluations than DDIM on the
+# $\varepsilon$-model depends on the training budget and the time grid (DDIM's trailing grid
+# on the linear schedule spends its steps differently from the uniform flow grid); your run
+# says which won here. Heun's second evaluation per step pays off where the curvature is
+# large, which the NFE axis lets you read directly. Compare every Fréchet distance with the
+# floor at the samples' resolution, not with the 28×28 one.
 #
 # %% [markdown]
 # ### Written questions
@@ -734,20 +802,22 @@ for name in samplers:
 # edit). Your instructor grades them; after grading, your feedback shows a model answer.
 #
 # **W1 (2 points).** Each training pair's path x_t = (1 - t) x_0 + t ε is a straight line, yet
-# one Euler step of the learned flow gives blurred samples. Why are the learned ODE paths
-# curved?
+# one Euler step of the learned flow sends every noise to one and the same image (per class,
+# with guidance). Why are the learned ODE paths curved, and why that image?
 
 # %% [written id=written_curved points=2]
 # **Model answer.** The network cannot know which pair a point x_t came from: many lines
 # (different x_0, ε) pass near the same x_t, and the loss is minimised by the average of their
 # velocities, E[ε - x_0 | x_t]. Averaged over crossing lines, the velocity field changes along
-# a trajectory, so the ODE paths bend; at t = 1 the velocity points to the mean of the data
-# compatible with the noise, so one step lands on a blurred average. Reflow reduces the
-# crossings by pairing noise with the model's own samples.
+# a trajectory, so the ODE paths bend. At t = 1, x_1 = ε is independent of x_0, so
+# v(x_1, 1) = x_1 - E[x_0] and one Euler step lands every noise on E[x_0] (with guidance on
+# E[x_0] + s(E[x_0 | y] - E[x_0]) for class y): a collapse, seen as recall, coverage and
+# spread near 0 while accuracy can stay high. Reflow reduces the crossings by pairing noise
+# with the model's own samples.
 #
 # **Rubric.** 1 point: the learned velocity is the conditional expectation over crossing
-# pairs. 1 point: this average varies along the path (curvature), so one step gives the mean
-# (blur).
+# pairs, which varies along the path (curvature). 1 point: at t = 1 it is x_1 - E[x_0], so one
+# step gives the same mean image for every noise (a collapse, not a blur).
 
 # %% [markdown]
 # **W2 (2 points).** What does reflow change in the training data, what does it buy, and what

@@ -187,9 +187,10 @@ def guided_velocity(model, x_t, t, y, scale, null_label):
 
 def straightness(velocity, x1, timesteps):
     """How straight the learned flow is (Liu et al. 2023): along the Euler path from x1,
-    with v_i = v(x_i, t_i) and x0 its end point,
-        S = sum_i (t_i - t_{i+1}) mean_b ||(x1 - x0)_b - v_i,b||^2 / (t_0 - t_n),
-    the squared norm summed over all but the batch dimension. S = 0 for straight paths.
+    with v_i = v(x_i, t_i), x0 its end point and D = t_0 - t_n the time span,
+        S = sum_i (t_i - t_{i+1}) mean_b ||(x1 - x0)_b / D - v_i,b||^2 / D,
+    the squared norm summed over all but the batch dimension. (x1 - x0) / D is the constant
+    velocity of the straight path from x1 to x0, so S = 0 for straight paths on any grid.
 
     Args:
         velocity, x1, timesteps: as euler_sample (n evaluations).
@@ -205,8 +206,9 @@ def straightness(velocity, x1, timesteps):
         vs.append(v)
         hs.append(t - t_next)
         x = x + (t_next - t) * v
-    d = x1 - x
-    S = sum(h * ((d - v) ** 2).flatten(1).sum(1).mean() for h, v in zip(hs, vs)) / sum(hs)
+    span = sum(hs)  # D = t_0 - t_n
+    d = (x1 - x) / span  # the velocity of the straight path from x1 to x0
+    S = sum(h * ((d - v) ** 2).flatten(1).sum(1).mean() for h, v in zip(hs, vs)) / span
     return S, x
 
 

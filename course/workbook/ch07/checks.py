@@ -71,7 +71,9 @@ DIAGNOSES: dict[str, str] = {
                            "the timesteps need not be evenly spaced",
     "straight_norm": "the squared norm is summed over the data dimensions and averaged over the batch",
     "straight_end": "compare with the straight displacement x1 - x0, x0 the end of the Euler path",
-    "straight_total": "divide by the total time t_0 - t_n: the timesteps need not run from 1 to 0",
+    "straight_total": "divide the weighted sum by the time span t_0 - t_n: the timesteps need not run from 1 to 0",
+    "straight_span": "divide the displacement x1 - x0 by the time span t_0 - t_n: (x1 - x0) / (t_0 - t_n) is the "
+                     "velocity of a straight path, so S is 0 for one straight step on any grid",
     "inputs_in_place": "an input was changed in place (an operation ending in _, such as x.mul_(...), or +=): "
                        "compute a new tensor and leave every input unchanged",
     "bridge_dtype": "the result keeps x_t's dtype: cast t to x_t.dtype before combining (t may come in another "
@@ -422,7 +424,8 @@ def check_straightness(straightness) -> None:
     cases = ((0.0, 0.7, [1.0, 0.5, 0.0], 0.0, x1 - 0.7, None),
              (-1.0, 0.0, [1.0, 0.5, 0.0], 0.0625 * m, 2.25 * x1, 0.0625 * m / 2),
              (-1.0, 0.0, [1.0, 0.8, 0.0], 0.0064 * m, 2.16 * x1, 0.0136 * m),
-             (-1.0, 0.0, [0.8, 0.4], 0.36 * m, 1.4 * x1, None))  # S is divided by t_0 - t_n = 0.4
+             (-1.0, 0.0, [0.8, 0.4], 0.0, 1.4 * x1, None),  # one Euler step is a straight path, on any grid
+             (-1.0, 0.0, [0.8, 0.6, 0.4], 0.01 * m, 1.44 * x1, None))  # displacement and sum divided by 0.4
     for a, b, ts, s_want, x0_want, s_mean in cases:
         inputs = f"velocity v(x, t) = {a:g} x + {b:g}, x1 = [[1, -2], [.5, 4], [3, 0]], timesteps = {ts}"
         f = _Field(a, 0.0)
@@ -437,7 +440,9 @@ def check_straightness(straightness) -> None:
         c.tensor("S", S, shape=(), dtype=_F64, inputs=inputs)
         wrong = {DIAGNOSES["straight_norm"]: s_mean} if s_mean is not None and ts[1] == 0.5 else \
             {DIAGNOSES["straight_unweighted"]: s_mean} if s_mean is not None else \
-            {DIAGNOSES["straight_total"]: s_want * (ts[0] - ts[-1])} if ts[0] - ts[-1] != 1 else {}
+            {DIAGNOSES["straight_total"]: s_want * (ts[0] - ts[-1]),
+             DIAGNOSES["straight_span"]: 0.4456 * m} if len(ts) == 3 and ts[0] - ts[-1] != 1 else \
+            {DIAGNOSES["straight_span"]: 0.36 * m} if ts[0] - ts[-1] != 1 else {}
         c.close("S", S, s_want, **tolerance(_F64, 16, 4), inputs=inputs, mistakes=wrong,
                 hint=DIAGNOSES["straight_end"])
         c.true(len(f.calls) == len(ts) - 1, f"straightness should evaluate the velocity n = {len(ts) - 1} times",

@@ -136,8 +136,8 @@ def guided_velocity(model, x_t, t, y, scale, null_label):
 @stand_in
 def straightness(velocity, x1, timesteps):
     """The stand-in `euler_sample` (diffusers' `FlowMatchEulerDiscreteScheduler`), with every velocity
-    it asks for kept; then, in torch, S = sum_i h_i mean_b ||(x1 - x0)_b - v_i,b||^2 / sum_i h_i,
-    h_i = t_i - t_{i+1}."""
+    it asks for kept; then, in torch, S = sum_i h_i mean_b ||(x1 - x0)_b / D - v_i,b||^2 / D,
+    h_i = t_i - t_{i+1}, D = sum_i h_i = t_0 - t_n."""
     vs = []
 
     def keeping(x, t):
@@ -147,5 +147,5 @@ def straightness(velocity, x1, timesteps):
     x0 = euler_sample(keeping, x1, timesteps)
     times = _times(timesteps)
     h = torch.tensor([a - b for a, b in zip(times, times[1:])], dtype=x1.dtype, device=x1.device)
-    gaps = torch.stack([((x1 - x0) - v).pow(2).flatten(1).sum(1).mean() for v in vs])
+    gaps = torch.stack([((x1 - x0) / h.sum() - v).pow(2).flatten(1).sum(1).mean() for v in vs])
     return (h * gaps).sum() / h.sum(), x0
