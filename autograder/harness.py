@@ -194,6 +194,8 @@ with torch.random.fork_rng():
     model = StepVAE(D, k, h).to(dtype)
     with torch.no_grad():
         model.mu_head.bias += shift  # shift > 0: gradients too large for a clipping bound to leave alone
+        # logit_shift > 0: decoder logits near +-logit_shift, where a loss through sigmoid saturates
+        model.decoder[-1].bias += logit_shift * torch.sign(torch.randn_like(model.decoder[-1].bias))
     for p in model.parameters():
         p.grad = torch.randn_like(p)
 result = (model, RecordingSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay))
@@ -296,7 +298,15 @@ class Recorder(nn.Module):
         self.calls.append((x_t.detach().clone(), t.detach().clone(), None if y is None else y.detach().clone()))
         return self.a * x_t + self.b * torch.tanh(t.to(x_t.dtype) / 7).view(-1, *([1] * (x_t.dim() - 1)))
 
-result = Recorder(a, b, dtype)
+
+class Unconditional(Recorder):  # the contract's model(x_t, t): no labels, not even None
+    def forward(self, x_t, t, *y, **named):
+        if y or named:
+            from workbook.ch05 import DIAGNOSES
+            raise TypeError(DIAGNOSES["labels_when_none"])
+        return super().forward(x_t, t)
+
+result = (Recorder if labelled else Unconditional)(a, b, dtype)
 """,
     '05_diffusion.unet_stand_ins': """
 from diffusers.models.embeddings import get_timestep_embedding
@@ -570,9 +580,9 @@ class Recorder(nn.Module):
         self.b = b
         self.calls = []
 
-    def forward(self, x_t, t, y=None):
-        keep = lambda v: v.detach().clone(memory_format=torch.contiguous_format)
-        self.calls.append((keep(x_t), keep(t), [] if y is None else [keep(y)]))
+    def forward(self, x_t, t, *rest, **named):  # every extra argument is recorded, None included
+        keep = lambda v: v.detach().clone(memory_format=torch.contiguous_format) if torch.is_tensor(v) else v
+        self.calls.append((keep(x_t), keep(t), [keep(v) for v in (*rest, *named.values())]))
         return self.a * x_t + self.b * torch.tanh(3 * t.to(x_t.dtype)).view(-1, *([1] * (x_t.dim() - 1)))
 
 result = Recorder(a, b, dtype)

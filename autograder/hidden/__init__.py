@@ -67,6 +67,29 @@ def draw_seed(g: torch.Generator) -> int:
     return draw_int(g, 0, 2**31 - 1)
 
 
+# ----------------------------------------------------------------------------- input families
+
+# A chapter's hidden.py declares, per exercise, the families of inputs its contract allows
+# (`FAMILIES = {"vae_step": ("float32", ...)}`) and calls `family(exercise, name)` where it
+# exercises one. The secret draws values inside a family, never whether a family appears:
+# tests/test_families.py runs the reference under two secrets and asserts every declared
+# family was exercised under both.
+_EXERCISED: set[tuple[str, str]] = set()
+
+
+def family(exercise: str, name: str) -> None:
+    """Record that a hidden check exercises the input family `name` of `exercise`."""
+    _EXERCISED.add((exercise, name))
+
+
+def exercised(clear: bool = False) -> set[tuple[str, str]]:
+    """The (exercise, family) pairs recorded so far in this process (then forgotten, with clear)."""
+    out = set(_EXERCISED)
+    if clear:
+        _EXERCISED.clear()
+    return out
+
+
 # ----------------------------------------------------------------------------- answers and kernels
 
 def grade_choice(name: str, answer, want, explain: str | None = None) -> None:

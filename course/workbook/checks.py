@@ -23,6 +23,36 @@ class CheckFailed(AssertionError):
     """A failed check; its message is written for the learner."""
 
 
+# What a library's error message means in the exercises' terms: (a fragment of the message,
+# the likely mistake). Matched in this order; an unknown message gets no guess.
+LIBRARY_ERRORS: tuple[tuple[str, str], ...] = (
+    ("Timesteps should be a 1d-array",
+     "t must stay a 1-D tensor of shape (B,), also for a batch of one: t.squeeze() turns a batch of one "
+     "into a 0-d tensor (use t.reshape(-1), or leave t as it is)"),
+    ("Expected all tensors to be on the same device",
+     "tensors on different devices: make every new tensor on the input's device (device=x.device)"),
+    ("mat1 and mat2 shapes cannot be multiplied",
+     "a Linear layer got inputs of another width than its in_features: check the layer sizes against the "
+     "input's last dimension (and flatten images first where the contract says so)"),
+    ("mat1 and mat2 must have the same dtype",
+     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+    ("expected m1 and m2 to have the same dtype",
+     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+    ("Input type (double) and bias type (float)",
+     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+    ("Sizes of tensors must match except in dimension",
+     "torch.cat got tensors whose other dimensions differ: bring them to one shape first (view, expand, "
+     "broadcast t to (B, 1, ...))"),
+    ("must match the size of tensor",
+     "two tensors do not broadcast: reshape per-example values to (B, 1, ..., 1) with as many dimensions as x"),
+)
+
+
+def library_error_hint(message: str) -> str | None:
+    """The likely mistake behind a library's error message, or None when it is not one we know."""
+    return next((hint for fragment, hint in LIBRARY_ERRORS if fragment in message), None)
+
+
 def describe(x: Any, limit: int = 6) -> str:
     """A short, readable description of a value."""
     if isinstance(x, torch.Tensor):
@@ -167,7 +197,8 @@ class Checks:
             self.fail(problem, inputs=inputs, hint=hint, expected=expected, got=got)
 
     def call(self, fn, /, *args, inputs: str = "", **kwargs):
-        """Call the learner's function, turning an exception into a readable failure."""
+        """Call the learner's function, turning an exception into a readable failure (with
+        the likely mistake when a library's message is one that `library_error_hint` knows)."""
         try:
             return fn(*args, **kwargs)
         except NotImplementedError:
@@ -177,7 +208,7 @@ class Checks:
             raise
         except Exception as e:  # the learner's code raised: say where and what
             self.fail(f"calling {getattr(fn, '__name__', 'the function')} raised "
-                      f"{type(e).__name__}: {e}", inputs=inputs)
+                      f"{type(e).__name__}: {e}", inputs=inputs, hint=library_error_hint(str(e)))
 
     def tensor(self, what: str, got: Any, *, shape: Sequence[int | None] | None = None,
                dtype: torch.dtype | None = None, finite: bool = True, inputs: str = "") -> None:

@@ -138,6 +138,10 @@ MISTAKES = [
             "mu, logvar = model.encode(x)\n    logits = model.decode(mu)", D["step_mu"]),
     Mistake("vae_step_checks", "vae_step", "    return loss.item()",
             "    return negative_elbo(x, *model(x, generator=generator), beta=beta).item()", D["step_loss_after"]),
+    # the loss through sigmoid: equal on small logits, wrong (saturated) near +-30 in float32
+    Mistake("vae_step_checks", "vae_step", "loss = negative_elbo(x, logits, mu, logvar, beta=beta)",
+            "loss = (F.binary_cross_entropy(torch.sigmoid(logits), x, reduction=\"none\").flatten(1).sum(1)\n"
+            "            + beta * 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(1)).mean()", D["step_sigmoid"]),
     # plain SGD written by hand: right for SGD(lr) alone, not for the optimizer handed in
     Mistake("vae_step_checks", "vae_step", "    optimizer.step()\n",
             "    with torch.no_grad():\n        for p in model.parameters():\n"

@@ -18,7 +18,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.models.resnet import ResnetBlock2D
 
-from autograder.hidden import COPY_WEIGHTS, draw_int, generators, grade_choice, here, hidden_seed, in_kernel
+from autograder.hidden import COPY_WEIGHTS, draw_int, family, generators, grade_choice, here, hidden_seed, in_kernel
 from autograder.mutants import known_mistakes
 from autograder.remote import run, twin
 from . import solutions as ref
@@ -133,6 +133,12 @@ LOSS = '05_diffusion.loss'
 BACKWARD = '05_diffusion.backward'
 
 
+FAMILIES = {
+    "diffusion_loss": ("an unconditional model, forward(x_t, t) only", "a class-conditional model given labels",
+                       "float64 x0 of rank 3", "float32 image-shaped x0 (B, C, H, W)"),
+}
+
+
 def diffusion_loss(fn) -> None:
     c = Checks("diffusion_loss (hidden)")
     g = _gen("diffusion_loss")
@@ -144,9 +150,13 @@ def diffusion_loss(fn) -> None:
     for dtype, shape, labels in ((torch.float64, (512, 2, 3), None), (torch.float32, (384, 3, 2, 4), y)):
         x0 = torch.randn(*shape, generator=g, dtype=dtype).sign()
         B = shape[0]
+        kinds = FAMILIES["diffusion_loss"]
+        family("diffusion_loss", kinds[0] if labels is None else kinds[1])
+        family("diffusion_loss", kinds[2] if dtype == torch.float64 and len(shape) == 3 else
+               kinds[3] if dtype == torch.float32 and len(shape) == 4 else "?")
         inputs = f"x0 {shape} of +-1 ({dtype}), T = {T} random alpha_bars, a stand-in model " \
                  f"eps_hat = {a:.3f} x_t + {b:.3f} tanh(t / 7)" + (", random labels y" if labels is not None else "")
-        _, model = twin(RECORDER, a=a, b=b, dtype=dtype)
+        _, model = twin(RECORDER, a=a, b=b, dtype=dtype, labelled=labels is not None)
 
         def learner(seed):
             out = c.call(in_kernel("diffusion_loss", LOSS, fn=fn, model=model, x0=x0, alpha_bars=ab, y=labels,
@@ -183,7 +193,7 @@ def diffusion_loss(fn) -> None:
         eps_hat = a * x_t.double() + b * torch.tanh(t.double() / 7).view(-1, *([1] * (len(shape) - 1)))
 
         def mutant_value(f):  # a mutant's value on the same draws
-            rec = here(RECORDER, a=a, b=b, dtype=dtype)
+            rec = here(RECORDER, a=a, b=b, dtype=dtype, labelled=labels is not None)
             return f(rec, x0, ab, labels, torch.Generator().manual_seed(seeds[0]))
 
         c.close("loss", loss, ((eps_hat - eps) ** 2).mean(), inputs=inputs, **tolerance(dtype, scale=4.0, ops=8),

@@ -171,6 +171,8 @@ MISTAKES += [
             "t = torch.randint(0, T, (B,), device=x0.device)", D["global_rng"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
             "eps_hat = model(x_t, t)", D["labels_not_passed"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
+            "eps_hat = model(x_t, t, y)", D["labels_when_none"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "return F.mse_loss(eps_hat, eps)",
             "return ((eps_hat - eps) ** 2).flatten(1).sum(1).mean()", D["per_example_sum"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t]",
@@ -393,14 +395,17 @@ def q_sample(x0, t, eps, alpha_bars):
     ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t].reshape(len(t), *([1] * (x0.ndim - 1)))
     return torch.addcmul(ab.sqrt() * x0, (1 - ab).sqrt(), eps)
 '''),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
+            "eps_hat = model(x_t, t, y=y)", D["labels_when_none"]),
     Alternative("diffusion_loss_checks", "diffusion_loss", '''
 def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
-    """Labels always passed by keyword (y=None without labels)."""
+    """Labels passed by keyword when there are labels."""
     B, T = x0.shape[0], len(alpha_bars)
     t = torch.randint(0, T, (B,), generator=generator, device=x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     ab = alpha_bars.to(x0)[t].view(B, *([1] * (x0.dim() - 1)))
-    return F.mse_loss(model(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t, y=y), eps)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    return F.mse_loss(model(x_t, t) if y is None else model(x_t, t, y=y), eps)
 '''),
     Alternative("ddpm_step_checks", "ddpm_step", '''
 def ddpm_step(eps_hat, t, x_t, alpha_bars, noise):

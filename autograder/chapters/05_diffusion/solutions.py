@@ -84,7 +84,8 @@ def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
         x0: (B, ...) clean data.
         alpha_bars: (T,) tensor.
         y: optional (B,) int64 class labels, passed on to the model (as its third argument or
-            as y=...); without labels (y None) the model gets no labels, or y=None.
+            as y=...); without labels (y None) the model is called as model(x_t, t), with
+            nothing for y (an unconditional model need not take one).
         generator: optional torch.Generator on x0's device; every draw comes from it (the
             global random generator is left alone when one is given).
 

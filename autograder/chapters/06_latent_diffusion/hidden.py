@@ -20,13 +20,20 @@ import math
 import torch
 from torch import nn
 
-from autograder.hidden import draw_int, draw_size, generators, grade_choice, hidden_seed, in_kernel, load_reference_weights
+from autograder.hidden import (draw_int, draw_size, family, generators, grade_choice, hidden_seed, in_kernel,
+                               load_reference_weights)
 from autograder.mutants import known_mistakes
 from autograder.remote import RemoteError, run, twin
 from . import solutions as ref
 from workbook.ch06.checks import _diffusers_attention, copy_attention_weights, mask_bias
 from workbook import ch06
-from workbook.checks import Checks, tolerance
+from workbook.checks import Checks, describe, tolerance
+
+FAMILIES = {
+    "TextUNet": ("a batch of B >= 2 with a padding mask", "a batch of one without a mask"),
+    "img2img": ("strength * steps a fraction above one half", "strength * steps a fraction below one half",
+                "strength 1", "strength 0"),
+}
 
 CH = "06_latent_diffusion"
 _gen = generators(CH)
@@ -136,9 +143,11 @@ def autoencoder(KLAutoencoder, autoencoder_loss, latent_scale_factor) -> None:
     c.true(isinstance(got, tuple) and len(got) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
     want = ref.autoencoder_loss(x, x_hat, mean, logvar, w)
     losses = lambda f: torch.stack(list(f(x, x_hat, mean, logvar, w)))
-    parts = [c.call(torch.as_tensor, v, dtype=_F64, inputs=inputs) for v in got]
-    for part, name in zip(parts, ("loss", "rec", "kl")):
+    for part, name in zip(got, ("loss", "rec", "kl")):
+        c.true(isinstance(part, torch.Tensor) and part.dim() == 0, f"{name} must be a scalar tensor", inputs=inputs,
+               got=f"{type(part).__name__}: {describe(part)}", hint=ch06.DIAGNOSES["loss_parts_tensors"])
         c.tensor(name, part, shape=(), inputs=inputs)
+    parts = [part.to(_F64) for part in got]
     c.close("(loss, rec, kl)", torch.stack(parts), torch.stack(list(want)),
             atol=1e-9, inputs=inputs, mistakes=known_mistakes(CH, "autoencoder_loss", losses))
     # a mean clearly away from 0 (|mean| >= 1, spread <= 2.5), so that the RMS and the std differ
@@ -313,7 +322,7 @@ def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
     mults = (1,) + tuple(draw_size(g, 1, 3) for _ in range(L - 1))  # mults[0] = 1, as stated
     base = math.lcm(heads, groups)  # every c_i divisible by heads and groups
     ch = base * draw_size(g, max(1, -(-4 // base)), max(1, 16 // base))  # ch in [4, 16] or base
-    in_channels, context_dim, N, B = draw_size(g, 1, 4), draw_size(g, 2, 8), draw_size(g, 3, 8), draw_size(g, 1, 3)
+    in_channels, context_dim, N, B = draw_size(g, 1, 4), draw_size(g, 2, 8), draw_size(g, 3, 8), draw_size(g, 2, 3)
     # at the deepest level at least 2 x 1 pixels: GroupNorm never sees a single value per group
     H, W = 2 ** (L - 1) * draw_size(g, 2, 3), 2 ** (L - 1) * draw_size(g, 1, 3)
     kw = dict(in_channels=in_channels, ch=ch, mults=mults, context_dim=context_dim, heads=heads, groups=groups)
@@ -334,13 +343,15 @@ def _text_unet(c: Checks, g: torch.Generator, TextUNet, L: int, k: int) -> None:
     t = torch.randint(0, 1000, (B,), generator=g)
     context = torch.randn(B, N, context_dim, generator=g)
     mask = _padded_mask(g, B, N)
-    for m in (mask, None):
-        what = f"{inputs}, z ({B}, {in_channels}, {H}, {W}), t = {t.tolist()}, context ({B}, {N}, {context_dim}), " + \
+    # a batch of B with a mask, then a batch of one without: both families, under every secret
+    for zb, tb, cb, m in ((z, t, context, mask), (z[:1], t[:1], context[:1], None)):
+        what = f"{inputs}, z {tuple(zb.shape)}, t = {tb.tolist()}, context {tuple(cb.shape)}, " + \
                ("mask None" if m is None else f"mask lengths {m.sum(1).tolist()}")
-        got = c.call(mine, z, t, context, m, inputs=what)
-        c.tensor("eps_hat", got, shape=tuple(z.shape), dtype=torch.float32, inputs=what)
+        family("TextUNet", FAMILIES["TextUNet"][0 if len(zb) > 1 and m is not None else 1])
+        got = c.call(mine, zb, tb, cb, m, inputs=what)
+        c.tensor("eps_hat", got, shape=tuple(zb.shape), dtype=torch.float32, inputs=what)
         with torch.no_grad():
-            want = ref64(z.double(), t, context.double(), m)
+            want = ref64(zb.double(), tb, cb.double(), m)
         if m is mask:
             want_masked = want  # compared with model.double() below
 
@@ -523,7 +534,10 @@ def img2img(fn) -> None:
     B, ch, hw, D, L = draw_int(g, 2, 5), draw_int(g, 1, 5), draw_int(g, 2, 5), draw_int(g, 2, 6), 6
     steps, scale, sf = draw_int(g, 3, 12), 1 + 6 * float(torch.rand(1, generator=g)), 0.1 + float(torch.rand(1, generator=g))
     keep = draw_int(g, 1, steps - 1)  # 0 < keep < steps: a partial run
-    strength = (keep + 0.1 + 0.8 * float(torch.rand(1, generator=g))) / steps
+    # strength * steps = keep + a fraction: above one half for DDIM (round() and ceil() keep a
+    # step too many), below it for Euler (ceil() does): int() is the rule, under every secret
+    above, below = 0.55 + 0.35 * float(torch.rand(1, generator=g)), 0.1 + 0.35 * float(torch.rand(1, generator=g))
+    partial = {"ddim": (keep + above) / steps, "euler": (keep + below) / steps}
     table = torch.randn(64, D, generator=g)
     a = torch.randn(ch, ch, generator=g) / ch
     b = torch.randn(D, ch, generator=g) / D
@@ -536,7 +550,9 @@ def img2img(fn) -> None:
     names = {"ddim": "diffusers' DDIMScheduler", "euler": "diffusers' EulerDiscreteScheduler (init_noise_sigma "
                                                          "far from 1, scale_model_input not the identity)"}
     # a partial run with each scheduler, then strength 1 (generate's start) with Euler and strength 0 with DDIM
-    for kind, s in (("ddim", strength), ("euler", strength), ("euler", 1.0), ("ddim", 0.0)):
+    for kind, s in (("ddim", partial["ddim"]), ("euler", partial["euler"]), ("euler", 1.0), ("ddim", 0.0)):
+        fraction = s * steps - int(s * steps)
+        family("img2img", FAMILIES["img2img"][2 if s == 1.0 else 3 if s == 0.0 else 0 if fraction > 0.5 else 1])
         seed = hidden_seed(f"{CH}/img2img/draw-{kind}-{s:g}")
         inputs = f"image_latents ({B}, {ch}, {hw}, {hw}), {B} prompts, {names[kind]}, {steps} steps, " \
                  f"strength = {s:.4f}, guidance_scale = {scale:.3f}, scale_factor = {sf:.3f}, a random stand-in U-Net"

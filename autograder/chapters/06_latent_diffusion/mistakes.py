@@ -2,6 +2,7 @@
 chapter's own text (`workbook.ch06.DIAGNOSES`), shared with the visible and hidden checks."""
 from autograder.mutants import Alternative, Mistake
 from workbook import ch06
+from workbook.checks import library_error_hint
 
 D = ch06.DIAGNOSES
 # A softmax over the wrong axis meets the -inf of the mask first: the check that fails reports
@@ -37,6 +38,8 @@ MISTAKES = [
             "the sign of log-variance in the KL is wrong", diagnosed=False),
     Mistake("autoencoder_checks", "autoencoder_loss", "rec = F.mse_loss(x_hat, x)",
             "rec = F.mse_loss(x_hat, x, reduction=\"sum\")", D["rec_sum"]),
+    Mistake("autoencoder_checks", "autoencoder_loss", "return rec + kl_weight * kl, rec, kl",
+            "return rec + kl_weight * kl, rec.item(), kl.item()", D["loss_parts_tensors"]),
     Mistake("autoencoder_checks", "autoencoder_loss", "return rec + kl_weight * kl, rec, kl",
             "return rec + kl, rec, kl", D["loss_formula"]),
     Mistake("autoencoder_checks", "latent_scale_factor", "return 1.0 / Z.float().std().item()",
@@ -396,6 +399,11 @@ MISTAKES += [
     Mistake("img2img_checks", "img2img", _ADD, "latents = noise * scheduler.init_noise_sigma", D["i2i_add_noise"]),
     Mistake("img2img_checks", "img2img", _ADD, _ADD + " * scheduler.init_noise_sigma", D["i2i_sigma_twice"]),
     Mistake("img2img_checks", "img2img", "if keep == num_steps:", "if keep > num_steps:", D["i2i_full_strength"]),
+    # the rounding rule's boundaries: int(), not round() or ceil()
+    Mistake("img2img_checks", "img2img", "keep = min(int(num_steps * strength), num_steps)",
+            "keep = min(round(num_steps * strength), num_steps)", D["i2i_kept_steps"]),
+    Mistake("img2img_checks", "img2img", "keep = min(int(num_steps * strength), num_steps)",
+            "keep = min(math.ceil(num_steps * strength), num_steps)", D["i2i_kept_steps"]),
     Mistake("img2img_checks", "img2img", "latents = noise * scheduler.init_noise_sigma\n", "latents = noise\n",
             D["no_init_noise_sigma"]),
     Mistake("img2img_checks", "img2img", "torch.randn(image_latents.shape, generator=generator).to(",
@@ -442,6 +450,10 @@ _DOWN_LAST = """            if i < len(chans) - 1:
                 self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
 """
 MISTAKES += [
+    # a batch of one: t.squeeze() leaves a 0-d t, which diffusers' time projection refuses
+    Mistake("text_unet_checks", "TextUNet", "emb = self.time_embedding(self.time_proj(t).to(z.dtype))",
+            "emb = self.time_embedding(self.time_proj(t.squeeze()).to(z.dtype))",
+            library_error_hint("Timesteps should be a 1d-array")),
     Mistake("text_unet_checks", "TextUNet", "torch.cat([h, skips.pop()], dim=1)", "torch.cat([skips.pop(), h], dim=1)",
             D["unet_skip_order"]),
     Mistake("text_unet_checks", "TextUNet",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 
-from autograder.hidden import draw_int, generators, grade_choice, here, in_kernel
+from autograder.hidden import draw_int, family, generators, grade_choice, here, in_kernel
 from autograder.mutants import known_mistakes
 from autograder.remote import run, twin
 from . import solutions as ref
@@ -67,14 +67,26 @@ def _pair(c: Checks, out, what: str, inputs: str):
 
 # ----------------------------------------------------------------------------- 1 the path
 
+FAMILIES = {
+    "flow_path": ("float32 images (B, C, H, W)", "float64 points (B, D)", "a batch of one"),
+    "flow_matching_loss": ("an unconditional model, forward(x_t, t) only", "a class-conditional model given labels"),
+    "euler_sample": ("float32 x1, float32 timesteps", "float32 x1, float64 timesteps (as uniform_timesteps)",
+                     "float64 x1, uneven float64 timesteps"),
+    "heun_sample": ("float32 x1, float32 timesteps", "float32 x1, float64 timesteps (as uniform_timesteps)",
+                    "float64 x1, uneven float64 timesteps"),
+}
+
+
 def path(flow_path, velocity_target) -> None:
     c = Checks("path (hidden)")
     g = _gen("path")
     lib = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=_uniform(g, 1.0, 3.0))
     lib.set_timesteps(draw_int(g, 5, 30))
-    for dtype in (F32, F64):
-        B = draw_int(g, 2, 6) if dtype == F32 else draw_int(g, 1, 6)  # images: several times, one per example
-        shape = _shape(g, B, images=True if dtype == F32 else None)
+    # images (several times, one per example) in float32; points (B, D) in float64, then a batch of one
+    for dtype, one in ((F32, False), (F64, False), (F64, True)):
+        B = 1 if one else draw_int(g, 2, 6)
+        shape = _shape(g, B, images=dtype == F32)
+        family("flow_path", FAMILIES["flow_path"][2 if one else 0 if dtype == F32 else 1])
         x0 = torch.randn(shape, generator=g, dtype=dtype) * 2
         eps = torch.randn(shape, generator=g, dtype=dtype)
         idx = torch.randint(0, len(lib.timesteps), (B,), generator=g)
@@ -132,6 +144,7 @@ def flow_matching_loss(fn) -> None:
                   f"y {'random labels' if labels else 'None'}, a stand-in model v_hat = {a:.3f} x_t + "
                   f"{b:.3f} tanh(3 t)")
         _, model = twin(RECORDER, a=a, b=b, dtype=dtype)
+        family("flow_matching_loss", FAMILIES["flow_matching_loss"][1 if labels else 0])
         res = c.call(in_kernel("flow_matching_loss", LOSS, fn=fn, model=model, x0=x0.clone(),
                                 eps=None if eps is None else eps.clone(), y=None if y is None else y.clone(),
                                 generator=gen, logit_normal=logit), inputs=inputs)
@@ -160,7 +173,7 @@ def flow_matching_loss(fn) -> None:
                    inputs=inputs, got=f"{len(rest)} extra arguments")
         else:
             c.true(len(rest) == 0, "with y = None the model is called as model(x_t, t)", inputs=inputs,
-                   got=f"{len(rest)} extra arguments")
+                   got=f"{len(rest)} extra argument(s): {rest}", hint=DIAGNOSES["labels_when_none"])
         v_hat = a * x_t.double() + b * torch.tanh(3 * tb)
         want = ((v_hat - (e - x0.double())) ** 2).mean()
 
@@ -206,6 +219,8 @@ def _check_calls(c: Checks, field, times: torch.Tensor, want_n: int, B: int, dty
     starts = times[:-1].double()
     want = torch.stack([starts, torch.cat([times[1:-1].double(), starts[-1:]])], 1).flatten()[:-1] if heun else starts
     for k, (t, w) in enumerate(zip(calls, want.tolist())):
+        c.true(not isinstance(t, torch.Tensor) or t.dtype == dtype, f"t of velocity call {k} must have x's dtype",
+               inputs=inputs, expected=str(dtype), got=str(getattr(t, "dtype", "")), hint=DIAGNOSES["keep_dtype"])
         c.tensor(f"t of velocity call {k}", t, shape=(B,), dtype=dtype, inputs=inputs)
         c.close(f"t of velocity call {k}", t, torch.full((B,), w, dtype=F64), **tolerance(dtype), inputs=inputs,
                 hint=DIAGNOSES["euler_time"])
@@ -225,21 +240,28 @@ def samplers(euler_sample, heun_sample) -> None:
         lib = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
         lib.set_timesteps(n)
         times = lib.sigmas.clone()
+        if shift == 1.0:  # float64 timesteps with float32 x1, as the notebook's uniform_timesteps gives them
+            times = times.double()
+            inputs = inputs.replace("steps of", "float64 steps of")
+        family("euler_sample", FAMILIES["euler_sample"][1 if times.dtype == F64 else 0])
         want = _lib_sample(lib, here, x1.clone())
         out = c.call(euler_sample, there, x1.clone(), times.clone(), inputs=inputs)
+        _check_calls(c, there, times, n, B, F32, inputs, "euler_sample")  # first: t's dtype names the mistake
         c.tensor("euler_sample", out, shape=shape, dtype=F32, inputs=inputs)
-        _check_calls(c, there, times, n, B, F32, inputs, "euler_sample")
         c.close("euler_sample (vs diffusers' FlowMatchEulerDiscreteScheduler)", out, want,
                 **tolerance(F32, _scale(x1, want), 8 * n), inputs=inputs,
                 mistakes=known_mistakes(CH, "euler_sample", lambda f: f(here, x1.clone(), times.clone())))
         lib = FlowMatchHeunDiscreteScheduler(num_train_timesteps=1000, shift=shift)
         lib.set_timesteps(n)
         times = torch.cat([lib.sigmas[:1], lib.sigmas[1:-1:2], lib.sigmas[-1:]])
+        if shift == 1.0:  # float64 timesteps with float32 x1, as for euler_sample
+            times = times.double()
+        family("heun_sample", FAMILIES["heun_sample"][1 if times.dtype == F64 else 0])
         want = _lib_sample(lib, here, x1.clone())
         inputs = inputs.replace("diffusers'", "diffusers' Heun")
         out = c.call(heun_sample, there, x1.clone(), times.clone(), inputs=inputs)
-        c.tensor("heun_sample", out, shape=shape, dtype=F32, inputs=inputs)
         _check_calls(c, there, times, 2 * n - 1, B, F32, inputs, "heun_sample", heun=True)
+        c.tensor("heun_sample", out, shape=shape, dtype=F32, inputs=inputs)
         c.close("heun_sample (vs diffusers' FlowMatchHeunDiscreteScheduler)", out, want,
                 **tolerance(F32, _scale(x1, want), 16 * n), inputs=inputs,
                 mistakes=known_mistakes(CH, "heun_sample", lambda f: f(here, x1.clone(), times.clone())))
@@ -252,6 +274,8 @@ def samplers(euler_sample, heun_sample) -> None:
     shape = _shape(g, B)
     x1 = torch.randn(shape, generator=g, dtype=F64)
     inputs = f"x1 {shape} float64, a nonlinear field, uneven timesteps {[round(v, 3) for v in times.tolist()]}"
+    family("euler_sample", FAMILIES["euler_sample"][2])
+    family("heun_sample", FAMILIES["heun_sample"][2])
     for fn, name, r, n_calls in ((euler_sample, "euler_sample", ref.euler_sample, n),
                                  (heun_sample, "heun_sample", ref.heun_sample, 2 * n - 1)):
         out = _keeping(c, name, fn, (there, x1.clone(), times.clone()), ("velocity", "x1", "timesteps"), inputs,

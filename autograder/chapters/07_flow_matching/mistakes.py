@@ -28,6 +28,15 @@ MISTAKES = [
     Mistake("path_checks", "flow_path", _PATH, "return (1 - t) * x0 + t * eps.to(torch.float64)",
             D["keep_dtype"]),
     Mistake("path_checks", "velocity_target", "return eps - x0", "return x0 - eps", D["velocity_sign"]),
+    # a batch of one: squeeze() leaves a 0-d t
+    Mistake("path_checks", "flow_path", "t = t.to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))",
+            "t = t.to(x0.dtype).squeeze()\n    t = t.reshape(t.shape[0], *([1] * (x0.dim() - 1)))",
+            D["t_per_example"], expect=r"raised|wrong shape"),
+    # an image-only reshape: on (B, D) points t broadcasts to (B, 1, B, D)
+    Mistake("path_checks", "flow_path", ".view(-1, *([1] * (x0.dim() - 1)))", ".view(-1, 1, 1, 1)",
+            D["t_per_example"], expect=r"wrong shape|raised"),
+    Mistake("flow_matching_loss_checks", "flow_matching_loss", "v_hat = model(x_t, t) if y is None else model(x_t, t, y)",
+            "v_hat = model(x_t, t, y)", D["labels_when_none"]),
     Mistake("path_checks", "velocity_target", "return eps - x0", "return eps",
             "the noise as the velocity", diagnosed=False),
     # loss
@@ -76,6 +85,15 @@ MISTAKES = [
             "torch.full((x.shape[0],), t, dtype=torch.float64", D["keep_dtype"]),
     Mistake("samplers_checks", "euler_sample", "x = x + (t_next - t) * v", "x += (t_next - t) * v",
             D["in_place"]),
+    Mistake("samplers_checks", "heun_sample",
+            "v1 = velocity(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))",
+            "v1 = velocity(x, timesteps[i].expand(x.shape[0]))", D["keep_dtype"],
+            expect=r"velocity must be given t as a|must have x's dtype|keep"),
+    # the timesteps' own dtype: float64 (uniform_timesteps) with float32 x
+    Mistake("samplers_checks", "euler_sample",
+            "v = velocity(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))",
+            "v = velocity(x, timesteps[i].expand(x.shape[0]))", D["keep_dtype"],
+            expect=r"velocity must be given t as a|must have x's dtype|keep"),
     Mistake("samplers_checks", "heun_sample", _HEUN_AVG, "x += h * (v1 + v2) / 2", D["in_place"]),
     Mistake("samplers_checks", "heun_sample", _HEUN_LAST, "if False:\n            x = x_euler\n        else:\n            v2",
             D["heun_last"]),

@@ -102,6 +102,9 @@ DIAGNOSES: dict[str, str] = {
                       "loss.backward()",
     "step_float": "return the loss as a Python float: loss.item() (a tensor keeps its whole graph alive)",
     "step_loss": "return negative_elbo(x, logits, mu, logvar, beta=beta).item(), computed before optimizer.step()",
+    "step_sigmoid": "compute the loss from the logits (negative_elbo, i.e. binary_cross_entropy_with_logits), "
+                    "not through sigmoid(logits): at large logits float32 rounds the sigmoid to exactly 0 or 1 "
+                    "and that loss is wrong",
     "step_loss_after": "the loss returned was computed after optimizer.step(): return the value of the loss "
                        "you called backward() on",
     "step_beta": "beta was ignored: pass beta=beta to negative_elbo",

@@ -78,6 +78,8 @@ DIAGNOSES: dict[str, str] = {
                        "over all elements (F.mse_loss)",
     "loss_graph": "compute the loss from the model's output with torch operations (no .item() or .detach())",
     "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    "labels_when_none": "without labels (y is None) call model(x_t, t): an unconditional model takes no y, "
+                        "not even None",
     # ddpm_step
     "noise_by_variance": "the noise was scaled by the variance: multiply it by the standard deviation sqrt(variance)",
     "beta_variance": "the variance is beta_t here; the posterior's is beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)",
@@ -283,14 +285,20 @@ def check_q_sample(q_sample) -> None:
 # ----------------------------------------------------------------------------- 3 the loss
 
 class _Recorder(nn.Module):
-    """A stand-in noise predictor: records its inputs, returns 0.5 x_t + w * t / 10."""
+    """A stand-in noise predictor: records its inputs, returns 0.5 x_t + w * t / 10. With
+    labelled=False it is an unconditional model, forward(x_t, t) only, as the contract allows."""
 
-    def __init__(self):
+    def __init__(self, labelled: bool = True):
         super().__init__()
         self.w = nn.Parameter(torch.tensor(0.3, dtype=_F64))
         self.calls = []
+        self.labelled = labelled
 
-    def forward(self, x_t, t, y=None):
+    def forward(self, x_t, t, *y, **named):
+        y = (*y, *named.values())
+        if y and not self.labelled:
+            raise TypeError(DIAGNOSES["labels_when_none"])
+        y = y[0] if y else None
         self.calls.append((x_t.detach().clone(), t.detach().clone(), None if y is None else y.detach().clone()))
         shape = (-1,) + (1,) * (x_t.dim() - 1)
         return 0.5 * x_t + self.w * t.to(x_t.dtype).view(shape) / 10
@@ -303,9 +311,11 @@ def check_diffusion_loss(diffusion_loss) -> None:
     ab = torch.linspace(0.95, 0.05, T, dtype=_F64)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randint(0, 2, (256, 1, 4, 4), generator=g).to(_F64) * 2 - 1  # +-1 pixels
-    model = _Recorder()
     inputs = "x0 (256, 1, 4, 4) of +-1, alpha_bars = linspace(0.95, 0.05, 10), a stand-in model " \
              "eps_hat = 0.5 x_t + 0.03 t"
+    # first an unconditional model: forward(x_t, t) only; then one that also takes labels
+    c.call(diffusion_loss, _Recorder(labelled=False), x0, ab, inputs=inputs + " taking (x_t, t) only")
+    model = _Recorder()
     loss = c.call(diffusion_loss, model, x0, ab, inputs=inputs)
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..checks import Checks, check_choice, substituted, tolerance
+from ..checks import Checks, check_choice, describe, substituted, tolerance
 from ..standin import refuse_stand_in
 
 
@@ -43,6 +43,8 @@ DIAGNOSES: dict[str, str] = {
                   "torch.randint",
     "inputs_in_place": "an input was changed in place (context[drop] = ..., mask[drop] = ..., an operation ending "
                        "in _): work on new tensors (torch.where, or .clone() first) and leave the inputs as they are",
+    "loss_parts_tensors": "return the three terms as scalar tensors (rec and kl too): the training loop "
+                          "calls .item() on them; a float \"for logging\" has no .item() and no gradient",
     "kl_mean_elements": "the KL divergence must be summed over the latent elements (then averaged over the batch), "
                         "not averaged",
     "kl_sum_batch": "the KL divergence must be averaged over the batch, not summed",
@@ -259,6 +261,9 @@ hint=DIAGNOSES["ae_params"])
            "autoencoder_loss modified its inputs in place", inputs=inputs, hint=DIAGNOSES["inputs_in_place"])
     c.true(isinstance(out, tuple) and len(out) == 3, "autoencoder_loss must return (loss, rec, kl)", inputs=inputs)
     loss, rec, kl = out
+    for name, part in zip(("loss", "rec", "kl"), out):
+        c.true(isinstance(part, torch.Tensor) and part.dim() == 0, f"{name} must be a scalar tensor", inputs=inputs,
+               got=f"{type(part).__name__}: {describe(part)}", hint=DIAGNOSES["loss_parts_tensors"])
     c.close("rec", rec, torch.tensor(14.0 / 3), atol=1e-9, inputs=inputs, mistakes={
         DIAGNOSES["rec_sum"]: torch.tensor(56.0), DIAGNOSES["rec_per_image"]: torch.tensor(56.0 / 3)})
     ev = [(1.0, 1.0), (4.0, 1.0), (1.0, 4.0)]  # exp(2 logvar) per example, per channel

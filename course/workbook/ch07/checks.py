@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checks import Checks, check_choice, tolerance
+from ..checks import Checks, check_choice, describe, tolerance
 from ..standin import refuse_stand_in
 
 
@@ -37,6 +37,8 @@ DIAGNOSES: dict[str, str] = {
     "path_dtype": "keep x0's dtype (cast t to x0.dtype) and give each example its own t",
     "loss_graph": "compute the loss from the model's output with torch operations (no .item() or .detach())",
     "labels_not_passed": "the labels y must be passed to the model: model(x_t, t, y)",
+    "labels_when_none": "without labels (y is None) call model(x_t, t): an unconditional model takes no y, "
+                        "not even None",
     "euler_calls": "one velocity evaluation per step: n steps for the n + 1 timesteps, from the first to the last",
     "path_swapped": "the ends are swapped: t = 0 is data and t = 1 is noise, x_t = (1 - t) x0 + t eps",
     "path_sqrt": "these are DDPM's coefficients sqrt(1 - t), sqrt(t): the flow path is straight, (1 - t) x0 + t eps",
@@ -158,8 +160,9 @@ class _Recorder(nn.Module):
         self.w = nn.Parameter(torch.tensor(0.3, dtype=dtype))
         self.calls = []
 
-    def forward(self, x_t, t, y=None):
-        self.calls.append((x_t.detach().clone(), t.detach().clone(), [] if y is None else [y.detach().clone()]))
+    def forward(self, x_t, t, *rest, **named):  # every extra argument is recorded, None included
+        keep = lambda v: v.detach().clone() if torch.is_tensor(v) else v
+        self.calls.append((x_t.detach().clone(), t.detach().clone(), [keep(v) for v in (*rest, *named.values())]))
         return 0.5 * x_t + self.w * t.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
 
 
@@ -189,7 +192,9 @@ def check_flow_matching_loss(flow_matching_loss) -> None:
         c.tensor("loss", loss, shape=(), dtype=dtype, inputs=inputs)
         c.true(len(model.calls) == 1, "the model should be called exactly once, on the whole batch", inputs=inputs,
                got=f"{len(model.calls)} calls")
-        x_t, t, _ = model.calls[0]
+        x_t, t, rest = model.calls[0]
+        c.true(not rest, "with y = None the model is called as model(x_t, t)", inputs=inputs,
+               got=f"{len(rest)} extra argument(s): {rest}", hint=DIAGNOSES["labels_when_none"])
         c.tensor("t passed to the model", t, shape=(B,), dtype=dtype, inputs=inputs)
         t_want, eps = _replay(state, B, x0.shape, dtype, logit)
         c.close("t passed to the model", t, t_want, **tolerance(dtype), inputs=inputs,
@@ -225,7 +230,7 @@ def check_flow_matching_loss(flow_matching_loss) -> None:
     c.true(torch.equal(g.get_state(), _state_after(state, B)), "only t may be drawn when eps is given",
            inputs=inputs, hint=DIAGNOSES["eps_given"])
     c.true(len(rest) == 1 and torch.equal(rest[0], y), DIAGNOSES["labels_not_passed"],
-           inputs=inputs, got=f"extra arguments {[tuple(r.shape) for r in rest]}")
+           inputs=inputs, got=f"extra arguments {[describe(r) for r in rest]}")
     c.tensor("loss", loss, shape=(), dtype=_F64, inputs=inputs)
     c.done()
 
