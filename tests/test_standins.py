@@ -25,14 +25,14 @@ from autograder.build import tool_env
 from conftest import REPO
 from workbook.checks import CheckFailed
 from workbook.paths import artifacts_dir
-from workbook.standin import MARK, stand_in_name
+from workbook.standin import GO_ON, MARK, stand_in_name
 
 CHAPTERS = [c for c in authoring.chapter_names()
             if (REPO / "course" / "workbook" / f"ch{c[:2]}" / "standins.py").exists()]
 MESSAGE = "this is the stand-in ({where}), not your code: it lets the chapter run but earns no points; " \
-          "remove the line `{name} = {where}` when your own version is ready"
+          "remove the line `{name} = {where}` when your own version is ready. " + GO_ON.replace("{", "{{")
 WRAPPED = "your {name} calls the stand-in ({where}): it lets the chapter run but earns no points; " \
-          "write {name} without it when your own version is ready"
+          "write {name} without it when your own version is ready. " + GO_ON.replace("{", "{{")
 
 
 # ----------------------------------------------------------------------------- helpers
