@@ -173,6 +173,8 @@ MISTAKES += [
             "eps_hat = model(x_t, t)", D["labels_not_passed"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
             "eps_hat = model(x_t, t, y)", D["labels_when_none"]),
+    Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
+            "eps_hat = model(x_t, t, y=y)", D["labels_when_none"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "return F.mse_loss(eps_hat, eps)",
             "return ((eps_hat - eps) ** 2).flatten(1).sum(1).mean()", D["per_example_sum"]),
     Mistake("diffusion_loss_checks", "diffusion_loss", "ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t]",
@@ -395,8 +397,6 @@ def q_sample(x0, t, eps, alpha_bars):
     ab = alpha_bars.to(device=x0.device, dtype=x0.dtype)[t].reshape(len(t), *([1] * (x0.ndim - 1)))
     return torch.addcmul(ab.sqrt() * x0, (1 - ab).sqrt(), eps)
 '''),
-    Mistake("diffusion_loss_checks", "diffusion_loss", "eps_hat = model(x_t, t) if y is None else model(x_t, t, y)",
-            "eps_hat = model(x_t, t, y=y)", D["labels_when_none"]),
     Alternative("diffusion_loss_checks", "diffusion_loss", '''
 def diffusion_loss(model, x0, alpha_bars, y=None, generator=None):
     """Labels passed by keyword when there are labels."""
