@@ -144,9 +144,9 @@ def scroll_to(driver, selector: str, containing: str = "", timeout: float = 60.0
     middle of the window; return its text. Found and scrolled in one script call, so an output
     that JupyterLab re-renders meanwhile (a progress bar updating) cannot go stale in between."""
     script = """
-        const el = [...document.querySelectorAll(arguments[0])].find(e => e.innerText.includes(arguments[1]));
+        const el = [...document.querySelectorAll(arguments[0])].find(e => e.textContent.includes(arguments[1]));
         if (!el) return null;
         el.scrollIntoView({block: 'center'});
-        return el.innerText;"""
+        return [el.textContent];  // a list: truthy when found, even with no text (a progress bar)"""
     return wait_for(driver, lambda d: d.execute_script(script, selector, containing), timeout=timeout,
-                    poll=0.1, what=f"{selector} holding {containing!r}")
+                    poll=0.1, what=f"{selector} holding {containing!r}")[0]

@@ -2,7 +2,6 @@
 chapter's own text (`workbook.ch06.DIAGNOSES`), shared with the visible and hidden checks."""
 from autograder.mutants import Alternative, Mistake
 from workbook import ch06
-from workbook.checks import library_error_hint
 
 D = ch06.DIAGNOSES
 # A softmax over the wrong axis meets the -inf of the mask first: the check that fails reports
@@ -453,7 +452,7 @@ MISTAKES += [
     # a batch of one: t.squeeze() leaves a 0-d t, which diffusers' time projection refuses
     Mistake("text_unet_checks", "TextUNet", "emb = self.time_embedding(self.time_proj(t).to(z.dtype))",
             "emb = self.time_embedding(self.time_proj(t.squeeze()).to(z.dtype))",
-            library_error_hint("Timesteps should be a 1d-array")),
+            D["t_batch_of_one"]),
     Mistake("text_unet_checks", "TextUNet", "torch.cat([h, skips.pop()], dim=1)", "torch.cat([skips.pop(), h], dim=1)",
             D["unet_skip_order"]),
     Mistake("text_unet_checks", "TextUNet",

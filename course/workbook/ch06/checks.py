@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..checks import Checks, check_choice, describe, substituted, tolerance
+from ..checks import Checks, check_choice, describe, library_error_hint, substituted, tolerance
 from ..standin import refuse_stand_in
 
 
@@ -43,6 +43,7 @@ DIAGNOSES: dict[str, str] = {
                   "torch.randint",
     "inputs_in_place": "an input was changed in place (context[drop] = ..., mask[drop] = ..., an operation ending "
                        "in _): work on new tensors (torch.where, or .clone() first) and leave the inputs as they are",
+    "t_batch_of_one": library_error_hint("Timesteps should be a 1d-array"),  # the course-wide text
     "loss_parts_tensors": "return the three terms as scalar tensors (rec and kl too): the training loop "
                           "calls .item() on them; a float \"for logging\" has no .item() and no gradient",
     "kl_mean_elements": "the KL divergence must be summed over the latent elements (then averaged over the batch), "
