@@ -281,8 +281,9 @@ def collapse(images: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, rea
 
 def at_resolution(real: torch.Tensor, size: int) -> torch.Tensor:
     """Real images (N, 1, 28, 28) in [0, 1] down to size×size (antialiased, as the training
-    data are made) and bilinearly back to 28×28 (as samples are shown and rated): the best a
-    generator at that resolution can do, for a floor beside its Fréchet distance."""
+    data are made) and bilinearly back to 28×28 (as samples are shown and rated): the
+    training data as a generator at that resolution would reproduce it, whose Fréchet distance
+    stands beside the samples'. Not a floor: samples that guidance sharpens can score below it."""
     x = real.reshape(-1, 1, 28, 28).float()
     if size == 28:
         return x.clone()
