@@ -23,6 +23,7 @@ class CheckFailed(AssertionError):
     """A failed check; its message is written for the learner."""
 
 
+_MIXED_DTYPES = "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"
 # What a library's error message means in the exercises' terms: (a fragment of the message,
 # the likely mistake). Matched in this order; an unknown message gets no guess.
 LIBRARY_ERRORS: tuple[tuple[str, str], ...] = (
@@ -35,11 +36,11 @@ LIBRARY_ERRORS: tuple[tuple[str, str], ...] = (
      "a Linear layer got inputs of another width than its in_features: check the layer sizes against the "
      "input's last dimension (and flatten images first where the contract says so)"),
     ("mat1 and mat2 must have the same dtype",
-     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+     _MIXED_DTYPES),
     ("expected m1 and m2 to have the same dtype",
-     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+     _MIXED_DTYPES),
     ("Input type (double) and bias type (float)",
-     "mixed dtypes: make every new tensor in the input's dtype (dtype=x.dtype), and the network's too"),
+     _MIXED_DTYPES),
     ("Sizes of tensors must match except in dimension",
      "torch.cat got tensors whose other dimensions differ: bring them to one shape first (view, expand, "
      "broadcast t to (B, 1, ...))"),

@@ -289,3 +289,15 @@ def at_resolution(real: torch.Tensor, size: int) -> torch.Tensor:
         return x.clone()
     small = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     return F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def reference_distances(real_a: torch.Tensor, real_b: torch.Tensor, size: int, *,
+                        classifier: nn.Module) -> dict[str, float]:
+    """The references beside a sample set's Fréchet distance, for samples made at size×size:
+    "floor", real_a against real_b at 28×28; "training_data", real_a made the way the samples
+    are (`at_resolution`) against real_b, with that set's "precision", "recall", "density"
+    and "coverage" (`fidelity_diversity`)."""
+    made = at_resolution(real_a, size)
+    return ({"floor": frechet_distance(real_a, real_b, classifier=classifier),
+             "training_data": frechet_distance(made, real_b, classifier=classifier)}
+            | fidelity_diversity(made, real_b, classifier=classifier))

@@ -759,10 +759,8 @@ def eval_labels(n: int) -> torch.Tensor:
 
 
 n_eval = cfg["n_eval"]
-floor = quality.frechet_distance(x_train[:n_eval], x_test[:n_eval], classifier=clf)
-real_at_res = quality.at_resolution(x_train[:n_eval], cfg["res"])  # 28 -> res -> 28, as the samples are made
-floor_res = quality.frechet_distance(real_at_res, x_test[:n_eval], classifier=clf)
-real_fd = quality.fidelity_diversity(real_at_res, x_test[:n_eval], classifier=clf)
+real_fd = quality.reference_distances(x_train[:n_eval], x_test[:n_eval], cfg["res"], classifier=clf)
+floor, floor_res = real_fd["floor"], real_fd["training_data"]  # 28x28; through 28 -> res -> 28, as the samples
 print(f"Fréchet floor, two real sets of {n_eval}: {floor:.2f} at 28x28; the training data itself (one set at the samples' "
       f"{cfg['res']}x{cfg['res']}): {floor_res:.2f} (classifier test accuracy {clf.test_accuracy:.3f}); that set's precision "
       f"{real_fd['precision']:.2f}, recall {real_fd['recall']:.2f}, coverage {real_fd['coverage']:.2f}")

@@ -682,10 +682,8 @@ def rate_mnist(x: torch.Tensor) -> dict:
         | quality.fidelity_diversity(images, real_eval, classifier=clf)
 
 
-mnist_floor = quality.frechet_distance(x_train[:n_eval], real_eval, classifier=clf)
-real_at_res = quality.at_resolution(x_train[:n_eval], mcfg["res"])  # real digits through the samples' 28 -> res -> 28
-mnist_floor_res = quality.frechet_distance(real_at_res, real_eval, classifier=clf)
-real_fd = quality.fidelity_diversity(real_at_res, real_eval, classifier=clf)
+real_fd = quality.reference_distances(x_train[:n_eval], real_eval, mcfg["res"], classifier=clf)
+mnist_floor, mnist_floor_res = real_fd["floor"], real_fd["training_data"]  # 28x28; through the samples' 28 -> res -> 28
 print(f"Fréchet floor, two real sets of {n_eval}: {mnist_floor:.2f} at 28x28; the training data itself (one set at "
       f"the samples' {mcfg['res']}x{mcfg['res']}, what a generator reproducing it exactly would score): {mnist_floor_res:.2f}; "
       f"that set's recall {real_fd['recall']:.2f}, coverage {real_fd['coverage']:.2f} "
